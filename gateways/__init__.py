@@ -1,0 +1,1 @@
+"""Thin adapters to external systems: ChirpStack, the MQTT broker, PostgreSQL, Grafana."""

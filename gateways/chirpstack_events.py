@@ -1,0 +1,450 @@
+"""ChirpStack v4 integration events as they arrive on MQTT, parsed once into typed objects.
+
+Both encodings of ``[integration.mqtt] json`` are read: JSON (the protobuf JSON mapping; parsed with msgspec
+into structs whose camelCase names are checked against the ``chirpstack-api`` descriptors by the tests) and
+binary protobuf (parsed with the ``chirpstack-api`` classes). Missing fields take proto3 defaults, unknown
+fields are ignored, so older (v4.0, defaults omitted) and newer servers both parse.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+from chirpstack_api import integration
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+
+from ioc_core.errors import SkippableError
+
+__all__ = [
+    "EVENT_TYPES",
+    "AckEvent",
+    "DeviceInfo",
+    "Event",
+    "EventParseError",
+    "JoinEvent",
+    "Location",
+    "LocationEvent",
+    "LogEvent",
+    "RxInfo",
+    "StatusEvent",
+    "Topic",
+    "TxAckEvent",
+    "UplinkEvent",
+    "parse_event",
+    "parse_topic",
+]
+
+EventType = Literal["up", "join", "status", "ack", "txack", "log", "location"]
+EVENT_TYPES: tuple[EventType, ...] = ("up", "join", "status", "ack", "txack", "log", "location")
+
+
+class EventParseError(SkippableError):
+    """The topic or payload is not a ChirpStack v4 event we can read."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, stage="parse")
+
+
+class _Camel(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=True):
+    """Field names follow the proto3 JSON names (lowerCamelCase)."""
+
+
+class DeviceInfo(_Camel):
+    dev_eui: str = ""
+    device_name: str = ""
+    tenant_id: str = ""
+    tenant_name: str = ""
+    application_id: str = ""
+    application_name: str = ""
+    device_profile_id: str = ""
+    device_profile_name: str = ""
+    device_class_enabled: str = "CLASS_A"
+    tags: dict[str, str] = {}
+
+
+class Location(_Camel):
+    latitude: float = 0.0
+    longitude: float = 0.0
+    altitude: float = 0.0
+    source: str = "UNKNOWN"
+    accuracy: float = 0.0
+
+
+class RxInfo(_Camel):
+    gateway_id: str = ""
+    rssi: int = 0
+    snr: float = 0.0
+    channel: int = 0
+    location: Location | None = None
+    crc_status: str = "NO_CRC"
+
+
+class LoraModulation(_Camel):
+    bandwidth: int = 0
+    spreading_factor: int = 0
+    code_rate: str = "CR_UNDEFINED"
+
+
+class Modulation(_Camel):
+    lora: LoraModulation | None = None
+
+
+class TxInfo(_Camel):
+    frequency: int = 0
+    modulation: Modulation | None = None
+
+
+class _Event(_Camel):
+    time: datetime | None = None
+    device_info: DeviceInfo | None = None
+
+
+class UplinkEvent(_Event):
+    deduplication_id: str = ""
+    dev_addr: str = ""
+    adr: bool = False
+    dr: int = 0
+    f_cnt: int = 0
+    f_port: int = 0
+    confirmed: bool = False
+    data: str = ""
+    object: dict[str, Any] | None = None
+    rx_info: list[RxInfo] = []
+    tx_info: TxInfo | None = None
+    join_server_context: dict[str, Any] | None = None
+    region_config_id: str = ""
+
+    def payload(self) -> bytes:
+        """The FRMPayload; ChirpStack writes padded standard base64, older tools URL-safe or unpadded."""
+        return _b64(self.data)
+
+    @property
+    def encrypted(self) -> bool:
+        """ChirpStack had no AppSKey: ``data`` is still encrypted and no codec can read it."""
+        return self.join_server_context is not None
+
+
+class JoinEvent(_Event):
+    deduplication_id: str = ""
+    dev_addr: str = ""
+    region_config_id: str = ""
+
+
+class StatusEvent(_Event):
+    deduplication_id: str = ""
+    margin: int = 0
+    external_power_source: bool = False
+    battery_level_unavailable: bool = False
+    battery_level: float = 0.0
+
+
+class AckEvent(_Event):
+    deduplication_id: str = ""
+    queue_item_id: str = ""
+    acknowledged: bool = False
+    f_cnt_down: int = 0
+
+
+class TxAckEvent(_Event):
+    downlink_id: int = 0
+    queue_item_id: str = ""
+    f_cnt_down: int = 0
+    gateway_id: str = ""
+
+
+class LogEvent(_Event):
+    level: str = "INFO"
+    code: str = "UNKNOWN"
+    description: str = ""
+    context: dict[str, str] = {}
+
+
+class LocationEvent(_Event):
+    deduplication_id: str = ""
+    location: Location | None = None
+
+
+Event = UplinkEvent | JoinEvent | StatusEvent | AckEvent | TxAckEvent | LogEvent | LocationEvent
+
+_STRUCTS: dict[str, type[_Event]] = {
+    "up": UplinkEvent,
+    "join": JoinEvent,
+    "status": StatusEvent,
+    "ack": AckEvent,
+    "txack": TxAckEvent,
+    "log": LogEvent,
+    "location": LocationEvent,
+}
+_PROTOS: dict[str, Any] = {
+    "up": integration.UplinkEvent,
+    "join": integration.JoinEvent,
+    "status": integration.StatusEvent,
+    "ack": integration.AckEvent,
+    "txack": integration.TxAckEvent,
+    "log": integration.LogEvent,
+    "location": integration.LocationEvent,
+}
+_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {}
+
+
+class Topic(msgspec.Struct, frozen=True):
+    application_id: str
+    dev_eui: str
+    event: EventType
+
+
+def parse_topic(topic: str) -> Topic:
+    """``application/{application_id}/device/{dev_eui}/event/{event}`` (ChirpStack's default template)."""
+    parts = topic.split("/")
+    if len(parts) != 6 or parts[0] != "application" or parts[2] != "device" or parts[4] != "event":
+        raise EventParseError(f"topic {topic!r} is not application/<id>/device/<dev_eui>/event/<type>")
+    event = parts[5]
+    if event not in _STRUCTS:
+        raise EventParseError(f"unknown event type {event!r} in topic {topic!r}")
+    dev_eui = parts[3].lower()
+    if len(dev_eui) != 16 or not _is_hex(dev_eui):
+        raise EventParseError(f"topic {topic!r} has a malformed DevEUI")
+    return Topic(parts[1], dev_eui, event)  # type: ignore[arg-type]
+
+
+def parse_event(topic: Topic, payload: bytes) -> Event:
+    """Parse either encoding; the first byte tells them apart (``{`` cannot start a valid event protobuf)."""
+    stripped = payload.lstrip()
+    if stripped[:1] == b"{":
+        event = _parse_json(topic.event, payload)
+    else:
+        event = _parse_protobuf(topic.event, payload)
+    info = event.device_info
+    if info is None or not info.dev_eui:
+        raise EventParseError("event has no deviceInfo.devEui (a ChirpStack v3 payload?)")
+    info.dev_eui = info.dev_eui.lower()
+    if info.dev_eui != topic.dev_eui:
+        raise EventParseError(f"payload DevEUI {info.dev_eui} does not match topic DevEUI {topic.dev_eui}")
+    if isinstance(event, UplinkEvent | JoinEvent | StatusEvent | AckEvent | LocationEvent):
+        if event.deduplication_id:
+            _check_uuid(event.deduplication_id)
+        elif isinstance(event, UplinkEvent):
+            raise EventParseError("uplink event without deduplicationId")
+    return event
+
+
+def _parse_json(kind: str, payload: bytes) -> Event:
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(_STRUCTS[kind])
+    try:
+        event: Event = decoder.decode(payload)
+    except msgspec.ValidationError as err:
+        raise EventParseError(f"JSON {kind} event does not fit the ChirpStack schema: {err}") from err
+    except msgspec.DecodeError as err:
+        raise EventParseError(f"payload is not valid JSON: {err}") from err
+    return event
+
+
+def _parse_protobuf(kind: str, payload: bytes) -> Event:
+    try:
+        message = _PROTOS[kind].FromString(payload)
+    except (DecodeError, ValueError) as err:
+        raise EventParseError(f"payload is neither JSON nor a {kind} protobuf: {err}") from err
+    return _FROM_PROTO[kind](message)
+
+
+def _b64(text: str) -> bytes:
+    if not text:
+        return b""
+    try:
+        return binascii.a2b_base64(text, strict_mode=True)
+    except binascii.Error:
+        pass
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as err:
+        raise EventParseError(f"data is not base64: {text[:40]!r}") from err
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        int(text, 16)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_uuid(text: str) -> None:
+    try:
+        uuid.UUID(text)
+    except ValueError as err:
+        raise EventParseError(f"deduplicationId {text!r} is not a UUID") from err
+
+
+# --- protobuf messages into the same structs --------------------------------------------------------
+
+
+def _ts(message: Any, field: str) -> datetime | None:
+    if not message.HasField(field):
+        return None
+    stamp = getattr(message, field)
+    return datetime.fromtimestamp(stamp.seconds, UTC).replace(microsecond=stamp.nanos // 1000)
+
+
+def _device_info(message: Any) -> DeviceInfo | None:
+    if not message.HasField("device_info"):
+        return None
+    d = message.device_info
+    return DeviceInfo(
+        dev_eui=d.dev_eui,
+        device_name=d.device_name,
+        tenant_id=d.tenant_id,
+        tenant_name=d.tenant_name,
+        application_id=d.application_id,
+        application_name=d.application_name,
+        device_profile_id=d.device_profile_id,
+        device_profile_name=d.device_profile_name,
+        device_class_enabled=_enum_name(d, "device_class_enabled"),
+        tags=dict(d.tags),
+    )
+
+
+def _enum_name(message: Any, field: str) -> str:
+    descriptor = message.DESCRIPTOR.fields_by_name[field].enum_type
+    value = getattr(message, field)
+    enum_value = descriptor.values_by_number.get(value)
+    return str(enum_value.name) if enum_value else str(value)
+
+
+def _location(message: Any) -> Location:
+    return Location(
+        latitude=message.latitude,
+        longitude=message.longitude,
+        altitude=message.altitude,
+        source=_enum_name(message, "source"),
+        accuracy=message.accuracy,
+    )
+
+
+def _uplink(m: Any) -> UplinkEvent:
+    lora = m.tx_info.modulation.lora if m.tx_info.modulation.HasField("lora") else None
+    return UplinkEvent(
+        deduplication_id=m.deduplication_id,
+        time=_ts(m, "time"),
+        device_info=_device_info(m),
+        dev_addr=m.dev_addr,
+        adr=m.adr,
+        dr=m.dr,
+        f_cnt=m.f_cnt,
+        f_port=m.f_port,
+        confirmed=m.confirmed,
+        data=base64.b64encode(m.data).decode("ascii"),
+        object=json_format.MessageToDict(m.object) if m.HasField("object") else None,
+        rx_info=[
+            RxInfo(
+                gateway_id=rx.gateway_id,
+                rssi=rx.rssi,
+                snr=rx.snr,
+                channel=rx.channel,
+                location=_location(rx.location) if rx.HasField("location") else None,
+                crc_status=_enum_name(rx, "crc_status"),
+            )
+            for rx in m.rx_info
+        ],
+        tx_info=TxInfo(
+            frequency=m.tx_info.frequency,
+            modulation=Modulation(
+                lora=LoraModulation(
+                    bandwidth=lora.bandwidth,
+                    spreading_factor=lora.spreading_factor,
+                    code_rate=_enum_name(lora, "code_rate"),
+                )
+                if lora is not None
+                else None
+            ),
+        )
+        if m.HasField("tx_info")
+        else None,
+        join_server_context=json_format.MessageToDict(m.join_server_context)
+        if m.HasField("join_server_context")
+        else None,
+        region_config_id=m.region_config_id,
+    )
+
+
+def _join(m: Any) -> JoinEvent:
+    return JoinEvent(
+        deduplication_id=m.deduplication_id,
+        time=_ts(m, "time"),
+        device_info=_device_info(m),
+        dev_addr=m.dev_addr,
+        region_config_id=m.region_config_id,
+    )
+
+
+def _status(m: Any) -> StatusEvent:
+    return StatusEvent(
+        deduplication_id=m.deduplication_id,
+        time=_ts(m, "time"),
+        device_info=_device_info(m),
+        margin=m.margin,
+        external_power_source=m.external_power_source,
+        battery_level_unavailable=m.battery_level_unavailable,
+        battery_level=m.battery_level,
+    )
+
+
+def _ack(m: Any) -> AckEvent:
+    return AckEvent(
+        deduplication_id=m.deduplication_id,
+        time=_ts(m, "time"),
+        device_info=_device_info(m),
+        queue_item_id=m.queue_item_id,
+        acknowledged=m.acknowledged,
+        f_cnt_down=m.f_cnt_down,
+    )
+
+
+def _txack(m: Any) -> TxAckEvent:
+    return TxAckEvent(
+        downlink_id=m.downlink_id,
+        time=_ts(m, "time"),
+        device_info=_device_info(m),
+        queue_item_id=m.queue_item_id,
+        f_cnt_down=m.f_cnt_down,
+        gateway_id=m.gateway_id,
+    )
+
+
+def _log(m: Any) -> LogEvent:
+    return LogEvent(
+        time=_ts(m, "time"),
+        device_info=_device_info(m),
+        level=_enum_name(m, "level"),
+        code=_enum_name(m, "code"),
+        description=m.description,
+        context=dict(m.context),
+    )
+
+
+def _location_event(m: Any) -> LocationEvent:
+    return LocationEvent(
+        deduplication_id=m.deduplication_id,
+        time=_ts(m, "time"),
+        device_info=_device_info(m),
+        location=_location(m.location) if m.HasField("location") else None,
+    )
+
+
+_FROM_PROTO: dict[str, Callable[[Any], Event]] = {
+    "up": _uplink,
+    "join": _join,
+    "status": _status,
+    "ack": _ack,
+    "txack": _txack,
+    "log": _log,
+    "location": _location_event,
+}

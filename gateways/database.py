@@ -1,0 +1,46 @@
+"""The PostgreSQL adapter: connections, and the translation of psycopg errors into ours."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from ioc_core.errors import FatalError, RetriableError
+
+__all__ = ["DatabaseRefused", "DatabaseUnavailable", "connect", "is_retriable"]
+
+Connection = psycopg.Connection[TupleRow]
+
+
+class DatabaseUnavailable(RetriableError):
+    """The database cannot be reached or dropped the connection; retry later."""
+
+
+class DatabaseRefused(FatalError):
+    """The database answered but refused us (authentication, missing database)."""
+
+
+# SQLSTATE classes that mean "try again later" rather than "this will never work".
+_RETRIABLE_CLASSES = ("08", "53", "57", "40")
+_REFUSED = ("28", "3D")
+
+
+def is_retriable(err: BaseException) -> bool:
+    if isinstance(err, psycopg.OperationalError | psycopg.InterfaceError):
+        state = getattr(err, "sqlstate", None)
+        return not (state and state[:2] in _REFUSED)
+    state = getattr(err, "sqlstate", None)
+    return bool(state and state[:2] in _RETRIABLE_CLASSES)
+
+
+def connect(dsn: str, *, autocommit: bool = False, application_name: str = "ioc") -> Connection:
+    """Open a connection; unreachable is retriable, refused credentials or database are fatal."""
+    try:
+        return psycopg.connect(
+            dsn, autocommit=autocommit, application_name=application_name, connect_timeout=10
+        )
+    except psycopg.OperationalError as err:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        if "password authentication failed" in text or "does not exist" in text:
+            raise DatabaseRefused(f"the database refused the connection: {text}") from err
+        raise DatabaseUnavailable(f"cannot reach the database: {text}") from err

@@ -1,0 +1,179 @@
+"""Versioned schema migrations, safe to run twice and from two processes at once.
+
+Files in ``gateways/schema``: ``NNNN_name.sql`` runs in every mode, ``NNNN_name.<mode>.sql`` only in that
+mode, where mode is ``timescaledb`` (the extension is available) or ``postgresql``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Literal
+
+import psycopg
+from psycopg import sql
+
+from gateways.database import Connection
+from ioc_core.errors import FatalError
+from ioc_core.metrics import VOCABULARY, Vocabulary
+
+__all__ = ["Migration", "MigrationError", "Mode", "applied", "detect_mode", "migrate", "pending", "storage_mode"]
+
+Mode = Literal["timescaledb", "postgresql"]
+TimescaleChoice = Literal["auto", "on", "off"]
+
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(timescaledb|postgresql))?\.sql$")
+# Any constant works; it only has to be the same for every process that migrates this database.
+_LOCK_KEY = 0x10C5C4E3
+
+
+class MigrationError(FatalError):
+    """A migration failed or the requested mode cannot be had."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    scripts: tuple[tuple[str, str], ...]  # (file name, mode or "" for all modes)
+
+    def sql_for(self, mode: Mode) -> list[tuple[str, str]]:
+        out = []
+        for file_name, only in self.scripts:
+            if only in ("", mode):
+                text = resources.files("gateways.schema").joinpath(file_name).read_text(encoding="utf-8")
+                out.append((file_name, text))
+        return out
+
+
+def available() -> list[Migration]:
+    by_version: dict[int, tuple[str, list[tuple[str, str]]]] = {}
+    for entry in resources.files("gateways.schema").iterdir():
+        match = _FILE.match(entry.name)
+        if not match:
+            continue
+        version = int(match.group(1))
+        name = match.group(2)
+        known = by_version.setdefault(version, (name, []))
+        if known[0] != name:
+            raise MigrationError(f"migration {version:04d} has two names: {known[0]} and {name}")
+        known[1].append((entry.name, match.group(3) or ""))
+    return [
+        # The common script runs before the mode-specific one.
+        Migration(v, name, tuple(sorted(scripts, key=lambda s: (s[1] != "", s[0]))))
+        for v, (name, scripts) in sorted(by_version.items())
+    ]
+
+
+def detect_mode(conn: Connection, choice: TimescaleChoice = "auto") -> Mode:
+    if choice == "off":
+        return "postgresql"
+    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    if row is None:
+        if choice == "on":
+            raise MigrationError("IOC_TIMESCALEDB=on but the timescaledb extension is not available")
+        return "postgresql"
+    return "timescaledb"
+
+
+def _ensure_bookkeeping(conn: Connection) -> None:
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS schema_migrations (
+               version    integer PRIMARY KEY,
+               name       text NOT NULL,
+               mode       text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())"""
+    )
+
+
+def applied(conn: Connection) -> dict[int, tuple[str, datetime]]:
+    exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+    if exists is None or exists[0] is None:
+        return {}
+    rows = conn.execute("SELECT version, mode, applied_at FROM schema_migrations").fetchall()
+    return {int(v): (str(m), at) for v, m, at in rows}
+
+
+def storage_mode(conn: Connection) -> Mode | None:
+    """The mode the schema was installed in, or None before the first migration."""
+    exists = conn.execute("SELECT to_regclass('platform_info')").fetchone()
+    if exists is None or exists[0] is None:
+        return None
+    row = conn.execute("SELECT value FROM platform_info WHERE key = 'storage_mode'").fetchone()
+    if row is None:
+        return None
+    return "timescaledb" if row[0] == "timescaledb" else "postgresql"
+
+
+def pending(conn: Connection) -> list[Migration]:
+    done = applied(conn)
+    return [m for m in available() if m.version not in done]
+
+
+def migrate(conn: Connection, choice: TimescaleChoice = "auto") -> tuple[Mode, list[Migration]]:
+    """Apply what is missing, each migration in its own transaction, under an advisory lock."""
+    conn.autocommit = True
+    conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+    try:
+        _ensure_bookkeeping(conn)
+        mode = storage_mode(conn) or detect_mode(conn, choice)
+        if mode == "timescaledb":
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        done = []
+        for migration in pending(conn):
+            try:
+                _apply(conn, migration, mode)
+            except psycopg.Error as err:
+                raise MigrationError(
+                    f"migration {migration.version:04d}_{migration.name} failed: {str(err).strip()}"
+                ) from err
+            done.append(migration)
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO platform_info (key, value) VALUES ('storage_mode', %s) "
+                "ON CONFLICT (key) DO NOTHING",
+                (mode,),
+            )
+            sync_metrics(conn, VOCABULARY)
+        return mode, done
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+
+
+def _apply(conn: Connection, migration: Migration, mode: Mode) -> None:
+    # Continuous aggregates cannot be created inside a transaction block, so TimescaleDB scripts run
+    # statement by statement in autocommit; everything else runs in one transaction with its bookkeeping.
+    scripts = migration.sql_for(mode)
+    with conn.transaction():
+        for file_name, text in scripts:
+            if not file_name.endswith(".timescaledb.sql"):
+                conn.execute(sql.SQL(text))  # type: ignore[arg-type]
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, mode) VALUES (%s, %s, %s)",
+            (migration.version, migration.name, mode),
+        )
+    for file_name, text in scripts:
+        if file_name.endswith(".timescaledb.sql"):
+            for statement in _statements(text):
+                conn.execute(sql.SQL(statement))  # type: ignore[arg-type]
+
+
+def _statements(text: str) -> list[str]:
+    """Split a script on semicolons at line ends; our TimescaleDB scripts have no bodies with ``;``."""
+    lines = [line for line in text.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";\n") if s.strip().rstrip(";").strip()]
+
+
+def sync_metrics(conn: Connection, vocabulary: Vocabulary) -> None:
+    """The metrics table mirrors the vocabulary in code; ids never change, so updating in place is safe."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO metrics (id, name, unit, minimum, maximum, description)
+               VALUES (%s, %s, %s, %s, %s, %s)
+               ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, unit = EXCLUDED.unit,
+                   minimum = EXCLUDED.minimum, maximum = EXCLUDED.maximum,
+                   description = EXCLUDED.description""",
+            [(m.id, m.name, m.unit, m.minimum, m.maximum, m.description) for m in vocabulary.values()],
+        )

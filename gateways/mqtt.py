@@ -1,0 +1,320 @@
+"""The MQTT broker adapter (paho-mqtt 2.x, MQTT 5): a consumer with manual acks and a publisher."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ioc_core.errors import FatalError, RetriableError
+from ioc_core.settings import MqttUrl
+
+__all__ = [
+    "BrokerRefused",
+    "BrokerUnavailable",
+    "InboundMessage",
+    "MqttConsumer",
+    "MqttPublisher",
+]
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RetriableError):
+    """The broker cannot be reached (yet)."""
+
+
+class BrokerRefused(FatalError):
+    """The broker answered but refused us (bad credentials, not authorised): retrying will not help."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One PUBLISH as it arrived, before any parsing.
+
+    ``session`` numbers the connection it came on: a packet id is only meaningful on its own connection,
+    so an ack for an older connection must not be sent (the broker redelivers those messages instead).
+    """
+
+    topic: str
+    payload: bytes
+    mid: int
+    received_at: float
+    session: int
+    duplicate: bool
+
+
+def _new_client(url: MqttUrl, client_id: str, ca_file: Path | None) -> paho.Client:
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=paho.MQTTv5,
+    )
+    if url.username:
+        password = url.password.get_secret_value() if url.password else None
+        client.username_pw_set(url.username, password)
+    if url.tls:
+        client.tls_set(ca_certs=str(ca_file) if ca_file else None, cert_reqs=ssl.CERT_REQUIRED)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client
+
+
+def _refusal(reason: ReasonCode) -> str | None:
+    """A CONNACK reason that retrying cannot fix, as text; None for success or transient failures."""
+    if not reason.is_failure:
+        return None
+    if reason.value in (0x86, 0x87, 0x8C, 0x85, 0x84):  # bad credentials, not authorised, bad auth, bad id
+        return str(reason)
+    return None
+
+
+class MqttConsumer:
+    """A persistent-session, shared-subscription consumer that acknowledges only when told to.
+
+    QoS 1 with manual acks gives at-least-once delivery: a message is acked after its batch is committed.
+    The MQTT 5 *Receive Maximum* caps how many unacked messages the broker sends us, which is the
+    backpressure: when the database stalls and acks stop, the broker stops sending and memory stays bounded.
+    """
+
+    def __init__(
+        self,
+        url: MqttUrl,
+        *,
+        client_id: str,
+        topic_filter: str,
+        on_message: Callable[[InboundMessage], None],
+        share_group: str | None = None,
+        receive_maximum: int = 20_000,
+        session_expiry_s: int = 7 * 24 * 3600,
+        ca_file: Path | None = None,
+    ) -> None:
+        self._url = url
+        self._topic = f"$share/{share_group}/{topic_filter}" if share_group else topic_filter
+        self._sink = on_message
+        self._receive_maximum = receive_maximum
+        self._session_expiry_s = session_expiry_s
+        self._client = _new_client(url, client_id, ca_file)
+        self._client.manual_ack_set(True)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        # Guards ``_session``: an ack is sent only while the session it belongs to is still the live one.
+        self._lock = threading.Lock()
+        self._session = 0
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._refused: str | None = None
+        self.connects = 0
+
+    # paho callbacks run on paho's network thread.
+    def _on_connect(
+        self, client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        refusal = _refusal(reason)
+        if refusal:
+            self._refused = refusal
+            self._connected.set()
+            return
+        if reason.is_failure:
+            log.warning("broker %s refused the connection for now: %s", self._url, reason)
+            return
+        with self._lock:
+            self._session += 1
+        self.connects += 1
+        log.info("connected to %s (session %d), subscribing to %s", self._url, self._session, self._topic)
+        # Subscribing here, not once after connect, brings the subscription back after any reconnect.
+        client.subscribe(self._topic, qos=1)
+        self._connected.set()
+
+    def _on_subscribe(
+        self, _client: paho.Client, _userdata: Any, _mid: int, reasons: list[ReasonCode], _props: Any
+    ) -> None:
+        failed = [r for r in reasons if r.is_failure]
+        if failed:
+            self._refused = f"subscription to {self._topic} refused: {failed[0]}"
+        self._subscribed.set()
+
+    def _on_disconnect(
+        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        with self._lock:
+            self._session += 1
+        self._subscribed.clear()
+        if reason.is_failure:
+            log.warning("lost the broker %s: %s; paho reconnects", self._url, reason)
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        self._sink(
+            InboundMessage(
+                topic=msg.topic,
+                payload=bytes(msg.payload),
+                mid=msg.mid,
+                received_at=time.time(),
+                session=self._session,
+                duplicate=bool(msg.dup),
+            )
+        )
+
+    def start(self, *, wait_s: float = 10.0) -> None:
+        """Connect in the background and wait for the subscription; refusals are fatal, absence is not."""
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self._session_expiry_s
+        props.ReceiveMaximum = self._receive_maximum
+        self._client.connect_async(
+            self._url.host, self._url.port, keepalive=30, clean_start=False, properties=props
+        )
+        self._client.loop_start()
+        if not self._subscribed.wait(wait_s):
+            if self._refused:
+                self.stop()
+                raise BrokerRefused(f"broker {self._url} refused the ingest worker: {self._refused}")
+            log.warning("broker %s not reachable after %.0f s; still trying", self._url, wait_s)
+        elif self._refused:
+            self.stop()
+            raise BrokerRefused(self._refused)
+
+    def ack(self, messages: list[InboundMessage]) -> int:
+        """Acknowledge messages of the live session; returns how many were acked.
+
+        Messages from an earlier connection are skipped: the broker will deliver them again, and the
+        idempotent write drops the repeat.
+        """
+        acked = 0
+        with self._lock:
+            session = self._session
+            for message in messages:
+                if message.session == session:
+                    self._client.ack(message.mid, 1)
+                    acked += 1
+        return acked
+
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class MqttPublisher:
+    """A QoS 1 publisher that blocks when too many messages are unconfirmed, so callers cannot outrun it.
+
+    While the broker is away paho keeps unconfirmed messages and sends them again after reconnecting;
+    ``publish`` then blocks once the window is full instead of growing memory.
+    """
+
+    def __init__(
+        self,
+        url: MqttUrl,
+        client_id: str | None = None,
+        qos: int = 1,
+        *,
+        max_inflight: int = 1000,
+        ca_file: Path | None = None,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        self._url = url
+        self._qos = qos
+        self._window = max_inflight
+        self._client = _new_client(url, client_id or "", ca_file)
+        self._client.max_inflight_messages_set(max_inflight)
+        self._connect_timeout_s = connect_timeout_s
+        self._connected = threading.Event()
+        self._refused: str | None = None
+        self._unconfirmed: set[int] = set()
+        self._early: set[int] = set()
+        self._confirmed = threading.Condition()
+        self._client.on_connect = self._on_connect
+        self._client.on_publish = self._on_publish
+        self.published = 0
+
+    def _on_connect(
+        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            self._refused = _refusal(reason)
+        else:
+            self._connected.set()
+
+    def _on_publish(
+        self, _client: paho.Client, _userdata: Any, mid: int, _reason: ReasonCode, _props: Any
+    ) -> None:
+        with self._confirmed:
+            if mid in self._unconfirmed:
+                self._unconfirmed.discard(mid)
+                self._confirmed.notify_all()
+            else:
+                # Confirmed before ``publish`` registered it.
+                self._early.add(mid)
+
+    def __enter__(self) -> MqttPublisher:
+        try:
+            self._client.connect(self._url.host, self._url.port, keepalive=30)
+        except OSError as err:
+            raise BrokerUnavailable(f"cannot reach the broker at {self._url}: {err}") from err
+        self._client.loop_start()
+        deadline = time.monotonic() + self._connect_timeout_s
+        while not self._connected.wait(0.05):
+            if self._refused or time.monotonic() > deadline:
+                self._client.loop_stop()
+                raise BrokerRefused(
+                    f"broker {self._url} did not accept the publisher: {self._refused or 'no CONNACK'}"
+                )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                self.flush(timeout=60.0)
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        if self._qos > 0:
+            with self._confirmed:
+                while len(self._unconfirmed) >= self._window:
+                    self._confirmed.wait(1.0)
+        # Not under our lock: paho calls on_publish while holding its own message lock.
+        info = self._client.publish(topic, payload, qos=self._qos, retain=retain)
+        # NO_CONN means queued: paho sends it after reconnecting.
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            raise BrokerUnavailable(f"publish to {topic} failed: {paho.error_string(info.rc)}")
+        if self._qos > 0:
+            with self._confirmed:
+                if info.mid in self._early:
+                    self._early.discard(info.mid)
+                else:
+                    self._unconfirmed.add(info.mid)
+        self.published += 1
+
+    def flush(self, timeout: float) -> None:
+        """Wait until every message published so far is confirmed by the broker."""
+        deadline = time.monotonic() + timeout
+        with self._confirmed:
+            while self._unconfirmed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BrokerUnavailable(
+                        f"{len(self._unconfirmed)} messages unconfirmed after {timeout:.0f} s"
+                    )
+                self._confirmed.wait(min(remaining, 1.0))

@@ -1,0 +1,1 @@
+"""SQL migration scripts (data files, read with importlib.resources)."""

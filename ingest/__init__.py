@@ -1,0 +1,1 @@
+"""The ingest pipeline: ChirpStack events from MQTT become decoded, validated rows in the database."""

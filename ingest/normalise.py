@@ -1,0 +1,114 @@
+"""Map a codec's decoded fields onto the metric vocabulary and flag values outside each metric's range."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from ioc_core.metrics import VOCABULARY, Metric, Vocabulary
+
+__all__ = ["Normalised", "Quality", "Reading", "normalise"]
+
+# Cayenne LPP style names carry the channel as a suffix: temperature_1, humidity2.
+_CHANNEL_SUFFIX = re.compile(r"^(.*?[a-zA-Z])_?(\d+)$")
+
+
+class Quality(IntEnum):
+    """Stored beside every value; dashboards count only GOOD as data."""
+
+    GOOD = 0
+    OUT_OF_RANGE = 1
+    NOT_FINITE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    metric: Metric
+    value: float
+    quality: Quality
+
+
+@dataclass(slots=True)
+class Normalised:
+    readings: list[Reading] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "measurements": {
+                r.metric.name: {"value": r.value, "unit": r.metric.unit, "quality": r.quality.name.lower()}
+                for r in self.readings
+            },
+            "unmapped": self.unmapped,
+            "warnings": self.warnings,
+        }
+
+
+def normalise(data: Mapping[str, Any], vocabulary: Vocabulary = VOCABULARY) -> Normalised:
+    """Turn decoded ``data`` into readings.
+
+    Accepts flat objects (``{"temperature": 22.5}``), channel-suffixed names (``temperature_1``) and
+    ChirpStack's Cayenne LPP shape (``{"temperatureSensor": {"1": 22.5}}``). Strings are not measurements
+    and are skipped; numbers with no metric are listed in ``unmapped``. When two fields map to one metric the
+    first wins and a warning names the other, because the narrow table holds one value per metric and time.
+    """
+    out = Normalised()
+    seen: dict[str, str] = {}
+    for name, value in _leaves(data, ""):
+        metric = vocabulary.lookup(name)
+        if metric is None:
+            match = _CHANNEL_SUFFIX.match(name)
+            if match:
+                metric = vocabulary.lookup(match.group(1))
+        number = _number(value)
+        if number is None:
+            continue
+        if metric is None:
+            out.unmapped.append(name)
+            continue
+        first = seen.get(metric.name)
+        if first is not None:
+            out.warnings.append(f"field {name!r} also maps to {metric.name}; kept {first!r}")
+            continue
+        seen[metric.name] = name
+        out.readings.append(Reading(metric, number, _quality(metric, number)))
+    return out
+
+
+def _leaves(data: Mapping[str, Any], prefix: str) -> list[tuple[str, Any]]:
+    leaves: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            if value and all(str(k).isdigit() for k in value):
+                # ChirpStack's Cayenne runtime: {"temperatureSensor": {"1": 22.5, "3": 19.0}}
+                for channel, inner in value.items():
+                    if isinstance(inner, Mapping):
+                        leaves.extend(_leaves(inner, f"{key}_{channel}_"))
+                    else:
+                        leaves.append((f"{key}_{channel}", inner))
+            else:
+                leaves.extend(_leaves(value, f"{prefix}{key}_" if prefix else ""))
+        else:
+            leaves.append((f"{prefix}{key}" if prefix else str(key), value))
+    return leaves
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    return None
+
+
+def _quality(metric: Metric, value: float) -> Quality:
+    if not math.isfinite(value):
+        return Quality.NOT_FINITE
+    if value < metric.minimum or value > metric.maximum:
+        return Quality.OUT_OF_RANGE
+    return Quality.GOOD

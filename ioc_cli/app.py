@@ -1,0 +1,51 @@
+"""Entry point of the ``ioc`` console command."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from ioc_core.errors import FatalError
+
+__all__ = ["build_app", "main"]
+
+# Each module adds its commands through ``register(app)``; listed explicitly so a broken module fails loudly.
+_COMMAND_MODULES = (
+    "ioc_cli.db",
+    "ioc_cli.codecs",
+    "ioc_cli.ingest",
+    "ioc_cli.deadletters",
+    "ioc_cli.simulate",
+    "ioc_cli.demo",
+)
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="ioc",
+        help=(
+            "IOC platform: LoRaWAN sensor data from ChirpStack v4 over MQTT into TimescaleDB/PostgreSQL.\n\n"
+            "Configuration comes from IOC_* environment variables; IOC_DATABASE_URL and IOC_MQTT_URL "
+            "name the database and the broker. Start with `ioc demo`."
+        ),
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+    return app
+
+
+def main() -> None:
+    err = Console(stderr=True)
+    try:
+        build_app()(standalone_mode=True)
+    except FatalError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

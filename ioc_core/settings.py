@@ -1,0 +1,147 @@
+"""Settings read from ``IOC_`` environment variables; built in ``main()`` and passed down, never at import."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ioc_core.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "DEFAULT_MQTT_URL",
+    "DatabaseSettings",
+    "IngestSettings",
+    "MqttSettings",
+    "MqttUrl",
+    "load",
+]
+
+DEFAULT_DATABASE_URL = "postgresql://ioc@127.0.0.1:5432/ioc"
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttUrl:
+    """A broker address parsed from ``mqtt://[user:password@]host:port`` (``mqtts://`` for TLS)."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> MqttUrl:
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ConfigError(
+                f"IOC_MQTT_URL must start with mqtt:// or mqtts://, got {_redact(url)!r}"
+            )
+        if not parts.hostname:
+            raise ConfigError(f"IOC_MQTT_URL has no host: {_redact(url)!r}")
+        try:
+            port = parts.port
+        except ValueError as err:
+            raise ConfigError(f"IOC_MQTT_URL has a bad port: {_redact(url)!r}") from err
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname,
+            port=port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=SecretStr(unquote(parts.password)) if parts.password else None,
+        )
+
+    def __str__(self) -> str:
+        user = f"{self.username}:***@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+_S = TypeVar("_S", bound=BaseSettings)
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IOC_", extra="ignore")
+
+
+class DatabaseSettings(_Base):
+    database_url: SecretStr = Field(
+        default=SecretStr(DEFAULT_DATABASE_URL),
+        description="libpq URL of the platform database (IOC_DATABASE_URL)",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _libpq_url(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if not raw.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a libpq URL starting with postgresql://")
+        return value
+
+    @property
+    def dsn(self) -> str:
+        return self.database_url.get_secret_value()
+
+
+class MqttSettings(_Base):
+    mqtt_url: str = Field(default=DEFAULT_MQTT_URL, description="broker URL (IOC_MQTT_URL)")
+    mqtt_ca_file: Path | None = Field(default=None, description="CA bundle for mqtts:// (IOC_MQTT_CA_FILE)")
+
+    @property
+    def url(self) -> MqttUrl:
+        return MqttUrl.parse(self.mqtt_url)
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        try:
+            MqttUrl.parse(value)
+        except ConfigError as err:
+            raise ValueError(str(err)) from err
+        return value
+
+
+class IngestSettings(_Base):
+    """Knobs of ``ioc ingest``; the defaults suit one worker on a small machine."""
+
+    ingest_client_id: str = Field(
+        default_factory=lambda: f"ioc-ingest-{socket.gethostname()}"[:64],
+        description="MQTT client id; keep it stable so the broker keeps the session across restarts",
+    )
+    ingest_share_group: str = Field(default="ioc-ingest", pattern=r"^[^/+#$]+$")
+    ingest_topic: str = "application/+/device/+/event/+"
+    ingest_batch_size: int = Field(default=5000, ge=1, le=50_000)
+    ingest_batch_age_ms: int = Field(default=200, ge=1, le=60_000)
+    ingest_receive_maximum: int = Field(default=20_000, ge=10, le=65_535)
+    ingest_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    ingest_stats_interval_s: float = Field(default=10.0, gt=0)
+    codec_dir: Path | None = Field(default=None, description="folder of JavaScript codecs (IOC_CODEC_DIR)")
+    js_time_limit_ms: int = Field(default=100, ge=1, le=10_000)
+    js_memory_limit_mb: int = Field(default=32, ge=1, le=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def load(cls: type[_S]) -> _S:
+    """Build a settings object, turning pydantic's validation errors into one clear ConfigError."""
+    try:
+        return cls()
+    except ValidationError as err:
+        lines = []
+        for problem in err.errors():
+            name = "IOC_" + "_".join(str(p) for p in problem["loc"]).upper()
+            lines.append(f"{name}: {problem['msg']}")
+        raise ConfigError("bad configuration:\n  " + "\n  ".join(lines)) from err
