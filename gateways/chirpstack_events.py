@@ -253,7 +253,10 @@ def _parse_protobuf(kind: str, payload: bytes) -> Event:
         message = _PROTOS[kind].FromString(payload)
     except (DecodeError, ValueError) as err:
         raise EventParseError(f"payload is neither JSON nor a {kind} protobuf: {err}") from err
-    return _FROM_PROTO[kind](message)
+    try:
+        return _FROM_PROTO[kind](message)
+    except (ValueError, OverflowError, OSError) as err:  # e.g. a timestamp outside datetime's range
+        raise EventParseError(f"{kind} protobuf has an impossible value: {err}") from err
 
 
 def _b64(text: str) -> bytes:

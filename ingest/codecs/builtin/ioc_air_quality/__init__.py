@@ -1,0 +1,1 @@
+"""Air quality codec folder (IOC device models)."""

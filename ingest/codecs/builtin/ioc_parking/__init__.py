@@ -1,0 +1,1 @@
+"""Parking codec folder (IOC device models)."""

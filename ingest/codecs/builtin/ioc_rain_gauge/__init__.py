@@ -1,0 +1,1 @@
+"""Rain gauge codec folder (IOC device models)."""

@@ -1,0 +1,1 @@
+"""Street light codec folder (IOC device models)."""

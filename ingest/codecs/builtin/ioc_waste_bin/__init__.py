@@ -1,0 +1,1 @@
+"""Waste bin codec folder (IOC device models)."""

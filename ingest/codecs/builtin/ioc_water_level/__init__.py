@@ -1,0 +1,1 @@
+"""Water level codec folder (IOC device models)."""

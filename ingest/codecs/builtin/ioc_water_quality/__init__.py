@@ -1,0 +1,1 @@
+"""Water quality codec folder (IOC device models)."""

@@ -1,0 +1,268 @@
+"""From raw MQTT messages to the rows of one batch: parse, resolve devices, decode, normalise.
+
+The steps are split so the worker can do the database look-ups between them; each step works on the
+whole batch, because per-message round trips are what makes ingest pipelines slow.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from gateways.chirpstack_events import (
+    AckEvent,
+    DeviceInfo,
+    Event,
+    JoinEvent,
+    LocationEvent,
+    LogEvent,
+    RxInfo,
+    StatusEvent,
+    TxAckEvent,
+    UplinkEvent,
+    parse_event,
+    parse_topic,
+)
+from gateways.mqtt import InboundMessage
+from ingest.codecs.result import DecodeResult
+from ingest.dead_letters import DeadLetter, fingerprint
+from ingest.devices import DeviceRef
+from ingest.normalise import Quality, normalise
+from ioc_core.errors import SkippableError
+from ioc_core.metrics import VOCABULARY
+
+__all__ = ["Batch", "CodecLookup", "Parsed", "build_rows", "parse_messages"]
+
+_BATTERY = VOCABULARY["battery"].id
+_MARGIN = VOCABULARY["link_margin"].id
+
+
+class CodecLookup(Protocol):
+    def __contains__(self, codec_id: object) -> bool: ...
+
+    def get(self, codec_id: str) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    message: InboundMessage
+    event: Event
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one batch will write; measurement rows wait on the idempotent insert of their parent."""
+
+    uplinks: list[tuple[Any, ...]] = field(default_factory=list)
+    uplink_measurements: dict[uuid.UUID, list[tuple[Any, ...]]] = field(default_factory=dict)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    event_measurements: dict[uuid.UUID, list[tuple[Any, ...]]] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    gateways_seen: dict[int, datetime] = field(default_factory=dict)
+    event_times: list[float] = field(default_factory=list)
+    decode_failures: int = 0
+
+
+def parse_messages(messages: list[InboundMessage]) -> tuple[list[Parsed], list[DeadLetter]]:
+    parsed: list[Parsed] = []
+    dead: list[DeadLetter] = []
+    for message in messages:
+        try:
+            topic = parse_topic(message.topic)
+            parsed.append(Parsed(message, parse_event(topic, message.payload)))
+        except SkippableError as err:
+            dead.append(_dead(message, err.stage, err.reason))
+    return parsed, dead
+
+
+def device_infos(parsed: list[Parsed]) -> dict[str, DeviceInfo]:
+    out: dict[str, DeviceInfo] = {}
+    for p in parsed:
+        info = p.event.device_info
+        if info is not None:
+            out.setdefault(info.dev_eui, info)
+    return out
+
+
+def gateways_heard(parsed: list[Parsed]) -> dict[str, RxInfo]:
+    out: dict[str, RxInfo] = {}
+    for p in parsed:
+        if isinstance(p.event, UplinkEvent):
+            for rx in p.event.rx_info:
+                if rx.gateway_id:
+                    out.setdefault(rx.gateway_id, rx)
+    return out
+
+
+def build_rows(
+    parsed: list[Parsed],
+    devices: Mapping[str, DeviceRef],
+    gateways: Mapping[str, int],
+    codecs: CodecLookup,
+) -> Batch:
+    batch = Batch()
+    for p in parsed:
+        event = p.event
+        assert event.device_info is not None  # parse_event guarantees it
+        device = devices[event.device_info.dev_eui]
+        if isinstance(event, UplinkEvent):
+            _uplink(batch, p.message, event, device, gateways, codecs)
+        else:
+            _device_event(batch, p.message, event, device)
+    return batch
+
+
+def _dead(message: InboundMessage, stage: str, reason: str, **extra: Any) -> DeadLetter:
+    return DeadLetter.of(
+        message.topic, message.payload, stage=stage, reason=reason, received_at=message.received_at, **extra
+    )
+
+
+def _received(message: InboundMessage) -> datetime:
+    return datetime.fromtimestamp(message.received_at, UTC)
+
+
+def _decode(
+    event: UplinkEvent, payload: bytes, device: DeviceRef, codecs: CodecLookup
+) -> tuple[str, str | None, dict[str, Any] | None, str | None]:
+    """(decode_status, codec_id, data, problem); ChirpStack's own ``object`` wins over our codecs."""
+    if event.encrypted:
+        return "encrypted", None, None, None
+    if event.object is not None:
+        return "ok", "chirpstack", event.object, None
+    if event.f_port == 0 or not payload:
+        return "empty", None, None, None
+    codec_id = device.codec_id
+    if not codec_id:
+        return "no_codec", None, None, f"no codec for device {device.dev_eui}"
+    if codec_id not in codecs:
+        return "no_codec", codec_id, None, f"codec {codec_id!r} of device {device.dev_eui} is not installed"
+    try:
+        result: DecodeResult = codecs.get(codec_id).decode(payload, event.f_port, recv_time=event.time)
+    except Exception as err:  # a codec that raises has a bug; the message must still not be lost
+        return "error", codec_id, None, f"codec {codec_id} raised {type(err).__name__}: {err}"
+    if result.errors:
+        return "error", codec_id, None, f"codec {codec_id}: " + "; ".join(result.errors)
+    return ("warning" if result.warnings else "ok"), codec_id, result.data, None
+
+
+def _uplink(
+    batch: Batch,
+    message: InboundMessage,
+    event: UplinkEvent,
+    device: DeviceRef,
+    gateways: Mapping[str, int],
+    codecs: CodecLookup,
+) -> None:
+    dedup = uuid.UUID(event.deduplication_id)
+    received = _received(message)
+    when = event.time or received
+    try:
+        payload = event.payload()
+    except SkippableError as err:
+        batch.dead_letters.append(_dead(message, err.stage, err.reason, dev_eui=device.dev_eui))
+        return
+    status, codec_id, data, problem = _decode(event, payload, device, codecs)
+    if problem is not None:
+        batch.decode_failures += 1
+        batch.dead_letters.append(
+            _dead(message, "decode", problem, dev_eui=device.dev_eui, deduplication_id=dedup)
+        )
+    rows = []
+    if data is not None:
+        normalised = normalise(data)
+        if normalised.warnings and status == "ok":
+            status = "warning"
+        for r in normalised.readings:
+            rows.append((when, device.id, device.zone_id, r.metric.id, r.value, int(r.quality)))
+    batch.uplink_measurements[dedup] = rows
+
+    best: RxInfo | None = None
+    for rx in event.rx_info:
+        if best is None or rx.rssi > best.rssi:
+            best = rx
+        if rx.gateway_id in gateways:
+            gid = gateways[rx.gateway_id]
+            seen = batch.gateways_seen.get(gid)
+            if seen is None or seen < when:
+                batch.gateways_seen[gid] = when
+    lora = event.tx_info.modulation.lora if event.tx_info and event.tx_info.modulation else None
+    batch.uplinks.append(
+        (
+            when,
+            received,
+            device.id,
+            dedup,
+            device.zone_id,
+            event.dev_addr or None,
+            event.f_cnt,
+            event.f_port,
+            event.dr,
+            event.confirmed,
+            event.adr,
+            event.tx_info.frequency if event.tx_info else None,
+            lora.spreading_factor if lora else None,
+            best.rssi if best else None,
+            best.snr if best else None,
+            len(event.rx_info),
+            gateways.get(best.gateway_id) if best else None,
+            payload,
+            codec_id,
+            status,
+        )
+    )
+    batch.event_times.append(when.timestamp())
+
+
+_EVENT_TYPE = {
+    JoinEvent: "join",
+    StatusEvent: "status",
+    AckEvent: "ack",
+    TxAckEvent: "txack",
+    LogEvent: "log",
+    LocationEvent: "location",
+}
+
+
+def _device_event(batch: Batch, message: InboundMessage, event: Event, device: DeviceRef) -> None:
+    received = _received(message)
+    when = event.time or received
+    kind = _EVENT_TYPE[type(event)]
+    dedup = getattr(event, "deduplication_id", "")
+    # Events without a deduplication id (txack, log) are identified by their bytes.
+    key = uuid.UUID(dedup) if dedup else fingerprint(message.topic, message.payload)
+    battery = margin = external = level = code = None
+    details: dict[str, Any] = {}
+    readings: list[tuple[Any, ...]] = []
+    if isinstance(event, StatusEvent):
+        margin = event.margin
+        external = event.external_power_source
+        readings.append((when, device.id, device.zone_id, _MARGIN, float(margin), int(Quality.GOOD)))
+        if not event.battery_level_unavailable and not event.external_power_source:
+            battery = event.battery_level
+            quality = Quality.GOOD if 0.0 <= battery <= 100.0 else Quality.OUT_OF_RANGE
+            readings.append((when, device.id, device.zone_id, _BATTERY, float(battery), int(quality)))
+    elif isinstance(event, LogEvent):
+        level, code = event.level, event.code
+        details = {"description": event.description, "context": event.context}
+    elif isinstance(event, JoinEvent):
+        details = {"devAddr": event.dev_addr, "regionConfigId": event.region_config_id}
+    elif isinstance(event, AckEvent):
+        details = {"queueItemId": event.queue_item_id, "acknowledged": event.acknowledged,
+                   "fCntDown": event.f_cnt_down}
+    elif isinstance(event, TxAckEvent):
+        details = {"queueItemId": event.queue_item_id, "downlinkId": event.downlink_id,
+                   "fCntDown": event.f_cnt_down, "gatewayId": event.gateway_id}
+    elif isinstance(event, LocationEvent) and event.location is not None:
+        loc = event.location
+        details = {"latitude": loc.latitude, "longitude": loc.longitude, "altitude": loc.altitude,
+                   "source": loc.source, "accuracy": loc.accuracy}
+    batch.events.append(
+        (when, received, device.id, kind, key, battery, margin, external, level, code, json.dumps(details))
+    )
+    if readings:
+        batch.event_measurements[key] = readings

@@ -1,0 +1,111 @@
+"""Progress and health of an ingest worker: counters, lag percentiles, a log line and a stats row."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from gateways.database import Connection
+
+__all__ = ["IngestStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Window:
+    received: int = 0
+    uplinks: int = 0
+    duplicates: int = 0
+    measurements: int = 0
+    device_events: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    batch_messages: int = 0
+    batch_seconds: float = 0.0
+    retries: int = 0
+    lags: list[np.ndarray] = field(default_factory=list)
+
+
+class IngestStats:
+    """Counts per reporting window plus running totals; lag is commit time minus the event's time."""
+
+    def __init__(self, worker: str, interval_s: float) -> None:
+        self.worker = worker
+        self.interval_s = interval_s
+        self._window = _Window()
+        self._window_started = time.monotonic()
+        self.totals = _Window()
+
+    def batch_done(
+        self,
+        *,
+        messages: int,
+        uplinks: int,
+        duplicates: int,
+        measurements: int,
+        device_events: int,
+        dead_letters: int,
+        seconds: float,
+        event_times: list[float],
+        committed_at: float,
+    ) -> None:
+        for w in (self._window, self.totals):
+            w.received += messages
+            w.uplinks += uplinks
+            w.duplicates += duplicates
+            w.measurements += measurements
+            w.device_events += device_events
+            w.dead_letters += dead_letters
+            w.batches += 1
+            w.batch_messages += messages
+            w.batch_seconds += seconds
+        if event_times:
+            self._window.lags.append(committed_at - np.asarray(event_times, dtype=np.float64))
+
+    def retried(self) -> None:
+        self._window.retries += 1
+        self.totals.retries += 1
+
+    def due(self) -> bool:
+        return time.monotonic() - self._window_started >= self.interval_s
+
+    def report(self, conn: Connection | None) -> None:
+        """Log the window and store it in ``ingest_stats``; a failed insert only costs that row."""
+        w, elapsed = self._window, time.monotonic() - self._window_started
+        self._window, self._window_started = _Window(), time.monotonic()
+        p50 = p99 = None
+        if w.lags:
+            lags = np.concatenate(w.lags) * 1000.0
+            p50, p99 = (float(x) for x in np.percentile(lags, [50, 99]))
+        rate = w.received / elapsed if elapsed > 0 else 0.0
+        avg_size = w.batch_messages / w.batches if w.batches else None
+        avg_ms = w.batch_seconds * 1000.0 / w.batches if w.batches else None
+        log.info(
+            "ingest: %.0f msg/s | %d uplinks, %d duplicates, %d measurements, %d events, %d dead letters | "
+            "%d batches avg %s msgs %s ms | lag p50 %s p99 %s%s",
+            rate, w.uplinks, w.duplicates, w.measurements, w.device_events, w.dead_letters, w.batches,
+            f"{avg_size:.0f}" if avg_size else "-", f"{avg_ms:.0f}" if avg_ms else "-",
+            f"{p50:.0f} ms" if p50 is not None else "-", f"{p99:.0f} ms" if p99 is not None else "-",
+            f" | {w.retries} retries" if w.retries else "",
+        )
+        if conn is None:
+            return
+        try:
+            with conn.transaction():
+                conn.execute(
+                    """INSERT INTO ingest_stats (time, worker, interval_s, received, uplinks, duplicates,
+                           measurements, device_events, dead_letters, batches, batch_size_avg, batch_ms_avg,
+                           lag_ms_p50, lag_ms_p99, retries)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                       ON CONFLICT DO NOTHING""",
+                    (datetime.now(UTC), self.worker, elapsed, w.received, w.uplinks, w.duplicates,
+                     w.measurements, w.device_events, w.dead_letters, w.batches, avg_size, avg_ms,
+                     p50, p99, w.retries),
+                )
+        except Exception as err:  # statistics must never stop the ingest
+            log.warning("could not store ingest statistics: %s", err)

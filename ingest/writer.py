@@ -1,0 +1,197 @@
+"""Write one batch in one transaction: COPY into staging, idempotent insert, then the dependent rows.
+
+Idempotency rests on ChirpStack's deduplication id: an uplink already stored is skipped together with its
+measurements, so a redelivered message (worker crash, broker restart) adds nothing. An uplink whose decode
+failed earlier is the one exception: storing it again after a codec fix fills in its measurements.
+"""
+
+from __future__ import annotations
+
+import uuid
+import weakref
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import sql
+
+from gateways.database import Connection
+from gateways.migrations import Mode
+from ingest.dead_letters import write_dead_letters
+from ingest.pipeline import Batch
+
+__all__ = ["WriteResult", "write_batch"]
+
+_UPLINK_COLUMNS = (
+    "time", "received_at", "device_id", "deduplication_id", "zone_id", "dev_addr", "f_cnt", "f_port", "dr",
+    "confirmed", "adr", "frequency", "spreading_factor", "rssi", "snr", "gateway_count", "gateway_id",
+    "payload", "codec_id", "decode_status",
+)
+_UPLINK_TYPES = (
+    "timestamptz", "timestamptz", "int4", "uuid", "int4", "text", "int8", "int2", "int2", "bool", "bool",
+    "int8", "int2", "int2", "float4", "int2", "int4", "bytea", "text", "text",
+)
+_MEASUREMENT_COLUMNS = ("time", "device_id", "zone_id", "metric_id", "value", "quality")
+_MEASUREMENT_TYPES = ("timestamptz", "int4", "int4", "int2", "float8", "int2")
+_EVENT_COLUMNS = (
+    "time", "received_at", "device_id", "event_type", "event_key", "battery_level", "margin",
+    "external_power_source", "level", "code", "details",
+)
+_EVENT_TYPES = (
+    "timestamptz", "timestamptz", "int4", "text", "uuid", "float4", "int2", "bool", "text", "text", "jsonb",
+)
+_ROLLUP_TYPES = ("timestamptz", "int4", "int2", "int8", "float8", "float8", "float8")
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    uplinks: int
+    duplicates: int
+    measurements: int
+    device_events: int
+    dead_letters: int
+    # Messages of this batch that ended as dead letters (new or already known), for replay bookkeeping.
+    failed: frozenset[uuid.UUID] = frozenset()
+
+
+_STAGED: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+
+def _ensure_staging(conn: Connection) -> None:
+    # Temporary tables live as long as the connection; ON COMMIT DELETE ROWS empties them per batch.
+    if conn in _STAGED:
+        return
+    conn.execute(
+        """CREATE TEMP TABLE IF NOT EXISTS stage_uplinks
+               (LIKE uplinks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+           CREATE TEMP TABLE IF NOT EXISTS stage_events
+               (LIKE device_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+           CREATE TEMP TABLE IF NOT EXISTS stage_rollup_device
+               (bucket timestamptz, device_id int4, metric_id int2, n int8, total float8,
+                minimum float8, maximum float8) ON COMMIT DELETE ROWS;
+           CREATE TEMP TABLE IF NOT EXISTS stage_rollup_zone
+               (bucket timestamptz, zone_id int4, metric_id int2, n int8, total float8,
+                minimum float8, maximum float8) ON COMMIT DELETE ROWS;"""
+    )
+    _STAGED.add(conn)
+
+
+def _copy(conn: Connection, table: str, columns: tuple[str, ...], types: tuple[str, ...],
+          rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.set_types(list(types))
+        for row in rows:
+            copy.write_row(row)
+
+
+def write_batch(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
+    """Write ``batch`` and commit; raises psycopg errors for the caller to sort into retry or skip."""
+    with conn.transaction():
+        _ensure_staging(conn)
+        inserted = _insert_uplinks(conn, batch)
+        new_events = _insert_events(conn, batch)
+        measurements = [row for key in inserted for row in batch.uplink_measurements.get(key, ())]
+        measurements += [row for key in new_events for row in batch.event_measurements.get(key, ())]
+        _copy(conn, "measurements", _MEASUREMENT_COLUMNS, _MEASUREMENT_TYPES, measurements)
+        if mode == "postgresql":
+            _update_rollups(conn, measurements)
+        _touch_gateways(conn, batch.gateways_seen)
+        dead = write_dead_letters(conn, batch.dead_letters)
+    return WriteResult(
+        uplinks=len(inserted),
+        duplicates=len(batch.uplinks) - len(inserted),
+        measurements=len(measurements),
+        device_events=len(new_events),
+        dead_letters=dead,
+        failed=frozenset(d.fingerprint for d in batch.dead_letters),
+    )
+
+
+def _insert_uplinks(conn: Connection, batch: Batch) -> list[uuid.UUID]:
+    if not batch.uplinks:
+        return []
+    # Repeats inside one batch (a duplicate delivery right behind the first) would make the upsert
+    # touch a row twice, which PostgreSQL refuses.
+    unique = list({row[3]: row for row in batch.uplinks}.values())
+    _copy(conn, "stage_uplinks", _UPLINK_COLUMNS, _UPLINK_TYPES, unique)
+    rows = conn.execute(
+        """INSERT INTO uplinks SELECT * FROM stage_uplinks
+           ON CONFLICT (deduplication_id, time) DO UPDATE
+               SET decode_status = EXCLUDED.decode_status, codec_id = EXCLUDED.codec_id
+               WHERE uplinks.decode_status IN ('error', 'no_codec')
+                 AND EXCLUDED.decode_status NOT IN ('error', 'no_codec')
+           RETURNING deduplication_id"""
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _insert_events(conn: Connection, batch: Batch) -> list[uuid.UUID]:
+    if not batch.events:
+        return []
+    unique = list({(row[4], row[3], row[0]): row for row in batch.events}.values())
+    _copy(conn, "stage_events", _EVENT_COLUMNS, _EVENT_TYPES, unique)
+    rows = conn.execute(
+        """INSERT INTO device_events SELECT * FROM stage_events
+           ON CONFLICT (event_key, event_type, time) DO NOTHING
+           RETURNING event_key"""
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def _update_rollups(conn: Connection, measurements: list[tuple[Any, ...]]) -> None:
+    """Plain-PostgreSQL rollups: aggregate the batch in memory, then one upsert per rollup table."""
+    by_device: dict[tuple[Any, ...], list[float]] = {}
+    by_zone: dict[tuple[Any, ...], list[float]] = {}
+    for when, device_id, zone_id, metric_id, value, quality in measurements:
+        if quality != 0:
+            continue
+        bucket = _hour(when)
+        for key, acc in (((bucket, device_id, metric_id), by_device), ((bucket, zone_id, metric_id), by_zone)):
+            agg = acc.get(key)
+            if agg is None:
+                acc[key] = [1.0, value, value, value]
+            else:
+                agg[0] += 1.0
+                agg[1] += value
+                if value < agg[2]:
+                    agg[2] = value
+                if value > agg[3]:
+                    agg[3] = value
+    if not by_device:
+        return
+    _copy(conn, "stage_rollup_device", ("bucket", "device_id", "metric_id", "n", "total", "minimum", "maximum"),
+          _ROLLUP_TYPES, [(*k, int(v[0]), v[1], v[2], v[3]) for k, v in by_device.items()])
+    _copy(conn, "stage_rollup_zone", ("bucket", "zone_id", "metric_id", "n", "total", "minimum", "maximum"),
+          _ROLLUP_TYPES, [(*k, int(v[0]), v[1], v[2], v[3]) for k, v in by_zone.items()])
+    conn.execute(
+        """INSERT INTO rollup_device_hourly AS r SELECT * FROM stage_rollup_device
+           ON CONFLICT (device_id, metric_id, bucket) DO UPDATE
+               SET n = r.n + EXCLUDED.n, total = r.total + EXCLUDED.total,
+                   minimum = LEAST(r.minimum, EXCLUDED.minimum), maximum = GREATEST(r.maximum, EXCLUDED.maximum)"""
+    )
+    conn.execute(
+        """INSERT INTO rollup_zone_hourly AS r SELECT * FROM stage_rollup_zone
+           ON CONFLICT (zone_id, metric_id, bucket) DO UPDATE
+               SET n = r.n + EXCLUDED.n, total = r.total + EXCLUDED.total,
+                   minimum = LEAST(r.minimum, EXCLUDED.minimum), maximum = GREATEST(r.maximum, EXCLUDED.maximum)"""
+    )
+
+
+def _touch_gateways(conn: Connection, seen: dict[int, datetime]) -> None:
+    if not seen:
+        return
+    with conn.cursor() as cur:
+        cur.execute(
+            """UPDATE gateways g SET last_seen_at = GREATEST(g.last_seen_at, v.seen)
+               FROM unnest(%s::int4[], %s::timestamptz[]) AS v(id, seen) WHERE g.id = v.id""",
+            (list(seen.keys()), list(seen.values())),
+        )

@@ -1,0 +1,80 @@
+"""``ioc ingest``: run an ingest worker until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from ingest.codecs.js_runtime import JsLimits
+from ingest.codecs.registry import CodecRegistry
+from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
+from ioc_cli.logs import setup_logging
+from ioc_core.settings import DatabaseSettings, IngestSettings, MqttSettings, load
+
+__all__ = ["build_worker", "register", "stop_on_signals"]
+
+log = logging.getLogger("ioc.ingest")
+
+
+def build_worker(
+    ingest: IngestSettings, database: DatabaseSettings, mqtt: MqttSettings, *, name: str | None = None
+) -> IngestWorker:
+    codecs = CodecRegistry.discover(
+        js_dir=ingest.codec_dir,
+        js_limits=JsLimits(time_limit_ms=ingest.js_time_limit_ms, memory_limit_mb=ingest.js_memory_limit_mb),
+    )
+    config = WorkerConfig(
+        name=name or ingest.ingest_client_id,
+        client_id=ingest.ingest_client_id,
+        topic_filter=ingest.ingest_topic,
+        share_group=ingest.ingest_share_group or None,
+        batch_size=ingest.ingest_batch_size,
+        batch_age_s=ingest.ingest_batch_age_ms / 1000.0,
+        receive_maximum=ingest.ingest_receive_maximum,
+        session_expiry_s=ingest.ingest_session_expiry_s,
+        stats_interval_s=ingest.ingest_stats_interval_s,
+    )
+    return IngestWorker(config, mqtt.url, BatchProcessor(database.dsn, codecs))
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and Ctrl-C ask for a drain: finish and ack what has arrived, then exit."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting now; unacked messages will be redelivered")
+            raise SystemExit(1)
+        log.info("%s received: draining", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("ingest")
+    def ingest_cmd(
+        codec_dir: Annotated[
+            str | None, typer.Option(help="Folder of JavaScript codecs (overrides IOC_CODEC_DIR).")
+        ] = None,
+    ) -> None:
+        """Run an ingest worker: ChirpStack events from MQTT into the database.
+
+        Subscribes with QoS 1 to $share/IOC_INGEST_SHARE_GROUP/IOC_INGEST_TOPIC on IOC_MQTT_URL (start more
+        workers with different IOC_INGEST_CLIENT_ID values to split the load), writes batches of up to
+        IOC_INGEST_BATCH_SIZE messages (or older than IOC_INGEST_BATCH_AGE_MS) to IOC_DATABASE_URL, and
+        acknowledges each message only after its batch is committed. SIGTERM drains and exits.
+        """
+        settings = load(IngestSettings)
+        if codec_dir:
+            settings = settings.model_copy(update={"codec_dir": codec_dir})
+        setup_logging(settings.log_level)
+        worker = build_worker(settings, load(DatabaseSettings), load(MqttSettings))
+        stop = threading.Event()
+        stop_on_signals(stop)
+        worker.run(stop)
