@@ -69,9 +69,10 @@ class BatchProcessor:
 
     def connection(self) -> Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self._dsn, application_name="ioc-ingest")
+            # Autocommit: every write goes through an explicit ``transaction()`` block, and plain reads
+            # must not leave a transaction open around them.
+            self._conn = connect(self._dsn, autocommit=True, application_name="ioc-ingest")
             mode = storage_mode(self._conn)
-            self._conn.commit()
             if mode is None:
                 raise NotMigrated("the database has no IOC schema yet: run `ioc db migrate` first")
             self._mode = mode
@@ -135,8 +136,6 @@ class BatchProcessor:
         try:
             return write_batch(conn, batch, self._mode), batch.event_times
         except psycopg.Error:
-            if not conn.closed and not conn.broken:
-                conn.rollback()
             raise
 
     def _isolate(self, messages: list[InboundMessage], err: psycopg.Error) -> tuple[WriteResult, list[float]]:

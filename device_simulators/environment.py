@@ -1,0 +1,185 @@
+"""Da Nang's simulated weather, tide and city rhythm as deterministic functions of time.
+
+Everything is a pure function of the simulated time and the seed, so two runs with the same seed see the
+same rain, and a device can ask for "rain between my last report and now" without the simulator stepping
+through time. Rain comes in cells (a sin² pulse of intensity); the monthly climate decides how many and how
+strong. A scenario can add one storm on top.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+__all__ = ["LOCAL_UTC_OFFSET_S", "Environment", "RainCell"]
+
+LOCAL_UTC_OFFSET_S: Final = 7 * 3600  # Indochina Time, no daylight saving
+
+_DAY: Final = 86_400.0
+
+# Monthly climate of Da Nang (Jan..Dec): mean air temperature, mean relative humidity, rain cells per day
+# and mean peak intensity of a cell (mm/h). The wet season (Sep-Dec) brings most of the 2,500 mm a year.
+_TEMPERATURE: Final = (21.6, 22.6, 24.1, 26.2, 28.1, 29.2, 29.2, 28.8, 27.5, 26.0, 24.4, 22.6)
+_HUMIDITY: Final = (85.0, 85.0, 84.0, 82.0, 78.0, 74.0, 73.0, 75.0, 82.0, 85.0, 86.0, 86.0)
+_CELLS_PER_DAY: Final = (1.0, 0.5, 0.4, 0.5, 0.9, 0.8, 0.8, 1.0, 2.0, 2.8, 2.6, 1.8)
+_CELL_PEAK: Final = (5.0, 3.0, 3.0, 6.0, 12.0, 12.0, 12.0, 14.0, 20.0, 22.0, 18.0, 10.0)
+
+# Tidal constituents (amplitude m, period h, phase rad). Da Nang's tide is mixed with a ~1.2 m range;
+# M2 (12.42 h) and the diurnal K1/O1 dominate.
+_TIDE: Final = ((0.30, 12.4206, 0.0), (0.28, 23.9345, 1.1), (0.20, 25.8193, 2.3), (0.08, 12.0, 0.7))
+
+
+@dataclass(frozen=True, slots=True)
+class RainCell:
+    """Rain of ``peak`` mm/h shaped as sin² over ``[start, start + duration)`` (POSIX seconds)."""
+
+    start: float
+    duration: float
+    peak: float
+
+    def rate(self, t: float) -> float:
+        x = t - self.start
+        if x <= 0.0 or x >= self.duration:
+            return 0.0
+        return self.peak * math.sin(math.pi * x / self.duration) ** 2
+
+    def amount(self, t0: float, t1: float) -> float:
+        """Millimetres fallen between t0 and t1."""
+        return self._cumulative(t1) - self._cumulative(t0)
+
+    def _cumulative(self, t: float) -> float:
+        x = min(max(t - self.start, 0.0), self.duration)
+        d = self.duration
+        return self.peak / 3600.0 * (x / 2.0 - d / (4.0 * math.pi) * math.sin(2.0 * math.pi * x / d))
+
+
+class Environment:
+    """Weather, tide and the city's daily rhythm for one seed (and optionally one storm)."""
+
+    def __init__(self, seed: int, storm: RainCell | None = None) -> None:
+        self._seed = seed
+        self._storm = storm
+        self._cells: dict[int, tuple[RainCell, ...]] = {}
+        self._calendar: dict[int, tuple[int, int, int]] = {}
+
+    # --- calendar --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def local_day(t: float) -> int:
+        return int((t + LOCAL_UTC_OFFSET_S) // _DAY)
+
+    @staticmethod
+    def local_hour(t: float) -> float:
+        return ((t + LOCAL_UTC_OFFSET_S) % _DAY) / 3600.0
+
+    def _date(self, day: int) -> tuple[int, int, int]:
+        """Month index (0-11), day of year (1-366) and weekday (0 = Monday) of a local day."""
+        found = self._calendar.get(day)
+        if found is None:
+            date = datetime.fromtimestamp(day * _DAY, UTC)
+            found = (date.month - 1, date.timetuple().tm_yday, date.weekday())
+            self._calendar[day] = found
+        return found
+
+    def month(self, t: float) -> int:
+        return self._date(self.local_day(t))[0]
+
+    # --- rain --------------------------------------------------------------------------------------------
+
+    def cells(self, day: int) -> tuple[RainCell, ...]:
+        """The showers that start on a local day; drawn from the seed, so the same for every caller."""
+        found = self._cells.get(day)
+        if found is not None:
+            return found
+        month = self._date(day)[0]
+        rng = random.Random(self._seed * 1_000_003 + day)
+        count = _poisson(rng, _CELLS_PER_DAY[month])
+        midnight = day * _DAY - LOCAL_UTC_OFFSET_S
+        made = tuple(
+            RainCell(
+                start=midnight + rng.uniform(0.0, _DAY),
+                duration=rng.uniform(20.0, 180.0) * 60.0,
+                peak=min(120.0, rng.expovariate(1.0 / _CELL_PEAK[month])),
+            )
+            for _ in range(count)
+        )
+        if len(self._cells) > 64:
+            self._cells.clear()
+        self._cells[day] = made
+        return made
+
+    def _cells_between(self, t0: float, t1: float) -> list[RainCell]:
+        # A cell lasts at most three hours, so yesterday's cells are the only ones that can spill over.
+        found: list[RainCell] = []
+        for day in range(self.local_day(t0) - 1, self.local_day(t1) + 1):
+            found.extend(self.cells(day))
+        if self._storm is not None:
+            found.append(self._storm)
+        return found
+
+    def rain_rate(self, t: float) -> float:
+        """City-wide rain intensity, mm/h."""
+        return sum(cell.rate(t) for cell in self._cells_between(t, t))
+
+    def rain_between(self, t0: float, t1: float) -> float:
+        """Rain fallen between two times, mm."""
+        if t1 <= t0:
+            return 0.0
+        return sum(cell.amount(t0, t1) for cell in self._cells_between(t0, t1))
+
+    # --- sea -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def tide(t: float) -> float:
+        """Sea level relative to the mean, m."""
+        hours = t / 3600.0
+        return sum(a * math.cos(2.0 * math.pi * hours / period + phase) for a, period, phase in _TIDE)
+
+    # --- air -------------------------------------------------------------------------------------------
+
+    def air_temperature(self, t: float) -> float:
+        month = self.month(t)
+        daily = 3.5 * math.cos(2.0 * math.pi * (self.local_hour(t) - 14.5) / 24.0)
+        return _TEMPERATURE[month] + daily - min(4.0, 0.25 * self.rain_rate(t))
+
+    def humidity(self, t: float) -> float:
+        month = self.month(t)
+        daily = -13.0 * math.cos(2.0 * math.pi * (self.local_hour(t) - 14.5) / 24.0)
+        value = _HUMIDITY[month] + daily + min(15.0, 1.5 * self.rain_rate(t))
+        return min(99.0, max(35.0, value))
+
+    def traffic(self, t: float) -> float:
+        """Road traffic, 0..1: morning and evening rush hours, a lunchtime hump, quiet nights."""
+        hour = self.local_hour(t)
+        weekend = self._date(self.local_day(t))[2] >= 5
+        peak = 0.7 if weekend else 1.0
+        shape = max(
+            peak * math.exp(-(((hour - 7.4) / 1.0) ** 2)),
+            peak * 0.95 * math.exp(-(((hour - 17.6) / 1.2) ** 2)),
+            0.55 * math.exp(-(((hour - 12.0) / 2.5) ** 2)),
+        )
+        return 0.12 + 0.88 * shape
+
+    # --- light -------------------------------------------------------------------------------------------
+
+    def sun_hours(self, t: float) -> tuple[float, float]:
+        """Local sunrise and sunset (hours) for the day of ``t``."""
+        season = math.sin(2.0 * math.pi * (self._date(self.local_day(t))[1] - 80) / 365.0)
+        return 5.65 - 0.45 * season, 17.75 + 0.55 * season
+
+    def is_dark(self, t: float) -> bool:
+        sunrise, sunset = self.sun_hours(t)
+        hour = self.local_hour(t)
+        # Photocells switch a little after sunset and before sunrise.
+        return hour >= sunset + 0.15 or hour < sunrise - 0.15
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    limit, product, count = math.exp(-mean), rng.random(), 0
+    while product > limit:
+        product *= rng.random()
+        count += 1
+    return count

@@ -1,0 +1,96 @@
+"""The parts of the device registry the ingest and the demo need: zones, and devices with their zone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from gateways.database import Connection
+from ioc_core.zones import Zone
+
+__all__ = ["DeviceRecord", "register_devices", "seed_zones", "zone_id_at"]
+
+
+def seed_zones(conn: Connection, zones: Sequence[Zone], *, approximate: bool = True) -> int:
+    """Store zones once; parts sharing a code become one zone with several rings. Returns how many new."""
+    by_code: dict[str, list[Zone]] = {}
+    for zone in zones:
+        by_code.setdefault(zone.code, []).append(zone)
+    created = 0
+    with conn.transaction():
+        for code, parts in by_code.items():
+            geometry = {
+                "type": "MultiPolygon",
+                "coordinates": [[[list(p) for p in ring] for ring in part.polygon] for part in parts],
+            }
+            row = conn.execute(
+                """INSERT INTO zones (code, name, level, boundary, approximate)
+                   VALUES (%s, %s, %s, %s::jsonb, %s)
+                   ON CONFLICT (code, valid_from) DO NOTHING RETURNING id""",
+                (code, parts[0].name, parts[0].level, json.dumps(geometry), approximate),
+            ).fetchone()
+            if row is None:
+                continue
+            created += 1
+            for part in parts:
+                conn.execute(
+                    "INSERT INTO zone_rings (zone_id, ring) VALUES (%s, %s::polygon)",
+                    (row[0], _polygon_text(part.polygon[0])),
+                )
+    return created
+
+
+def _polygon_text(ring: Iterable[tuple[float, float]]) -> str:
+    return "(" + ",".join(f"({lon},{lat})" for lon, lat in ring) + ")"
+
+
+def zone_id_at(conn: Connection, lon: float, lat: float) -> int | None:
+    """The current zone containing the point (PostgreSQL's polygon ``@>`` point test)."""
+    row = conn.execute(
+        """SELECT z.id FROM zone_rings r JOIN zones z ON z.id = r.zone_id
+           WHERE z.valid_to IS NULL AND r.ring @> point(%s, %s)
+           ORDER BY CASE z.level WHEN 'ward' THEN 0 WHEN 'district' THEN 1 ELSE 2 END
+           LIMIT 1""",
+        (lon, lat),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    dev_eui: str
+    name: str
+    kind: str | None = None
+    model: str | None = None
+    codec_id: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    application_id: str | None = None
+    device_profile_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def register_devices(conn: Connection, devices: Iterable[DeviceRecord]) -> int:
+    """Insert or update devices as registered, deriving each zone from its coordinates."""
+    count = 0
+    with conn.transaction(), conn.cursor() as cur:
+        for d in devices:
+            cur.execute(
+                """INSERT INTO devices (dev_eui, name, status, kind, model, codec_id, latitude, longitude,
+                       zone_id, application_id, device_profile_id, tags)
+                   VALUES (%(eui)s, %(name)s, 'registered', %(kind)s, %(model)s, %(codec)s, %(lat)s, %(lon)s,
+                       (SELECT z.id FROM zone_rings r JOIN zones z ON z.id = r.zone_id
+                        WHERE z.valid_to IS NULL AND r.ring @> point(%(lon)s, %(lat)s) LIMIT 1),
+                       %(app)s, %(profile)s, %(tags)s::jsonb)
+                   ON CONFLICT (dev_eui) DO UPDATE SET name = EXCLUDED.name, status = 'registered',
+                       kind = EXCLUDED.kind, model = EXCLUDED.model, codec_id = EXCLUDED.codec_id,
+                       latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude,
+                       zone_id = EXCLUDED.zone_id, tags = EXCLUDED.tags, updated_at = now()""",
+                {"eui": d.dev_eui, "name": d.name, "kind": d.kind, "model": d.model, "codec": d.codec_id,
+                 "lat": d.latitude, "lon": d.longitude, "app": d.application_id,
+                 "profile": d.device_profile_id, "tags": json.dumps(d.tags)},
+            )
+            count += 1
+    return count
+
