@@ -12,13 +12,14 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, NamedTuple
 
-__all__ = ["LOCAL_UTC_OFFSET_S", "Environment", "RainCell"]
+__all__ = ["LOCAL_UTC_OFFSET_S", "Conditions", "Environment", "RainCell"]
 
 LOCAL_UTC_OFFSET_S: Final = 7 * 3600  # Indochina Time, no daylight saving
 
 _DAY: Final = 86_400.0
+_MINUTES: Final = 1440
 
 # Monthly climate of Da Nang (Jan..Dec): mean air temperature, mean relative humidity, rain cells per day
 # and mean peak intensity of a cell (mm/h). The wet season (Sep-Dec) brings most of the 2,500 mm a year.
@@ -56,14 +57,32 @@ class RainCell:
         return self.peak / 3600.0 * (x / 2.0 - d / (4.0 * math.pi) * math.sin(2.0 * math.pi * x / d))
 
 
+class Conditions(NamedTuple):
+    """City-wide conditions at one minute, shared by every device reporting in it."""
+
+    local_hour: float
+    tide: float
+    traffic: float
+    air_temperature: float
+    humidity: float
+    rain_rate: float
+    dark: bool
+
+
 class Environment:
-    """Weather, tide and the city's daily rhythm for one seed (and optionally one storm)."""
+    """Weather, tide and the city's daily rhythm for one seed (and optionally one storm).
+
+    Rain is tabulated per local day on a one-minute grid (cumulative millimetres and intensity), and
+    city-wide conditions are cached per minute, because thousands of devices ask for the same minutes.
+    """
 
     def __init__(self, seed: int, storm: RainCell | None = None) -> None:
         self._seed = seed
         self._storm = storm
         self._cells: dict[int, tuple[RainCell, ...]] = {}
         self._calendar: dict[int, tuple[int, int, int]] = {}
+        self._rain: dict[int, tuple[list[float], list[float]]] = {}
+        self._minutes: dict[int, Conditions] = {}
 
     # --- calendar --------------------------------------------------------------------------------------
 
@@ -111,24 +130,54 @@ class Environment:
         self._cells[day] = made
         return made
 
-    def _cells_between(self, t0: float, t1: float) -> list[RainCell]:
+    def _rain_day(self, day: int) -> tuple[list[float], list[float]]:
+        """Cumulative rain since local midnight and intensity, per minute 0..1440 of a local day."""
+        found = self._rain.get(day)
+        if found is not None:
+            return found
+        midnight = day * _DAY - LOCAL_UTC_OFFSET_S
         # A cell lasts at most three hours, so yesterday's cells are the only ones that can spill over.
-        found: list[RainCell] = []
-        for day in range(self.local_day(t0) - 1, self.local_day(t1) + 1):
-            found.extend(self.cells(day))
+        cells = [*self.cells(day - 1), *self.cells(day)]
         if self._storm is not None:
-            found.append(self._storm)
-        return found
+            cells.append(self._storm)
+        cells = [c for c in cells if c.start < midnight + _DAY and c.start + c.duration > midnight]
+        minutes = [midnight + 60.0 * m for m in range(_MINUTES + 1)]
+        cumulative = [sum(c.amount(midnight, t) for c in cells) for t in minutes]
+        rates = [sum(c.rate(t) for c in cells) for t in minutes]
+        if len(self._rain) > 64:
+            self._rain.clear()
+        self._rain[day] = (cumulative, rates)
+        return cumulative, rates
+
+    def _grid(self, t: float) -> tuple[int, int, float]:
+        day = self.local_day(t)
+        x = (t + LOCAL_UTC_OFFSET_S - day * _DAY) / 60.0
+        minute = min(int(x), _MINUTES - 1)
+        return day, minute, x - minute
 
     def rain_rate(self, t: float) -> float:
         """City-wide rain intensity, mm/h."""
-        return sum(cell.rate(t) for cell in self._cells_between(t, t))
+        day, minute, frac = self._grid(t)
+        rates = self._rain_day(day)[1]
+        return rates[minute] + (rates[minute + 1] - rates[minute]) * frac
+
+    def _since_midnight(self, t: float) -> tuple[int, float]:
+        day, minute, frac = self._grid(t)
+        cumulative = self._rain_day(day)[0]
+        return day, cumulative[minute] + (cumulative[minute + 1] - cumulative[minute]) * frac
 
     def rain_between(self, t0: float, t1: float) -> float:
         """Rain fallen between two times, mm."""
         if t1 <= t0:
             return 0.0
-        return sum(cell.amount(t0, t1) for cell in self._cells_between(t0, t1))
+        day0, at0 = self._since_midnight(t0)
+        day1, at1 = self._since_midnight(t1)
+        if day0 == day1:
+            return max(0.0, at1 - at0)
+        total = self._rain_day(day0)[0][-1] - at0 + at1
+        for day in range(day0 + 1, day1):
+            total += self._rain_day(day)[0][-1]
+        return max(0.0, total)
 
     # --- sea -------------------------------------------------------------------------------------------
 
@@ -156,10 +205,11 @@ class Environment:
         hour = self.local_hour(t)
         weekend = self._date(self.local_day(t))[2] >= 5
         peak = 0.7 if weekend else 1.0
+        daytime = 0.5 / ((1.0 + math.exp(-2.0 * (hour - 6.5))) * (1.0 + math.exp(1.5 * (hour - 20.5))))
         shape = max(
             peak * math.exp(-(((hour - 7.4) / 1.0) ** 2)),
             peak * 0.95 * math.exp(-(((hour - 17.6) / 1.2) ** 2)),
-            0.55 * math.exp(-(((hour - 12.0) / 2.5) ** 2)),
+            daytime,
         )
         return 0.12 + 0.88 * shape
 
@@ -175,6 +225,28 @@ class Environment:
         hour = self.local_hour(t)
         # Photocells switch a little after sunset and before sunrise.
         return hour >= sunset + 0.15 or hour < sunrise - 0.15
+
+    # --- all of it at once -------------------------------------------------------------------------------
+
+    def now(self, t: float) -> Conditions:
+        """Conditions of the minute containing ``t`` (evaluated at the minute's start)."""
+        key = int(t // 60.0)
+        found = self._minutes.get(key)
+        if found is None:
+            at = key * 60.0
+            found = Conditions(
+                local_hour=self.local_hour(at),
+                tide=self.tide(at),
+                traffic=self.traffic(at),
+                air_temperature=self.air_temperature(at),
+                humidity=self.humidity(at),
+                rain_rate=self.rain_rate(at),
+                dark=self.is_dark(at),
+            )
+            if len(self._minutes) > 20_000:
+                self._minutes.clear()
+            self._minutes[key] = found
+        return found
 
 
 def _poisson(rng: random.Random, mean: float) -> int:

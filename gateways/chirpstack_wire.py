@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import struct
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -62,6 +63,8 @@ EVENT_MESSAGES: Final[Mapping[str, Any]] = {
 # ChirpStack's api/rust/build.rs turns on ``emit_fields`` for this package only.
 _EMIT_DEFAULTS_PACKAGES: Final = frozenset({"integration"})
 
+_NEEDS_ESCAPE: Final = re.compile(r'[\x00-\x1f"\\]')
+
 _INT64_TYPES: Final = frozenset(
     {
         FieldDescriptor.TYPE_INT64,
@@ -91,10 +94,14 @@ def render_protobuf(message: Message) -> bytes:
     return message.SerializeToString()
 
 
-def render_json(message: Message) -> bytes:
-    """The compact JSON ChirpStack v4.1+ writes for ``message`` (pbjson, ``serde_json::to_vec``)."""
+def render_json(message: Message, *, fragments: Mapping[str, str] | None = None) -> bytes:
+    """The compact JSON ChirpStack v4.1+ writes for ``message`` (pbjson, ``serde_json::to_vec``).
+
+    ``fragments`` maps top-level field names (proto names) to JSON already rendered for them, written in
+    the field's place whether or not the message sets it; the simulator reuses each device's ``deviceInfo``.
+    """
     parts: list[str] = []
-    _message(message, parts)
+    _message(message, parts, fragments)
     return "".join(parts).encode("utf-8")
 
 
@@ -102,7 +109,9 @@ def render_json(message: Message) -> bytes:
 
 
 def json_string(text: str) -> str:
-    """A JSON string literal as serde_json writes it: UTF-8 kept, only quote, backslash and controls escaped."""
+    """A JSON string literal as serde_json writes it: UTF-8 kept; quote, backslash, controls escaped."""
+    if _NEEDS_ESCAPE.search(text) is None:
+        return '"' + text + '"'
     return json.dumps(text, ensure_ascii=False)
 
 
@@ -132,7 +141,7 @@ def _fraction(nanos: int) -> str:
 
 
 def format_f64(value: float) -> str:
-    """serde_json's ``f64``: ryu's shortest round-trip digits, ``.0`` on integral values, null if not finite."""
+    """serde_json's ``f64``: ryu's shortest round-trip digits, ``.0`` if integral, null if not finite."""
     if not math.isfinite(value):
         return "null"
     text = repr(float(value))
@@ -146,6 +155,10 @@ def format_f32(value: float) -> str:
     if not math.isfinite(value):
         return "null"
     single = struct.unpack("<f", struct.pack("<f", value))[0]
+    text = repr(single)
+    if "e" not in text and abs(single) < 1e13 and len(text.strip("-0").replace(".", "")) <= 7:
+        # An exact decimal of at most 7 digits: no shorter string reads back as the same f32.
+        return text
     if single == 0.0:
         return "-0.0" if math.copysign(1.0, single) < 0 else "0.0"
     for precision in range(1, 10):
@@ -182,7 +195,7 @@ def _ryu_layout(negative: bool, digits: str, point: int, *, decimal_limit: int, 
 # --- the message walker ----------------------------------------------------------------------------------
 
 
-def _message(message: Message, out: list[str]) -> None:
+def _message(message: Message, out: list[str], fragments: Mapping[str, str] | None = None) -> None:
     descriptor: Descriptor = message.DESCRIPTOR
     special = _WELL_KNOWN.get(descriptor.full_name)
     if special is not None:
@@ -196,6 +209,10 @@ def _message(message: Message, out: list[str]) -> None:
         oneof = field.containing_oneof
         if oneof is not None and not _is_synthetic(oneof):
             oneof_members.append(field)
+            continue
+        if fragments is not None and field.name in fragments:
+            first = _key(field, out, first)
+            out.append(fragments[field.name])
             continue
         if not _present(message, field, emit_defaults or oneof is not None):
             continue

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -70,15 +69,9 @@ class LocalMosquitto:
             "log_type warning",
         ]
         if os.geteuid() == 0:
-            # As root mosquitto drops to its own user, which must own the persistence folder.
-            user = "mosquitto"
-            try:
-                pwd.getpwnam(user)
-            except KeyError:
-                user = "root"
-            lines.append(f"user {user}")
-            shutil.chown(data, user, user)
-            shutil.chown(self.work_dir, user, user)
+            # As root Mosquitto would drop to the `mosquitto` user, which cannot write into a root-owned
+            # temporary folder; this broker listens on loopback only, for tests and the demo.
+            lines.append("user root")
         conf = self.work_dir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return conf

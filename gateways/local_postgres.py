@@ -15,7 +15,7 @@ from types import TracebackType
 
 from ioc_core.errors import FatalError
 
-__all__ = ["LocalPostgres", "PostgresNotInstalled", "find_pg_bindir", "free_port"]
+__all__ = ["LocalPostgres", "PostgresNotInstalled", "find_pg_bindir", "free_port", "make_reachable"]
 
 
 class PostgresNotInstalled(FatalError):
@@ -27,6 +27,14 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def make_reachable(folder: Path) -> None:
+    """Let a dropped-privilege server user walk down to ``folder`` (mkdtemp makes 0700 folders)."""
+    for parent in folder.parents:
+        mode = os.stat(parent).st_mode
+        if not mode & 0o001:
+            os.chmod(parent, mode | 0o711)
 
 
 def find_pg_bindir() -> Path:
@@ -98,11 +106,7 @@ class LocalPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._runas:
             shutil.chown(self.data_dir, self._runas, self._runas)
-            for parent in self.data_dir.parents:
-                # The server user must be able to reach its folder (mkdtemp makes 0700 folders).
-                if parent == Path("/") or os.stat(parent).st_mode & 0o001:
-                    break
-                os.chmod(parent, os.stat(parent).st_mode | 0o711)
+            make_reachable(self.data_dir)
         done = self._run(
             str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", check=False,

@@ -118,6 +118,8 @@ class MqttConsumer:
         self._subscribed = threading.Event()
         self._refused: str | None = None
         self.connects = 0
+        # Messages handed to us so far, acked or not; with acks withheld it cannot pass Receive Maximum.
+        self.delivered = 0
 
     # paho callbacks run on paho's network thread.
     def _on_connect(
@@ -157,6 +159,7 @@ class MqttConsumer:
             log.warning("lost the broker %s: %s; paho reconnects", self._url, reason)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        self.delivered += 1
         self._sink(
             InboundMessage(
                 topic=msg.topic,

@@ -92,7 +92,7 @@ def _leaves(data: Mapping[str, Any], prefix: str) -> list[tuple[str, Any]]:
                     else:
                         leaves.append((f"{key}_{channel}", inner))
             else:
-                leaves.extend(_leaves(value, f"{prefix}{key}_" if prefix else ""))
+                leaves.extend(_leaves(value, f"{prefix}{key}_"))
         else:
             leaves.append((f"{prefix}{key}" if prefix else str(key), value))
     return leaves

@@ -40,6 +40,7 @@ class IngestStats:
         self._window = _Window()
         self._window_started = time.monotonic()
         self.totals = _Window()
+        self._last_idle_line = -1e18
 
     def batch_done(
         self,
@@ -83,9 +84,17 @@ class IngestStats:
             lags = np.concatenate(w.lags) * 1000.0
             p50, p99 = (float(x) for x in np.percentile(lags, [50, 99]))
         rate = w.received / elapsed if elapsed > 0 else 0.0
+        idle = w.received == 0 and w.retries == 0
+        if idle and time.monotonic() - self._last_idle_line < 60.0:
+            level = logging.DEBUG  # an idle worker says so once a minute, not every interval
+        else:
+            level = logging.INFO
+            if idle:
+                self._last_idle_line = time.monotonic()
         avg_size = w.batch_messages / w.batches if w.batches else None
         avg_ms = w.batch_seconds * 1000.0 / w.batches if w.batches else None
-        log.info(
+        log.log(
+            level,
             "ingest: %.0f msg/s | %d uplinks, %d duplicates, %d measurements, %d events, %d dead letters | "
             "%d batches avg %s msgs %s ms | lag p50 %s p99 %s%s",
             rate, w.uplinks, w.duplicates, w.measurements, w.device_events, w.dead_letters, w.batches,

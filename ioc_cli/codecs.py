@@ -52,7 +52,7 @@ def list_codecs() -> None:
 def decode_payload(
     fport: Annotated[int, typer.Option("--fport", min=0, max=255, help="LoRaWAN fPort of the uplink.")],
     hex_payload: Annotated[
-        str, typer.Option("--hex", help="Payload as hexadecimal; spaces are allowed (\"01 67 00 E1\").")
+        str, typer.Option("--hex", help='Payload as hexadecimal; spaces are allowed ("01 67 00 E1").')
     ],
     codec_id: Annotated[
         str | None, typer.Option("--codec", help="Codec id, as `ioc codecs list` shows it.")
@@ -67,7 +67,7 @@ def decode_payload(
     ] = None,
     with_normalise: Annotated[
         bool,
-        typer.Option("--normalise", help="Also show the measurements ingest would store (when decoding works)."),
+        typer.Option("--normalise", help="Also show the measurements ingest would store (on success)."),
     ] = False,
 ) -> None:
     """Decode one payload and print {data, warnings, errors} as JSON; exit 1 when the codec reports errors."""
@@ -106,7 +106,7 @@ def test_examples(
         ),
     ],
 ) -> None:
-    """Run every example of the given codecs; print PASS/FAIL per example and a summary; exit 1 on a failure."""
+    """Run every example of the given codecs: PASS/FAIL per example, a summary, exit 1 on a failure."""
     settings = load(IngestSettings)
     limits = JsLimits.from_settings(settings)
     registry: list[CodecRegistry] = []
@@ -175,7 +175,9 @@ def _resolve(path: Path, builtins: Callable[[], CodecRegistry], limits: JsLimits
             raise typer.BadParameter(f"no examples file ({path.stem}.yaml) beside {path}", param_hint="PATH")
         return codec, codec.examples_path
     if path.suffix not in (".yaml", ".yml"):
-        raise typer.BadParameter(f"{path} is neither an examples YAML, a .js file nor a folder", param_hint="PATH")
+        raise typer.BadParameter(
+            f"{path} is neither an examples YAML, a .js file nor a folder", param_hint="PATH"
+        )
     if path.name == EXAMPLES_FILE and (path.parent / MANIFEST_FILE).is_file():
         return _builtin(path.parent, builtins)
     js_path = _js_beside(path)

@@ -122,7 +122,11 @@ class IngestSettings(_Base):
         default_factory=lambda: f"ioc-ingest-{socket.gethostname()}"[:64],
         description="MQTT client id; keep it stable so the broker keeps the session across restarts",
     )
-    ingest_share_group: str = Field(default="ioc-ingest", pattern=r"^[^/+#$]+$")
+    ingest_share_group: str = Field(
+        default="ioc-ingest",
+        pattern=r"^[^/+#$]*$",
+        description="shared-subscription group; empty subscribes without sharing (one worker)",
+    )
     ingest_topic: str = "application/+/device/+/event/+"
     ingest_batch_size: int = Field(default=5000, ge=1, le=50_000)
     ingest_batch_age_ms: int = Field(default=200, ge=1, le=60_000)

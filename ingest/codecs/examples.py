@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import yaml
 
@@ -194,9 +194,10 @@ def _check_messages(
     *,
     exact_count: bool = True,
 ) -> None:
+    article = "an" if kind[0] in "aeiou" else "a"
     for text in expected:
         if not any(text in message for message in actual):
-            problems.append(f"expected a {kind} containing {text!r}, got {_show(list(actual))}")
+            problems.append(f"expected {article} {kind} containing {text!r}, got {_show(list(actual))}")
     if exact_count and not expected and actual:
         problems.append(f"expected no {kind}s, got {_show(list(actual))}")
 
@@ -347,11 +348,11 @@ def _parse_variables(raw: Any, where: str) -> dict[str, str] | None:
     return {str(key): str(value) for key, value in raw.items()}
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

@@ -112,7 +112,8 @@ var __ioc_make = (function () {
       } catch (err) {
         return stringify({unserialisable: String(err)});
       }
-      return '{"result":' + (text === undefined ? 'null' : text) + ',"nonFinite":' + stringify(nonFinite) + '}';
+      return '{"result":' + (text === undefined ? 'null' : text) +
+        ',"nonFinite":' + stringify(nonFinite) + '}';
     };
   };
 })();
@@ -124,9 +125,7 @@ def js_codec_id(path: Path) -> str:
     """The registry id of the codec in ``path``: ``js:<file name without .js>``."""
     name = path.stem
     if not _NAME.match(name):
-        raise CodecLoadError(
-            f"{path}: a JavaScript codec file name must match [A-Za-z0-9][A-Za-z0-9._-]*.js"
-        )
+        raise CodecLoadError(f"{path}: a JavaScript codec file name must match [A-Za-z0-9][A-Za-z0-9._-]*.js")
     return JS_ID_PREFIX + name
 
 
@@ -143,6 +142,9 @@ class JsCodec:
     runtimes must stay on the thread that made them, so each thread that decodes gets its own
     context, compiled on first use; a context that hit a limit is thrown away. The sandbox has only
     ECMAScript built-ins and a silent ``console``: no files, network, timers or modules.
+
+    The binding measures the time limit in process CPU time (``clock()``), so CPU burnt by other
+    threads at the same moment counts too: with several decoding threads a codec can be stopped early.
     """
 
     def __init__(
@@ -263,8 +265,10 @@ class JsCodec:
         if "thrown" in envelope:
             return self._thrown(str(envelope["thrown"]))
         if "unserialisable" in envelope:
-            return DecodeResult.failure(f"{self.flavour.value} returned a value that is not JSON: "
-                                        f"{_first_line(str(envelope['unserialisable']))}")
+            return DecodeResult.failure(
+                f"{self.flavour.value} returned a value that is not JSON: "
+                f"{_first_line(str(envelope['unserialisable']))}"
+            )
         warnings = [
             f"non-finite number in field {key!r} became null" for key in envelope.get("nonFinite", [])
         ]
@@ -294,6 +298,8 @@ class JsCodec:
         context.set_time_limit(self.limits.time_limit_ms / 1000.0)
         try:
             context.eval(_PRELUDE)
+            # Taken before the codec runs, so a codec cannot replace it.
+            make = context.get("__ioc_make")
             context.eval(self._source)
         except quickjs.StackOverflow as err:
             raise CodecLoadError(f"{self._where}: stack overflow while loading the codec") from err
@@ -312,7 +318,7 @@ class JsCodec:
                 f"{self._where}: defines none of decodeUplink(input) (The Things Stack / ChirpStack v4), "
                 "Decode(fPort, bytes, variables) (ChirpStack v3) or Decoder(bytes, port) (TTN v2)"
             )
-        call = context.eval(f"__ioc_make({json.dumps(flavour.value)})")
+        call = make(flavour.value)
         return _Sandbox(context, call), flavour
 
 
@@ -323,14 +329,16 @@ def _uplink_result(out: Any, warnings: list[str]) -> DecodeResult:
     errors = _strings(out.get("errors"))
     data = out.get("data")
     if errors:
-        return DecodeResult(data=data if isinstance(data, dict) else {}, warnings=tuple(warnings),
-                            errors=tuple(errors))
+        return DecodeResult(
+            data=data if isinstance(data, dict) else {}, warnings=tuple(warnings), errors=tuple(errors)
+        )
     if data is None:
         return DecodeResult(data={}, warnings=tuple(warnings), errors=("decodeUplink did not return 'data'",))
     if not isinstance(data, dict):
         return DecodeResult(
-            data={}, warnings=tuple(warnings), errors=(f"decodeUplink returned 'data' as {_kind(data)}, "
-                                                       "expected an object",)
+            data={},
+            warnings=tuple(warnings),
+            errors=(f"decodeUplink returned 'data' as {_kind(data)}, expected an object",),
         )
     return DecodeResult(data=data, warnings=tuple(warnings))
 

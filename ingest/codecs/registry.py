@@ -106,7 +106,8 @@ class BuiltinCodec:
         except Exception as err:  # a bug in the codec: the uplink still ends as a dead letter with a reason
             return DecodeResult.failure(f"codec {self.id} raised {type(err).__name__}: {err}")
         if not isinstance(result, DecodeResult):
-            return DecodeResult.failure(f"codec {self.id} returned {type(result).__name__}, not a DecodeResult")
+            kind = type(result).__name__
+            return DecodeResult.failure(f"codec {self.id} returned {kind}, not a DecodeResult")
         return result
 
 
@@ -130,7 +131,7 @@ class CodecRegistry:
         by_model: dict[str, str] = {}
         for codec, info in codecs:
             if info.id != codec.id:
-                raise CodecLoadError(f"{info.source}: codec id {codec.id!r} does not match its info {info.id!r}")
+                raise CodecLoadError(f"{info.source}: codec id {codec.id!r} differs from {info.id!r}")
             if info.id in entries:
                 first = entries[info.id].info.source
                 raise CodecLoadError(f"duplicate codec id {info.id!r}: {first} and {info.source}")

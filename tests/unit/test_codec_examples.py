@@ -127,8 +127,9 @@ def test_expected_errors_match_as_substrings() -> None:
     codec = FixedCodec(DecodeResult.failure("truncated payload at byte 4", "second"))
     assert run_example(codec, _example({"errors": ["at byte 4", "second"]})).passed
     outcome = run_example(codec, _example({"errors": ["at byte 5"]}))
-    assert outcome.problems == ("expected a error containing 'at byte 5', got "
-                                '["truncated payload at byte 4", "second"]',)
+    assert outcome.problems == (
+        'expected an error containing \'at byte 5\', got ["truncated payload at byte 4", "second"]',
+    )
 
 
 def test_an_empty_errors_list_only_requires_failure() -> None:
@@ -185,7 +186,12 @@ def test_example_inputs_parse_bytes_hex_time_and_variables() -> None:
     entries = [
         {"input": {"fPort": 2, "bytes": [0x01, 255]}, "output": {"data": {}}},
         {
-            "input": {"fPort": 3, "hex": " 01 ff\n", "recvTime": "2025-06-01T08:30:00Z", "variables": {"k": 5}},
+            "input": {
+                "fPort": 3,
+                "hex": " 01 ff\n",
+                "recvTime": "2025-06-01T08:30:00Z",
+                "variables": {"k": 5},
+            },
             "output": {"errors": ["x"], "warnings": ["w"]},
             "hardwareVersions": ["1.0"],
             "normalizedOutput": {"data": []},
@@ -239,14 +245,14 @@ def test_malformed_examples_are_rejected(entry: Any, message: str) -> None:
 
 @pytest.mark.parametrize("document", [None, [], {"uplinkDecoder": None}, {"uplinkDecoder": {"examples": {}}}])
 def test_malformed_documents_are_rejected(document: Any) -> None:
-    with pytest.raises(ExamplesError, match="file.yaml"):
+    with pytest.raises(ExamplesError, match=r"file\.yaml"):
         parse_examples(document, source="file.yaml")
 
 
 def test_load_examples_names_the_file(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("uplinkDecoder: [", encoding="utf-8")
-    with pytest.raises(ExamplesError, match="broken.yaml: not valid YAML"):
+    with pytest.raises(ExamplesError, match=r"broken\.yaml: not valid YAML"):
         load_examples(broken)
     with pytest.raises(ExamplesError, match="cannot read"):
         load_examples(tmp_path / "absent.yaml")

@@ -1,4 +1,4 @@
-"""Cayenne LPP: the IPSO types plus the ElectronicCats extended set, decoded to TTN-style ``<type>_<channel>``."""
+"""Cayenne LPP: IPSO types plus the ElectronicCats extended set, decoded to TTN-style ``<type>_<channel>``."""
 
 from __future__ import annotations
 

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The README's two commands:  ./run.sh demo   and   ./run.sh test
+# Each installs what it needs first: Mosquitto and PostgreSQL from the distribution when missing,
+# a virtual environment in .venv, and the platform with its dependencies.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+usage() {
+  cat <<'USAGE'
+usage: ./run.sh demo [ioc demo options]   start an embedded PostgreSQL and Mosquitto, simulate Da Nang, ingest
+       ./run.sh test [pytest options]     lint, type-check and run every test against real services
+       ./run.sh ioc ARGS...               any other `ioc` command inside the project's environment
+USAGE
+}
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+system_packages() {
+  local missing=()
+  if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then missing+=(mosquitto); fi
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    missing+=(postgresql)
+  fi
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then missing+=(python3-venv); fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]} from the distribution" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+python_env() {
+  python3 - <<'PY' || { echo "Python 3.11 or newer is needed" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+  if [ ! -x .venv/bin/python ]; then
+    echo "==> creating .venv" >&2
+    python3 -m venv .venv
+  fi
+  local stamp=.venv/.ioc-installed
+  local want
+  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "==> installing the platform and its dependencies into .venv" >&2
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    .venv/bin/python -m pip install -q -e '.[dev]'
+    echo "$want" > "$stamp"
+  fi
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  demo)
+    system_packages; python_env
+    exec .venv/bin/ioc demo "$@"
+    ;;
+  test)
+    system_packages; python_env
+    echo "==> ruff" >&2
+    .venv/bin/ruff check .
+    echo "==> mypy (strict)" >&2
+    .venv/bin/mypy
+    echo "==> pytest" >&2
+    exec .venv/bin/pytest "$@"
+    ;;
+  ioc)
+    system_packages; python_env
+    exec .venv/bin/ioc "$@"
+    ;;
+  -h|--help|help|"") usage ;;
+  *) usage; exit 2 ;;
+esac
