@@ -350,8 +350,10 @@ class EventStream(Iterator[SimMessage]):
         dedup = self._uuid()
         encoding = self._encoding()
         ack_time = sent + rng.uniform(1.0, 10.0)
-        body = self._render.ack(rt.index, encoding, deduplication_id=dedup, t=ack_time,
-                                queue_item_id=queue_item, acknowledged=acked, f_cnt_down=f_cnt_down)  # fmt: skip
+        body = self._render.ack(
+            rt.index, encoding, deduplication_id=dedup, t=ack_time, queue_item_id=queue_item,
+            acknowledged=acked, f_cnt_down=f_cnt_down,
+        )  # fmt: skip
         self._emit_other(rt, "ack", body, encoding, dedup, ack_time)
 
     def _emit_other(

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from device_simulators.catalogue import APPLICATIONS, MODELS, DeviceModel, Kind
 from device_simulators.sites import AREAS, GATEWAY_SITES, ROADS, STATIONS, Area, Road
@@ -242,8 +242,11 @@ def _place(kind: str, index: int, rng: random.Random, zones: Sequence[Zone]) -> 
     raise ValueError(f"no sites for device kind {kind!r}")
 
 
-def _weighted(choices: Sequence[Area] | Sequence[Road], rng: random.Random) -> Area | Road:
-    return rng.choices(list(choices), weights=[c.weight for c in choices])[0]
+_Site = TypeVar("_Site", Area, Road)
+
+
+def _weighted(choices: Sequence[_Site], rng: random.Random) -> _Site:
+    return rng.choices(choices, weights=[c.weight for c in choices])[0]
 
 
 def _near(lon: float, lat: float, radius_m: float, rng: random.Random, zones: Sequence[Zone]) -> tuple[

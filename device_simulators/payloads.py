@@ -92,8 +92,8 @@ def encode_water_level(values: Values) -> bytes:
 def encode_rain_gauge(values: Values) -> bytes:
     """``rainfall`` (rounded to whole 0.2 mm tips), ``rain_rate``, ``battery_voltage``."""
     header = _VERSION | _flag(values, "bucket_stuck", 0x01)
-    return _RAIN_GAUGE.pack(header, _u16(values.get("rainfall", 0.0), 5), _u16(values.get("rain_rate", 0.0), 10),
-                            _battery_mv(values))
+    tips = _u16(values.get("rainfall", 0.0), 5)  # 0.2 mm per tip
+    return _RAIN_GAUGE.pack(header, tips, _u16(values.get("rain_rate", 0.0), 10), _battery_mv(values))
 
 
 def encode_air_quality(values: Values) -> bytes:

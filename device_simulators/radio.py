@@ -2,8 +2,9 @@
 
 A log-distance path-loss model at 923 MHz (exponent 3.2: street-level devices in a built-up city) gives
 each device a mean RSSI at its three best gateways; every uplink adds shadowing noise, and a gateway hears
-the frame only when the SNR clears the demodulation floor of the spreading factor. The data rate is what ChirpStack's ADR would settle on:
-the fastest one that leaves a 10 dB installation margin at the best gateway.
+the frame only when the SNR clears the demodulation floor of the spreading factor. The data rate is what
+ChirpStack's ADR would settle on: the fastest one that leaves a 10 dB installation margin at the best
+gateway.
 """
 
 from __future__ import annotations

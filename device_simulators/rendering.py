@@ -191,16 +191,19 @@ class EventRenderer:
         spreading_factor: int,
     ) -> bytes:
         if encoding == "protobuf":
-            return self._uplink_message(
+            message = self._uplink_message(
                 index, deduplication_id, t, dev_addr, dr, f_cnt, f_port, confirmed, data, obj, frames,
                 frequency, spreading_factor,
-            ).SerializeToString()  # fmt: skip
+            )  # fmt: skip
+            return bytes(message.SerializeToString())
         stamp = self._stamp
         at = stamp(t)
         gnss_part = ""
         channel = frames[0].channel if frames else 0
         # All gateways hear the frame on the same channel.
-        radio_part = (',"channel":' + str(channel) if channel else "") + (',"rfChain":1' if channel >= 4 else "")
+        radio_part = (',"channel":' + str(channel) if channel else "") + (
+            ',"rfChain":1' if channel >= 4 else ""
+        )
         rx = []
         for f in frames:
             g = self._gateways[f.gateway]
@@ -289,7 +292,9 @@ class EventRenderer:
 
     # --- the rarer events: real messages through the generic renderer ------------------------------------
 
-    def join(self, index: int, encoding: Encoding, *, deduplication_id: str, t: float, dev_addr: str) -> bytes:
+    def join(
+        self, index: int, encoding: Encoding, *, deduplication_id: str, t: float, dev_addr: str
+    ) -> bytes:
         event = integration.JoinEvent(
             deduplication_id=deduplication_id, dev_addr=dev_addr, region_config_id=REGION_CONFIG_ID
         )
@@ -391,4 +396,4 @@ class EventRenderer:
         if encoding == "json":
             return render_json(event, fragments={"device_info": parts.device_info_json})
         event.device_info.CopyFrom(parts.device_info)
-        return event.SerializeToString()  # type: ignore[no-any-return]
+        return bytes(event.SerializeToString())

@@ -42,13 +42,13 @@ SCENARIOS: Final[Mapping[str, Scenario]] = MappingProxyType(
     {
         "normal": Scenario(
             "normal",
-            "An ordinary day: showers from the monthly climate, rush-hour traffic, tides, a little radio loss.",
+            "An ordinary day: showers from the monthly climate, rush-hour traffic, tides, some radio loss.",
             loss_ratio=0.005,
             duplicate_ratio=0.002,
         ),
         "flood": Scenario(
             "flood",
-            "A heavy-rain event 20 minutes in: ~90 mm/h at its peak over 10 hours (450 mm, like October 2022); "
+            "A storm from minute 20: up to 90 mm/h for 10 hours (450 mm, like October 2022); "
             "streets flood within the hour, rivers rise over the following hours.",
             storm_delay_h=1.0 / 3.0,
             storm_hours=10.0,
@@ -58,7 +58,7 @@ SCENARIOS: Final[Mapping[str, Scenario]] = MappingProxyType(
         ),
         "faults": Scenario(
             "faults",
-            "Dead batteries, devices that fall silent, out-of-range readings, sensor faults, lost, duplicated "
+            "Dead batteries, silent devices, out-of-range readings, sensor faults, lost, duplicated "
             "and malformed messages: everything the ingest must flag or dead-letter.",
             dead_battery_share=0.05,
             silent_share=0.05,

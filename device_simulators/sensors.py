@@ -68,7 +68,9 @@ class Sensors:
         }
 
     def new_state(self, device: Device, start: float, rng: random.Random) -> SensorState:
-        state = SensorState(start=start, battery_v0=rng.uniform(3.55, 3.66), drain_v_per_day=rng.uniform(2e-4, 8e-4))
+        state = SensorState(
+            start=start, battery_v0=rng.uniform(3.55, 3.66), drain_v_per_day=rng.uniform(2e-4, 8e-4)
+        )
         kind = device.kind
         if kind in ("rain_gauge", "water_level", "flood_depth"):
             state.factor = rng.uniform(0.85, 1.15)
@@ -199,9 +201,16 @@ class Sensors:
         power = (state.factor * dimming / 100.0 * rng.uniform(0.98, 1.02) if dark else 0.0) + 1.2
         since = state.last_t if state.last_t is not None else t
         state.energy_kwh += power * (t - since) / 3_600_000.0
-        return {"lamp_on": 1.0 if dark else 0.0, "dimming": dimming, "power": power, "energy": state.energy_kwh}
+        return {
+            "lamp_on": 1.0 if dark else 0.0,
+            "dimming": dimming,
+            "power": power,
+            "energy": state.energy_kwh,
+        }
 
-    def _temperature_humidity(self, device: Device, state: SensorState, t: float, rng: random.Random) -> Reading:
+    def _temperature_humidity(
+        self, device: Device, state: SensorState, t: float, rng: random.Random
+    ) -> Reading:
         now = self.env.now(t)
         return {
             "temperature": now.air_temperature + state.offset + rng.gauss(0.0, 0.2),

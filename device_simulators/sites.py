@@ -65,9 +65,12 @@ class GatewaySite:
     """Antenna gain plus the height advantage of the site over the path-loss model's street level."""
 
 
-def _wl(base: float, tide: float, rain: float, lag_h: float, mount: float, alarm: float) -> Mapping[str, float]:
+def _wl(
+    base: float, tide: float, rain: float, lag_h: float, mount: float, alarm: float
+) -> Mapping[str, float]:
     # base: mean level above the station datum (m); tide: share of the sea tide seen here;
-    # rain: metres of rise per mm of catchment rain; lag_h: how long the rain takes to arrive.
+    # rain: metres of rise per mm of catchment rain; lag_h: how long the rain takes to arrive;
+    # mount: sensor height above the datum (m); alarm: level (m) at which the device raises its alarm.
     return MappingProxyType(
         {"base": base, "tide_gain": tide, "rain_gain": rain, "lag_h": lag_h, "mount": mount, "alarm": alarm}
     )
@@ -80,7 +83,8 @@ def _fd(capacity: float, gain: float, tidal: float) -> Mapping[str, float]:
 
 
 def _wq(salinity: float, turbidity: float, oxygen: float) -> Mapping[str, float]:
-    # salinity: uS/cm of salt intrusion per metre of tide above mean; turbidity: base NTU; oxygen: share of saturation.
+    # salinity: uS/cm of salt intrusion per metre of tide above mean; turbidity: base NTU;
+    # oxygen: dissolved oxygen as a share of saturation.
     return MappingProxyType({"salinity": salinity, "turbidity": turbidity, "oxygen": oxygen})
 
 
@@ -94,8 +98,10 @@ STATIONS: Final[Mapping[str, tuple[Station, ...]]] = MappingProxyType(
             Station("Cu Đê river, Nam Ô bridge", 108.1250, 16.1170, _wl(0.40, 0.80, 0.0050, 2.5, 6.0, 1.9)),
             Station("Cu Đê river, Hòa Bắc", 108.0500, 16.1250, _wl(2.10, 0.05, 0.0090, 3.5, 8.0, 4.5)),
             Station("Túy Loan river, Hòa Phong", 108.1300, 15.9950, _wl(1.50, 0.20, 0.0075, 3.5, 7.5, 3.6)),
-            Station("Vu Gia river, Ái Nghĩa ferry", 108.0500, 15.9600, _wl(2.60, 0.05, 0.0085, 4.5, 9.0, 5.0)),
-            Station("Coast, Thọ Quang fishing port", 108.2330, 16.1050, _wl(0.05, 1.00, 0.0008, 1.0, 5.0, 1.2)),
+            Station("Vu Gia river, Ái Nghĩa ferry", 108.0500, 15.9600,
+                    _wl(2.60, 0.05, 0.0085, 4.5, 9.0, 5.0)),
+            Station("Coast, Thọ Quang fishing port", 108.2330, 16.1050,
+                    _wl(0.05, 1.00, 0.0008, 1.0, 5.0, 1.2)),
             Station("Coast, Mỹ Khê beach", 108.2440, 16.0620, _wl(0.00, 1.00, 0.0005, 1.0, 5.0, 1.2)),
             Station("Coast, Non Nước beach", 108.2620, 15.9960, _wl(0.00, 1.00, 0.0005, 1.0, 5.0, 1.2)),
             Station("Coast, Kim Liên", 108.1360, 16.0880, _wl(0.05, 1.00, 0.0008, 1.0, 5.0, 1.2)),

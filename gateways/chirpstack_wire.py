@@ -28,8 +28,6 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from chirpstack_api import integration
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
-from google.protobuf.message import Message
 
 __all__ = [
     "EVENT_MESSAGES",
@@ -65,15 +63,14 @@ _EMIT_DEFAULTS_PACKAGES: Final = frozenset({"integration"})
 
 _NEEDS_ESCAPE: Final = re.compile(r'[\x00-\x1f"\\]')
 
-_INT64_TYPES: Final = frozenset(
-    {
-        FieldDescriptor.TYPE_INT64,
-        FieldDescriptor.TYPE_UINT64,
-        FieldDescriptor.TYPE_SINT64,
-        FieldDescriptor.TYPE_FIXED64,
-        FieldDescriptor.TYPE_SFIXED64,
-    }
-)
+# protobuf's FieldDescriptor.TYPE_* numbers (descriptor.proto), spelled out because the protobuf runtime
+# ships no type stubs here; messages and descriptors are typed as Any.
+_DOUBLE, _FLOAT, _INT64, _UINT64, _FIXED64, _BOOL, _STRING = 1, 2, 3, 4, 6, 8, 9
+_MESSAGE, _BYTES, _ENUM, _SFIXED64, _SINT64 = 11, 12, 14, 16, 18
+_INT64_TYPES: Final = frozenset({_INT64, _UINT64, _FIXED64, _SFIXED64, _SINT64})
+
+Message = Any
+"""A ``chirpstack_api`` (protobuf) message."""
 
 
 def topic_for(application_id: str, dev_eui: str, event: str) -> str:
@@ -91,7 +88,7 @@ def render(message: Message, *, json: bool) -> bytes:
 
 
 def render_protobuf(message: Message) -> bytes:
-    return message.SerializeToString()
+    return bytes(message.SerializeToString())
 
 
 def render_json(message: Message, *, fragments: Mapping[str, str] | None = None) -> bytes:
@@ -123,10 +120,7 @@ def format_timestamp(seconds: int, nanos: int = 0) -> str:
 
 def format_duration(seconds: int, nanos: int = 0) -> str:
     """pbjson-types ``Duration``: ``"1s"``, ``"1.500s"``, ``"1457515631.589793238s"``."""
-    if seconds == 0 and nanos < 0:
-        head = "-0"
-    else:
-        head = str(seconds)
+    head = "-0" if seconds == 0 and nanos < 0 else str(seconds)
     return head + _fraction(abs(nanos)) + "s"
 
 
@@ -196,7 +190,7 @@ def _ryu_layout(negative: bool, digits: str, point: int, *, decimal_limit: int, 
 
 
 def _message(message: Message, out: list[str], fragments: Mapping[str, str] | None = None) -> None:
-    descriptor: Descriptor = message.DESCRIPTOR
+    descriptor = message.DESCRIPTOR
     special = _WELL_KNOWN.get(descriptor.full_name)
     if special is not None:
         special(message, out)
@@ -204,7 +198,7 @@ def _message(message: Message, out: list[str], fragments: Mapping[str, str] | No
     emit_defaults = descriptor.file.package in _EMIT_DEFAULTS_PACKAGES
     out.append("{")
     first = True
-    oneof_members: list[FieldDescriptor] = []
+    oneof_members: list[Any] = []
     for field in descriptor.fields:
         oneof = field.containing_oneof
         if oneof is not None and not _is_synthetic(oneof):
@@ -231,23 +225,23 @@ def _is_synthetic(oneof: Any) -> bool:
     return bool(getattr(oneof, "is_synthetic", False))
 
 
-def _key(field: FieldDescriptor, out: list[str], first: bool) -> bool:
+def _key(field: Any, out: list[str], first: bool) -> bool:
     out.append(('"' if first else ',"') + field.json_name + '":')
     return False
 
 
-def _present(message: Message, field: FieldDescriptor, emit_defaults: bool) -> bool:
+def _present(message: Message, field: Any, emit_defaults: bool) -> bool:
     if field.is_repeated:
         return emit_defaults or len(getattr(message, field.name)) > 0
     if field.message_type is not None or field.has_presence:
-        return message.HasField(field.name)
+        return bool(message.HasField(field.name))
     if emit_defaults:
         return True
     value = getattr(message, field.name)
     return bool(value) if not isinstance(value, float) else value != 0.0
 
 
-def _field_value(message: Message, field: FieldDescriptor, out: list[str]) -> None:
+def _field_value(message: Message, field: Any, out: list[str]) -> None:
     value = getattr(message, field.name)
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
         _map(field, value, out)
@@ -262,7 +256,7 @@ def _field_value(message: Message, field: FieldDescriptor, out: list[str]) -> No
         _single(field, value, out)
 
 
-def _map(field: FieldDescriptor, value: Any, out: list[str]) -> None:
+def _map(field: Any, value: Any, out: list[str]) -> None:
     value_field = field.message_type.fields_by_name["value"]
     out.append("{")
     for index, key in enumerate(sorted(value)):
@@ -279,22 +273,22 @@ def _map_key(key: Any) -> str:
     return str(key)
 
 
-def _single(field: FieldDescriptor, value: Any, out: list[str]) -> None:
+def _single(field: Any, value: Any, out: list[str]) -> None:
     kind = field.type
-    if kind == FieldDescriptor.TYPE_MESSAGE:
+    if kind == _MESSAGE:
         _message(value, out)
-    elif kind == FieldDescriptor.TYPE_STRING:
+    elif kind == _STRING:
         out.append(json_string(value))
-    elif kind == FieldDescriptor.TYPE_BOOL:
+    elif kind == _BOOL:
         out.append("true" if value else "false")
-    elif kind == FieldDescriptor.TYPE_BYTES:
+    elif kind == _BYTES:
         out.append('"' + base64.b64encode(value).decode("ascii") + '"')
-    elif kind == FieldDescriptor.TYPE_ENUM:
+    elif kind == _ENUM:
         enum_value = field.enum_type.values_by_number.get(value)
         out.append(json_string(enum_value.name) if enum_value is not None else str(value))
-    elif kind == FieldDescriptor.TYPE_FLOAT:
+    elif kind == _FLOAT:
         out.append(format_f32(value))
-    elif kind == FieldDescriptor.TYPE_DOUBLE:
+    elif kind == _DOUBLE:
         out.append(format_f64(value))
     elif kind in _INT64_TYPES:
         out.append(f'"{value}"')

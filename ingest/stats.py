@@ -29,6 +29,7 @@ class _Window:
     batch_seconds: float = 0.0
     retries: int = 0
     lags: list[np.ndarray] = field(default_factory=list)
+    latencies: list[np.ndarray] = field(default_factory=list)
 
 
 class IngestStats:
@@ -53,6 +54,7 @@ class IngestStats:
         dead_letters: int,
         seconds: float,
         event_times: list[float],
+        received_times: list[float],
         committed_at: float,
     ) -> None:
         for w in (self._window, self.totals):
@@ -67,6 +69,8 @@ class IngestStats:
             w.batch_seconds += seconds
         if event_times:
             self._window.lags.append(committed_at - np.asarray(event_times, dtype=np.float64))
+        if received_times:
+            self._window.latencies.append(committed_at - np.asarray(received_times, dtype=np.float64))
 
     def retried(self) -> None:
         self._window.retries += 1
@@ -79,10 +83,13 @@ class IngestStats:
         """Log the window and store it in ``ingest_stats``; a failed insert only costs that row."""
         w, elapsed = self._window, time.monotonic() - self._window_started
         self._window, self._window_started = _Window(), time.monotonic()
-        p50 = p99 = None
+        p50 = p99 = l50 = l99 = None
         if w.lags:
             lags = np.concatenate(w.lags) * 1000.0
             p50, p99 = (float(x) for x in np.percentile(lags, [50, 99]))
+        if w.latencies:
+            latencies = np.concatenate(w.latencies) * 1000.0
+            l50, l99 = (float(x) for x in np.percentile(latencies, [50, 99]))
         rate = w.received / elapsed if elapsed > 0 else 0.0
         idle = w.received == 0 and w.retries == 0
         if idle and time.monotonic() - self._last_idle_line < 60.0:
@@ -96,10 +103,10 @@ class IngestStats:
         log.log(
             level,
             "ingest: %.0f msg/s | %d uplinks, %d duplicates, %d measurements, %d events, %d dead letters | "
-            "%d batches avg %s msgs %s ms | lag p50 %s p99 %s%s",
+            "%d batches avg %s msgs %s ms | received→committed p50 %s p99 %s | event age p50 %s%s",
             rate, w.uplinks, w.duplicates, w.measurements, w.device_events, w.dead_letters, w.batches,
             f"{avg_size:.0f}" if avg_size else "-", f"{avg_ms:.0f}" if avg_ms else "-",
-            f"{p50:.0f} ms" if p50 is not None else "-", f"{p99:.0f} ms" if p99 is not None else "-",
+            _ms(l50), _ms(l99), _ms(p50),
             f" | {w.retries} retries" if w.retries else "",
         )
         if conn is None:
@@ -109,12 +116,18 @@ class IngestStats:
                 conn.execute(
                     """INSERT INTO ingest_stats (time, worker, interval_s, received, uplinks, duplicates,
                            measurements, device_events, dead_letters, batches, batch_size_avg, batch_ms_avg,
-                           lag_ms_p50, lag_ms_p99, retries)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                           lag_ms_p50, lag_ms_p99, latency_ms_p50, latency_ms_p99, retries)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                        ON CONFLICT DO NOTHING""",
                     (datetime.now(UTC), self.worker, elapsed, w.received, w.uplinks, w.duplicates,
                      w.measurements, w.device_events, w.dead_letters, w.batches, avg_size, avg_ms,
-                     p50, p99, w.retries),
+                     p50, p99, l50, l99, w.retries),
                 )
         except Exception as err:  # statistics must never stop the ingest
             log.warning("could not store ingest statistics: %s", err)
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:.1f} s" if value >= 10_000 else f"{value:.0f} ms"

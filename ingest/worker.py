@@ -252,7 +252,8 @@ class IngestWorker:
                     messages=len(messages), uplinks=result.uplinks, duplicates=result.duplicates,
                     measurements=result.measurements, device_events=result.device_events,
                     dead_letters=result.dead_letters, seconds=time.monotonic() - started,
-                    event_times=event_times, committed_at=committed_at,
+                    event_times=event_times, received_times=[m.received_at for m in messages],
+                    committed_at=committed_at,
                 )
         if self.stats.due():
             self._report()

@@ -1,7 +1,228 @@
-"""``ioc demo`` (being written)."""
+"""``ioc demo``: the whole platform on one machine, with the Da Nang fleet simulated into it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from device_simulators.events import StreamOptions, generate
+from device_simulators.fleet import Fleet, build_fleet
+from device_simulators.publisher import publish_to_broker
+from gateways.database import Connection, connect
+from gateways.local_mosquitto import LocalMosquitto
+from gateways.local_postgres import LocalPostgres
+from gateways.migrations import migrate
+from ingest.registry import DeviceRecord, register_devices, seed_zones
+from ioc_cli.ingest import build_worker, stop_on_signals
+from ioc_cli.logs import setup_logging
+from ioc_core.settings import DatabaseSettings, IngestSettings, MqttSettings, MqttUrl, load
+from ioc_core.zones import load_default_zones
+
+__all__ = ["register"]
+
+log = logging.getLogger("ioc.demo")
+
+# What an operator looks at first: per district, how many sensors report, and the flood and air numbers.
+_ZONE_SUMMARY = """
+SELECT z.name,
+       count(DISTINCT d.id) FILTER (WHERE d.status <> 'decommissioned') AS devices,
+       (SELECT count(*) FROM uplinks u WHERE u.zone_id = z.id
+          AND u.time > (SELECT max(time) FROM uplinks) - interval '1 hour') AS uplinks_last_hour,
+       (SELECT max(r.maximum) FROM rollup_zone_hourly r JOIN metrics m ON m.id = r.metric_id
+          WHERE r.zone_id = z.id AND m.name = 'water_level'
+            AND r.bucket >= date_trunc('hour', (SELECT max(time) FROM uplinks)) - interval '1 hour')
+          AS max_water_level,
+       (SELECT sum(r.total) / nullif(sum(r.n), 0) FROM rollup_zone_hourly r JOIN metrics m ON m.id = r.metric_id
+          WHERE r.zone_id = z.id AND m.name = 'pm2_5'
+            AND r.bucket >= date_trunc('hour', (SELECT max(time) FROM uplinks)) - interval '1 hour')
+          AS mean_pm2_5
+FROM zones z LEFT JOIN devices d ON d.zone_id = z.id
+WHERE z.valid_to IS NULL
+GROUP BY z.id, z.name ORDER BY z.name
+"""
+
+
+def _demo_dir() -> Path:
+    # /var/tmp survives reboots and every user can reach it, which the postgres server user needs.
+    return Path(os.environ.get("IOC_DEMO_DIR", f"/var/tmp/ioc-demo-{os.getuid()}"))
+
+
+def _register_fleet(conn: Connection, fleet: Fleet, unregistered_every: int) -> tuple[int, int]:
+    """Register the fleet in the registry, leaving every n-th device for the ingest to enrol."""
+    seed_zones(conn, load_default_zones())
+    records = []
+    left_out = 0
+    for i, d in enumerate(fleet.devices):
+        if unregistered_every and i % unregistered_every == unregistered_every - 1:
+            left_out += 1
+            continue
+        records.append(
+            DeviceRecord(
+                dev_eui=d.dev_eui, name=d.name, kind=d.kind, model=d.model_id, codec_id=d.codec_id,
+                latitude=d.lat, longitude=d.lon, application_id=d.application_id,
+                device_profile_id=d.device_profile_id, tags=dict(d.tags),
+            )
+        )
+    return register_devices(conn, records), left_out
+
+
+def _print_summary(console: Console, dsn: str) -> None:
+    try:
+        with connect(dsn, autocommit=True) as conn:
+            rows = conn.execute(_ZONE_SUMMARY).fetchall()
+            totals = conn.execute(
+                """SELECT (SELECT count(*) FROM uplinks), (SELECT count(*) FROM measurements),
+                          (SELECT count(*) FROM device_events), (SELECT count(*) FROM dead_letters),
+                          (SELECT count(*) FROM devices WHERE status = 'unregistered'),
+                          (SELECT max(time) FROM uplinks)"""
+            ).fetchone()
+    except Exception as err:  # the summary is a courtesy; the demo goes on without it
+        log.warning("could not read the summary: %s", err)
+        return
+    assert totals is not None
+    latest = totals[5].astimezone(timezone_ict()).strftime("%Y-%m-%d %H:%M") if totals[5] else "-"
+    table = Table(title=f"Da Nang districts, last simulated hour (simulated clock {latest} ICT)")
+    for col in ("district", "devices", "uplinks/h", "max water level (m)", "mean PM2.5 (µg/m³)"):
+        table.add_column(col, justify="right" if col != "district" else "left")
+    for name, devices, uplinks, water, pm in rows:
+        table.add_row(name, str(devices), str(uplinks), f"{water:.2f}" if water is not None else "-",
+                      f"{pm:.1f}" if pm is not None else "-")
+    console.print(table)
+    console.print(
+        f"stored: {totals[0]} uplinks, {totals[1]} measurements, {totals[2]} device events, "
+        f"{totals[3]} dead letters; {totals[4]} devices enrolled as unregistered"
+    )
+
+
+def timezone_ict() -> object:
+    from datetime import timezone
+
+    return timezone(timedelta(hours=7), "ICT")
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    @app.command("demo")
+    def demo_cmd(
+        devices: Annotated[int, typer.Option("--devices", "-n", min=1, help="Simulated sensors.")] = 300,
+        scenario: Annotated[str, typer.Option(help="normal, flood or faults.")] = "flood",
+        time_scale: Annotated[
+            float, typer.Option(min=1.0, help="Simulated seconds per real second (600: ten minutes a second).")
+        ] = 600.0,
+        encoding: Annotated[str, typer.Option(help="json, protobuf or mixed, like ChirpStack's json flag.")]
+        = "mixed",
+        duration: Annotated[
+            float | None, typer.Option(min=1.0, help="Stop after this many seconds (default: until Ctrl-C).")
+        ] = None,
+        summary_every: Annotated[float, typer.Option(min=1.0, help="Seconds between district summaries.")]
+        = 15.0,
+        seed: Annotated[int, typer.Option(help="Seed of the fleet and its messages.")] = 1,
+    ) -> None:
+        """Run the platform end to end on this machine: broker, database, simulated Da Nang fleet, ingest.
+
+        With nothing configured it starts an embedded PostgreSQL and a local Mosquitto in IOC_DEMO_DIR
+        (default /var/tmp/ioc-demo-<uid>); with IOC_DATABASE_URL / IOC_MQTT_URL set it uses those. The
+        database is migrated, the default (approximate) Da Nang districts and the fleet are registered
+        (every 20th device is left for the ingest to enrol as unregistered), the simulator publishes
+        ChirpStack v4 events, and an ingest worker stores them. Ctrl-C stops everything cleanly.
+        """
+        if scenario not in ("normal", "flood", "faults"):
+            raise typer.BadParameter("must be normal, flood or faults", param_hint="--scenario")
+        if encoding not in ("json", "protobuf", "mixed"):
+            raise typer.BadParameter("must be json, protobuf or mixed", param_hint="--encoding")
+        setup_logging("INFO")
+        console = Console()
+        stop = threading.Event()
+        stop_on_signals(stop)
+        with ExitStack() as stack:
+            work = _demo_dir()
+            work.mkdir(parents=True, exist_ok=True)
+            if "IOC_DATABASE_URL" in os.environ:
+                dsn = load(DatabaseSettings).dsn
+            else:
+                console.print(f"starting an embedded PostgreSQL in {work / 'postgres'} ...")
+                pg = LocalPostgres(work / "postgres")
+                pg.start()
+                stack.callback(pg.stop)
+                dsn = pg.url
+            if "IOC_MQTT_URL" in os.environ:
+                mqtt = load(MqttSettings)
+            else:
+                broker = LocalMosquitto(work / "mosquitto")
+                broker.start()
+                stack.callback(broker.stop)
+                mqtt = MqttSettings(mqtt_url=broker.url)
+            with connect(dsn) as conn:
+                mode, _ = migrate(conn)
+                fleet = build_fleet(devices, seed=seed)
+                registered, left_out = _register_fleet(conn, fleet, unregistered_every=20)
+            console.print(f"database ready ({mode}); registered {registered} devices, left {left_out} "
+                          "for the ingest to enrol")
+
+            ingest = load(IngestSettings).model_copy(update={"ingest_client_id": "ioc-demo-worker"})
+            worker = build_worker(ingest, DatabaseSettings(database_url=dsn), mqtt)  # type: ignore[arg-type]
+            worker_stop = threading.Event()
+            worker_thread = threading.Thread(target=worker.run, args=(worker_stop,), name="ingest")
+            worker_thread.start()
+
+            def stop_worker() -> None:
+                worker_stop.set()
+                worker_thread.join(60)
+
+            stack.callback(stop_worker)
+            time.sleep(1.0)  # let the worker subscribe before the first publish
+
+            start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
+            options = StreamOptions(seed=seed, start=start, scenario=scenario, encoding=encoding)  # type: ignore[arg-type]
+            simulator = threading.Thread(
+                target=publish_to_broker,
+                args=(generate(fleet, options), MqttUrl.parse(mqtt.mqtt_url)),
+                kwargs={"client_id": "ioc-demo-simulator", "time_scale": time_scale, "should_stop": stop.is_set},
+                name="simulator",
+                daemon=True,
+            )
+            simulator.start()
+            _where_to_look(console, dsn, mqtt.mqtt_url, devices, scenario, time_scale)
+
+            started = time.monotonic()
+            next_summary = started + summary_every
+            while not stop.is_set():
+                if duration is not None and time.monotonic() - started >= duration:
+                    stop.set()
+                    break
+                if not simulator.is_alive():
+                    stop.set()
+                    break
+                stop.wait(0.5)
+                if time.monotonic() >= next_summary:
+                    _print_summary(console, dsn)
+                    next_summary += summary_every
+            console.print("stopping: simulator, then the ingest drains, then the broker and database ...")
+            simulator.join(30)
+            stop_worker()
+            _print_summary(console, dsn)
+        console.print("demo stopped cleanly")
+
+
+def _where_to_look(console: Console, dsn: str, mqtt_url: str, devices: int, scenario: str,
+                   time_scale: float) -> None:
+    host_port = mqtt_url.split("://", 1)[1].rsplit("@", 1)[-1]
+    host, _, port = host_port.partition(":")
+    console.rule("IOC platform demo is running")
+    console.print(f"simulating {devices} Da Nang sensors, scenario '{scenario}', {time_scale:.0f}x real time")
+    console.print(f"[bold]database[/]  {dsn}\n           psql '{dsn}' -c 'SELECT * FROM uplinks LIMIT 5'")
+    console.print(f"[bold]broker[/]    {mqtt_url}\n           mosquitto_sub -h {host} -p {port or 1883} "
+                  "-t 'application/#' -v")
+    console.print(f"[bold]ingest[/]    IOC_DATABASE_URL='{dsn}' ioc deadletters list")
+    console.print("[bold]API, Grafana[/]  not part of this release yet")
+    console.print("Ctrl-C stops everything.")
+    console.rule()

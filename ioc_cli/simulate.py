@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 from datetime import UTC, datetime, timedelta, timezone
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -29,13 +29,13 @@ __all__ = ["register"]
 _DA_NANG = timezone(timedelta(hours=7), "ICT")
 
 
-class ScenarioName(str, Enum):
+class ScenarioName(StrEnum):
     normal = "normal"
     flood = "flood"
     faults = "faults"
 
 
-class EncodingName(str, Enum):
+class EncodingName(StrEnum):
     json = "json"
     protobuf = "protobuf"
     mixed = "mixed"
@@ -46,8 +46,12 @@ def register(app: typer.Typer) -> None:
 
 
 def simulate(
-    devices: Annotated[int, typer.Option("--devices", "-n", min=0, help="Number of simulated devices.")] = 200,
-    seed: Annotated[int, typer.Option(help="Seed of the fleet and the stream: same seed, same messages.")] = 1,
+    devices: Annotated[
+        int, typer.Option("--devices", "-n", min=0, help="Number of simulated devices.")
+    ] = 200,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the fleet and the stream: same seed, same messages.")
+    ] = 1,
     scenario: Annotated[
         ScenarioName,
         typer.Option(help="normal: an ordinary day; flood: a 10-hour storm from minute 20; faults: dead "
@@ -113,7 +117,9 @@ def simulate(
     list_devices: Annotated[
         bool, typer.Option("--list-devices", help="Print the fleet (devices, zones, models) and exit.")
     ] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="With --list-devices: CSV instead of a table.")] = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="With --list-devices: CSV instead of a table.")
+    ] = False,
     client_id: Annotated[
         str | None, typer.Option(help="MQTT client id of the publisher (default: random).")
     ] = None,
@@ -232,7 +238,7 @@ class _Bar:
         )
 
 
-class _progress:  # noqa: N801 - used like a function in a with statement
+class _progress:  # lower case: used like a function in a with statement
     def __init__(self, console: Console, disabled: bool, count: int | None, duration: float | None) -> None:
         self._disabled = disabled
         self._console = console
@@ -273,7 +279,8 @@ def _print_fleet(fleet: Fleet, as_csv: bool) -> None:
         writer.writeheader()
         writer.writerows(rows)
         return
-    table = Table(title=f"Da Nang fleet, seed {fleet.seed}: {len(rows)} devices, {len(fleet.gateways)} gateways")
+    title = f"Da Nang fleet, seed {fleet.seed}: {len(rows)} devices, {len(fleet.gateways)} gateways"
+    table = Table(title=title)
     columns = ("dev_eui", "name", "model", "zone", "lat", "lon", "site")
     for column in columns:
         table.add_column(column, no_wrap=column != "site")

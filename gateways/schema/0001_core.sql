@@ -166,8 +166,10 @@ CREATE TABLE ingest_stats (
     batches          integer NOT NULL,
     batch_size_avg   real,
     batch_ms_avg     real,
-    lag_ms_p50       real,
+    lag_ms_p50       real,            -- commit time minus the event's time (ChirpStack's clock)
     lag_ms_p99       real,
+    latency_ms_p50   real,            -- commit time minus the time the message reached the worker
+    latency_ms_p99   real,
     retries          integer NOT NULL DEFAULT 0,
     PRIMARY KEY (worker, time)
 );
