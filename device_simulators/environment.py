@@ -22,11 +22,13 @@ _DAY: Final = 86_400.0
 _MINUTES: Final = 1440
 
 # Monthly climate of Da Nang (Jan..Dec): mean air temperature, mean relative humidity, rain cells per day
-# and mean peak intensity of a cell (mm/h). The wet season (Sep-Dec) brings most of the 2,500 mm a year.
+# and mean peak intensity of a cell (mm/h). A cell brings peak x duration / 2, about 0.83 x peak on average,
+# which gives the monthly totals (about 100, 30, 25, 30, 60, 90, 90, 110, 350, 610, 400 and 200 mm): the
+# wet season (Sep-Dec) brings most of the year's rain, summer storms are rare but strong.
 _TEMPERATURE: Final = (21.6, 22.6, 24.1, 26.2, 28.1, 29.2, 29.2, 28.8, 27.5, 26.0, 24.4, 22.6)
 _HUMIDITY: Final = (85.0, 85.0, 84.0, 82.0, 78.0, 74.0, 73.0, 75.0, 82.0, 85.0, 86.0, 86.0)
-_CELLS_PER_DAY: Final = (1.0, 0.5, 0.4, 0.5, 0.9, 0.8, 0.8, 1.0, 2.0, 2.8, 2.6, 1.8)
-_CELL_PEAK: Final = (5.0, 3.0, 3.0, 6.0, 12.0, 12.0, 12.0, 14.0, 20.0, 22.0, 18.0, 10.0)
+_CELLS_PER_DAY: Final = (1.0, 0.5, 0.4, 0.4, 0.5, 0.4, 0.4, 0.5, 1.6, 2.2, 2.2, 1.6)
+_CELL_PEAK: Final = (4.0, 2.4, 2.5, 3.0, 4.8, 9.0, 9.0, 8.8, 8.75, 11.1, 7.3, 5.0)
 
 # Tidal constituents (amplitude m, period h, phase rad). Da Nang's tide is mixed with a ~1.2 m range;
 # M2 (12.42 h) and the diurnal K1/O1 dominate.

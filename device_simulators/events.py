@@ -148,6 +148,7 @@ class EventStream(Iterator[SimMessage]):
         self._sensors = Sensors(Environment(self.options.seed, scenario.storm(self.start)))
         self._render = EventRenderer(fleet)
         self._pending: deque[SimMessage] = deque()
+        # (due time, tie-breaker, device index, a message due then or None for the device's next uplink)
         self._heap: list[tuple[float, int, int, SimMessage | None]] = []
         self._seq = 0
         gateways = [(g.lon, g.lat, g.gain_db) for g in fleet.gateways]
@@ -188,14 +189,14 @@ class EventStream(Iterator[SimMessage]):
 
     # --- scheduling ----------------------------------------------------------------------------------------
 
-    def _push(self, t: float, index: int, duplicate: SimMessage | None) -> None:
+    def _push(self, t: float, index: int, message: SimMessage | None) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (t, self._seq, index, duplicate))
+        heapq.heappush(self._heap, (t, self._seq, index, message))
 
     def _step(self) -> None:
-        t, _, index, duplicate = heapq.heappop(self._heap)
-        if duplicate is not None:
-            self._emit(duplicate, may_duplicate=False)
+        t, _, index, deferred = heapq.heappop(self._heap)
+        if deferred is not None:
+            self._emit(deferred, may_duplicate=not deferred.duplicate)
             return
         rt = self._devices[index]
         if rt.silent_at is not None and t >= rt.silent_at:
@@ -294,7 +295,7 @@ class EventStream(Iterator[SimMessage]):
             self._status(rt, event_time, dedup, values.get("battery_voltage"), frames)
         if rng.random() < self.options.retransmission_ratio:
             self._log(rt, event_time + rng.uniform(1.0, 20.0), "WARNING", "UPLINK_F_CNT_RETRANSMISSION",
-                      _RETRANSMISSION, self._uuid())  # fmt: skip
+                      _RETRANSMISSION, self._uuid(), defer=True)  # fmt: skip
         if device.device_class == "CLASS_C" and rng.random() < self.options.downlink_ratio:
             self._downlink(rt, event_time, frames[0], sf)
         return True
@@ -326,11 +327,13 @@ class EventStream(Iterator[SimMessage]):
                                    external_power=external, battery_level=level)  # fmt: skip
         self._emit_other(rt, "status", body, encoding, dedup, t)
 
-    def _log(self, rt: _Runtime, t: float, level: str, code: str, description: str, dedup: str) -> None:
+    def _log(
+        self, rt: _Runtime, t: float, level: str, code: str, description: str, dedup: str, *, defer: bool = False
+    ) -> None:
         encoding = self._encoding()
         body = self._render.log(rt.index, encoding, t=t, level=level, code=code, description=description,
                                 context={"deduplication_id": dedup})  # fmt: skip
-        self._emit_other(rt, "log", body, encoding, None, t)
+        self._emit_other(rt, "log", body, encoding, None, t, defer=defer)
 
     def _downlink(self, rt: _Runtime, t: float, frame: RxFrame, sf: int) -> None:
         rng = self._rng
@@ -344,7 +347,7 @@ class EventStream(Iterator[SimMessage]):
             f_cnt_down=f_cnt_down, gateway=frame.gateway, frequency=UPLINK_CHANNELS_HZ[frame.channel],
             spreading_factor=sf, context=frame.context,
         )  # fmt: skip
-        self._emit_other(rt, "txack", body, encoding, None, sent)
+        self._emit_other(rt, "txack", body, encoding, None, sent, defer=True)
         # The street light acknowledges in its next frame; a few are never heard (ack timeout).
         acked = rng.random() < 0.95
         dedup = self._uuid()
@@ -354,16 +357,29 @@ class EventStream(Iterator[SimMessage]):
             rt.index, encoding, deduplication_id=dedup, t=ack_time, queue_item_id=queue_item,
             acknowledged=acked, f_cnt_down=f_cnt_down,
         )  # fmt: skip
-        self._emit_other(rt, "ack", body, encoding, dedup, ack_time)
+        self._emit_other(rt, "ack", body, encoding, dedup, ack_time, defer=True)
 
     def _emit_other(
-        self, rt: _Runtime, event: str, body: bytes, encoding: Encoding, dedup: str | None, t: float
+        self,
+        rt: _Runtime,
+        event: str,
+        body: bytes,
+        encoding: Encoding,
+        dedup: str | None,
+        t: float,
+        *,
+        defer: bool = False,
     ) -> None:
+        """Publish now, or (``defer``) when the stream reaches ``t``, to keep messages in time order."""
         broken = bool(self._malformed) and self._rng.random() < self._malformed
         if broken:
             body = break_body(body, event, encoding, self._rng)
-        self._emit(SimMessage(self._render.topic(rt.index, event), body, event, rt.device.dev_eui, dedup,
-                              broken, encoding, False, t))  # fmt: skip
+        message = SimMessage(self._render.topic(rt.index, event), body, event, rt.device.dev_eui, dedup,
+                             broken, encoding, False, t)  # fmt: skip
+        if defer:
+            self._push(t, rt.index, message)
+        else:
+            self._emit(message)
 
 
 def _ns_time(frame: RxFrame) -> float:

@@ -216,11 +216,10 @@ def parse_topic(topic: str) -> Topic:
 
 def parse_event(topic: Topic, payload: bytes) -> Event:
     """Parse either encoding; the first byte tells them apart (``{`` cannot start a valid event protobuf)."""
-    stripped = payload.lstrip()
-    if stripped[:1] == b"{":
-        event = _parse_json(topic.event, payload)
-    else:
-        event = _parse_protobuf(topic.event, payload)
+    first = payload[:1]
+    if first in (b" ", b"\t", b"\r", b"\n"):
+        first = payload.lstrip()[:1]
+    event = _parse_json(topic.event, payload) if first == b"{" else _parse_protobuf(topic.event, payload)
     info = event.device_info
     if info is None or not info.dev_eui:
         raise EventParseError("event has no deviceInfo.devEui (a ChirpStack v3 payload?)")

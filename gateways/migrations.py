@@ -149,7 +149,7 @@ def _apply(conn: Connection, migration: Migration, mode: Mode) -> None:
     with conn.transaction():
         for file_name, text in scripts:
             if not file_name.endswith(".timescaledb.sql"):
-                conn.execute(sql.SQL(text))  # type: ignore[arg-type]
+                conn.execute(sql.SQL(text))  # type: ignore[arg-type, unused-ignore]
         conn.execute(
             "INSERT INTO schema_migrations (version, name, mode) VALUES (%s, %s, %s)",
             (migration.version, migration.name, mode),
@@ -157,7 +157,7 @@ def _apply(conn: Connection, migration: Migration, mode: Mode) -> None:
     for file_name, text in scripts:
         if file_name.endswith(".timescaledb.sql"):
             for statement in _statements(text):
-                conn.execute(sql.SQL(statement))  # type: ignore[arg-type]
+                conn.execute(sql.SQL(statement))  # type: ignore[arg-type, unused-ignore]
 
 
 def _statements(text: str) -> list[str]:

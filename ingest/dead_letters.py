@@ -113,7 +113,7 @@ def list_dead_letters(
     where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
     params.append(limit)
     rows = conn.execute(
-        "SELECT id, received_at, topic, payload, stage, reason, dev_eui, replay_count, resolved_at "  # noqa: S608
+        "SELECT id, received_at, topic, payload, stage, reason, dev_eui, replay_count, resolved_at "
         f"FROM dead_letters {where} ORDER BY id LIMIT %s",
         params,
     ).fetchall()

@@ -42,6 +42,8 @@ class IngestStats:
         self._window_started = time.monotonic()
         self.totals = _Window()
         self._last_idle_line = -1e18
+        # Benchmarks set this to a list to keep every lag array (event time to commit, seconds).
+        self.lag_history: list[np.ndarray] | None = None
 
     def batch_done(
         self,
@@ -68,7 +70,10 @@ class IngestStats:
             w.batch_messages += messages
             w.batch_seconds += seconds
         if event_times:
-            self._window.lags.append(committed_at - np.asarray(event_times, dtype=np.float64))
+            lags = committed_at - np.asarray(event_times, dtype=np.float64)
+            self._window.lags.append(lags)
+            if self.lag_history is not None:
+                self.lag_history.append(lags)
         if received_times:
             self._window.latencies.append(committed_at - np.asarray(received_times, dtype=np.float64))
 

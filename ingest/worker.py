@@ -8,6 +8,7 @@ delivery while commits are failing, so memory stays bounded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -80,10 +81,8 @@ class BatchProcessor:
 
     def drop_connection(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 self._conn.close()
-            except psycopg.Error:
-                pass
         self._conn = None
         # Cached ids may refer to rows that a restored database no longer has.
         self.devices.invalidate()
@@ -167,7 +166,8 @@ class BatchProcessor:
                 totals[i] += value
             failed |= result.failed
             times += half_times
-        return WriteResult(*totals, failed=frozenset(failed)), times
+        uplinks, duplicates, measurements, events, dead = totals
+        return WriteResult(uplinks, duplicates, measurements, events, dead, frozenset(failed)), times
 
 
 class IngestWorker:
