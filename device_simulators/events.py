@@ -71,6 +71,8 @@ class StreamOptions:
     """Share of street-light uplinks followed by a confirmed downlink (txack, then ack)."""
     joins: bool = True
     """Start every device with an OTAA join; False starts them mid-session with no join event."""
+    stream_id: str = ""
+    """Extra seed material for parallel shards, so each draws its own ids and noise (weather is shared)."""
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None:
@@ -144,7 +146,7 @@ class EventStream(Iterator[SimMessage]):
         self._loss = _ratio(self.options.loss_ratio, scenario.loss_ratio)
         self._duplicates = _ratio(self.options.duplicate_ratio, scenario.duplicate_ratio)
         self._malformed = _ratio(self.options.malformed_ratio, scenario.malformed_ratio)
-        self._rng = random.Random(f"ioc-sim/{fleet.seed}/{self.options.seed}")
+        self._rng = random.Random(f"ioc-sim/{fleet.seed}/{self.options.seed}{self.options.stream_id}")
         self._sensors = Sensors(Environment(self.options.seed, scenario.storm(self.start)))
         self._render = EventRenderer(fleet)
         self._pending: deque[SimMessage] = deque()
@@ -241,7 +243,7 @@ class EventStream(Iterator[SimMessage]):
         if device.battery_powered and values["battery_voltage"] < DEAD_BATTERY_V:
             return False
         if not rt.joined:
-            self._join(rt, t - rng.uniform(2.0, 8.0))
+            self._join(rt, max(self.start, t - rng.uniform(2.0, 8.0)))
         scenario = self.scenario
         if scenario.glitch_ratio and rng.random() < scenario.glitch_ratio:
             glitch(device.kind, values)

@@ -9,10 +9,12 @@ gateway.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Final, NamedTuple
 
 __all__ = [
@@ -73,6 +75,13 @@ class Reception(NamedTuple):
     snr: float
 
 
+@functools.cache
+def _normal_table() -> tuple[float, ...]:
+    """4096 standard normal quantiles: a table look-up is several times cheaper than ``gauss``."""
+    dist = NormalDist()
+    return tuple(dist.inv_cdf((i + 0.5) / 4096) for i in range(4096))
+
+
 def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     """Equirectangular distance, plenty accurate across one city."""
     x = math.radians(lon2 - lon1) * math.cos(math.radians((lat1 + lat2) / 2.0))
@@ -112,9 +121,9 @@ def receive(links: Sequence[Link], spreading_factor: int, rng: random.Random) ->
     """Which gateways hear this uplink and how well; empty when the frame is lost on air."""
     floor = REQUIRED_SNR_DB[spreading_factor]
     heard = []
-    gauss, uniform = rng.gauss, rng.random
+    normal, bits, uniform = _normal_table(), rng.getrandbits, rng.random
     for link in links:
-        rssi = link.mean_rssi + gauss(0.0, _SHADOWING_DB)
+        rssi = link.mean_rssi + normal[bits(12)] * _SHADOWING_DB
         snr = rssi - NOISE_FLOOR_DBM + uniform() - 0.5
         if snr < floor:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import ssl
 import threading
@@ -13,7 +14,7 @@ from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -30,6 +31,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Connection numbers unique in the process, so no consumer can ack a packet id of another connection.
+_SESSIONS = itertools.count(1)
 
 
 class BrokerUnavailable(RetriableError):
@@ -56,8 +60,51 @@ class InboundMessage:
     duplicate: bool
 
 
+RawSink = Callable[[str, bytes, int, bool], None]
+
+
+class _LeanClient(paho.Client):
+    """paho's client with a lean path for the QoS 1 PUBLISH packets the ingest consumes.
+
+    For every incoming MQTT 5 PUBLISH paho builds a ``Properties`` object and an ``MQTTMessage`` and matches
+    the topic against its callback trie; measured, that costs more than everything else the ingest does
+    with a message. The ingest reads no publish properties, so this path skips them and hands topic, payload,
+    packet id and DUP flag straight to ``raw_sink``. Everything else (QoS 0/2, MQTT 3.1.1, malformed
+    packets) takes paho's own path. Topic aliases cannot occur: we never announce a Topic Alias Maximum,
+    so the broker must send full topics.
+    """
+
+    raw_sink: RawSink | None = None
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        sink = self.raw_sink
+        header = self._in_packet["command"]
+        if sink is None or (header & 0x06) != 0x02 or self._protocol != paho.MQTTv5 or not self._manual_ack:
+            return super()._handle_publish()
+        packet = self._in_packet["packet"]
+        try:
+            end = 2 + ((packet[0] << 8) | packet[1])
+            topic = bytes(packet[2:end]).decode("utf-8")
+            mid = (packet[end] << 8) | packet[end + 1]
+            pos = end + 2
+            length = shift = 0
+            while True:  # MQTT variable byte integer: the length of the properties to skip
+                byte = packet[pos]
+                pos += 1
+                length |= (byte & 0x7F) << shift
+                if not byte & 0x80:
+                    break
+                shift += 7
+                if shift > 21:
+                    raise ValueError("properties length is longer than four bytes")
+        except (IndexError, UnicodeDecodeError, ValueError):
+            return super()._handle_publish()  # paho reports the malformed packet its own way
+        sink(topic, bytes(packet[pos + length :]), mid, bool(header & 0x08))
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
 def _new_client(url: MqttUrl, client_id: str, ca_file: Path | None) -> paho.Client:
-    client = paho.Client(
+    client = _LeanClient(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=paho.MQTTv5,
@@ -110,10 +157,12 @@ class MqttConsumer:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        if isinstance(self._client, _LeanClient):
+            self._client.raw_sink = self._on_raw
         self._client.on_subscribe = self._on_subscribe
         # Guards ``_session``: an ack is sent only while the session it belongs to is still the live one.
         self._lock = threading.Lock()
-        self._session = 0
+        self._session = -1
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._refused: str | None = None
@@ -134,7 +183,7 @@ class MqttConsumer:
             log.warning("broker %s refused the connection for now: %s", self._url, reason)
             return
         with self._lock:
-            self._session += 1
+            self._session = next(_SESSIONS)
         self.connects += 1
         log.info("connected to %s (session %d), subscribing to %s", self._url, self._session, self._topic)
         # Subscribing here, not once after connect, brings the subscription back after any reconnect.
@@ -153,23 +202,17 @@ class MqttConsumer:
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
         with self._lock:
-            self._session += 1
+            self._session = next(_SESSIONS)
         self._subscribed.clear()
         if reason.is_failure:
             log.warning("lost the broker %s: %s; paho reconnects", self._url, reason)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        self._on_raw(msg.topic, bytes(msg.payload), msg.mid, bool(msg.dup))
+
+    def _on_raw(self, topic: str, payload: bytes, mid: int, duplicate: bool) -> None:
         self.delivered += 1
-        self._sink(
-            InboundMessage(
-                topic=msg.topic,
-                payload=bytes(msg.payload),
-                mid=msg.mid,
-                received_at=time.time(),
-                session=self._session,
-                duplicate=bool(msg.dup),
-            )
-        )
+        self._sink(InboundMessage(topic, payload, mid, time.time(), self._session, duplicate))
 
     def start(self, *, wait_s: float = 10.0) -> None:
         """Connect in the background and wait for the subscription; refusals are fatal, absence is not."""

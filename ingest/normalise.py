@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -12,9 +11,6 @@ from typing import Any
 from ioc_core.metrics import VOCABULARY, Metric, Vocabulary
 
 __all__ = ["Normalised", "Quality", "Reading", "normalise"]
-
-# Cayenne LPP style names carry the channel as a suffix: temperature_1, humidity2.
-_CHANNEL_SUFFIX = re.compile(r"^(.*?[a-zA-Z])_?(\d+)$")
 
 
 class Quality(IntEnum):
@@ -60,11 +56,7 @@ def normalise(data: Mapping[str, Any], vocabulary: Vocabulary = VOCABULARY) -> N
     out = Normalised()
     seen: dict[str, str] = {}
     for name, value in _leaves(data, ""):
-        metric = vocabulary.lookup(name)
-        if metric is None:
-            match = _CHANNEL_SUFFIX.match(name)
-            if match:
-                metric = vocabulary.lookup(match.group(1))
+        metric = vocabulary.resolve(name)
         number = _number(value)
         if number is None:
             continue

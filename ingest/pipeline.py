@@ -65,6 +65,8 @@ class Batch:
     gateways_seen: dict[int, datetime] = field(default_factory=dict)
     event_times: list[float] = field(default_factory=list)
     decode_failures: int = 0
+    messages: list[InboundMessage] = field(default_factory=list)
+    started: float = 0.0
 
 
 def parse_messages(messages: list[InboundMessage]) -> tuple[list[Parsed], list[DeadLetter]]:

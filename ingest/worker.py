@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import psycopg
 
@@ -21,8 +24,8 @@ from gateways.database import Connection, DatabaseUnavailable, connect, is_retri
 from gateways.migrations import Mode, storage_mode
 from gateways.mqtt import InboundMessage, MqttConsumer
 from ingest.dead_letters import DeadLetter, write_dead_letters
-from ingest.devices import DeviceDirectory, GatewayDirectory
-from ingest.pipeline import CodecLookup, build_rows, device_infos, gateways_heard, parse_messages
+from ingest.devices import DeviceDirectory, DeviceRef, GatewayDirectory
+from ingest.pipeline import Batch, CodecLookup, build_rows, device_infos, gateways_heard, parse_messages
 from ingest.stats import IngestStats
 from ingest.writer import WriteResult, write_batch
 from ioc_core.errors import FatalError
@@ -31,6 +34,8 @@ from ioc_core.settings import MqttUrl
 __all__ = ["BatchProcessor", "IngestWorker", "WorkerConfig"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,122 +57,185 @@ class NotMigrated(FatalError):
     """The database has no platform schema yet."""
 
 
+class _Link:
+    """One database connection, opened on demand and dropped when it fails."""
+
+    def __init__(self, dsn: str, name: str) -> None:
+        self._dsn = dsn
+        self._name = name
+        self.conn: Connection | None = None
+
+    def get(self) -> Connection:
+        if self.conn is None or self.conn.closed:
+            # Autocommit: every write goes through an explicit ``transaction()`` block, and plain reads
+            # must not leave a transaction open around them.
+            self.conn = connect(self._dsn, autocommit=True, application_name=self._name)
+        return self.conn
+
+    @property
+    def broken(self) -> bool:
+        return self.conn is None or self.conn.closed or self.conn.broken
+
+    def drop(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.close()
+        self.conn = None
+
+
+class _Refused(Exception):
+    """The database refused the batch for a reason retrying will not fix."""
+
+    def __init__(self, err: psycopg.Error) -> None:
+        super().__init__(str(err))
+        self.err = err
+
+
 class BatchProcessor:
     """Turns a list of messages into committed rows, retrying while the database is away.
 
-    Shared by the worker and by dead-letter replay, so a replayed message takes exactly the path a live
-    one takes.
+    Two steps, so the worker can overlap them: ``prepare`` (parse, look up devices, decode, normalise;
+    CPU work plus rare look-ups on its own connection) and ``commit`` (COPY and COMMIT on another
+    connection; mostly waiting for PostgreSQL). ``process`` runs both, for dead-letter replay, so a
+    replayed message takes exactly the path a live one takes.
     """
 
     def __init__(self, dsn: str, codecs: CodecLookup, *, max_backoff_s: float = 30.0) -> None:
-        self._dsn = dsn
         self.codecs = codecs
         self.devices = DeviceDirectory(codecs)
         self.gateways = GatewayDirectory()
-        self._conn: Connection | None = None
+        self._lookup = _Link(dsn, "ioc-ingest-lookup")
+        self._writer = _Link(dsn, "ioc-ingest")
         self._mode: Mode | None = None
         self._max_backoff_s = max_backoff_s
 
     def connection(self) -> Connection:
-        if self._conn is None or self._conn.closed:
-            # Autocommit: every write goes through an explicit ``transaction()`` block, and plain reads
-            # must not leave a transaction open around them.
-            self._conn = connect(self._dsn, autocommit=True, application_name="ioc-ingest")
-            mode = storage_mode(self._conn)
+        """The writing connection; checks once that the schema is installed."""
+        conn = self._writer.get()
+        if self._mode is None:
+            mode = storage_mode(conn)
             if mode is None:
                 raise NotMigrated("the database has no IOC schema yet: run `ioc db migrate` first")
             self._mode = mode
-        return self._conn
-
-    def drop_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-        self._conn = None
-        # Cached ids may refer to rows that a restored database no longer has.
-        self.devices.invalidate()
+        return conn
 
     def close(self) -> None:
-        self.drop_connection()
+        self._lookup.drop()
+        self._writer.drop()
 
-    def process(
+    def _retrying(
         self,
-        messages: list[InboundMessage],
-        *,
-        stop: threading.Event | None = None,
-        stats: IngestStats | None = None,
-    ) -> tuple[WriteResult, list[float]] | None:
-        """Commit ``messages``; None when giving up because ``stop`` was set while the database was away."""
+        step: Callable[[], _T],
+        link: _Link,
+        what: int,
+        stop: threading.Event | None,
+        stats: IngestStats | None,
+    ) -> _T | None:
+        """Run ``step`` until it succeeds; None when ``stop`` is set and the database stays away."""
         backoff = 0.5
         stop_deadline: float | None = None
         while True:
             try:
-                return self._attempt(messages)
+                return step()
             except (DatabaseUnavailable, psycopg.Error) as err:
-                if isinstance(err, psycopg.Error) and not is_retriable(err) and not self._broken():
-                    return self._isolate(messages, err)
-                self.drop_connection()
+                if isinstance(err, psycopg.Error) and not is_retriable(err) and not link.broken:
+                    raise _Refused(err) from err
+                link.drop()
+                if link is self._lookup:
+                    # Cached ids may refer to rows that a restored database no longer has.
+                    self.devices.invalidate()
                 if stats:
                     stats.retried()
                 if stop is not None and stop.is_set():
                     stop_deadline = stop_deadline or time.monotonic() + 30.0
                     if time.monotonic() > stop_deadline:
-                        log.error("giving up on %d messages at shutdown; the broker will redeliver them",
-                                  len(messages))
+                        log.error("giving up on %d messages at shutdown; the broker will redeliver them", what)
                         return None
                 log.warning("database unavailable (%s); keeping %d messages, retrying in %.1f s",
-                            str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__,
-                            len(messages), backoff)
+                            _first_line(err), what, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff_s)
 
-    def _broken(self) -> bool:
-        return self._conn is None or self._conn.closed or self._conn.broken
-
-    def _attempt(self, messages: list[InboundMessage]) -> tuple[WriteResult, list[float]]:
-        conn = self.connection()
-        assert self._mode is not None
+    def prepare(
+        self, messages: list[InboundMessage], *, stop: threading.Event | None = None,
+        stats: IngestStats | None = None,
+    ) -> Batch | None:
         parsed, dead = parse_messages(messages)
-        devices = self.devices.resolve(conn, device_infos(parsed))
-        gateways = self.gateways.resolve(conn, gateways_heard(parsed))
-        batch = build_rows(parsed, devices, gateways, self.codecs)
-        batch.dead_letters[:0] = dead
-        try:
-            return write_batch(conn, batch, self._mode), batch.event_times
-        except psycopg.Error:
-            raise
+        infos, heard = device_infos(parsed), gateways_heard(parsed)
 
-    def _isolate(self, messages: list[InboundMessage], err: psycopg.Error) -> tuple[WriteResult, list[float]]:
+        def look_up() -> tuple[dict[str, DeviceRef], dict[str, int]]:
+            conn = self._lookup.get()
+            return self.devices.resolve(conn, infos), self.gateways.resolve(conn, heard)
+
+        try:
+            found = self._retrying(look_up, self._lookup, len(messages), stop, stats)
+        except _Refused as refused:
+            raise DatabaseUnavailable(f"device look-up refused: {refused}") from refused.err
+        if found is None:
+            return None
+        batch = build_rows(parsed, found[0], found[1], self.codecs)
+        batch.dead_letters[:0] = dead
+        batch.messages = messages
+        return batch
+
+    def commit(
+        self, batch: Batch, *, stop: threading.Event | None = None, stats: IngestStats | None = None
+    ) -> WriteResult | None:
+        def write() -> WriteResult:
+            conn = self.connection()
+            assert self._mode is not None
+            return write_batch(conn, batch, self._mode)
+
+        try:
+            return self._retrying(write, self._writer, len(batch.messages), stop, stats)
+        except _Refused as refused:
+            return self._isolate(batch.messages, refused.err)
+
+    def process(
+        self, messages: list[InboundMessage], *, stop: threading.Event | None = None,
+        stats: IngestStats | None = None,
+    ) -> tuple[WriteResult, list[float]] | None:
+        """Prepare and commit ``messages``; None when giving up at shutdown while the database is away."""
+        batch = self.prepare(messages, stop=stop, stats=stats)
+        if batch is None:
+            return None
+        result = self.commit(batch, stop=stop, stats=stats)
+        return None if result is None else (result, batch.event_times)
+
+    def _isolate(self, messages: list[InboundMessage], err: psycopg.Error) -> WriteResult:
         """A batch the database refuses for a reason other than availability: find the message at fault.
 
         Halving keeps the good messages flowing; the one that still fails alone becomes a dead letter.
         """
         if len(messages) == 1:
             message = messages[0]
-            reason = f"database refused the row: {str(err).strip().splitlines()[0] if str(err).strip() else err}"
+            reason = f"database refused the row: {_first_line(err)}"
             letter = DeadLetter.of(message.topic, message.payload, stage="store", reason=reason,
                                    received_at=message.received_at)
             conn = self.connection()
             with conn.transaction():
                 written = write_dead_letters(conn, [letter])
             log.warning("stored a message as a dead letter: %s", reason)
-            return WriteResult(0, 0, 0, 0, written, frozenset({letter.fingerprint})), []
+            return WriteResult(0, 0, 0, 0, written, frozenset({letter.fingerprint}))
         middle = len(messages) // 2
         totals = [0, 0, 0, 0, 0]
         failed: set[uuid.UUID] = set()
-        times: list[float] = []
         for half in (messages[:middle], messages[middle:]):
             outcome = self.process(half)
             if outcome is None:
                 continue
-            result, half_times = outcome
+            result = outcome[0]
             for i, value in enumerate((result.uplinks, result.duplicates, result.measurements,
                                        result.device_events, result.dead_letters)):
                 totals[i] += value
             failed |= result.failed
-            times += half_times
         uplinks, duplicates, measurements, events, dead = totals
-        return WriteResult(uplinks, duplicates, measurements, events, dead, frozenset(failed)), times
+        return WriteResult(uplinks, duplicates, measurements, events, dead, frozenset(failed))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 class IngestWorker:
@@ -179,6 +247,7 @@ class IngestWorker:
         self.stats = IngestStats(config.name, config.stats_interval_s)
         self._buffer: list[InboundMessage] = []
         self._ready = threading.Condition()
+        self._failure: Exception | None = None
         self._consumer = MqttConsumer(
             mqtt_url,
             client_id=config.client_id,
@@ -224,15 +293,26 @@ class IngestWorker:
         log.info("ingest worker %s running (batch %d / %.0f ms, receive maximum %d)",
                  self.config.name, self.config.batch_size, self.config.batch_age_s * 1000,
                  self.config.receive_maximum)
+        # One prepared batch waits while the previous one commits: PostgreSQL's work on one batch
+        # overlaps Python's work on the next, and memory stays bounded.
+        handoff: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
+        committer = threading.Thread(target=self._commit_loop, args=(handoff, stop), name="ingest-commit")
+        committer.start()
         try:
             while not stop.is_set():
-                self._cycle(self._take(stop), stop)
+                self._prepare(self._take(stop), handoff, stop)
             # Drain: what has arrived is committed and acked before we leave.
             with self._ready:
                 rest, self._buffer = self._buffer, []
             for start in range(0, len(rest), self.config.batch_size):
-                self._cycle(rest[start : start + self.config.batch_size], stop)
+                self._prepare(rest[start : start + self.config.batch_size], handoff, stop)
         finally:
+            handoff.put(None)
+            committer.join()
+            if self._failure is not None:
+                self._consumer.stop()
+                self.processor.close()
+                raise self._failure
             self._consumer.stop()
             self._report()
             self.processor.close()
@@ -240,28 +320,46 @@ class IngestWorker:
                      self.config.name, self.stats.totals.received, self.stats.totals.uplinks,
                      self.stats.totals.dead_letters)
 
-    def _cycle(self, messages: list[InboundMessage], stop: threading.Event) -> None:
+    def _prepare(self, messages: list[InboundMessage], handoff: queue.Queue[Batch | None],
+                 stop: threading.Event) -> None:
         if messages:
-            started = time.monotonic()
-            outcome = self.processor.process(messages, stop=stop, stats=self.stats)
-            if outcome is not None:
-                result, event_times = outcome
-                committed_at = time.time()
-                self._consumer.ack(messages)
-                self.stats.batch_done(
-                    messages=len(messages), uplinks=result.uplinks, duplicates=result.duplicates,
-                    measurements=result.measurements, device_events=result.device_events,
-                    dead_letters=result.dead_letters, seconds=time.monotonic() - started,
-                    event_times=event_times, received_times=[m.received_at for m in messages],
-                    committed_at=committed_at,
-                )
+            batch = self.processor.prepare(messages, stop=stop, stats=self.stats)
+            if batch is not None:
+                batch.started = time.monotonic()
+                handoff.put(batch)
         if self.stats.due():
             self._report()
 
-    def _report(self) -> None:
-        conn = None
+    def _commit_loop(self, handoff: queue.Queue[Batch | None], stop: threading.Event) -> None:
         try:
-            conn = self.processor.connection()
+            self._commit_batches(handoff, stop)
+        except Exception as err:  # handed to run(), which re-raises it in the main thread
+            self._failure = err
+            stop.set()
+            while handoff.get() is not None:
+                pass  # unblock the preparing thread; nothing after a failure is acked
+
+    def _commit_batches(self, handoff: queue.Queue[Batch | None], stop: threading.Event) -> None:
+        while True:
+            batch = handoff.get()
+            if batch is None:
+                return
+            result = self.processor.commit(batch, stop=stop, stats=self.stats)
+            if result is None:
+                continue  # gave up at shutdown: not acked, so the broker delivers these again
+            committed_at = time.time()
+            self._consumer.ack(batch.messages)
+            self.stats.batch_done(
+                messages=len(batch.messages), uplinks=result.uplinks, duplicates=result.duplicates,
+                measurements=result.measurements, device_events=result.device_events,
+                dead_letters=result.dead_letters, seconds=time.monotonic() - batch.started,
+                event_times=batch.event_times, received_times=[m.received_at for m in batch.messages],
+                committed_at=committed_at,
+            )
+
+    def _report(self) -> None:
+        try:
+            conn: Connection | None = self.processor.connection()
         except Exception:  # statistics never stop the worker; the log line still goes out
             conn = None
         self.stats.report(conn)

@@ -7,9 +7,13 @@ RFC 8798 additions), so the open feed can publish them unchanged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+# Cayenne LPP style names carry the channel as a suffix: temperature_1, humidity2.
+_CHANNEL_SUFFIX = re.compile(r"^(.*?[a-zA-Z])_?(\d+)$")
 
 __all__ = ["VOCABULARY", "Metric", "Vocabulary", "canonical_key"]
 
@@ -89,6 +93,7 @@ class Vocabulary(Mapping[str, Metric]):
         self._by_name = MappingProxyType(by_name)
         self._by_key = MappingProxyType(by_key)
         self.by_id = MappingProxyType({m.id: m for m in metrics})
+        self._resolved: dict[str, Metric | None] = {}
 
     def __getitem__(self, name: str) -> Metric:
         return self._by_name[name]
@@ -102,6 +107,22 @@ class Vocabulary(Mapping[str, Metric]):
     def lookup(self, field_name: str) -> Metric | None:
         """The metric a decoded field name stands for, or None."""
         return self._by_key.get(canonical_key(field_name))
+
+    def resolve(self, field_name: str) -> Metric | None:
+        """Like ``lookup``, also for channel-suffixed names (``temperature_1``); memoised, because the
+        same few field names arrive millions of times and the ingest resolves them per message."""
+        try:
+            return self._resolved[field_name]
+        except KeyError:
+            pass
+        metric = self.lookup(field_name)
+        if metric is None:
+            match = _CHANNEL_SUFFIX.match(field_name)
+            if match:
+                metric = self.lookup(match.group(1))
+        if len(self._resolved) < 10_000:  # codec output is a small vocabulary; garbage must not grow this
+            self._resolved[field_name] = metric
+        return metric
 
 
 VOCABULARY = Vocabulary(_METRICS)

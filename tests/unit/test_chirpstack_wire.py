@@ -144,9 +144,13 @@ def _events() -> dict[str, Any]:
     txack.tx_info.modulation.lora.spreading_factor = 7
     txack.tx_info.timing.delay.delay.FromJsonString("1s")
     txack.tx_info.context = b"\x01\x02\x03\x04"
-    log = integration.LogEvent(device_info=info, level=integration.WARNING, code=integration.UPLINK_F_CNT_RETRANSMISSION,
-                               description="Uplink was flagged as re-transmission / frame-counter did not increment",
-                               context={"deduplication_id": "3ac7e3c4-4401-4b8d-9386-a5c902f9202d"})
+    log = integration.LogEvent(
+        device_info=info,
+        level=integration.WARNING,
+        code=integration.UPLINK_F_CNT_RETRANSMISSION,
+        description="Uplink was flagged as re-transmission / frame-counter did not increment",
+        context={"deduplication_id": "3ac7e3c4-4401-4b8d-9386-a5c902f9202d"},
+    )
     log.time.FromJsonString("2022-07-18T09:34:15.000000001Z")
     location = integration.LocationEvent(deduplication_id="3ac7e3c4-4401-4b8d-9386-a5c902f9202d", device_info=info,
                                          location=common.Location(latitude=16.05, longitude=108.2,

@@ -66,7 +66,7 @@ def test_same_seed_same_bytes(fleet: Fleet) -> None:
 def test_topics_and_payloads_parse_in_both_encodings(fleet: Fleet) -> None:
     messages, _ = _take(fleet, 4000, encoding="mixed", scenario="flood")
     by_eui = fleet.by_eui()
-    encodings = Counter()
+    encodings: Counter[str] = Counter()
     for message in messages:
         match = TOPIC.match(message.topic)
         assert match is not None and match.group(1) == message.event, message.topic
@@ -174,7 +174,7 @@ def test_malformed_messages_do_not_parse_or_do_not_decode(fleet: Fleet) -> None:
     broken = [m for m in messages if m.malformed]
     assert len(broken) / len(messages) == pytest.approx(0.05, abs=0.015)
     by_eui = fleet.by_eui()
-    kinds = Counter()
+    kinds: Counter[str] = Counter()
     for message in broken:
         assert TOPIC.match(message.topic)
         try:
