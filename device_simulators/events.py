@@ -204,6 +204,11 @@ class EventStream(Iterator[SimMessage]):
         if rt.silent_at is not None and t >= rt.silent_at:
             self.stats.silenced += 1
             return
+        if not rt.joined:
+            # OTAA: the join-accept comes back within seconds and the first uplink follows.
+            self._join(rt, t)
+            self._push(t + self._rng.uniform(2.0, 8.0), index, None)
+            return
         if self._uplink(rt, t):
             drift = 1.0 + self._rng.uniform(-0.02, 0.02)
             self._push(t + rt.device.uplink_interval_s * drift, index, None)
@@ -242,8 +247,6 @@ class EventStream(Iterator[SimMessage]):
         values = self._sensors.read(device, rt.sensor, t, rng)
         if device.battery_powered and values["battery_voltage"] < DEAD_BATTERY_V:
             return False
-        if not rt.joined:
-            self._join(rt, max(self.start, t - rng.uniform(2.0, 8.0)))
         scenario = self.scenario
         if scenario.glitch_ratio and rng.random() < scenario.glitch_ratio:
             glitch(device.kind, values)

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from ioc_core.errors import FatalError
+from ioc_core.errors import IocError
 
 __all__ = ["build_app", "main"]
 
@@ -44,7 +44,7 @@ def main() -> None:
     err = Console(stderr=True)
     try:
         build_app()(standalone_mode=True)
-    except FatalError as exc:
+    except IocError as exc:  # fatal, or a dependency still unavailable: one line, no traceback
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:

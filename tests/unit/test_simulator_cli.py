@@ -67,3 +67,11 @@ def test_help_explains_the_options(runner: CliRunner) -> None:
 def test_bad_start_is_a_config_error(runner: CliRunner) -> None:
     result = runner.invoke(build_app(), ["simulate", "--dry-run", "--start", "yesterday", "--count", "1"])
     assert isinstance(result.exception, ConfigError)
+
+
+def test_workers_shard_the_generation(runner: CliRunner) -> None:
+    result = runner.invoke(build_app(), ["simulate", "-n", "30", "--dry-run", "--rate", "0", "--count", "100",
+                                         "--workers", "2", "-q"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 100 and len({r["dev_eui"] for r in rows}) > 15

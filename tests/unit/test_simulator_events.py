@@ -266,7 +266,7 @@ def test_options_are_checked(fleet: Fleet) -> None:
 
 def test_times_follow_the_start(fleet: Fleet) -> None:
     start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    messages, _ = _take(fleet, 1000, start=start, joins=False)
+    messages, _ = _take(fleet, 1000, start=start)
     assert all(start.timestamp() - 1 <= m.time <= start.timestamp() + 4 * 3600 for m in messages)
     # Roughly in time order: ChirpStack's clock, the dedup window and late duplicates shift a few seconds.
     times = [m.time for m in messages]
