@@ -14,7 +14,7 @@ import heapq
 import random
 import struct
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -23,8 +23,10 @@ from device_simulators.environment import Environment
 from device_simulators.fleet import Device, Fleet
 from device_simulators.malformed import break_body
 from device_simulators.messages import Encoding, EncodingChoice, SimMessage
-from device_simulators.payloads import FORMATS, cayenne_runtime_object
+from device_simulators.payloads import FORMATS, Values, cayenne_runtime_object
 from device_simulators.radio import (
+    RX2_FREQUENCY_HZ,
+    RX2_SPREADING_FACTOR,
     SPREADING_FACTORS,
     UPLINK_CHANNELS_HZ,
     Link,
@@ -125,12 +127,12 @@ class _Runtime:
     links: tuple[Link, ...]
     dr: int
     joined: bool
+    encode: Callable[[Values], bytes]
     dev_addr: str = ""
     f_cnt: int = 0
     f_cnt_down: int = 0
     next_status: float = 0.0
     silent_at: float | None = None
-    encode: Any = None
 
 
 class EventStream(Iterator[SimMessage]):
@@ -302,7 +304,7 @@ class EventStream(Iterator[SimMessage]):
             self._log(rt, event_time + rng.uniform(1.0, 20.0), "WARNING", "UPLINK_F_CNT_RETRANSMISSION",
                       _RETRANSMISSION, self._uuid(), defer=True)  # fmt: skip
         if device.device_class == "CLASS_C" and rng.random() < self.options.downlink_ratio:
-            self._downlink(rt, event_time, frames[0], sf)
+            self._downlink(rt, event_time, frames[0])
         return True
 
     def _join(self, rt: _Runtime, t: float) -> None:
@@ -340,7 +342,8 @@ class EventStream(Iterator[SimMessage]):
                                 context={"deduplication_id": dedup})  # fmt: skip
         self._emit_other(rt, "log", body, encoding, None, t, defer=defer)
 
-    def _downlink(self, rt: _Runtime, t: float, frame: RxFrame, sf: int) -> None:
+    def _downlink(self, rt: _Runtime, t: float, frame: RxFrame) -> None:
+        """A confirmed downlink to a class C device: sent at once on the RX2 channel, acked later."""
         rng = self._rng
         queue_item = self._uuid()
         f_cnt_down = rt.f_cnt_down
@@ -349,8 +352,8 @@ class EventStream(Iterator[SimMessage]):
         sent = t + rng.uniform(0.5, 3.0)
         body = self._render.txack(
             rt.index, encoding, t=sent, downlink_id=rng.getrandbits(32), queue_item_id=queue_item,
-            f_cnt_down=f_cnt_down, gateway=frame.gateway, frequency=UPLINK_CHANNELS_HZ[frame.channel],
-            spreading_factor=sf, context=frame.context,
+            f_cnt_down=f_cnt_down, gateway=frame.gateway, frequency=RX2_FREQUENCY_HZ,
+            spreading_factor=RX2_SPREADING_FACTOR, context=frame.context,
         )  # fmt: skip
         self._emit_other(rt, "txack", body, encoding, None, sent, defer=True)
         # The street light acknowledges in its next frame; a few are never heard (ack timeout).

@@ -22,6 +22,8 @@ __all__ = [
     "NOISE_FLOOR_DBM",
     "REGION_CONFIG_ID",
     "REQUIRED_SNR_DB",
+    "RX2_FREQUENCY_HZ",
+    "RX2_SPREADING_FACTOR",
     "SPREADING_FACTORS",
     "UPLINK_CHANNELS_HZ",
     "Link",
@@ -46,6 +48,9 @@ UPLINK_CHANNELS_HZ: Final = (
     922_800_000,
 )
 BANDWIDTH_HZ: Final = 125_000
+# RX2 (and class C) downlinks: 921.4 MHz at DR2 (SF10) in AS923-2.
+RX2_FREQUENCY_HZ: Final = 921_400_000
+RX2_SPREADING_FACTOR: Final = 10
 # AS923 data rates 0..5 are SF12..SF7 at 125 kHz.
 SPREADING_FACTORS: Final = (12, 11, 10, 9, 8, 7)
 REQUIRED_SNR_DB: Final = {7: -7.5, 8: -10.0, 9: -12.5, 10: -15.0, 11: -17.5, 12: -20.0}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from gateways.database import Connection
@@ -118,6 +119,14 @@ def _insert_uplinks(conn: Connection, batch: Batch) -> list[uuid.UUID]:
     # Repeats inside one batch (a duplicate delivery right behind the first) would make the upsert
     # touch a row twice, which PostgreSQL refuses.
     unique = list({row[3]: row for row in batch.uplinks}.values())
+    # Almost every batch is new data: COPY straight into the table. A repeat delivery makes the COPY
+    # fail on the unique key; then the savepoint is rolled back and the idempotent path below runs.
+    try:
+        with conn.transaction():
+            _copy(conn, "uplinks", _UPLINK_COLUMNS, _UPLINK_TYPES, unique)
+        return [row[3] for row in unique]
+    except psycopg.errors.UniqueViolation:
+        pass
     _copy(conn, "stage_uplinks", _UPLINK_COLUMNS, _UPLINK_TYPES, unique)
     rows = conn.execute(
         """INSERT INTO uplinks SELECT * FROM stage_uplinks

@@ -113,7 +113,7 @@ CREATE TABLE measurements (
     quality   smallint NOT NULL DEFAULT 0
 );
 CREATE INDEX measurements_device_metric_time ON measurements (device_id, metric_id, time DESC);
-CREATE INDEX measurements_zone_metric_time ON measurements (zone_id, metric_id, time DESC);
+-- No per-zone index on the raw table: zone views read rollup_zone_hourly, and every index costs ingest.
 
 -- join, status, ack, txack, log, location. event_key is the deduplication id where ChirpStack gives one,
 -- otherwise a hash of the message, so a redelivered event is stored once.

@@ -5,9 +5,12 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 
+import pytest
+
 from device_simulators.events import StreamOptions
 from device_simulators.messages import SimMessage
-from device_simulators.parallel import ParallelStream
+from device_simulators.parallel import ParallelStream, publish_sharded
+from ioc_core.errors import FatalError
 
 
 def _take(workers: int, n: int) -> tuple[list[SimMessage], dict[str, int]]:
@@ -31,3 +34,9 @@ def test_shards_merge_in_time_order_and_repeat_with_the_seed() -> None:
 def test_one_worker_covers_the_whole_fleet() -> None:
     messages, _ = _take(1, 200)
     assert {m.event for m in messages} >= {"join", "up"}
+
+
+def test_sharded_publishing_reports_a_broker_that_is_not_there() -> None:
+    # Port 1 on loopback refuses at once; each shard reports the failure and the run fails with it.
+    with pytest.raises(FatalError, match=r"simulator publishers failed.*cannot reach the broker"):
+        publish_sharded(10, StreamOptions(), workers=2, url="mqtt://127.0.0.1:1", rate=0, count=10)
