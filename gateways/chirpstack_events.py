@@ -224,6 +224,11 @@ def parse_event(topic: Topic, payload: bytes) -> Event:
     if info is None or not info.dev_eui:
         raise EventParseError("event has no deviceInfo.devEui (a ChirpStack v3 payload?)")
     info.dev_eui = info.dev_eui.lower()
+    stamp = event.time
+    if stamp is not None and stamp.tzinfo is not UTC:
+        # ChirpStack writes +00:00; other offsets (or none) are turned into UTC once, here at the edge,
+        # so hourly buckets are UTC hours in both storage modes.
+        event.time = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
     if info.dev_eui != topic.dev_eui:
         raise EventParseError(f"payload DevEUI {info.dev_eui} does not match topic DevEUI {topic.dev_eui}")
     if isinstance(event, UplinkEvent | JoinEvent | StatusEvent | AckEvent | LocationEvent):

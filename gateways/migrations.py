@@ -67,15 +67,33 @@ def available() -> list[Migration]:
     ]
 
 
+# by_range() in create_hypertable arrived in 2.13; compression, policies and continuous aggregates need
+# the Community (timescale) licence, not the Apache-only build.
+_MIN_TIMESCALEDB = (2, 13)
+
+
 def detect_mode(conn: Connection, choice: TimescaleChoice = "auto") -> Mode:
     if choice == "off":
         return "postgresql"
-    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    row = conn.execute(
+        "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).fetchone()
+    problem = None
     if row is None:
-        if choice == "on":
-            raise MigrationError("IOC_TIMESCALEDB=on but the timescaledb extension is not available")
-        return "postgresql"
-    return "timescaledb"
+        problem = "the timescaledb extension is not available"
+    else:
+        version = tuple(int(p) for p in re.findall(r"\d+", str(row[0]))[:2])
+        if version < _MIN_TIMESCALEDB:
+            problem = f"timescaledb {row[0]} is older than 2.13"
+        else:
+            licence = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
+            if licence is not None and licence[0] == "apache":
+                problem = "timescaledb is the Apache-only build (compression and aggregates need Community)"
+    if problem is None:
+        return "timescaledb"
+    if choice == "on":
+        raise MigrationError(f"IOC_TIMESCALEDB=on but {problem}")
+    return "postgresql"
 
 
 def _ensure_bookkeeping(conn: Connection) -> None:
@@ -84,16 +102,19 @@ def _ensure_bookkeeping(conn: Connection) -> None:
                version    integer PRIMARY KEY,
                name       text NOT NULL,
                mode       text NOT NULL,
+               -- false while the autocommitted TimescaleDB statements of a version are still running:
+               -- a failure there leaves the version pending, and those statements are safe to re-run
+               complete   boolean NOT NULL DEFAULT true,
                applied_at timestamptz NOT NULL DEFAULT now())"""
     )
 
 
-def applied(conn: Connection) -> dict[int, tuple[str, datetime]]:
+def applied(conn: Connection, *, complete_only: bool = True) -> dict[int, tuple[str, datetime]]:
     exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
     if exists is None or exists[0] is None:
         return {}
-    rows = conn.execute("SELECT version, mode, applied_at FROM schema_migrations").fetchall()
-    return {int(v): (str(m), at) for v, m, at in rows}
+    rows = conn.execute("SELECT version, mode, applied_at, complete FROM schema_migrations").fetchall()
+    return {int(v): (str(m), at) for v, m, at, done in rows if done or not complete_only}
 
 
 def storage_mode(conn: Connection) -> Mode | None:
@@ -121,6 +142,11 @@ def migrate(conn: Connection, choice: TimescaleChoice = "auto") -> tuple[Mode, l
         mode = storage_mode(conn) or detect_mode(conn, choice)
         if mode == "timescaledb":
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        else:
+            # The incomplete-bookkeeping column arrived after the first release of this table.
+            conn.execute(
+                "ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS complete boolean NOT NULL DEFAULT true"
+            )
         done = []
         for migration in pending(conn):
             try:
@@ -143,21 +169,26 @@ def migrate(conn: Connection, choice: TimescaleChoice = "auto") -> tuple[Mode, l
 
 
 def _apply(conn: Connection, migration: Migration, mode: Mode) -> None:
-    # Continuous aggregates cannot be created inside a transaction block, so TimescaleDB scripts run
-    # statement by statement in autocommit; everything else runs in one transaction with its bookkeeping.
+    # Continuous aggregates cannot be created WITH DATA inside a transaction block and policies are jobs,
+    # so TimescaleDB scripts run statement by statement in autocommit; everything else runs in one
+    # transaction with its bookkeeping row, which stays incomplete until the TimescaleDB part succeeded.
     scripts = migration.sql_for(mode)
-    with conn.transaction():
-        for file_name, text in scripts:
-            if not file_name.endswith(".timescaledb.sql"):
+    plain = [text for name, text in scripts if not name.endswith(".timescaledb.sql")]
+    timescale = [text for name, text in scripts if name.endswith(".timescaledb.sql")]
+    started = migration.version in applied(conn, complete_only=False)
+    if not started:
+        with conn.transaction():
+            for text in plain:
                 conn.execute(sql.SQL(text))  # type: ignore[arg-type, unused-ignore]
-        conn.execute(
-            "INSERT INTO schema_migrations (version, name, mode) VALUES (%s, %s, %s)",
-            (migration.version, migration.name, mode),
-        )
-    for file_name, text in scripts:
-        if file_name.endswith(".timescaledb.sql"):
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, mode, complete) VALUES (%s, %s, %s, %s)",
+                (migration.version, migration.name, mode, not timescale),
+            )
+    if timescale:
+        for text in timescale:
             for statement in _statements(text):
                 conn.execute(sql.SQL(statement))  # type: ignore[arg-type, unused-ignore]
+        conn.execute("UPDATE schema_migrations SET complete = true WHERE version = %s", (migration.version,))
 
 
 def _statements(text: str) -> list[str]:

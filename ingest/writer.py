@@ -118,7 +118,7 @@ def _insert_uplinks(conn: Connection, batch: Batch) -> list[uuid.UUID]:
         return []
     # Repeats inside one batch (a duplicate delivery right behind the first) would make the upsert
     # touch a row twice, which PostgreSQL refuses.
-    unique = list({row[3]: row for row in batch.uplinks}.values())
+    unique = list({(row[2], row[3], row[0]): row for row in batch.uplinks}.values())
     # Almost every batch is new data: COPY straight into the table. A repeat delivery makes the COPY
     # fail on the unique key; then the savepoint is rolled back and the idempotent path below runs.
     try:
@@ -130,7 +130,7 @@ def _insert_uplinks(conn: Connection, batch: Batch) -> list[uuid.UUID]:
     _copy(conn, "stage_uplinks", _UPLINK_COLUMNS, _UPLINK_TYPES, unique)
     rows = conn.execute(
         """INSERT INTO uplinks SELECT * FROM stage_uplinks
-           ON CONFLICT (deduplication_id, time) DO UPDATE
+           ON CONFLICT (device_id, deduplication_id, time) DO UPDATE
                SET decode_status = EXCLUDED.decode_status, codec_id = EXCLUDED.codec_id
                WHERE uplinks.decode_status IN ('error', 'no_codec')
                  AND EXCLUDED.decode_status NOT IN ('error', 'no_codec')
@@ -142,11 +142,11 @@ def _insert_uplinks(conn: Connection, batch: Batch) -> list[uuid.UUID]:
 def _insert_events(conn: Connection, batch: Batch) -> list[uuid.UUID]:
     if not batch.events:
         return []
-    unique = list({(row[4], row[3], row[0]): row for row in batch.events}.values())
+    unique = list({(row[2], row[4], row[3], row[0]): row for row in batch.events}.values())
     _copy(conn, "stage_events", _EVENT_COLUMNS, _EVENT_TYPES, unique)
     rows = conn.execute(
         """INSERT INTO device_events SELECT * FROM stage_events
-           ON CONFLICT (event_key, event_type, time) DO NOTHING
+           ON CONFLICT (device_id, event_key, event_type, time) DO NOTHING
            RETURNING event_key"""
     ).fetchall()
     return [r[0] for r in rows]

@@ -75,8 +75,9 @@ CREATE TABLE gateways (
     last_seen_at  timestamptz
 );
 
--- One row per LoRaWAN frame after ChirpStack's de-duplication. (deduplication_id, time) is unique
--- because a hypertable's unique keys must contain its time column; an event's time never changes.
+-- One row per LoRaWAN frame after ChirpStack's de-duplication. The unique key holds time because a
+-- hypertable's unique keys must (an event's time never changes), and device_id so that TimescaleDB can
+-- narrow the conflict check of a late row to one device's compressed segments.
 CREATE TABLE uplinks (
     time             timestamptz NOT NULL,
     received_at      timestamptz NOT NULL,
@@ -99,7 +100,7 @@ CREATE TABLE uplinks (
     codec_id         text,
     decode_status    text NOT NULL
                      CHECK (decode_status IN ('ok', 'warning', 'error', 'no_codec', 'empty', 'encrypted')),
-    UNIQUE (deduplication_id, time)
+    UNIQUE (device_id, deduplication_id, time)
 );
 CREATE INDEX uplinks_device_time ON uplinks (device_id, time DESC);
 
@@ -130,7 +131,7 @@ CREATE TABLE device_events (
     level                 text,
     code                  text,
     details               jsonb NOT NULL DEFAULT '{}',
-    UNIQUE (event_key, event_type, time)
+    UNIQUE (device_id, event_key, event_type, time)
 );
 CREATE INDEX device_events_device_time ON device_events (device_id, time DESC);
 
