@@ -16,6 +16,7 @@ commit time minus event time for every uplink, so broker queueing counts too.
 from __future__ import annotations
 
 import argparse
+import logging
 import multiprocessing as mp
 import os
 import platform
@@ -131,6 +132,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--batch-age-ms", type=int, default=200)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rates = [float(r) for r in args.rates.split(",") if r]
 
     print(f"machine: {machine()}")

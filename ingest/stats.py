@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +43,8 @@ class IngestStats:
         self._window_started = time.monotonic()
         self.totals = _Window()
         self._last_idle_line = -1e18
+        # batch_done runs on the committing thread, report on the preparing one.
+        self._lock = threading.Lock()
         # Benchmarks set this to a list to keep every lag array (event time to commit, seconds).
         self.lag_history: list[np.ndarray] | None = None
 
@@ -59,6 +62,13 @@ class IngestStats:
         received_times: list[float],
         committed_at: float,
     ) -> None:
+        with self._lock:
+            self._add(messages, uplinks, duplicates, measurements, device_events, dead_letters, seconds,
+                      event_times, received_times, committed_at)
+
+    def _add(self, messages: int, uplinks: int, duplicates: int, measurements: int, device_events: int,
+             dead_letters: int, seconds: float, event_times: list[float], received_times: list[float],
+             committed_at: float) -> None:
         for w in (self._window, self.totals):
             w.received += messages
             w.uplinks += uplinks
@@ -78,16 +88,18 @@ class IngestStats:
             self._window.latencies.append(committed_at - np.asarray(received_times, dtype=np.float64))
 
     def retried(self) -> None:
-        self._window.retries += 1
-        self.totals.retries += 1
+        with self._lock:
+            self._window.retries += 1
+            self.totals.retries += 1
 
     def due(self) -> bool:
         return time.monotonic() - self._window_started >= self.interval_s
 
-    def report(self, conn: Connection | None) -> None:
-        """Log the window and store it in ``ingest_stats``; a failed insert only costs that row."""
-        w, elapsed = self._window, time.monotonic() - self._window_started
-        self._window, self._window_started = _Window(), time.monotonic()
+    def report(self, conn: Connection | None) -> bool:
+        """Log the window and store it in ``ingest_stats``; False when the row could not be stored."""
+        with self._lock:
+            w, elapsed = self._window, time.monotonic() - self._window_started
+            self._window, self._window_started = _Window(), time.monotonic()
         p50 = p99 = l50 = l99 = None
         if w.lags:
             lags = np.concatenate(w.lags) * 1000.0
@@ -115,7 +127,7 @@ class IngestStats:
             f" | {w.retries} retries" if w.retries else "",
         )
         if conn is None:
-            return
+            return False
         try:
             with conn.transaction():
                 conn.execute(
@@ -130,6 +142,8 @@ class IngestStats:
                 )
         except Exception as err:  # statistics must never stop the ingest
             log.warning("could not store ingest statistics: %s", err)
+            return False
+        return True
 
 
 def _ms(value: float | None) -> str:

@@ -104,8 +104,11 @@ class BatchProcessor:
         self.codecs = codecs
         self.devices = DeviceDirectory(codecs)
         self.gateways = GatewayDirectory()
+        # One connection per thread that talks to the database: a psycopg connection is safe to share,
+        # but its transactions are not, and a stats insert inside a batch transaction would commit it.
         self._lookup = _Link(dsn, "ioc-ingest-lookup")
         self._writer = _Link(dsn, "ioc-ingest")
+        self._stats = _Link(dsn, "ioc-ingest-stats")
         self._mode: Mode | None = None
         self._max_backoff_s = max_backoff_s
 
@@ -119,9 +122,21 @@ class BatchProcessor:
             self._mode = mode
         return conn
 
+    def stats_connection(self) -> Connection | None:
+        """A connection for statistics only, or None while the database is away."""
+        try:
+            return self._stats.get()
+        except DatabaseUnavailable:
+            self._stats.drop()
+            return None
+
+    def drop_stats_connection(self) -> None:
+        self._stats.drop()
+
     def close(self) -> None:
         self._lookup.drop()
         self._writer.drop()
+        self._stats.drop()
 
     def _retrying(
         self,
@@ -358,8 +373,5 @@ class IngestWorker:
             )
 
     def _report(self) -> None:
-        try:
-            conn: Connection | None = self.processor.connection()
-        except Exception:  # statistics never stop the worker; the log line still goes out
-            conn = None
-        self.stats.report(conn)
+        if not self.stats.report(self.processor.stats_connection()):
+            self.processor.drop_stats_connection()
