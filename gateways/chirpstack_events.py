@@ -107,7 +107,7 @@ class _Event(_Camel):
 
 
 class UplinkEvent(_Event):
-    deduplication_id: str = ""
+    deduplication_id: uuid.UUID | None = None
     dev_addr: str = ""
     adr: bool = False
     dr: int = 0
@@ -132,13 +132,13 @@ class UplinkEvent(_Event):
 
 
 class JoinEvent(_Event):
-    deduplication_id: str = ""
+    deduplication_id: uuid.UUID | None = None
     dev_addr: str = ""
     region_config_id: str = ""
 
 
 class StatusEvent(_Event):
-    deduplication_id: str = ""
+    deduplication_id: uuid.UUID | None = None
     margin: int = 0
     external_power_source: bool = False
     battery_level_unavailable: bool = False
@@ -146,7 +146,7 @@ class StatusEvent(_Event):
 
 
 class AckEvent(_Event):
-    deduplication_id: str = ""
+    deduplication_id: uuid.UUID | None = None
     queue_item_id: str = ""
     acknowledged: bool = False
     f_cnt_down: int = 0
@@ -167,7 +167,7 @@ class LogEvent(_Event):
 
 
 class LocationEvent(_Event):
-    deduplication_id: str = ""
+    deduplication_id: uuid.UUID | None = None
     location: Location | None = None
 
 
@@ -231,11 +231,8 @@ def parse_event(topic: Topic, payload: bytes) -> Event:
         event.time = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
     if info.dev_eui != topic.dev_eui:
         raise EventParseError(f"payload DevEUI {info.dev_eui} does not match topic DevEUI {topic.dev_eui}")
-    if isinstance(event, UplinkEvent | JoinEvent | StatusEvent | AckEvent | LocationEvent):
-        if event.deduplication_id:
-            _check_uuid(event.deduplication_id)
-        elif isinstance(event, UplinkEvent):
-            raise EventParseError("uplink event without deduplicationId")
+    if isinstance(event, UplinkEvent) and event.deduplication_id is None:
+        raise EventParseError("uplink event without deduplicationId")
     return event
 
 
@@ -284,9 +281,11 @@ def _is_hex(text: str) -> bool:
     return True
 
 
-def _check_uuid(text: str) -> None:
+def _uuid(text: str) -> uuid.UUID | None:
+    if not text:
+        return None
     try:
-        uuid.UUID(text)
+        return uuid.UUID(text)
     except ValueError as err:
         raise EventParseError(f"deduplicationId {text!r} is not a UUID") from err
 
@@ -339,7 +338,7 @@ def _location(message: Any) -> Location:
 def _uplink(m: Any) -> UplinkEvent:
     lora = m.tx_info.modulation.lora if m.tx_info.modulation.HasField("lora") else None
     return UplinkEvent(
-        deduplication_id=m.deduplication_id,
+        deduplication_id=_uuid(m.deduplication_id),
         time=_ts(m, "time"),
         device_info=_device_info(m),
         dev_addr=m.dev_addr,
@@ -384,7 +383,7 @@ def _uplink(m: Any) -> UplinkEvent:
 
 def _join(m: Any) -> JoinEvent:
     return JoinEvent(
-        deduplication_id=m.deduplication_id,
+        deduplication_id=_uuid(m.deduplication_id),
         time=_ts(m, "time"),
         device_info=_device_info(m),
         dev_addr=m.dev_addr,
@@ -394,7 +393,7 @@ def _join(m: Any) -> JoinEvent:
 
 def _status(m: Any) -> StatusEvent:
     return StatusEvent(
-        deduplication_id=m.deduplication_id,
+        deduplication_id=_uuid(m.deduplication_id),
         time=_ts(m, "time"),
         device_info=_device_info(m),
         margin=m.margin,
@@ -406,7 +405,7 @@ def _status(m: Any) -> StatusEvent:
 
 def _ack(m: Any) -> AckEvent:
     return AckEvent(
-        deduplication_id=m.deduplication_id,
+        deduplication_id=_uuid(m.deduplication_id),
         time=_ts(m, "time"),
         device_info=_device_info(m),
         queue_item_id=m.queue_item_id,
@@ -439,7 +438,7 @@ def _log(m: Any) -> LogEvent:
 
 def _location_event(m: Any) -> LocationEvent:
     return LocationEvent(
-        deduplication_id=m.deduplication_id,
+        deduplication_id=_uuid(m.deduplication_id),
         time=_ts(m, "time"),
         device_info=_device_info(m),
         location=_location(m.location) if m.HasField("location") else None,

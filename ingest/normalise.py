@@ -55,11 +55,26 @@ def normalise(data: Mapping[str, Any], vocabulary: Vocabulary = VOCABULARY) -> N
     """
     out = Normalised()
     seen: dict[str, str] = {}
-    for name, value in _leaves(data, ""):
-        metric = vocabulary.resolve(name)
-        number = _number(value)
-        if number is None:
-            continue
+    resolve = vocabulary.resolve
+    flat = True
+    for value in data.values():
+        if isinstance(value, Mapping):
+            flat = False
+            break
+    # Most codecs return a flat object of numbers: walk it directly; nested shapes take _leaves.
+    items = data.items() if flat else _leaves(data, "")
+    for name, value in items:
+        kind = type(value)
+        if kind is float or kind is int:
+            number = float(value)
+        elif kind is bool:
+            number = 1.0 if value else 0.0
+        else:
+            other = _number(value)
+            if other is None:
+                continue
+            number = other
+        metric = resolve(name)
         if metric is None:
             out.unmapped.append(name)
             continue
@@ -68,7 +83,8 @@ def normalise(data: Mapping[str, Any], vocabulary: Vocabulary = VOCABULARY) -> N
             out.warnings.append(f"field {name!r} also maps to {metric.name}; kept {first!r}")
             continue
         seen[metric.name] = name
-        out.readings.append(Reading(metric, number, _quality(metric, number)))
+        quality = Quality.GOOD if metric.minimum <= number <= metric.maximum else _quality(metric, number)
+        out.readings.append(Reading(metric, number, quality))
     return out
 
 

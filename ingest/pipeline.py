@@ -160,7 +160,8 @@ def _uplink(
     gateways: Mapping[str, int],
     codecs: CodecLookup,
 ) -> None:
-    dedup = uuid.UUID(event.deduplication_id)
+    dedup = event.deduplication_id
+    assert dedup is not None  # parse_event refuses uplinks without one
     received = _received(message)
     when = event.time or received
     try:
@@ -234,9 +235,9 @@ def _device_event(batch: Batch, message: InboundMessage, event: Event, device: D
     received = _received(message)
     when = event.time or received
     kind = _EVENT_TYPE[type(event)]
-    dedup = getattr(event, "deduplication_id", "")
+    dedup: uuid.UUID | None = getattr(event, "deduplication_id", None)
     # Events without a deduplication id (txack, log) are identified by their bytes.
-    key = uuid.UUID(dedup) if dedup else fingerprint(message.topic, message.payload)
+    key = dedup or fingerprint(message.topic, message.payload)
     battery = margin = external = level = code = None
     details: dict[str, Any] = {}
     readings: list[tuple[Any, ...]] = []

@@ -96,7 +96,11 @@ def write_batch(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
         _ensure_staging(conn)
         inserted = _insert_uplinks(conn, batch)
         new_events = _insert_events(conn, batch)
-        measurements = [row for key in inserted for row in batch.uplink_measurements.get(key, ())]
+        if len(inserted) == len(batch.uplink_measurements):
+            # Every uplink of the batch is new (the usual case): no look-ups per row.
+            measurements = [row for rows in batch.uplink_measurements.values() for row in rows]
+        else:
+            measurements = [row for key in inserted for row in batch.uplink_measurements.get(key, ())]
         measurements += [row for key in new_events for row in batch.event_measurements.get(key, ())]
         _copy(conn, "measurements", _MEASUREMENT_COLUMNS, _MEASUREMENT_TYPES, measurements)
         if mode == "postgresql":
@@ -118,7 +122,8 @@ def _insert_uplinks(conn: Connection, batch: Batch) -> list[uuid.UUID]:
         return []
     # Repeats inside one batch (a duplicate delivery right behind the first) would make the upsert
     # touch a row twice, which PostgreSQL refuses.
-    unique = list({(row[2], row[3], row[0]): row for row in batch.uplinks}.values())
+    # Keyed by the UUID's int: hashing a UUID object runs Python code, an int's does not.
+    unique = list({(row[2], row[3].int, row[0]): row for row in batch.uplinks}.values())
     # Almost every batch is new data: COPY straight into the table. A repeat delivery makes the COPY
     # fail on the unique key; then the savepoint is rolled back and the idempotent path below runs.
     try:

@@ -56,7 +56,7 @@ def test_faulty_fleet_every_message_is_stored_or_a_dead_letter(db_url: str, brok
             rejected.add(m.payload)
             continue
         if isinstance(event, ce.UplinkEvent):
-            uplink_ids.add(event.deduplication_id)
+            uplink_ids.add(str(event.deduplication_id))
     assert rejected and len(uplink_ids) > 3000
     with psycopg.connect(db_url) as conn:
         stored = {str(r[0]) for r in conn.execute("SELECT deduplication_id FROM uplinks")}
