@@ -12,6 +12,8 @@ from ioc_core.metrics import VOCABULARY, Metric, Vocabulary
 
 __all__ = ["Normalised", "Quality", "Reading", "normalise"]
 
+_SCALARS = (int, float, bool, str)
+
 
 class Quality(IntEnum):
     """Stored beside every value; dashboards count only GOOD as data."""
@@ -58,7 +60,9 @@ def normalise(data: Mapping[str, Any], vocabulary: Vocabulary = VOCABULARY) -> N
     resolve = vocabulary.resolve
     flat = True
     for value in data.values():
-        if isinstance(value, Mapping):
+        # Exact type checks first: an isinstance check against the Mapping ABC is slow.
+        kind = type(value)
+        if kind is dict or (kind not in _SCALARS and isinstance(value, Mapping)):
             flat = False
             break
     # Most codecs return a flat object of numbers: walk it directly; nested shapes take _leaves.

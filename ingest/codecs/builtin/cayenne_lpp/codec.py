@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 from typing import Any
 
 from ingest.codecs.result import DecodeResult
@@ -20,15 +21,27 @@ class LppType:
     divisors: tuple[int, ...]
     # Names of the fields when the value is an object (accelerometer, GPS, colour); empty for a scalar.
     fields: tuple[str, ...] = ()
+    # 1-, 2- and 4-byte fields unpack in one C call; 3-byte ones (GPS) fall back to int.from_bytes.
+    _unpack: struct.Struct | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        width = self.size // len(self.divisors)
+        code = {1: "b", 2: "h", 4: "i"}.get(width)
+        if code is not None:
+            fmt = ">" + (code if self.signed else code.upper()) * len(self.divisors)
+            object.__setattr__(self, "_unpack", struct.Struct(fmt))
 
     def read(self, payload: bytes, start: int) -> Any:
-        width = self.size // len(self.divisors)
-        values: list[int | float] = []
-        for i, divisor in enumerate(self.divisors):
-            at = start + i * width
-            raw = int.from_bytes(payload[at : at + width], "big", signed=self.signed)
-            # Integer resolutions stay integers (counts, lux, Unix time); scaled ones become floats.
-            values.append(raw if divisor == 1 else raw / divisor)
+        if self._unpack is not None:
+            raws: tuple[int, ...] = self._unpack.unpack_from(payload, start)
+        else:
+            width = self.size // len(self.divisors)
+            raws = tuple(
+                int.from_bytes(payload[at : at + width], "big", signed=self.signed)
+                for at in range(start, start + self.size, width)
+            )
+        # Integer resolutions stay integers (counts, lux, Unix time); scaled ones become floats.
+        values = [raw if divisor == 1 else raw / divisor for raw, divisor in zip(raws, self.divisors, strict=True)]
         if not self.fields:
             return values[0]
         return dict(zip(self.fields, values, strict=True))
