@@ -60,6 +60,28 @@ def machine() -> str:
             f"{platform.release()} | Python {platform.python_version()} | {' '.join(mosq)}")
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU time so far of this process, the PostgreSQL processes and Mosquitto, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"worker": 0.0, "postgres": 0.0, "mosquitto": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if int(entry.name) == os.getpid():
+            out["worker"] += used
+        elif comm.startswith("postgres"):
+            out["postgres"] += used
+        elif comm == "mosquitto":
+            out["mosquitto"] += used
+    return out
+
+
 def make_events(count: int, devices: int, first_fcnt: int = 0) -> list[tuple[str, bytes]]:
     """ChirpStack v4 JSON uplinks (~800 bytes, one gateway, Cayenne LPP: temperature, humidity, battery)."""
     out = []
@@ -172,14 +194,18 @@ def main() -> None:
         while worker._consumer.delivered == 0:
             time.sleep(0.001)
         first = time.monotonic()
+        cpu_before = cpu_seconds()
         while worker.stats.totals.received < len(events):
             time.sleep(0.01)
         drained = time.monotonic() - first
+        cpu_after = cpu_seconds()
+        cpu = {k: (cpu_after[k] - cpu_before[k]) / drained * 100 for k in cpu_after}
         totals = worker.stats.totals
         print(f"\nSUSTAINED: {len(events)} uplinks drained in {drained:.2f} s = {len(events) / drained:,.0f} uplinks/s "
               f"({totals.measurements} measurements, {totals.batches} batches, "
               f"avg batch {totals.batch_messages / max(totals.batches, 1):.0f} msgs "
               f"/ {totals.batch_seconds * 1000 / max(totals.batches, 1):.0f} ms)")
+        print("CPU while draining (100% = one core): " + ", ".join(f"{k} {v:.0f}%" for k, v in cpu.items()))
 
         results = []
         for rate in rates:

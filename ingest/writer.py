@@ -41,7 +41,6 @@ _EVENT_COLUMNS = (
 _EVENT_TYPES = (
     "timestamptz", "timestamptz", "int4", "text", "uuid", "float4", "int2", "bool", "text", "text", "jsonb",
 )
-_ROLLUP_TYPES = ("timestamptz", "int4", "int2", "int8", "float8", "float8", "float8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +66,8 @@ def _ensure_staging(conn: Connection) -> None:
                (LIKE uplinks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
            CREATE TEMP TABLE IF NOT EXISTS stage_events
                (LIKE device_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
-           CREATE TEMP TABLE IF NOT EXISTS stage_rollup_device
-               (bucket timestamptz, device_id int4, metric_id int2, n int8, total float8,
-                minimum float8, maximum float8) ON COMMIT DELETE ROWS;
-           CREATE TEMP TABLE IF NOT EXISTS stage_rollup_zone
-               (bucket timestamptz, zone_id int4, metric_id int2, n int8, total float8,
-                minimum float8, maximum float8) ON COMMIT DELETE ROWS;"""
+           CREATE TEMP TABLE IF NOT EXISTS stage_measurements
+               (LIKE measurements INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"""
     )
     _STAGED.add(conn)
 
@@ -102,9 +97,11 @@ def write_batch(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
         else:
             measurements = [row for key in inserted for row in batch.uplink_measurements.get(key, ())]
         measurements += [row for key in new_events for row in batch.event_measurements.get(key, ())]
-        _copy(conn, "measurements", _MEASUREMENT_COLUMNS, _MEASUREMENT_TYPES, measurements)
         if mode == "postgresql":
-            _update_rollups(conn, measurements)
+            _insert_measurements_and_rollups(conn, measurements)
+        else:
+            # TimescaleDB keeps the rollups itself (continuous aggregates).
+            _copy(conn, "measurements", _MEASUREMENT_COLUMNS, _MEASUREMENT_TYPES, measurements)
         _touch_gateways(conn, batch.gateways_seen)
         dead = write_dead_letters(conn, batch.dead_letters)
     return WriteResult(
@@ -157,43 +154,31 @@ def _insert_events(conn: Connection, batch: Batch) -> list[uuid.UUID]:
     return [r[0] for r in rows]
 
 
-def _hour(t: datetime) -> datetime:
-    return t.replace(minute=0, second=0, microsecond=0)
+def _insert_measurements_and_rollups(conn: Connection, measurements: list[tuple[Any, ...]]) -> None:
+    """Plain-PostgreSQL rollups, kept exact in the batch's transaction.
 
-
-def _update_rollups(conn: Connection, measurements: list[tuple[Any, ...]]) -> None:
-    """Plain-PostgreSQL rollups: aggregate the batch in memory, then one upsert per rollup table."""
-    by_device: dict[tuple[Any, ...], list[float]] = {}
-    by_zone: dict[tuple[Any, ...], list[float]] = {}
-    for when, device_id, zone_id, metric_id, value, quality in measurements:
-        if quality != 0:
-            continue
-        bucket = _hour(when)
-        for key, acc in (((bucket, device_id, metric_id), by_device), ((bucket, zone_id, metric_id), by_zone)):
-            agg = acc.get(key)
-            if agg is None:
-                acc[key] = [1.0, value, value, value]
-            else:
-                agg[0] += 1.0
-                agg[1] += value
-                if value < agg[2]:
-                    agg[2] = value
-                if value > agg[3]:
-                    agg[3] = value
-    if not by_device:
+    The batch goes to a staging table once; PostgreSQL then inserts it and aggregates it into both rollup
+    tables. Doing the aggregation in SQL leaves the worker's single Python core for decoding, while the
+    database runs on another. Hours are cut in UTC, as TimescaleDB's time_bucket does.
+    """
+    if not measurements:
         return
-    _copy(conn, "stage_rollup_device", ("bucket", "device_id", "metric_id", "n", "total", "minimum", "maximum"),
-          _ROLLUP_TYPES, [(*k, int(v[0]), v[1], v[2], v[3]) for k, v in by_device.items()])
-    _copy(conn, "stage_rollup_zone", ("bucket", "zone_id", "metric_id", "n", "total", "minimum", "maximum"),
-          _ROLLUP_TYPES, [(*k, int(v[0]), v[1], v[2], v[3]) for k, v in by_zone.items()])
+    _copy(conn, "stage_measurements", _MEASUREMENT_COLUMNS, _MEASUREMENT_TYPES, measurements)
+    conn.execute("INSERT INTO measurements SELECT * FROM stage_measurements")
     conn.execute(
-        """INSERT INTO rollup_device_hourly AS r SELECT * FROM stage_rollup_device
+        """INSERT INTO rollup_device_hourly AS r
+           SELECT date_trunc('hour', time, 'UTC'), device_id, metric_id, count(*), sum(value), min(value),
+                  max(value)
+           FROM stage_measurements WHERE quality = 0 GROUP BY 1, 2, 3
            ON CONFLICT (device_id, metric_id, bucket) DO UPDATE
                SET n = r.n + EXCLUDED.n, total = r.total + EXCLUDED.total,
                    minimum = LEAST(r.minimum, EXCLUDED.minimum), maximum = GREATEST(r.maximum, EXCLUDED.maximum)"""
     )
     conn.execute(
-        """INSERT INTO rollup_zone_hourly AS r SELECT * FROM stage_rollup_zone
+        """INSERT INTO rollup_zone_hourly AS r
+           SELECT date_trunc('hour', time, 'UTC'), zone_id, metric_id, count(*), sum(value), min(value),
+                  max(value)
+           FROM stage_measurements WHERE quality = 0 GROUP BY 1, 2, 3
            ON CONFLICT (zone_id, metric_id, bucket) DO UPDATE
                SET n = r.n + EXCLUDED.n, total = r.total + EXCLUDED.total,
                    minimum = LEAST(r.minimum, EXCLUDED.minimum), maximum = GREATEST(r.maximum, EXCLUDED.maximum)"""

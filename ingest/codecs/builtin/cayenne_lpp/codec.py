@@ -23,6 +23,7 @@ class LppType:
     fields: tuple[str, ...] = ()
     # 1-, 2- and 4-byte fields unpack in one C call; 3-byte ones (GPS) fall back to int.from_bytes.
     _unpack: struct.Struct | None = field(default=None, init=False, repr=False, compare=False)
+    _keys: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         width = self.size // len(self.divisors)
@@ -30,10 +31,20 @@ class LppType:
         if code is not None:
             fmt = ">" + (code if self.signed else code.upper()) * len(self.divisors)
             object.__setattr__(self, "_unpack", struct.Struct(fmt))
+        # Output keys for the 256 possible channels, so decoding formats no strings.
+        object.__setattr__(self, "_keys", tuple(f"{self.name}_{channel}" for channel in range(256)))
+
+    def key(self, channel: int) -> str:
+        return self._keys[channel]
 
     def read(self, payload: bytes, start: int) -> Any:
-        if self._unpack is not None:
-            raws: tuple[int, ...] = self._unpack.unpack_from(payload, start)
+        unpack = self._unpack
+        if unpack is not None and not self.fields:
+            raw: int = unpack.unpack_from(payload, start)[0]
+            divisor = self.divisors[0]
+            return raw if divisor == 1 else raw / divisor
+        if unpack is not None:
+            raws: tuple[int, ...] = unpack.unpack_from(payload, start)
         else:
             width = self.size // len(self.divisors)
             raws = tuple(
@@ -115,7 +126,7 @@ def decode(payload: bytes, fport: int) -> DecodeResult:
                 data,
                 warnings,
             )
-        key = f"{lpp.name}_{channel}"
+        key = lpp.key(channel)
         if key in data:
             warnings.append(f"{key} appears twice; kept the value at byte {offset}")
         data[key] = lpp.read(payload, start)
