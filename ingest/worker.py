@@ -9,6 +9,7 @@ delivery while commits are failing, so memory stays bounded.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import queue
 import threading
@@ -304,6 +305,11 @@ class IngestWorker:
             self.processor.connection()
         except DatabaseUnavailable as err:
             log.warning("%s; the worker will keep trying", err)
+        # Each batch allocates hundreds of thousands of short-lived objects, none in cycles; with CPython's
+        # default thresholds the cyclic collector runs thousands of times per batch and rescans
+        # everything that survived, start-up objects included. Freeze those and collect less often.
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         self._consumer.start()
         log.info("ingest worker %s running (batch %d / %.0f ms, receive maximum %d)",
                  self.config.name, self.config.batch_size, self.config.batch_age_s * 1000,
