@@ -139,11 +139,11 @@ class _LeanClient(paho.Client):
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
-def _new_client(url: MqttUrl, client_id: str, ca_file: Path | None) -> paho.Client:
+def _new_client(url: MqttUrl, client_id: str, ca_file: Path | None, *, v5: bool = True) -> paho.Client:
     client = _LeanClient(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
-        protocol=paho.MQTTv5,
+        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
     )
     if url.username:
         password = url.password.get_secret_value() if url.password else None
@@ -309,11 +309,13 @@ class MqttPublisher:
         max_inflight: int = 1000,
         ca_file: Path | None = None,
         connect_timeout_s: float = 10.0,
+        mqtt5: bool = True,
     ) -> None:
         self._url = url
         self._qos = qos
         self._window = max_inflight
-        self._client = _new_client(url, client_id or "", ca_file)
+        # MQTT 3.1.1 is an option for load generators: paho parses MQTT 5 properties on every PUBACK.
+        self._client = _new_client(url, client_id or "", ca_file, v5=mqtt5)
         self._client.max_inflight_messages_set(max_inflight)
         self._connect_timeout_s = connect_timeout_s
         self._connected = threading.Event()
