@@ -1,8 +1,9 @@
 """Fixtures: a real PostgreSQL and real Mosquitto brokers, started as local processes on free ports.
 
 With ``IOC_TEST_DOCKER=1`` and a reachable Docker engine, PostgreSQL comes from a TimescaleDB container
-through testcontainers instead, so the TimescaleDB path is tested for real. A missing binary skips the
-tests that need it locally and fails them under ``CI=true``.
+through testcontainers instead, so the TimescaleDB path is tested for real. Mosquitto then
+runs in a container too. A missing binary skips the tests that need it locally and fails them under
+``CI=true``.
 """
 
 from __future__ import annotations
@@ -119,10 +120,71 @@ def empty_db_url(pg_server: PgServer) -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class DockerMosquitto:
+    """Mosquitto in a container (``IOC_TEST_DOCKER=1``), with the interface of ``LocalMosquitto``.
+
+    The host port is bound explicitly so it survives ``restart()``, and persistence is on, as the broker
+    restart tests need.
+    """
+
+    def __init__(self, work_dir: Path) -> None:
+        from testcontainers.core.container import DockerContainer
+
+        from gateways.local_postgres import free_port
+
+        work_dir.mkdir(parents=True, exist_ok=True)
+        conf = work_dir / "mosquitto.conf"
+        conf.write_text("listener 1883\nallow_anonymous true\npersistence true\n"
+                        "persistence_location /mosquitto/data/\nmax_queued_messages 2000000\n")
+        self.port = free_port()
+        self._container = (
+            DockerContainer("eclipse-mosquitto:2")
+            .with_bind_ports(1883, self.port)
+            .with_volume_mapping(str(conf), "/mosquitto/config/mosquitto.conf", "ro")
+        )
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._container.start()
+        _wait_for_port(self.port)
+
+    def restart(self) -> None:
+        self._container.get_wrapped_container().restart(timeout=10)
+        _wait_for_port(self.port)
+
+    def stop(self) -> None:
+        self._container.stop()
+
+
+def _wait_for_port(port: int, timeout_s: float = 30.0) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    unavailable(f"nothing listens on port {port} after {timeout_s:.0f} s")
+
+
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[LocalMosquitto]:
+def broker(tmp_path: Path) -> Iterator[Any]:
     """A broker of the test's own: starting Mosquitto takes milliseconds, and no test sees another's
     sessions or retained messages."""
+    if os.environ.get("IOC_TEST_DOCKER") == "1":
+        container = DockerMosquitto(tmp_path / "mosquitto")
+        container.start()
+        try:
+            yield container
+        finally:
+            container.stop()
+        return
     try:
         find_mosquitto()
     except FatalError as err:
