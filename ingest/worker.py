@@ -290,11 +290,14 @@ class IngestWorker:
                     age = time.time() - self._buffer[0].received_at
                     if age >= self.config.batch_age_s:
                         break
-                    self._ready.wait(self.config.batch_age_s - age)
+                    # Short waits: ``stop`` is an Event set by a signal handler and cannot notify us.
+                    self._ready.wait(min(self.config.batch_age_s - age, 0.2))
                 else:
-                    self._ready.wait(0.5)
+                    self._ready.wait(0.2)
                 if self.stats.due():
-                    break
+                    # Time to report: hand back an empty batch so the caller reports; the messages
+                    # waiting here keep waiting for their batch to fill or to age.
+                    return []
             batch = self._buffer[: self.config.batch_size]
             del self._buffer[: len(batch)]
             return batch

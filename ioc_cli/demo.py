@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +31,9 @@ from ioc_core.zones import load_default_zones
 __all__ = ["register"]
 
 log = logging.getLogger("ioc.demo")
+
+# Da Nang's clock, for the simulated time the summary shows.
+_ICT = timezone(timedelta(hours=7), "ICT")
 
 # What an operator looks at first: per district, how many sensors report, and the flood and air numbers.
 _ZONE_SUMMARY = """
@@ -90,7 +93,7 @@ def _print_summary(console: Console, dsn: str) -> None:
         log.warning("could not read the summary: %s", err)
         return
     assert totals is not None
-    latest = totals[5].astimezone(timezone_ict()).strftime("%Y-%m-%d %H:%M") if totals[5] else "-"
+    latest = totals[5].astimezone(_ICT).strftime("%Y-%m-%d %H:%M") if totals[5] else "-"
     table = Table(title=f"Da Nang districts, last simulated hour (simulated clock {latest} ICT)")
     for col in ("district", "devices", "uplinks/h", "max water level (m)", "mean PM2.5 (µg/m³)"):
         table.add_column(col, justify="right" if col != "district" else "left")
@@ -102,12 +105,6 @@ def _print_summary(console: Console, dsn: str) -> None:
         f"stored: {totals[0]} uplinks, {totals[1]} measurements, {totals[2]} device events, "
         f"{totals[3]} dead letters; {totals[4]} devices enrolled as unregistered"
     )
-
-
-def timezone_ict() -> object:
-    from datetime import timezone
-
-    return timezone(timedelta(hours=7), "ICT")
 
 
 def register(app: typer.Typer) -> None:
