@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import psycopg
 from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool
 
 from ioc_core.errors import FatalError, RetriableError
 
-__all__ = ["DatabaseRefused", "DatabaseUnavailable", "connect", "is_retriable"]
+__all__ = [
+    "Connection",
+    "ConnectionPool",
+    "DatabaseRefused",
+    "DatabaseUnavailable",
+    "connect",
+    "is_retriable",
+    "open_pool",
+]
 
 Connection = psycopg.Connection[TupleRow]
 
@@ -44,3 +53,15 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = "ioc"
         if "password authentication failed" in text or "does not exist" in text:
             raise DatabaseRefused(f"the database refused the connection: {text}") from err
         raise DatabaseUnavailable(f"cannot reach the database: {text}") from err
+
+
+def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, name: str = "ioc-api") -> ConnectionPool[Connection]:
+    """A pool of autocommit connections; writes use explicit ``transaction()`` blocks."""
+    return ConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"autocommit": True, "application_name": name},
+        open=True,
+        timeout=10.0,
+    )

@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "ioc_cli.deadletters",
     "ioc_cli.simulate",
     "ioc_cli.demo",
+    "ioc_cli.api",
 )
 
 

@@ -16,6 +16,7 @@ from ioc_core.errors import ConfigError
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "DEFAULT_MQTT_URL",
+    "ApiSettings",
     "DatabaseSettings",
     "IngestSettings",
     "MqttSettings",
@@ -149,3 +150,11 @@ def load(cls: type[_S]) -> _S:
             name = "IOC_" + "_".join(str(p) for p in problem["loc"]).upper()
             lines.append(f"{name}: {problem['msg']}")
         raise ConfigError("bad configuration:\n  " + "\n  ".join(lines)) from err
+
+
+class ApiSettings(_Base):
+    """Knobs of ``ioc api``; loopback by default, so exposing the API is a deliberate choice."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65_535)
+    api_pool_size: int = Field(default=10, ge=1, le=200)

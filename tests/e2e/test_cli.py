@@ -24,7 +24,9 @@ def ioc(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("command", [[], ["db"], ["codecs"], ["deadletters"], ["ingest"], ["simulate"], ["demo"]])
+@pytest.mark.parametrize(
+    "command", [[], ["db"], ["codecs"], ["deadletters"], ["ingest"], ["simulate"], ["demo"], ["api"], ["users"]]
+)
 def test_help_everywhere(command: list[str]) -> None:
     done = ioc(*command, "--help")
     assert done.returncode == 0, done.stderr
@@ -85,3 +87,24 @@ def test_deadletters_list_and_replay(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT count(*) FROM measurements").fetchone()
         assert row == (1,)
+
+
+def test_users_create_list_revoke(db_url: str) -> None:
+    created = ioc("users", "create", "--name", "tech-1", "--role", "technician", IOC_DATABASE_URL=db_url)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("ioc_") and "shown once" in created.stderr
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT key_hash FROM api_users WHERE name = 'tech-1'").fetchone()
+        assert row is not None and key.encode() not in bytes(row[0])
+    again = ioc("users", "create", "--name", "tech-1", "--role", "technician", IOC_DATABASE_URL=db_url)
+    assert again.returncode == 2 and "exists already" in again.stderr
+    bad = ioc("users", "create", "--name", "x", "--role", "king", IOC_DATABASE_URL=db_url)
+    assert bad.returncode == 2 and "--role" in bad.stderr
+    listed = ioc("users", "list", IOC_DATABASE_URL=db_url)
+    assert "tech-1" in listed.stdout and "technician" in listed.stdout
+    revoked = ioc("users", "revoke", "tech-1", IOC_DATABASE_URL=db_url)
+    assert revoked.returncode == 0
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT revoked_at IS NOT NULL FROM api_users WHERE name = 'tech-1'").fetchone()
+        assert row == (True,)

@@ -1,0 +1,1 @@
+"""The IOC API: FastAPI app for technicians, operators, developers and administrators."""

@@ -1,0 +1,62 @@
+"""Dependencies shared by the routers: a database connection and the caller, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gateways.database import Connection, ConnectionPool
+from ioc_api.errors import Forbidden, Unauthorized
+from ioc_api.keys import prefix_of, verify
+from ioc_api.queries.users import find_by_prefix
+
+__all__ = ["Caller", "CurrentCaller", "Db", "require_role"]
+
+_bearer = HTTPBearer(auto_error=False, description="an IOC API key: `Authorization: Bearer ioc_…`")
+
+
+def _db(request: Request) -> Iterator[Connection]:
+    pool: ConnectionPool[Connection] = request.app.state.pool
+    with pool.connection() as conn:
+        yield conn
+
+
+Db = Annotated[Connection, Depends(_db)]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    name: str
+    role: str
+    zones: tuple[str, ...]
+
+
+def _caller(
+    conn: Db, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Caller:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
+    key = credentials.credentials
+    prefix = prefix_of(key)
+    user = find_by_prefix(conn, prefix) if prefix else None
+    if user is None or not verify(key, user.key_hash):
+        raise Unauthorized("unknown API key")
+    if user.revoked_at is not None:
+        raise Unauthorized("this API key was revoked")
+    return Caller(user.name, user.role, user.zones)
+
+
+CurrentCaller = Annotated[Caller, Depends(_caller)]
+
+
+def require_role(*roles: str) -> Callable[[Caller], Caller]:
+    def check(caller: CurrentCaller) -> Caller:
+        if caller.role not in roles:
+            raise Forbidden(f"role {caller.role!r} may not do this; needs {' or '.join(roles)}")
+        return caller
+
+    return check

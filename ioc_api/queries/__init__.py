@@ -1,0 +1,1 @@
+"""SQL per aggregate; every function takes a connection."""

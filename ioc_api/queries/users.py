@@ -1,0 +1,98 @@
+"""API users, their zones, and the audit log."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from gateways.database import Connection
+from ioc_api.errors import Conflict, NotFound
+from ioc_api.keys import NewKey, new_key
+
+__all__ = ["ApiUser", "audit", "create_user", "find_by_prefix", "list_users", "revoke_user"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiUser:
+    id: int
+    name: str
+    role: str
+    zones: tuple[str, ...]
+    created_at: datetime
+    revoked_at: datetime | None
+    key_hash: bytes = b""
+
+
+_SELECT = """SELECT u.id, u.name, u.role,
+                    coalesce(array_agg(z.code ORDER BY z.code) FILTER (WHERE z.code IS NOT NULL), '{}'),
+                    u.created_at, u.revoked_at, u.key_hash
+             FROM api_users u
+             LEFT JOIN api_user_zones uz ON uz.user_id = u.id
+             LEFT JOIN zones z ON z.id = uz.zone_id"""
+
+
+def _user(row: tuple[Any, ...]) -> ApiUser:
+    return ApiUser(row[0], row[1], row[2], tuple(row[3]), row[4], row[5], bytes(row[6]))
+
+
+def find_by_prefix(conn: Connection, prefix: str) -> ApiUser | None:
+    row = conn.execute(_SELECT + " WHERE u.key_prefix = %s GROUP BY u.id", (prefix,)).fetchone()
+    return _user(row) if row else None
+
+
+def list_users(conn: Connection) -> list[ApiUser]:
+    return [_user(r) for r in conn.execute(_SELECT + " GROUP BY u.id ORDER BY u.name").fetchall()]
+
+
+def audit(conn: Connection, actor: str, action: str, entity: str, entity_id: str, changes: dict[str, Any]) -> None:
+    conn.execute(
+        "INSERT INTO audit_log (actor, action, entity, entity_id, changes) VALUES (%s, %s, %s, %s, %s::jsonb)",
+        (actor, action, entity, entity_id, json.dumps(changes, default=str)),
+    )
+
+
+def create_user(conn: Connection, name: str, role: str, zones: list[str], *, actor: str) -> tuple[ApiUser, NewKey]:
+    """Create a user with a new key; the key itself is returned once and never stored."""
+    key = new_key()
+    with conn.transaction():
+        zone_ids = []
+        for code in zones:
+            row = conn.execute(
+                "SELECT id FROM zones WHERE code = %s AND valid_to IS NULL", (code,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"zone {code!r} does not exist", field="zones")
+            zone_ids.append(row[0])
+        try:
+            with conn.transaction():
+                created = conn.execute(
+                    "INSERT INTO api_users (name, role, key_prefix, key_hash) VALUES (%s, %s, %s, %s) RETURNING id",
+                    (name, role, key.prefix, key.digest),
+                ).fetchone()
+        except psycopg.errors.UniqueViolation as err:
+            raise Conflict(f"user {name!r} exists already", field="name") from err
+        assert created is not None
+        for zone_id in zone_ids:
+            conn.execute("INSERT INTO api_user_zones (user_id, zone_id) VALUES (%s, %s)", (created[0], zone_id))
+        audit(conn, actor, "create", "user", name, {"role": role, "zones": zones, "key": "***"})
+        user = find_by_prefix(conn, key.prefix)
+    assert user is not None
+    return user, key
+
+
+def revoke_user(conn: Connection, name: str, *, actor: str) -> ApiUser:
+    with conn.transaction():
+        row = conn.execute(
+            "UPDATE api_users SET revoked_at = coalesce(revoked_at, now()) WHERE name = %s RETURNING key_prefix",
+            (name,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"user {name!r} does not exist")
+        audit(conn, actor, "revoke", "user", name, {})
+        user = find_by_prefix(conn, row[0])
+    assert user is not None
+    return user

@@ -1,0 +1,79 @@
+"""``ioc api`` serves the IOC API; ``ioc users`` manages its users and their keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from gateways.database import connect
+from ioc_api.app import create_app
+from ioc_api.errors import ApiError
+from ioc_api.queries.users import create_user, list_users, revoke_user
+from ioc_cli.logs import setup_logging
+from ioc_core.errors import FatalError
+from ioc_core.settings import ApiSettings, DatabaseSettings, load
+
+__all__ = ["register"]
+
+_ROLES = ("admin", "operator", "technician", "developer")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("api")
+    def api_cmd() -> None:
+        """Serve the IOC API (OpenAPI at /docs, routes under /api/v1, /healthz and /readyz).
+
+        Listens on IOC_API_HOST:IOC_API_PORT (default 127.0.0.1:8000) and reads IOC_DATABASE_URL.
+        """
+        settings = load(ApiSettings)
+        setup_logging("INFO")
+        uvicorn.run(create_app(load(DatabaseSettings), settings), host=settings.api_host, port=settings.api_port,
+                    log_level="info")
+
+    users = typer.Typer(help="API users and their keys.", no_args_is_help=True)
+
+    @users.command("create")
+    def create_cmd(
+        name: Annotated[str, typer.Option(help="A unique name, e.g. ops-hai-chau.")],
+        role: Annotated[str, typer.Option(help=f"One of {', '.join(_ROLES)}.")],
+        zone: Annotated[list[str] | None, typer.Option(help="Zone code this user is limited to; repeatable.")] = None,
+    ) -> None:
+        """Create a user and print its API key (shown this once; only a hash is stored)."""
+        if role not in _ROLES:
+            raise FatalError(f"--role must be one of {', '.join(_ROLES)}")
+        with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
+            try:
+                user, key = create_user(conn, name, role, zone or [], actor="cli")
+            except ApiError as err:
+                raise FatalError(err.message) from err
+        Console(stderr=True).print(f"created {user.name} ({user.role}); the key is shown once:")
+        print(key.key)
+
+    @users.command("revoke")
+    def revoke_cmd(name: Annotated[str, typer.Argument(help="The user whose key stops working.")]) -> None:
+        """Revoke a user's key at once."""
+        with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
+            try:
+                revoke_user(conn, name, actor="cli")
+            except ApiError as err:
+                raise FatalError(err.message) from err
+        Console().print(f"revoked {name}")
+
+    @users.command("list")
+    def list_cmd() -> None:
+        """List users, roles, zones and whether their key still works."""
+        with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
+            rows = list_users(conn)
+        table = Table(title="API users")
+        for col in ("name", "role", "zones", "created", "revoked"):
+            table.add_column(col)
+        for u in rows:
+            table.add_row(u.name, u.role, ", ".join(u.zones) or "-", u.created_at.isoformat(timespec="seconds"),
+                          u.revoked_at.isoformat(timespec="seconds") if u.revoked_at else "")
+        Console().print(table)
+
+    app.add_typer(users, name="users")
