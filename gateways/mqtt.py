@@ -288,6 +288,10 @@ class MqttConsumer:
     def connected(self) -> bool:
         return self._client.is_connected()
 
+    def wait_subscribed(self, timeout: float) -> bool:
+        """True once the broker has acknowledged the subscription (from then on nothing is missed)."""
+        return self._subscribed.wait(timeout)
+
     def stop(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()

@@ -274,6 +274,10 @@ class IngestWorker:
             on_message=self._on_message,
         )
 
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        """Block until the worker's subscription is in place; for callers that publish right after."""
+        return self._consumer.wait_subscribed(timeout)
+
     def _on_message(self, message: InboundMessage) -> None:
         with self._ready:
             self._buffer.append(message)

@@ -5,14 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
 from gateways.database import connect
-from ioc_api.app import create_app
-from ioc_api.errors import ApiError
-from ioc_api.queries.users import create_user, list_users, revoke_user
 from ioc_cli.logs import setup_logging
 from ioc_core.errors import FatalError
 from ioc_core.settings import ApiSettings, DatabaseSettings, load
@@ -29,6 +25,11 @@ def register(app: typer.Typer) -> None:
 
         Listens on IOC_API_HOST:IOC_API_PORT (default 127.0.0.1:8000) and reads IOC_DATABASE_URL.
         """
+        # FastAPI and uvicorn are imported here, not at start-up of every `ioc` command.
+        import uvicorn
+
+        from ioc_api.app import create_app
+
         settings = load(ApiSettings)
         setup_logging("INFO")
         uvicorn.run(create_app(load(DatabaseSettings), settings), host=settings.api_host, port=settings.api_port,
@@ -43,6 +44,9 @@ def register(app: typer.Typer) -> None:
         zone: Annotated[list[str] | None, typer.Option(help="Zone code this user is limited to; repeatable.")] = None,
     ) -> None:
         """Create a user and print its API key (shown this once; only a hash is stored)."""
+        from ioc_api.errors import ApiError
+        from ioc_api.queries.users import create_user
+
         if role not in _ROLES:
             raise FatalError(f"--role must be one of {', '.join(_ROLES)}")
         with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
@@ -56,6 +60,9 @@ def register(app: typer.Typer) -> None:
     @users.command("revoke")
     def revoke_cmd(name: Annotated[str, typer.Argument(help="The user whose key stops working.")]) -> None:
         """Revoke a user's key at once."""
+        from ioc_api.errors import ApiError
+        from ioc_api.queries.users import revoke_user
+
         with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
             try:
                 revoke_user(conn, name, actor="cli")
@@ -66,6 +73,8 @@ def register(app: typer.Typer) -> None:
     @users.command("list")
     def list_cmd() -> None:
         """List users, roles, zones and whether their key still works."""
+        from ioc_api.queries.users import list_users
+
         with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
             rows = list_users(conn)
         table = Table(title="API users")

@@ -25,6 +25,7 @@ from gateways.migrations import migrate
 from ingest.registry import DeviceRecord, register_devices, seed_zones
 from ioc_cli.ingest import build_worker, stop_on_signals
 from ioc_cli.logs import setup_logging
+from ioc_core.errors import FatalError
 from ioc_core.settings import DatabaseSettings, IngestSettings, MqttSettings, MqttUrl, load
 from ioc_core.zones import load_default_zones
 
@@ -176,7 +177,9 @@ def register(app: typer.Typer) -> None:
                 worker_thread.join(60)
 
             stack.callback(stop_worker)
-            time.sleep(1.0)  # let the worker subscribe before the first publish
+            # The worker's first subscription creates its session; publishing before it would lose messages.
+            if not worker.wait_ready(60):
+                raise FatalError(f"the ingest worker could not subscribe at {mqtt.mqtt_url}")
 
             start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
             options = StreamOptions(seed=seed, start=start, scenario=scenario, encoding=encoding)  # type: ignore[arg-type]

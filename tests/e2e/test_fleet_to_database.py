@@ -37,7 +37,7 @@ def test_faulty_fleet_every_message_is_stored_or_a_dead_letter(db_url: str, brok
     stop = threading.Event()
     runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     runner.start()
-    time.sleep(1.0)
+    assert worker.wait_ready(30)
     publish_to_broker(messages, MqttUrl.parse(broker.url), client_id="fleet-pub", rate=0)
     deadline = time.monotonic() + 90
     while worker.stats.totals.received < len(messages) and time.monotonic() < deadline:

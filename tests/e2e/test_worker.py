@@ -66,11 +66,16 @@ class WorkerProcess:
         self.log_file = log_file
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *, wait_running: bool = True) -> None:
         log = open(self.log_file, "ab")  # noqa: SIM115 - owned by the child
+        runs_before = self.log().count("running (batch") if self.log_file.exists() else 0
         self.proc = subprocess.Popen([sys.executable, "-m", "ioc_cli", "ingest"], env=self.env,
                                      stdout=log, stderr=log)
         log.close()
+        if wait_running:
+            # "running" is logged once the broker acknowledged the subscription: from then on nothing
+            # published is missed, whatever the start-up time of this machine.
+            _wait_for(lambda: self.log().count("running (batch") > runs_before, 60, "the worker to subscribe")
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -145,7 +150,6 @@ def test_worker_ingests_everything_and_reports(db_url: str, broker: LocalMosquit
                                                worker_factory: Callable[..., WorkerProcess]) -> None:
     worker = worker_factory(db_url, broker.url)
     worker.start()
-    time.sleep(1.0)  # the first start creates the persistent session
     messages = _messages(3000) + [malformed(i) for i in range(25)]
     _publish(broker.url, messages)
     _wait_for(lambda: _count(db_url) == 3000 and _count(db_url, "dead_letters") == 25, 60, "3000 uplinks")
@@ -161,7 +165,6 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
 ) -> None:
     first = worker_factory(db_url, broker.url)
     first.start()
-    time.sleep(1.0)
     messages = _messages(12_000)
     publisher = _publish_in_background(broker.url, messages, rate=3000)
     _wait_for(lambda: _count(db_url) > 2000, 60, "the first rows")
@@ -171,7 +174,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     assert 0 < stored_at_kill < 12_000
     time.sleep(1.0)  # messages keep arriving at the broker for the dead worker's session
     second = worker_factory(db_url, broker.url)
-    second.start()
+    second.start(wait_running=False)
     publisher.join(120)
     _wait_for(lambda: _count(db_url) == 12_000, 90, "all 12000 uplinks after the restart")
     time.sleep(1.0)
@@ -184,7 +187,6 @@ def test_broker_restart_loses_and_duplicates_nothing(
 ) -> None:
     worker = worker_factory(db_url, broker.url, IOC_INGEST_SHARE_GROUP=share_group)
     worker.start()
-    time.sleep(1.0)
     _publish(broker.url, _messages(3000))
     _wait_for(lambda: _count(db_url) == 3000, 60, "the first 3000")
     # Queue more while the worker cannot take them, then restart the broker with them on disk.
@@ -219,7 +221,7 @@ def test_database_restart_and_backpressure(tmp_path: Path, broker: LocalMosquitt
         stop = threading.Event()
         runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)
         runner.start()
-        time.sleep(1.0)
+        assert worker.wait_ready(30)
         _publish(broker.url, _messages(1000))
         _wait_for(lambda: _count(server.url) == 1000, 60, "the first 1000")
         delivered_before = worker._consumer.delivered
@@ -243,7 +245,6 @@ def test_sigterm_drains_and_exits_cleanly(db_url: str, broker: LocalMosquitto,
                                           worker_factory: Callable[..., WorkerProcess]) -> None:
     worker = worker_factory(db_url, broker.url, IOC_INGEST_BATCH_AGE_MS="5000", IOC_INGEST_BATCH_SIZE="50000")
     worker.start()
-    time.sleep(1.0)
     _publish(broker.url, _messages(1500))
     time.sleep(1.0)  # delivered, but waiting for the 5 s batch age
     assert _count(db_url) == 0
