@@ -202,7 +202,6 @@ class MqttConsumer:
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._refused: str | None = None
-        self.connects = 0
         # Messages handed to us so far, acked or not; with acks withheld it cannot pass Receive Maximum.
         self.delivered = 0
 
@@ -220,7 +219,6 @@ class MqttConsumer:
             return
         with self._lock:
             self._session = next(_SESSIONS)
-        self.connects += 1
         log.info("connected to %s (session %d), subscribing to %s", self._url, self._session, self._topic)
         # Subscribing here, not once after connect, brings the subscription back after any reconnect.
         client.subscribe(self._topic, qos=1)

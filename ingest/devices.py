@@ -39,7 +39,6 @@ class DeviceDirectory:
         self._by_eui: dict[str, DeviceRef] = {}
         self._profile_codecs: dict[str, str] = {}
         self._loaded_at = -1e18
-        self.enrolled = 0
 
     def __len__(self) -> int:
         return len(self._by_eui)
@@ -104,7 +103,6 @@ class DeviceDirectory:
             )
             for r in cur.fetchall():
                 self._by_eui[r[1]] = DeviceRef(r[0], r[1], r[2], r[3], r[4])
-        self.enrolled += len(rows)
         log.info("enrolled %d device(s) unknown to the registry as unregistered", len(rows))
 
 

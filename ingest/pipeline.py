@@ -63,7 +63,6 @@ class Batch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     gateways_seen: dict[int, datetime] = field(default_factory=dict)
     event_times: list[float] = field(default_factory=list)
-    decode_failures: int = 0
     messages: list[InboundMessage] = field(default_factory=list)
     started: float = 0.0
 
@@ -170,7 +169,6 @@ def _uplink(
         return
     status, codec_id, data, problem = _decode(event, payload, device, codecs)
     if problem is not None:
-        batch.decode_failures += 1
         batch.dead_letters.append(
             _dead(message, "decode", problem, dev_eui=device.dev_eui, deduplication_id=dedup)
         )

@@ -62,30 +62,25 @@ class IngestStats:
         received_times: list[float],
         committed_at: float,
     ) -> None:
-        with self._lock:
-            self._add(messages, uplinks, duplicates, measurements, device_events, dead_letters, seconds,
-                      event_times, received_times, committed_at)
-
-    def _add(self, messages: int, uplinks: int, duplicates: int, measurements: int, device_events: int,
-             dead_letters: int, seconds: float, event_times: list[float], received_times: list[float],
-             committed_at: float) -> None:
-        for w in (self._window, self.totals):
-            w.received += messages
-            w.uplinks += uplinks
-            w.duplicates += duplicates
-            w.measurements += measurements
-            w.device_events += device_events
-            w.dead_letters += dead_letters
-            w.batches += 1
-            w.batch_messages += messages
-            w.batch_seconds += seconds
-        if event_times:
-            lags = committed_at - np.asarray(event_times, dtype=np.float64)
-            self._window.lags.append(lags)
-            if self.lag_history is not None:
-                self.lag_history.append(lags)
-        if received_times:
-            self._window.latencies.append(committed_at - np.asarray(received_times, dtype=np.float64))
+        lags = committed_at - np.asarray(event_times, dtype=np.float64) if event_times else None
+        latencies = committed_at - np.asarray(received_times, dtype=np.float64) if received_times else None
+        with self._lock:  # batch_done runs on the committing thread, report on the preparing one
+            for w in (self._window, self.totals):
+                w.received += messages
+                w.uplinks += uplinks
+                w.duplicates += duplicates
+                w.measurements += measurements
+                w.device_events += device_events
+                w.dead_letters += dead_letters
+                w.batches += 1
+                w.batch_messages += messages
+                w.batch_seconds += seconds
+            if lags is not None:
+                self._window.lags.append(lags)
+                if self.lag_history is not None:
+                    self.lag_history.append(lags)
+            if latencies is not None:
+                self._window.latencies.append(latencies)
 
     def retried(self) -> None:
         with self._lock:

@@ -50,8 +50,6 @@ class WorkerConfig:
     receive_maximum: int
     session_expiry_s: int
     stats_interval_s: float
-    max_backoff_s: float = 30.0
-    drain_grace_s: float = 30.0
 
 
 class NotMigrated(FatalError):
@@ -101,7 +99,9 @@ class BatchProcessor:
     replayed message takes exactly the path a live one takes.
     """
 
-    def __init__(self, dsn: str, codecs: CodecLookup, *, max_backoff_s: float = 30.0) -> None:
+    def __init__(
+        self, dsn: str, codecs: CodecLookup, *, max_backoff_s: float = 30.0, stop_grace_s: float = 30.0
+    ) -> None:
         self.codecs = codecs
         self.devices = DeviceDirectory(codecs)
         self.gateways = GatewayDirectory()
@@ -112,6 +112,8 @@ class BatchProcessor:
         self._stats = _Link(dsn, "ioc-ingest-stats")
         self._mode: Mode | None = None
         self._max_backoff_s = max_backoff_s
+        # How long to keep retrying a batch after a stop was asked for; then the broker redelivers it.
+        self._stop_grace_s = stop_grace_s
 
     def connection(self) -> Connection:
         """The writing connection; checks once that the schema is installed."""
@@ -163,7 +165,7 @@ class BatchProcessor:
                 if stats:
                     stats.retried()
                 if stop is not None and stop.is_set():
-                    stop_deadline = stop_deadline or time.monotonic() + 30.0
+                    stop_deadline = stop_deadline or time.monotonic() + self._stop_grace_s
                     if time.monotonic() > stop_deadline:
                         log.error("giving up on %d messages at shutdown; the broker will redeliver them", what)
                         return None

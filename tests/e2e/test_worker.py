@@ -215,7 +215,7 @@ def test_database_restart_and_backpressure(tmp_path: Path, broker: LocalMosquitt
             migrate(conn)
         config = WorkerConfig(name="bp", client_id="bp-worker", topic_filter="application/+/device/+/event/+",
                               share_group="ioc-ingest", batch_size=200, batch_age_s=0.05, receive_maximum=500,
-                              session_expiry_s=3600, stats_interval_s=1.0, max_backoff_s=1.0)
+                              session_expiry_s=3600, stats_interval_s=1.0)
         processor = BatchProcessor(server.url, CodecRegistry.discover(), max_backoff_s=1.0)
         worker = IngestWorker(config, MqttUrl.parse(broker.url), processor)
         stop = threading.Event()
