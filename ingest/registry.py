@@ -7,28 +7,33 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gateways.database import Connection
-from ioc_core.zones import Zone
+from ioc_core.zones import Zone, multipolygon
 
 __all__ = ["DeviceRecord", "register_devices", "seed_zones", "zone_id_at"]
 
 
 def seed_zones(conn: Connection, zones: Sequence[Zone], *, approximate: bool = True) -> int:
-    """Store zones once; parts sharing a code become one zone with several rings. Returns how many new."""
+    """Store zones whose code the database has never held; returns how many were new.
+
+    Parts sharing a code become one zone with several rings. A code already stored (current, replaced by a
+    newer version, or retired by ``ioc zones import``) is left alone, so seeding the demo set never undoes an
+    import. A zone is marked approximate when ``approximate`` is true or its source says so.
+    """
     by_code: dict[str, list[Zone]] = {}
     for zone in zones:
         by_code.setdefault(zone.code, []).append(zone)
     created = 0
     with conn.transaction():
         for code, parts in by_code.items():
-            geometry = {
-                "type": "MultiPolygon",
-                "coordinates": [[[list(p) for p in ring] for ring in part.polygon] for part in parts],
-            }
+            first = parts[0]
             row = conn.execute(
-                """INSERT INTO zones (code, name, level, boundary, approximate)
-                   VALUES (%s, %s, %s, %s::jsonb, %s)
+                """INSERT INTO zones (code, name, level, parent_code, boundary, approximate)
+                   SELECT %(code)s, %(name)s, %(level)s, %(parent)s, %(boundary)s::jsonb, %(approximate)s
+                   WHERE NOT EXISTS (SELECT 1 FROM zones WHERE code = %(code)s)
                    ON CONFLICT (code, valid_from) DO NOTHING RETURNING id""",
-                (code, parts[0].name, parts[0].level, json.dumps(geometry), approximate),
+                {"code": code, "name": first.name, "level": first.level, "parent": first.parent,
+                 "boundary": json.dumps(multipolygon(parts), ensure_ascii=False),
+                 "approximate": approximate or first.approximate},
             ).fetchone()
             if row is None:
                 continue
@@ -81,7 +86,8 @@ def register_devices(conn: Connection, devices: Iterable[DeviceRecord]) -> int:
                        zone_id, application_id, device_profile_id, tags)
                    VALUES (%(eui)s, %(name)s, 'registered', %(kind)s, %(model)s, %(codec)s, %(lat)s, %(lon)s,
                        (SELECT z.id FROM zone_rings r JOIN zones z ON z.id = r.zone_id
-                        WHERE z.valid_to IS NULL AND r.ring @> point(%(lon)s, %(lat)s) LIMIT 1),
+                        WHERE z.valid_to IS NULL AND r.ring @> point(%(lon)s, %(lat)s)
+                        ORDER BY CASE z.level WHEN 'ward' THEN 0 WHEN 'district' THEN 1 ELSE 2 END LIMIT 1),
                        %(app)s, %(profile)s, %(tags)s::jsonb)
                    ON CONFLICT (dev_eui) DO UPDATE SET name = EXCLUDED.name, status = 'registered',
                        kind = EXCLUDED.kind, model = EXCLUDED.model, codec_id = EXCLUDED.codec_id,

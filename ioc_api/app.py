@@ -9,21 +9,38 @@ from fastapi import FastAPI
 
 from gateways.database import open_pool
 from ioc_api import errors
-from ioc_api.routes import health, users
-from ioc_core.settings import ApiSettings, DatabaseSettings
+from ioc_api.provisioning import Provisioner
+from ioc_api.queries.devices import Registry
+from ioc_api.routes import audit, dead_letters, devices, gateways, health, users, zones
+from ioc_core.catalogue import DeviceCatalogue
+from ioc_core.settings import ApiSettings, ChirpStackSettings, DatabaseSettings
 
 __all__ = ["create_app"]
 
 
-def create_app(database: DatabaseSettings, api: ApiSettings | None = None) -> FastAPI:
+def create_app(
+    database: DatabaseSettings,
+    api: ApiSettings | None = None,
+    *,
+    catalogue: DeviceCatalogue | None = None,
+    chirpstack: ChirpStackSettings | None = None,
+    background_poll_s: float = 5.0,
+) -> FastAPI:
+    """The API; ``catalogue`` lists the models and codecs devices may use (the codec registry's, in ``ioc api``)."""
     settings = api or ApiSettings()
+    registry = Registry(catalogue or DeviceCatalogue(), chirpstack or ChirpStackSettings(chirpstack_api=None))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = open_pool(database.dsn, max_size=settings.api_pool_size)
+        app.state.registry = registry
+        app.state.timezone = settings.api_timezone
+        app.state.provisioner = Provisioner(app.state.pool, registry.chirpstack, poll_s=background_poll_s)
+        app.state.provisioner.start()
         try:
             yield
         finally:
+            app.state.provisioner.stop()
             app.state.pool.close()
 
     app = FastAPI(
@@ -34,5 +51,6 @@ def create_app(database: DatabaseSettings, api: ApiSettings | None = None) -> Fa
     )
     errors.install(app)
     app.include_router(health.router)
-    app.include_router(users.router, prefix="/api/v1")
+    for router in (users.router, zones.router, devices.router, gateways.router, dead_letters.router, audit.router):
+        app.include_router(router, prefix="/api/v1")
     return app

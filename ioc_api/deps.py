@@ -12,9 +12,23 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from gateways.database import Connection, ConnectionPool
 from ioc_api.errors import Forbidden, Unauthorized
 from ioc_api.keys import prefix_of, verify
+from ioc_api.provisioning import Provisioner
+from ioc_api.queries.devices import Registry
 from ioc_api.queries.users import find_by_prefix
 
-__all__ = ["Caller", "CurrentCaller", "Db", "require_role"]
+__all__ = [
+    "Caller",
+    "CurrentCaller",
+    "Db",
+    "ProvisionerDep",
+    "Reader",
+    "RegistryDep",
+    "Scope",
+    "Writer",
+    "read_scope",
+    "require_role",
+    "write_scope",
+]
 
 _bearer = HTTPBearer(auto_error=False, description="an IOC API key: `Authorization: Bearer ioc_…`")
 
@@ -60,3 +74,57 @@ def require_role(*roles: str) -> Callable[[Caller], Caller]:
         return caller
 
     return check
+
+
+def read_scope(caller: Caller) -> frozenset[str] | None:
+    """Zones whose devices a caller may read: operators without zones see the whole city (the city centre)."""
+    if caller.role == "admin" or (caller.role == "operator" and not caller.zones):
+        return None
+    if caller.role in ("operator", "technician"):
+        return frozenset(caller.zones)
+    raise Forbidden(f"role {caller.role!r} may read open data only")
+
+
+def write_scope(caller: Caller) -> frozenset[str] | None:
+    """Zones where a caller may register and change devices: technicians only in theirs."""
+    if caller.role == "admin":
+        return None
+    if caller.role == "technician":
+        if not caller.zones:
+            raise Forbidden("no zones are assigned to you; ask an admin to add some")
+        return frozenset(caller.zones)
+    raise Forbidden(f"role {caller.role!r} may not change devices; needs admin or technician")
+
+
+def _reader(caller: CurrentCaller) -> Scope:
+    return Scope(caller, read_scope(caller))
+
+
+def _writer(caller: CurrentCaller) -> Scope:
+    return Scope(caller, write_scope(caller))
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    caller: Caller
+    zones: frozenset[str] | None
+
+
+Reader = Annotated[Scope, Depends(_reader)]
+Writer = Annotated[Scope, Depends(_writer)]
+
+
+def _registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+RegistryDep = Annotated[Registry, Depends(_registry)]
+
+
+def _provisioner(request: Request) -> Provisioner:
+    provisioner: Provisioner = request.app.state.provisioner
+    return provisioner
+
+
+ProvisionerDep = Annotated[Provisioner, Depends(_provisioner)]

@@ -4,7 +4,9 @@
     ├── Unauthorized   401   missing, malformed, unknown or revoked key
     ├── Forbidden      403   a known key whose role or zones do not allow the request
     ├── NotFound       404
-    └── Conflict       409   the thing exists already
+    ├── Conflict       409   the thing exists already
+    ├── Invalid        422   a value breaks a rule the schema cannot express (outside the city, unknown model)
+    └── TooLarge       413   a request body past its limit
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from ioc_core.errors import IocError
 
-__all__ = ["ApiError", "Conflict", "Forbidden", "NotFound", "Unauthorized", "install"]
+__all__ = ["ApiError", "Conflict", "Forbidden", "Invalid", "NotFound", "TooLarge", "Unauthorized", "install"]
 
 
 class ApiError(IocError):
@@ -46,6 +48,16 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     status = 409
     code = "conflict"
+
+
+class Invalid(ApiError):
+    status = 422
+    code = "invalid"
+
+
+class TooLarge(ApiError):
+    status = 413
+    code = "too_large"
 
 
 def _body(code: str, message: str, field: str | None = None) -> dict[str, dict[str, str]]:

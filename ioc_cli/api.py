@@ -11,7 +11,7 @@ from rich.table import Table
 from gateways.database import connect
 from ioc_cli.logs import setup_logging
 from ioc_core.errors import FatalError
-from ioc_core.settings import ApiSettings, DatabaseSettings, load
+from ioc_core.settings import ApiSettings, ChirpStackSettings, DatabaseSettings, IngestSettings, load
 
 __all__ = ["register"]
 
@@ -24,16 +24,25 @@ def register(app: typer.Typer) -> None:
         """Serve the IOC API (OpenAPI at /docs, routes under /api/v1, /healthz and /readyz).
 
         Listens on IOC_API_HOST:IOC_API_PORT (default 127.0.0.1:8000) and reads IOC_DATABASE_URL.
+        Devices may use the models and codecs the ingest knows (built-ins and IOC_CODEC_DIR). With
+        IOC_CHIRPSTACK_API, IOC_CHIRPSTACK_TOKEN and IOC_CHIRPSTACK_PROFILES(_FILE) set, registered devices are
+        created in ChirpStack over gRPC, with retries in the background while ChirpStack is unreachable.
         """
         # FastAPI and uvicorn are imported here, not at start-up of every `ioc` command.
         import uvicorn
 
+        from ingest.codecs.js_runtime import JsLimits
+        from ingest.codecs.registry import CodecRegistry
         from ioc_api.app import create_app
+        from ioc_core.catalogue import DeviceCatalogue
 
         settings = load(ApiSettings)
+        ingest = load(IngestSettings)
+        codecs = CodecRegistry.discover(js_dir=ingest.codec_dir, js_limits=JsLimits.from_settings(ingest))
+        catalogue = DeviceCatalogue.of((info.id, info.models) for info in codecs.infos())
+        app = create_app(load(DatabaseSettings), settings, catalogue=catalogue, chirpstack=load(ChirpStackSettings))
         setup_logging("INFO")
-        uvicorn.run(create_app(load(DatabaseSettings), settings), host=settings.api_host, port=settings.api_port,
-                    log_level="info")
+        uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
 
     users = typer.Typer(help="API users and their keys.", no_args_is_help=True)
 

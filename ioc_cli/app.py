@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "ioc_cli.simulate",
     "ioc_cli.demo",
     "ioc_cli.api",
+    "ioc_cli.zones",
 )
 
 

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import unquote, urlsplit
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ioc_core.errors import ConfigError
@@ -17,6 +20,8 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "DEFAULT_MQTT_URL",
     "ApiSettings",
+    "ChirpStackSettings",
+    "ChirpStackTarget",
     "DatabaseSettings",
     "IngestSettings",
     "MqttSettings",
@@ -147,8 +152,10 @@ def load(cls: type[_S]) -> _S:
     except ValidationError as err:
         lines = []
         for problem in err.errors():
-            name = "IOC_" + "_".join(str(p) for p in problem["loc"]).upper()
-            lines.append(f"{name}: {problem['msg']}")
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            if problem["loc"]:
+                message = "IOC_" + "_".join(str(p) for p in problem["loc"]).upper() + ": " + message
+            lines.append(message)
         raise ConfigError("bad configuration:\n  " + "\n  ".join(lines)) from err
 
 
@@ -158,3 +165,68 @@ class ApiSettings(_Base):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65_535)
     api_pool_size: int = Field(default=10, ge=1, le=200)
+    api_timezone: str = Field(default="Asia/Ho_Chi_Minh", description="the city's time zone; day buckets start at "
+                              "its midnight (IOC_API_TIMEZONE)")
+
+    @field_validator("api_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {value!r}") from err
+        return value
+
+
+class ChirpStackTarget(BaseModel):
+    """Where devices of one model go in ChirpStack."""
+
+    application_id: UUID
+    device_profile_id: UUID
+
+
+class ChirpStackSettings(_Base):
+    """How the API provisions devices in ChirpStack; without ``IOC_CHIRPSTACK_API`` it does not try."""
+
+    chirpstack_api: str | None = Field(default=None, description="gRPC host:port, e.g. chirpstack:8080")
+    chirpstack_token: SecretStr | None = Field(default=None, description="API token (a JWT from ChirpStack's UI)")
+    chirpstack_tls: bool = False
+    chirpstack_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    chirpstack_profiles: dict[str, ChirpStackTarget] = Field(
+        default_factory=dict,
+        description="JSON: device model (or \"*\" for any) -> {application_id, device_profile_id}",
+    )
+    chirpstack_profiles_file: Path | None = Field(default=None, description="the same mapping as a YAML/JSON file")
+    chirpstack_calls_per_s: float = Field(default=20.0, gt=0, le=1000,
+                                          description="ceiling on provisioning calls, so bulk imports stay gentle")
+    chirpstack_retry_s: float = Field(default=30.0, gt=0, description="first retry delay; doubles up to 1 hour")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ChirpStackSettings:
+        if self.chirpstack_api is None:
+            return self
+        if self.chirpstack_token is None or not self.chirpstack_token.get_secret_value():
+            raise ValueError("IOC_CHIRPSTACK_TOKEN is required when IOC_CHIRPSTACK_API is set")
+        if self.chirpstack_profiles_file is not None:
+            self.chirpstack_profiles = {**_read_targets(self.chirpstack_profiles_file), **self.chirpstack_profiles}
+        if not self.chirpstack_profiles:
+            raise ValueError("IOC_CHIRPSTACK_PROFILES or IOC_CHIRPSTACK_PROFILES_FILE must map device models "
+                             "to a ChirpStack application and device profile")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.chirpstack_api is not None
+
+    def target_for(self, model: str | None) -> ChirpStackTarget | None:
+        return self.chirpstack_profiles.get(model or "") or self.chirpstack_profiles.get("*")
+
+
+def _read_targets(path: Path) -> dict[str, ChirpStackTarget]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"cannot read {path}: {err}") from err
+    if not isinstance(document, dict):
+        raise ValueError(f"{path} must map device models to {{application_id, device_profile_id}}")
+    return {str(model): ChirpStackTarget.model_validate(target) for model, target in document.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -10,16 +11,27 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_ZONES_RESOURCE",
+    "LEVELS",
+    "PARENT_LEVEL",
     "Ring",
     "Zone",
     "city_bounds",
     "load_default_zones",
+    "multipolygon",
     "parse_geojson",
     "point_in_polygon",
     "zone_at",
 ]
 
 DEFAULT_ZONES_RESOURCE = "danang_districts.geojson"
+
+LEVELS = ("city", "district", "ward")
+"""Zone levels, largest first."""
+
+PARENT_LEVEL = {"district": "city", "ward": "district"}
+"""The level a zone's ``parent`` must have; a city has no parent."""
+
+_CODE = re.compile(r"[a-z0-9-]{1,64}")
 
 Ring = tuple[tuple[float, float], ...]
 """A closed ring of ``(lon, lat)`` points; the last point repeats the first."""
@@ -29,13 +41,17 @@ Ring = tuple[tuple[float, float], ...]
 class Zone:
     """One area of the city. ``polygon[0]`` is the outer ring, any further rings are holes.
 
-    A multi-part area (a district with islands) is one ``Zone`` per part, sharing ``code``.
+    A multi-part area (a district with islands) is one ``Zone`` per part, sharing ``code``. ``parent`` is the
+    code of the enclosing zone (a ward's district); ``approximate`` is true when the source says the outline
+    is not official.
     """
 
     code: str
     name: str
     level: str
     polygon: tuple[Ring, ...]
+    parent: str | None = None
+    approximate: bool = False
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -57,8 +73,12 @@ def load_default_zones() -> list[Zone]:
 def parse_geojson(text: str) -> list[Zone]:
     """Zones from a GeoJSON FeatureCollection of Polygon/MultiPolygon features.
 
-    Each feature needs ``properties.code`` and ``properties.name``; ``level`` defaults to ``"district"``.
-    Raises ValueError naming the feature and the problem.
+    Properties of each feature: ``code`` (``^[a-z0-9-]{1,64}$``, unique in the file), ``name`` (non-empty, kept
+    exactly as written, Vietnamese included), ``level`` (city, district or ward; default ``"district"``),
+    ``parent`` (the code of the zone one level up; required for a ward) and ``approximate`` (boolean, default
+    false). A parent named in the same file must have the level above; a parent not in the file is left for
+    the importer to find among the zones already stored, so a file of one district's wards can be imported on
+    its own. Raises ValueError naming the feature index, its code and the problem.
     """
     try:
         document = json.loads(text)
@@ -70,7 +90,8 @@ def parse_geojson(text: str) -> list[Zone]:
     if not isinstance(features, list) or not features:
         raise ValueError("zones FeatureCollection has no features")
     zones: list[Zone] = []
-    codes: set[str] = set()
+    levels: dict[str, str] = {}
+    parents: list[tuple[str, str, str]] = []  # (where, level, parent) checked once every level is known
     for index, feature in enumerate(features):
         where = f"feature #{index}"
         if not isinstance(feature, dict) or feature.get("type") != "Feature":
@@ -82,17 +103,48 @@ def parse_geojson(text: str) -> list[Zone]:
         if not isinstance(code, str) or not code:
             raise ValueError(f"{where} has no properties.code")
         where = f"feature #{index} ({code})"
-        if code in codes:
+        if not _CODE.fullmatch(code):
+            raise ValueError(f"{where}: code must be 1 to 64 of a-z, 0-9 and '-'")
+        if code in levels:
             raise ValueError(f"{where}: code {code!r} is used by two features")
-        codes.add(code)
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str) or not name.strip():
             raise ValueError(f"{where} has no properties.name")
         level = props.get("level", "district")
-        if not isinstance(level, str):
-            raise ValueError(f"{where}: properties.level must be a string")
+        if level not in LEVELS:
+            raise ValueError(f"{where}: properties.level must be one of {', '.join(LEVELS)}, got {level!r}")
+        levels[code] = level
+        parent = props.get("parent")
+        if parent is not None:
+            if not isinstance(parent, str) or not _CODE.fullmatch(parent):
+                raise ValueError(f"{where}: properties.parent must be a zone code, got {parent!r}")
+            if level not in PARENT_LEVEL:
+                raise ValueError(f"{where}: a {level} has no parent")
+            if parent == code:
+                raise ValueError(f"{where}: a zone cannot be its own parent")
+            parents.append((where, level, parent))
+        elif level == "ward":
+            raise ValueError(f"{where}: a ward needs properties.parent (the code of its district)")
+        approximate = props.get("approximate", False)
+        if not isinstance(approximate, bool):
+            raise ValueError(f"{where}: properties.approximate must be true or false")
         for polygon in _polygons(feature.get("geometry"), where):
-            zones.append(Zone(code=code, name=name, level=level, polygon=polygon))
+            zones.append(Zone(code=code, name=name, level=level, polygon=polygon, parent=parent,
+                              approximate=approximate))
+    for where, level, parent in parents:
+        if parent in levels and levels[parent] != PARENT_LEVEL[level]:
+            raise ValueError(
+                f"{where}: parent {parent!r} is a {levels[parent]}, but a {level}'s parent must be a "
+                f"{PARENT_LEVEL[level]}"
+            )
     return zones
+
+
+def multipolygon(parts: Sequence[Zone]) -> dict[str, Any]:
+    """The GeoJSON MultiPolygon of one zone's parts (holes included), as stored in ``zones.boundary``."""
+    return {
+        "type": "MultiPolygon",
+        "coordinates": [[[list(p) for p in ring] for ring in part.polygon] for part in parts],
+    }
 
 
 def _polygons(geometry: Any, where: str) -> list[tuple[Ring, ...]]:

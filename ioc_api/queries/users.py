@@ -1,8 +1,7 @@
-"""API users, their zones, and the audit log."""
+"""API users and their zones."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,8 +11,9 @@ import psycopg
 from gateways.database import Connection
 from ioc_api.errors import Conflict, NotFound
 from ioc_api.keys import NewKey, new_key
+from ioc_api.queries.audit import audit
 
-__all__ = ["ApiUser", "audit", "create_user", "find_by_prefix", "list_users", "revoke_user"]
+__all__ = ["ApiUser", "create_user", "find_by_prefix", "list_users", "revoke_user"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +46,6 @@ def find_by_prefix(conn: Connection, prefix: str) -> ApiUser | None:
 
 def list_users(conn: Connection) -> list[ApiUser]:
     return [_user(r) for r in conn.execute(_SELECT + " GROUP BY u.id ORDER BY u.name").fetchall()]
-
-
-def audit(conn: Connection, actor: str, action: str, entity: str, entity_id: str, changes: dict[str, Any]) -> None:
-    conn.execute(
-        "INSERT INTO audit_log (actor, action, entity, entity_id, changes) VALUES (%s, %s, %s, %s, %s::jsonb)",
-        (actor, action, entity, entity_id, json.dumps(changes, default=str)),
-    )
 
 
 def create_user(conn: Connection, name: str, role: str, zones: list[str], *, actor: str) -> tuple[ApiUser, NewKey]:

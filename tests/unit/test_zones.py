@@ -134,3 +134,70 @@ def test_parse_multipolygon_gives_one_zone_per_part() -> None:
 def test_parse_errors_name_the_problem(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_geojson(text)
+
+
+def _props_feature(**props: object) -> dict[str, object]:
+    feature = _feature()
+    feature["properties"] = props
+    return feature
+
+
+def test_parse_keeps_parent_approximate_and_vietnamese_names() -> None:
+    zones = parse_geojson(_collection(
+        _props_feature(code="da-nang", name="Thành phố Đà Nẵng", level="city"),
+        _props_feature(code="hai-chau", name="Hải Châu", parent="da-nang", approximate=True),
+        _props_feature(code="thach-thang", name="Thạch Thang", level="ward", parent="hai-chau"),
+    ))
+    assert [(z.code, z.name, z.level, z.parent, z.approximate) for z in zones] == [
+        ("da-nang", "Thành phố Đà Nẵng", "city", None, False),
+        ("hai-chau", "Hải Châu", "district", "da-nang", True),
+        ("thach-thang", "Thạch Thang", "ward", "hai-chau", False),
+    ]
+
+
+def test_a_ward_may_name_a_district_that_is_not_in_the_file() -> None:
+    # The importer checks it against the stored zones, so one district's wards can come in a file of their own.
+    (ward,) = parse_geojson(_collection(_props_feature(code="an-hai-bac", name="An Hải Bắc", level="ward",
+                                                       parent="son-tra")))
+    assert ward.parent == "son-tra"
+
+
+def test_the_packaged_districts_carry_their_approximate_flag() -> None:
+    assert all(z.approximate and z.parent is None for z in load_default_zones())
+
+
+def test_zone_keeps_its_positional_form() -> None:
+    square = (((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 0.0)),)
+    zone = Zone("x", "X", "district", square)
+    assert (zone.parent, zone.approximate) == (None, False)
+
+
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [
+        ([_props_feature(code="Hai-Chau", name="Hải Châu")], r"feature #0 \(Hai-Chau\): code must be 1 to 64"),
+        ([_props_feature(code="hai chau", name="Hải Châu")], "code must be"),
+        ([_props_feature(code="x" * 65, name="X")], "code must be"),
+        ([_props_feature(code="x", name="   ")], r"feature #0 \(x\) has no properties.name"),
+        ([_props_feature(code="x", name="X", level="province")], r"level must be one of city, district, ward"),
+        ([_props_feature(code="x", name="X", level=3)], "level must be one of"),
+        ([_props_feature(code="x", name="X", level="ward")], r"feature #0 \(x\): a ward needs properties.parent"),
+        ([_props_feature(code="x", name="X", parent="Bad Code")], "parent must be a zone code"),
+        ([_props_feature(code="x", name="X", level="city", parent="y")], "a city has no parent"),
+        ([_props_feature(code="x", name="X", parent="x")], "cannot be its own parent"),
+        ([_props_feature(code="x", name="X", approximate="yes")], "approximate must be true or false"),
+        (
+            [_props_feature(code="d", name="D"), _props_feature(code="w", name="W", level="ward", parent="v"),
+             _props_feature(code="v", name="V", level="ward", parent="d")],
+            r"feature #1 \(w\): parent 'v' is a ward, but a ward's parent must be a district",
+        ),
+        (
+            [_props_feature(code="c", name="C", level="city"),
+             _props_feature(code="w", name="W", level="ward", parent="c")],
+            "parent 'c' is a city",
+        ),
+    ],
+)
+def test_parse_rejects_bad_properties(features: list[object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_geojson(_collection(*features))

@@ -1,0 +1,451 @@
+"""The device registry: register, read, list, update, claim and decommission devices, with audit records.
+
+A caller's zones limit what it may see and change (``Scope``); the zone of a device always comes from its
+coordinates. Devices that ChirpStack should know are left ``pending`` for the provisioner, which does the
+gRPC calls outside the request's transaction, so a ChirpStack outage never leaves half a device.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from gateways.database import Connection
+from ioc_api.errors import Conflict, Forbidden, Invalid, NotFound
+from ioc_api.queries.audit import audit
+from ioc_api.schemas.devices import (
+    Commissioning,
+    DeviceClaim,
+    DeviceCreate,
+    DeviceList,
+    DevicePublic,
+    DeviceUpdate,
+    Provisioning,
+    Stage,
+    ZoneRef,
+)
+from ioc_core.catalogue import DeviceCatalogue
+from ioc_core.kinds import DEFAULT_INTERVAL_S, KINDS, LATE_AFTER, SILENT_AFTER
+from ioc_core.settings import ChirpStackSettings
+
+__all__ = [
+    "DeviceFilters",
+    "Registry",
+    "Scope",
+    "claim_device",
+    "create_device",
+    "decommission_device",
+    "device_id",
+    "get_device",
+    "list_devices",
+    "refresh_commissioning",
+    "scope_params",
+    "update_device",
+]
+
+Scope = frozenset[str] | None
+"""Zone codes a caller is limited to (a district code covers its wards); None is the whole city."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """What registering needs besides the database: the known models and codecs, and ChirpStack's mapping."""
+
+    catalogue: DeviceCatalogue
+    chirpstack: ChirpStackSettings
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFilters:
+    zone: str | None = None
+    kind: str | None = None
+    model: str | None = None
+    status: str | None = None
+    health: str | None = None
+    provisioning: str | None = None
+    seen_after: datetime | None = None
+    seen_before: datetime | None = None
+    search: str | None = None
+
+
+_INTERVALS = json.dumps({k: info.interval_s for k, info in KINDS.items()})
+INTERVAL_SQL = f"coalesce(d.expected_interval_s, (%(intervals)s::jsonb ->> d.kind)::int, {DEFAULT_INTERVAL_S})"
+HEALTH_SQL = f"""CASE WHEN ls.last_seen_at IS NULL THEN 'never_seen'
+     WHEN now() - ls.last_seen_at <= make_interval(secs => {INTERVAL_SQL} * {LATE_AFTER}) THEN 'reporting'
+     WHEN now() - ls.last_seen_at <= make_interval(secs => {INTERVAL_SQL} * {SILENT_AFTER}) THEN 'late'
+     ELSE 'silent' END"""
+SCOPE_SQL = """(%(scope)s::text[] IS NULL OR z.code = ANY(%(scope)s) OR z.parent_code = ANY(%(scope)s)
+     OR (%(unzoned)s AND d.zone_id IS NULL AND d.status = 'unregistered'))"""
+
+_SELECT = f"""
+SELECT d.dev_eui, d.name, d.description, d.status, {HEALTH_SQL} AS health, d.kind, d.model, d.codec_id,
+       d.latitude, d.longitude, z.code, z.name, d.join_eui, {INTERVAL_SQL}, d.tags, ls.last_seen_at,
+       d.provisioning, d.provisioning_error, d.provisioning_attempts, d.provisioning_next_at,
+       d.registered_at, d.provisioned_at, d.first_uplink_at, d.decoding_verified_at, d.commissioned_at,
+       d.claimed_at, d.decommissioned_at, d.created_at, d.updated_at, count(*) OVER () AS total
+FROM devices d
+LEFT JOIN zones z ON z.id = d.zone_id
+LEFT JOIN LATERAL (SELECT max(u.time) AS last_seen_at FROM uplinks u WHERE u.device_id = d.id) ls ON true
+"""
+
+
+def _public(r: tuple[Any, ...]) -> DevicePublic:
+    status = r[3]
+    stage: Stage
+    if status == "decommissioned":
+        stage = "decommissioned"
+    elif status == "unregistered":
+        stage = "unregistered"
+    else:
+        steps: tuple[tuple[Stage, datetime | None], ...] = (
+            ("commissioned", r[24]), ("decoding_verified", r[23]), ("first_uplink", r[22]), ("provisioned", r[21]))
+        stage = next((s for s, at in steps if at is not None), "registered")
+    return DevicePublic(
+        dev_eui=r[0], name=r[1], description=r[2], status=status, health=r[4], kind=r[5], model=r[6],
+        codec_id=r[7], latitude=r[8], longitude=r[9], zone=ZoneRef(code=r[10], name=r[11]) if r[10] else None,
+        join_eui=r[12], expected_interval_s=r[13], tags=r[14], last_seen_at=r[15],
+        provisioning=Provisioning(state=r[16], error=r[17], attempts=r[18], next_attempt_at=r[19]),
+        commissioning=Commissioning(stage=stage, registered_at=r[20], provisioned_at=r[21], first_uplink_at=r[22],
+                                    decoding_verified_at=r[23], commissioned_at=r[24], claimed_at=r[25],
+                                    decommissioned_at=r[26]),
+        created_at=r[27], updated_at=r[28],
+    )
+
+
+def scope_params(scope: Scope, **more: Any) -> dict[str, Any]:
+    return {"intervals": _INTERVALS, "scope": None if scope is None else sorted(scope), "unzoned": True, **more}
+
+
+def device_id(conn: Connection, dev_eui: str, scope: Scope) -> tuple[int, str]:
+    """The device's row id and status; NotFound when it does not exist, Forbidden outside the scope."""
+    row = conn.execute(
+        f"""SELECT d.id, d.status, {SCOPE_SQL} FROM devices d LEFT JOIN zones z ON z.id = d.zone_id
+            WHERE d.dev_eui = %(eui)s""",
+        scope_params(scope, eui=dev_eui.lower()),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"device {dev_eui} is not registered", field="dev_eui")
+    if not row[2]:
+        raise Forbidden(f"device {dev_eui} is outside your zones")
+    return int(row[0]), str(row[1])
+
+
+def get_device(conn: Connection, dev_eui: str, scope: Scope) -> DevicePublic:
+    ident, _status = device_id(conn, dev_eui, scope)
+    refresh_commissioning(conn, [ident])
+    row = conn.execute(_SELECT + " WHERE d.id = %(id)s", scope_params(scope, id=ident)).fetchone()
+    assert row is not None
+    return _public(row)
+
+
+def list_devices(conn: Connection, filters: DeviceFilters, scope: Scope, *, limit: int, offset: int) -> DeviceList:
+    where = [SCOPE_SQL]
+    params = scope_params(scope, limit=limit, offset=offset)
+    for name in ("kind", "model", "status", "provisioning"):
+        value = getattr(filters, name)
+        if value is not None:
+            where.append(f"d.{name} = %({name})s")
+            params[name] = value
+    if filters.zone is not None:
+        where.append("(z.code = %(zone)s OR z.parent_code = %(zone)s)")
+        params["zone"] = filters.zone
+    if filters.seen_after is not None:
+        where.append("ls.last_seen_at >= %(seen_after)s")
+        params["seen_after"] = filters.seen_after
+    if filters.seen_before is not None:
+        where.append("(ls.last_seen_at IS NULL OR ls.last_seen_at < %(seen_before)s)")
+        params["seen_before"] = filters.seen_before
+    if filters.search:
+        where.append("(d.name ILIKE %(search)s OR d.dev_eui LIKE lower(%(search)s))")
+        params["search"] = "%" + filters.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if filters.health is not None:
+        where.append(f"({HEALTH_SQL}) = %(health)s")
+        params["health"] = filters.health
+    query = _SELECT + " WHERE " + " AND ".join(where)
+    rows = conn.execute(query + " ORDER BY 1 LIMIT %(limit)s OFFSET %(offset)s", params).fetchall()
+    if not rows and offset > 0:
+        count_row = conn.execute(f"SELECT count(*) FROM ({query}) c", params).fetchone()
+        total = int(count_row[0]) if count_row else 0
+    else:
+        total = int(rows[0][-1]) if rows else 0
+    return DeviceList(items=[_public(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+def refresh_commissioning(conn: Connection, device_ids: list[int] | None = None) -> int:
+    """Fill in the commissioning steps the uplinks prove; returns how many devices moved on.
+
+    The times are those of the uplinks themselves, so it does not matter when this runs. Only devices with a
+    step still open are looked at, which keeps the background pass cheap once a fleet is commissioned.
+    """
+    with conn.transaction():
+        moved = conn.execute(
+            """UPDATE devices d SET first_uplink_at = coalesce(d.first_uplink_at, f.first_at),
+                                    decoding_verified_at = coalesce(d.decoding_verified_at, f.ok_at)
+               FROM (SELECT c.id,
+                            (SELECT min(u.time) FROM uplinks u WHERE u.device_id = c.id) AS first_at,
+                            (SELECT min(u.time) FROM uplinks u
+                             WHERE u.device_id = c.id AND u.decode_status = 'ok') AS ok_at
+                     FROM devices c
+                     WHERE c.status = 'registered' AND (c.first_uplink_at IS NULL OR c.decoding_verified_at IS NULL)
+                       AND (%(ids)s::int[] IS NULL OR c.id = ANY(%(ids)s))) f
+               WHERE d.id = f.id
+                 AND (d.first_uplink_at IS DISTINCT FROM coalesce(d.first_uplink_at, f.first_at)
+                      OR d.decoding_verified_at IS DISTINCT FROM coalesce(d.decoding_verified_at, f.ok_at))""",
+            {"ids": device_ids},
+        ).rowcount
+        moved += conn.execute(
+            """UPDATE devices SET commissioned_at = greatest(decoding_verified_at,
+                   CASE provisioning WHEN 'not_configured' THEN registered_at ELSE provisioned_at END)
+               WHERE status = 'registered' AND commissioned_at IS NULL AND decoding_verified_at IS NOT NULL
+                 AND (provisioning = 'not_configured' OR provisioned_at IS NOT NULL)
+                 AND (%(ids)s::int[] IS NULL OR id = ANY(%(ids)s))""",
+            {"ids": device_ids},
+        ).rowcount
+    return moved
+
+
+def _zone_at(conn: Connection, lon: float, lat: float) -> tuple[int, str, str | None]:
+    row = conn.execute(
+        """SELECT z.id, z.code, z.parent_code FROM zone_rings r JOIN zones z ON z.id = r.zone_id
+           WHERE z.valid_to IS NULL AND r.ring @> point(%s, %s)
+           ORDER BY CASE z.level WHEN 'ward' THEN 0 WHEN 'district' THEN 1 ELSE 2 END, z.id
+           LIMIT 1""",
+        (lon, lat),
+    ).fetchone()
+    if row is None:
+        raise Invalid(f"({lat}, {lon}) is outside the city area: no zone contains it", field="latitude")
+    return int(row[0]), str(row[1]), row[2]
+
+
+def _check_scope(scope: Scope, code: str, parent: str | None, what: str) -> None:
+    if scope is not None and code not in scope and (parent is None or parent not in scope):
+        allowed = ", ".join(sorted(scope)) or "none"
+        raise Forbidden(f"{what} is in zone {code!r}; your zones: {allowed}")
+
+
+def _codec(registry: Registry, model: str, codec_id: str | None) -> str:
+    catalogue = registry.catalogue
+    if codec_id is not None:
+        if codec_id not in catalogue.codecs:
+            raise Invalid(f"codec {codec_id!r} does not exist", field="codec_id")
+        return codec_id
+    found = catalogue.models.get(model)
+    if found is None:
+        known = ", ".join(sorted(catalogue.models)) or "none"
+        raise Invalid(f"model {model!r} is unknown to every codec (known: {known}); name a codec_id",
+                      field="model")
+    return found
+
+
+def _targets(registry: Registry, model: str) -> tuple[str | None, str | None, str]:
+    """(application_id, device_profile_id, provisioning state) for a model."""
+    settings = registry.chirpstack
+    if not settings.enabled:
+        return None, None, "not_configured"
+    target = settings.target_for(model)
+    if target is None:
+        raise Invalid(f"no ChirpStack application and device profile are configured for model {model!r}",
+                      field="model")
+    return str(target.application_id), str(target.device_profile_id), "pending"
+
+
+def _store_keys(conn: Connection, ident: int, body: DeviceCreate | DeviceClaim | DeviceUpdate) -> None:
+    if body.app_key is None:
+        return
+    conn.execute(
+        """INSERT INTO device_keys (device_id, app_key, nwk_key) VALUES (%s, %s, %s)
+           ON CONFLICT (device_id) DO UPDATE SET app_key = EXCLUDED.app_key, nwk_key = EXCLUDED.nwk_key""",
+        (ident, body.app_key.get_secret_value(),
+         body.nwk_key.get_secret_value() if body.nwk_key is not None else None),
+    )
+
+
+def _placement(conn: Connection, registry: Registry, body: DeviceCreate | DeviceClaim, scope: Scope,
+               dev_eui: str) -> dict[str, Any]:
+    zone_id, code, parent = _zone_at(conn, body.longitude, body.latitude)
+    _check_scope(scope, code, parent, f"device {dev_eui}")
+    codec_id = _codec(registry, body.model, body.codec_id)
+    app, profile, provisioning = _targets(registry, body.model)
+    if provisioning == "pending" and body.app_key is None and isinstance(body, DeviceCreate):
+        raise Invalid("an OTAA AppKey is required: the platform registers devices in ChirpStack", field="app_key")
+    return {
+        "eui": dev_eui, "name": body.name, "description": body.description, "kind": body.kind,
+        "model": body.model, "codec": codec_id, "lat": body.latitude, "lon": body.longitude, "zone": zone_id,
+        "join_eui": body.join_eui, "interval": body.expected_interval_s, "tags": json.dumps(body.tags),
+        "app": app, "profile": profile, "provisioning": provisioning,
+    }
+
+
+_AUDITED = {"name": "name", "description": "description", "kind": "kind", "model": "model", "codec": "codec_id",
+            "lat": "latitude", "lon": "longitude", "join_eui": "join_eui", "interval": "expected_interval_s",
+            "app": "application_id", "profile": "device_profile_id", "provisioning": "provisioning"}
+
+
+def _changes(values: Mapping[str, Any], body: DeviceCreate | DeviceClaim) -> dict[str, Any]:
+    changes = {field: values[key] for key, field in _AUDITED.items() if values[key] not in (None, "")}
+    changes["tags"] = body.tags
+    if body.app_key is not None:
+        changes["app_key"] = "***"
+    if body.nwk_key is not None:
+        changes["nwk_key"] = "***"
+    return changes
+
+
+def create_device(conn: Connection, body: DeviceCreate, registry: Registry, scope: Scope, *,
+                  actor: str) -> DevicePublic:
+    with conn.transaction():
+        values = _placement(conn, registry, body, scope, body.dev_eui)
+        try:
+            with conn.transaction():
+                row = conn.execute(
+                    """INSERT INTO devices (dev_eui, name, description, status, kind, model, codec_id, latitude,
+                           longitude, zone_id, join_eui, expected_interval_s, tags, application_id,
+                           device_profile_id, provisioning, provisioning_next_at, registered_at)
+                       VALUES (%(eui)s, %(name)s, %(description)s, 'registered', %(kind)s, %(model)s, %(codec)s,
+                           %(lat)s, %(lon)s, %(zone)s, %(join_eui)s, %(interval)s, %(tags)s::jsonb, %(app)s,
+                           %(profile)s, %(provisioning)s,
+                           CASE WHEN %(provisioning)s = 'pending' THEN now() END, now())
+                       RETURNING id""",
+                    values,
+                ).fetchone()
+        except psycopg.errors.UniqueViolation as err:
+            raise Conflict(f"device {body.dev_eui} exists already", field="dev_eui") from err
+        assert row is not None
+        if values["provisioning"] == "pending":
+            _store_keys(conn, row[0], body)
+        audit(conn, actor, "create", "device", body.dev_eui, _changes(values, body))
+    return get_device(conn, body.dev_eui, None)
+
+
+def claim_device(conn: Connection, dev_eui: str, body: DeviceClaim, registry: Registry, scope: Scope, *,
+                 actor: str) -> DevicePublic:
+    """Register a device the ingest enrolled from ChirpStack's events; ChirpStack already has its keys."""
+    dev_eui = dev_eui.lower()
+    with conn.transaction():
+        ident, status = device_id(conn, dev_eui, scope)
+        if status != "unregistered":
+            raise Conflict(f"device {dev_eui} is {status}, only unregistered devices can be claimed",
+                           field="dev_eui")
+        values = _placement(conn, registry, body, scope, dev_eui)
+        conn.execute(
+            """UPDATE devices SET name = %(name)s, description = %(description)s, status = 'registered',
+                   kind = %(kind)s, model = %(model)s, codec_id = %(codec)s, latitude = %(lat)s, longitude = %(lon)s,
+                   zone_id = %(zone)s, join_eui = coalesce(%(join_eui)s, join_eui),
+                   expected_interval_s = %(interval)s, tags = %(tags)s::jsonb,
+                   application_id = coalesce(%(app)s, application_id),
+                   device_profile_id = coalesce(%(profile)s, device_profile_id),
+                   provisioning = %(provisioning)s,
+                   provisioning_next_at = CASE WHEN %(provisioning)s = 'pending' THEN now() END,
+                   registered_at = now(), claimed_at = now(), updated_at = now()
+               WHERE id = %(id)s""",
+            {**values, "id": ident},
+        )
+        if values["provisioning"] == "pending":
+            _store_keys(conn, ident, body)
+        audit(conn, actor, "claim", "device", dev_eui, _changes(values, body))
+    return get_device(conn, dev_eui, None)
+
+
+_UPDATABLE = ("name", "description", "kind", "model", "codec_id", "join_eui", "expected_interval_s")
+
+
+def update_device(conn: Connection, dev_eui: str, body: DeviceUpdate, registry: Registry, scope: Scope, *,
+                  actor: str) -> DevicePublic:
+    dev_eui = dev_eui.lower()
+    sent = body.model_fields_set
+    if ("latitude" in sent) != ("longitude" in sent):
+        raise Invalid("send latitude and longitude together to move a device",
+                      field="longitude" if "latitude" in sent else "latitude")
+    for name in sent:
+        if getattr(body, name) is None and name not in ("codec_id", "join_eui", "expected_interval_s"):
+            raise Invalid(f"{name} cannot be null", field=name)
+    with conn.transaction():
+        ident, status = device_id(conn, dev_eui, scope)
+        if status == "decommissioned":
+            raise Conflict(f"device {dev_eui} is decommissioned", field="dev_eui")
+        row = conn.execute(
+            """SELECT name, description, kind, model, codec_id, join_eui, expected_interval_s, tags, latitude,
+                      longitude, zone_id, provisioning FROM devices WHERE id = %s FOR UPDATE""",
+            (ident,),
+        ).fetchone()
+        assert row is not None
+        old: dict[str, Any] = dict(zip((*_UPDATABLE, "tags", "latitude", "longitude", "zone_id"), row[:11],
+                                       strict=True))
+        new = dict(old)
+        for name in sent & {*_UPDATABLE, "tags"}:
+            new[name] = getattr(body, name)
+        if "model" in sent or "codec_id" in sent:
+            new["codec_id"] = _codec(registry, new["model"] or "", body.codec_id if "codec_id" in sent else None)
+        if "latitude" in sent:
+            assert body.latitude is not None and body.longitude is not None
+            zone_id, code, parent = _zone_at(conn, body.longitude, body.latitude)
+            _check_scope(scope, code, parent, f"the new position of {dev_eui}")
+            new.update(latitude=body.latitude, longitude=body.longitude, zone_id=zone_id)
+        changes: dict[str, Any] = {k: [old[k], new[k]] for k in new if new[k] != old[k] and k != "zone_id"}
+        if new["zone_id"] != old["zone_id"]:
+            changes["zone"] = conn.execute(
+                "SELECT (SELECT code FROM zones WHERE id = %s), (SELECT code FROM zones WHERE id = %s)",
+                (old["zone_id"], new["zone_id"]),
+            ).fetchone()
+        app = profile = None
+        provisioning = row[11]
+        if registry.chirpstack.enabled and provisioning != "not_configured":
+            app, profile, _ = _targets(registry, new["model"] or "")
+            # ChirpStack shows name, description, tags and profile; anything it shows is pushed again.
+            if changes.keys() & {"name", "description", "model", "join_eui", "tags"} or body.app_key is not None:
+                provisioning = "pending"
+        if body.app_key is not None:
+            if provisioning != "pending":
+                raise Invalid("keys can only be changed when the platform provisions ChirpStack", field="app_key")
+            _store_keys(conn, ident, body)
+            changes["app_key"] = "***"
+        if not changes:
+            return get_device(conn, dev_eui, None)
+        conn.execute(
+            """UPDATE devices SET name = %(name)s, description = %(description)s, kind = %(kind)s,
+                   model = %(model)s, codec_id = %(codec_id)s, join_eui = %(join_eui)s,
+                   expected_interval_s = %(expected_interval_s)s, tags = %(tags)s::jsonb, latitude = %(latitude)s,
+                   longitude = %(longitude)s, zone_id = %(zone_id)s,
+                   application_id = coalesce(%(app)s, application_id),
+                   device_profile_id = coalesce(%(profile)s, device_profile_id),
+                   provisioning = %(provisioning)s,
+                   provisioning_next_at = CASE WHEN %(provisioning)s = 'pending' THEN now()
+                                               ELSE provisioning_next_at END,
+                   provisioning_attempts = CASE WHEN %(provisioning)s = 'pending' THEN 0
+                                                ELSE provisioning_attempts END,
+                   updated_at = now()
+               WHERE id = %(id)s""",
+            {**new, "tags": json.dumps(new["tags"]), "app": app, "profile": profile, "provisioning": provisioning,
+             "id": ident},
+        )
+        audit(conn, actor, "update", "device", dev_eui, changes)
+    return get_device(conn, dev_eui, None)
+
+
+def decommission_device(conn: Connection, dev_eui: str, scope: Scope, *, actor: str,
+                        reason: str | None) -> DevicePublic:
+    """Retire a device: its data stays, ChirpStack forgets it (when the platform put it there)."""
+    dev_eui = dev_eui.lower()
+    with conn.transaction():
+        ident, status = device_id(conn, dev_eui, scope)
+        if status == "decommissioned":
+            raise Conflict(f"device {dev_eui} is decommissioned already", field="dev_eui")
+        conn.execute(
+            """UPDATE devices SET status = 'decommissioned', decommissioned_at = now(), updated_at = now(),
+                   provisioning = CASE WHEN provisioning IN ('provisioned', 'pending', 'failed')
+                                       THEN 'deprovision_pending' ELSE provisioning END,
+                   provisioning_next_at = CASE WHEN provisioning IN ('provisioned', 'pending', 'failed')
+                                               THEN now() ELSE NULL END,
+                   provisioning_attempts = 0, provisioning_error = NULL
+               WHERE id = %s""",
+            (ident,),
+        )
+        conn.execute("DELETE FROM device_keys WHERE device_id = %s", (ident,))
+        audit(conn, actor, "decommission", "device", dev_eui, {"status": [status, "decommissioned"],
+                                                                 "reason": reason})
+    return get_device(conn, dev_eui, None)

@@ -1,0 +1,245 @@
+"""The device registry: technicians register, move, claim and retire devices; operators read them."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from ioc_api.deps import Db, ProvisionerDep, Reader, RegistryDep, Writer
+from ioc_api.errors import ApiError, Invalid, TooLarge
+from ioc_api.queries.devices import (
+    DeviceFilters,
+    claim_device,
+    create_device,
+    decommission_device,
+    get_device,
+    list_devices,
+    update_device,
+)
+from ioc_api.queries.monitoring import device_overview, device_series
+from ioc_api.schemas.devices import (
+    DeviceClaim,
+    DeviceCreate,
+    DeviceList,
+    DevicePublic,
+    DeviceUpdate,
+    ImportReport,
+    ImportRow,
+)
+from ioc_api.schemas.monitoring import DeviceOverview, Series
+from ioc_core.kinds import Kind
+
+__all__ = ["DevEui", "router"]
+
+router = APIRouter(tags=["devices"])
+
+DevEui = Annotated[str, Path(pattern=r"^[0-9A-Fa-f]{16}$", description="16 hex digits",
+                             examples=["a84041000181c9a1"])]
+
+MAX_IMPORT_BYTES = 5 * 1024 * 1024
+MAX_IMPORT_ROWS = 20_000
+IMPORT_COLUMNS = ("dev_eui", "name", "kind", "model", "latitude", "longitude", "codec_id", "join_eui", "app_key",
+                  "nwk_key", "description", "expected_interval_s", "tags")
+
+
+@router.get("/devices", response_model=DeviceList, summary="List devices in your zones, with filters")
+def get_devices(
+    conn: Db,
+    scope: Reader,
+    zone: Annotated[str | None, Query(max_length=64, description="zone code; a district includes its wards")] = None,
+    kind: Kind | None = None,
+    model: Annotated[str | None, Query(max_length=64)] = None,
+    status: Literal["registered", "unregistered", "decommissioned"] | None = None,
+    health: Literal["reporting", "late", "silent", "never_seen"] | None = None,
+    provisioning: Literal["not_configured", "pending", "provisioned", "failed", "deprovision_pending",
+                          "deprovisioned"] | None = None,
+    seen_after: Annotated[datetime | None, Query(description="last uplink at or after")] = None,
+    seen_before: Annotated[datetime | None, Query(description="last uplink before (or never)")] = None,
+    q: Annotated[str | None, Query(max_length=100, description="part of the name or DevEUI")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> DeviceList:
+    filters = DeviceFilters(zone=zone, kind=kind, model=model, status=status, health=health,
+                            provisioning=provisioning, seen_after=seen_after, seen_before=seen_before, search=q)
+    return list_devices(conn, filters, scope.zones, limit=limit, offset=offset)
+
+
+@router.post("/devices", response_model=DevicePublic, status_code=201, summary="Register a device",
+             responses={409: {"description": "the DevEUI is registered already"}})
+def post_device(body: DeviceCreate, conn: Db, scope: Writer, registry: RegistryDep,
+                provisioner: ProvisionerDep) -> DevicePublic:
+    device = create_device(conn, body, registry, scope.zones, actor=scope.caller.name)
+    return _provisioned(conn, device, provisioner)
+
+
+@router.post("/devices:import", response_model=ImportReport, summary="Register devices from a CSV file",
+             openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {
+                 "type": "string",
+                 "description": "header row with: " + ", ".join(IMPORT_COLUMNS) + "; tags as key=value;key=value",
+             }}}}})
+async def import_devices(request: Request, conn: Db, scope: Writer, registry: RegistryDep,
+                         provisioner: ProvisionerDep,
+                         dry_run: Annotated[bool, Query(description="check every row, store nothing")] = False,
+                         ) -> ImportReport:
+    body = await request.body()
+    if len(body) > MAX_IMPORT_BYTES:
+        raise TooLarge(f"CSV larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB; split the file")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise Invalid(f"the CSV is not UTF-8 (byte {err.start})", field="body") from err
+    # Row work is blocking database I/O: run it off the event loop like any sync route.
+    report = await run_in_threadpool(_import, text, conn, scope.zones, scope.caller.name, registry, dry_run)
+    if report.created and not dry_run:
+        provisioner.wake()
+    return report
+
+
+def _import(text: str, conn: Db, zones: frozenset[str] | None, actor: str, registry: RegistryDep,
+            dry_run: bool) -> ImportReport:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip().lower() for h in reader.fieldnames or ()]
+    missing = [c for c in ("dev_eui", "name", "kind", "model", "latitude", "longitude") if c not in header]
+    if missing:
+        raise Invalid(f"the CSV header lacks {', '.join(missing)} (columns: {', '.join(IMPORT_COLUMNS)})",
+                      field="body")
+    unknown = [h for h in header if h not in IMPORT_COLUMNS]
+    if unknown:
+        raise Invalid(f"unknown CSV columns: {', '.join(unknown)}", field="body")
+    reader.fieldnames = header
+    rows: list[ImportRow] = []
+    created = 0
+    with conn.transaction(force_rollback=dry_run):
+        for record in reader:
+            line = reader.line_num
+            if len(rows) >= MAX_IMPORT_ROWS:
+                raise TooLarge(f"more than {MAX_IMPORT_ROWS} rows; split the file")
+            eui = (record.get("dev_eui") or "").strip().lower() or None
+            try:
+                body = DeviceCreate.model_validate(_row_values(record))
+                create_device(conn, body, registry, zones, actor=actor)
+            except ValidationError as err:
+                first = err.errors()[0]
+                rows.append(ImportRow(row=line, dev_eui=eui, result="refused",
+                                      field=".".join(str(p) for p in first["loc"]) or None, reason=first["msg"]))
+            except ApiError as err:
+                rows.append(ImportRow(row=line, dev_eui=eui, result="refused", field=err.field, reason=err.message))
+            else:
+                created += 1
+                rows.append(ImportRow(row=line, dev_eui=eui, result="valid" if dry_run else "created"))
+    return ImportReport(created=0 if dry_run else created, refused=len(rows) - created, dry_run=dry_run, rows=rows)
+
+
+def _row_values(record: dict[str | Any, str | Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, raw in record.items():
+        if name is None:  # more cells than header columns
+            raise Invalid("the row has more cells than the header", field="body")
+        value = (raw or "").strip()
+        if not value:
+            continue
+        if name == "tags":
+            pairs = [p.split("=", 1) for p in value.split(";") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise Invalid("tags must look like key=value;key=value", field="tags")
+            values[name] = {k.strip(): v.strip() for k, v in pairs}
+        else:
+            values[name] = value
+    return values
+
+
+@router.get("/devices/{dev_eui}", response_model=DevicePublic, summary="One device, with its commissioning steps")
+def get_one(dev_eui: DevEui, conn: Db, scope: Reader) -> DevicePublic:
+    return get_device(conn, dev_eui, scope.zones)
+
+
+@router.patch("/devices/{dev_eui}", response_model=DevicePublic, summary="Change or move a device")
+def patch_device(dev_eui: DevEui, body: DeviceUpdate, conn: Db, scope: Writer, registry: RegistryDep,
+                 provisioner: ProvisionerDep) -> DevicePublic:
+    device = update_device(conn, dev_eui, body, registry, scope.zones, actor=scope.caller.name)
+    return _provisioned(conn, device, provisioner)
+
+
+@router.post("/devices/{dev_eui}/claim", response_model=DevicePublic,
+             summary="Register a device the ingest enrolled on its own (shown as unregistered)")
+def post_claim(dev_eui: DevEui, body: DeviceClaim, conn: Db, scope: Writer, registry: RegistryDep,
+               provisioner: ProvisionerDep) -> DevicePublic:
+    device = claim_device(conn, dev_eui, body, registry, scope.zones, actor=scope.caller.name)
+    return _provisioned(conn, device, provisioner)
+
+
+@router.delete("/devices/{dev_eui}", response_model=DevicePublic,
+               summary="Decommission a device: its data stays, ChirpStack forgets it")
+def delete_device(dev_eui: DevEui, conn: Db, scope: Writer, provisioner: ProvisionerDep,
+                  reason: Annotated[str | None, Query(max_length=500)] = None) -> DevicePublic:
+    device = decommission_device(conn, dev_eui, scope.zones, actor=scope.caller.name, reason=reason)
+    return _provisioned(conn, device, provisioner)
+
+
+def _provisioned(conn: Db, device: DevicePublic, provisioner: ProvisionerDep) -> DevicePublic:
+    """One inline attempt, so a technician in the field sees the outcome; the background retries the rest."""
+    if device.provisioning.state in ("pending", "deprovision_pending") and provisioner.enabled:
+        provisioner.provision_now(conn, device.dev_eui)
+        return get_device(conn, device.dev_eui, None)
+    return device
+
+
+@router.get("/devices/{dev_eui}/overview", response_model=DeviceOverview,
+            summary="Latest values, battery, radio trend, frame loss and commissioning of one device")
+def get_overview(dev_eui: DevEui, conn: Db, scope: Reader,
+                 hours: Annotated[int, Query(ge=1, le=168, description="window of the radio trend")] = 24,
+                 ) -> DeviceOverview:
+    return device_overview(conn, dev_eui, scope.zones, hours=hours)
+
+
+@router.get("/devices/{dev_eui}/measurements", response_model=Series,
+            summary="A metric's time series; hourly and longer buckets come from the rollups",
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+def get_measurements(
+    request: Request,
+    dev_eui: DevEui,
+    conn: Db,
+    scope: Reader,
+    metric: Annotated[str, Query(max_length=64, examples=["water_level"])],
+    start: Annotated[datetime | None, Query(alias="from", description="default: 24 hours before 'to'")] = None,
+    end: Annotated[datetime | None, Query(alias="to", description="default: now")] = None,
+    bucket: Annotated[Literal["raw", "auto", "1m", "5m", "15m", "30m", "1h", "3h", "6h", "12h", "1d", "7d"], Query(
+        description="raw points, a width, or auto (raw up to 6 h, 5m up to 2 days, 1h up to 60 days, then 1d)",
+    )] = "auto",
+    format: Annotated[Literal["json", "csv"], Query(description="or send Accept: text/csv")] = "json",
+) -> Series | Response:
+    end = _aware(end) or datetime.now(UTC)
+    start = _aware(start) or end - timedelta(hours=24)
+    if bucket == "auto":
+        span = end - start
+        bucket = ("raw" if span <= timedelta(hours=6) else "5m" if span <= timedelta(days=2)
+                  else "1h" if span <= timedelta(days=60) else "1d")
+    series = device_series(conn, dev_eui, scope.zones, metric=metric, start=start, end=end, bucket=bucket,
+                           timezone=request.app.state.timezone)
+    if format == "csv" or "text/csv" in request.headers.get("accept", ""):
+        return StreamingResponse(_csv(series), media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="{series.dev_eui}-{series.metric}.csv"'})
+    return series
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """Times without an offset are taken as UTC, the way every time in the API is written."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+def _csv(series: Series) -> Iterator[str]:
+    yield "time,metric,unit,n,mean,min,max\n"
+    for p in series.points:
+        yield (f"{p.time.isoformat()},{series.metric},{series.unit},{p.n},"
+               f"{'' if p.mean is None else repr(p.mean)},{'' if p.min is None else repr(p.min)},"
+               f"{'' if p.max is None else repr(p.max)}\n")
