@@ -117,7 +117,9 @@ class GatewayInfo:
 class ChirpStackClient:
     """A synchronous client over one gRPC channel; thread-safe like the channel itself."""
 
-    def __init__(self, target: str, token: str, *, tls: bool = False, timeout_s: float = 5.0) -> None:
+    def __init__(self, target: str, token: str, *, tls: bool = False, timeout_s: float = 5.0,
+                 before_call: Callable[[], None] | None = None) -> None:
+        """``before_call`` runs before every RPC: a rate limiter goes there, so each call is paced."""
         # Creating a channel does no I/O: gRPC connects on the first call.
         if tls:
             self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials())
@@ -126,6 +128,7 @@ class ChirpStackClient:
         self._target = target
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._timeout_s = timeout_s
+        self._before_call = before_call
         self._devices = api.DeviceServiceStub(self._channel)
         self._profiles = api.DeviceProfileServiceStub(self._channel)
         self._gateways = api.GatewayServiceStub(self._channel)
@@ -293,6 +296,8 @@ class ChirpStackClient:
     # -- transport -------------------------------------------------------------------------------------------
 
     def _call(self, name: str, method: Callable[..., _T], request: Any) -> _T:
+        if self._before_call is not None:
+            self._before_call()
         try:
             return method(request, metadata=self._metadata, timeout=self._timeout_s)
         except grpc.RpcError as err:

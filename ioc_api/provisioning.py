@@ -6,7 +6,8 @@ outcome. ChirpStack down → the device stays ``pending`` with the reason; Chirp
 with the reason; both are retried with a doubling delay, capped at an hour. Calls pass one rate limiter,
 so a bulk import of thousands of devices reaches ChirpStack at a steady, configured pace.
 
-The same background thread fills in commissioning steps that uplinks have proved.
+The same background thread fills in commissioning steps that uplinks have proved, and copies ChirpStack's
+gateway list (state, last seen, location) beside what the uplinks show.
 """
 
 from __future__ import annotations
@@ -78,16 +79,19 @@ class Provisioner:
     """Background provisioning and commissioning refresh; ``provision_now`` serves a single request inline."""
 
     def __init__(self, pool: ConnectionPool[Connection], settings: ChirpStackSettings, *,
-                 poll_s: float = 5.0) -> None:
+                 poll_s: float = 5.0, gateway_sync_s: float = 60.0) -> None:
         self._pool = pool
         self._settings = settings
         self._poll_s = poll_s
+        self._gateway_sync_s = gateway_sync_s
+        self._gateways_synced = float("-inf")
         self._limiter = RateLimiter(settings.chirpstack_calls_per_s)
         self._client: ChirpStackClient | None = None
         if settings.enabled:
             assert settings.chirpstack_api is not None and settings.chirpstack_token is not None
             self._client = ChirpStackClient(settings.chirpstack_api, settings.chirpstack_token.get_secret_value(),
-                                            tls=settings.chirpstack_tls, timeout_s=settings.chirpstack_timeout_s)
+                                            tls=settings.chirpstack_tls, timeout_s=settings.chirpstack_timeout_s,
+                                            before_call=self._limiter.acquire)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -117,12 +121,41 @@ class Provisioner:
             try:
                 with self._pool.connection() as conn:
                     refresh_commissioning(conn)
+                    if time.monotonic() - self._gateways_synced >= self._gateway_sync_s:
+                        self.sync_gateways(conn)
                     while not self._stop.is_set() and self.run_due(conn, limit=50):
                         pass
             except Exception:  # the loop must outlive any one failure; the next pass retries
                 log.exception("provisioning pass failed")
             self._wake.wait(self._poll_s)
             self._wake.clear()
+
+    def sync_gateways(self, conn: Connection) -> int:
+        """Copy ChirpStack's gateways into the inventory; returns how many. ChirpStack down → keep the last copy."""
+        if self._client is None:
+            return 0
+        self._gateways_synced = time.monotonic()
+        try:
+            gateways = self._client.list_gateways()
+        except ChirpStackError as err:
+            log.warning("gateway inventory not refreshed: %s", err)
+            return 0
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                """INSERT INTO gateways (gateway_eui, name, latitude, longitude, altitude, chirpstack_state,
+                       chirpstack_last_seen_at, chirpstack_synced_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, now())
+                   ON CONFLICT (gateway_eui) DO UPDATE SET name = EXCLUDED.name,
+                       latitude = coalesce(EXCLUDED.latitude, gateways.latitude),
+                       longitude = coalesce(EXCLUDED.longitude, gateways.longitude),
+                       altitude = coalesce(EXCLUDED.altitude, gateways.altitude),
+                       chirpstack_state = EXCLUDED.chirpstack_state,
+                       chirpstack_last_seen_at = EXCLUDED.chirpstack_last_seen_at,
+                       chirpstack_synced_at = now()""",
+                [(g.gateway_id.lower(), g.name, g.latitude, g.longitude, g.altitude, g.state, g.last_seen_at)
+                 for g in gateways],
+            )
+        return len(gateways)
 
     def run_due(self, conn: Connection, *, limit: int = 50) -> int:
         """Provision up to ``limit`` devices whose retry time has come; returns how many were tried."""
@@ -166,19 +199,15 @@ class Provisioner:
             device_profile_id=due.device_profile_id, description=due.description, join_eui=due.join_eui,
             tags={str(k): str(v) for k, v in due.tags.items()},
         )
-        self._limiter.acquire()
         result = self._client.ensure_device(spec)
         if due.app_key is not None:
-            self._limiter.acquire()
             mac_version = self._client.device_profile_mac_version(due.device_profile_id)
-            self._limiter.acquire()
             self._client.ensure_keys(due.dev_eui, due.app_key, due.nwk_key, mac_version=mac_version)
         log.debug("device %s %s in ChirpStack", due.dev_eui, result)
         return "provisioned"
 
     def _deprovision(self, due: _Due) -> str:
         assert self._client is not None
-        self._limiter.acquire()
         self._client.delete_device(due.dev_eui)
         return "deprovisioned"
 

@@ -21,6 +21,8 @@ def uplink(
     when: datetime | None = None,
     gateway: str = "0016c001f153a14c",
     dedup: str | None = None,
+    rssi: int = -90,
+    snr: float = 5.5,
 ) -> tuple[str, bytes]:
     """(topic, payload) of one uplink event as ChirpStack would publish it."""
     event = integration.UplinkEvent(
@@ -38,7 +40,7 @@ def uplink(
             device_name=f"sensor-{dev_eui[-4:]}",
             tags={"codec": codec, "kind": "temp_humidity"},
         ),
-        rx_info=[gw.UplinkRxInfo(gateway_id=gateway, rssi=-90, snr=5.5,
+        rx_info=[gw.UplinkRxInfo(gateway_id=gateway, rssi=rssi, snr=snr,
                                  location=common.Location(latitude=16.06, longitude=108.22))],
         tx_info=gw.UplinkTxInfo(
             frequency=923200000,

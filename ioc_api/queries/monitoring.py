@@ -89,7 +89,8 @@ def zone_summaries(conn: Connection, scope: frozenset[str] | None, code: str | N
     values: dict[str, list[KeyValue]] = defaultdict(list)
     for zone_code, metric, unit, bucket, n, total, maximum in conn.execute(
         """WITH r AS (
-               SELECT c.code, r.metric_id, r.bucket, sum(r.n) AS n, sum(r.total) AS total, max(r.maximum) AS maximum
+               SELECT c.code, r.metric_id, r.bucket, sum(r.n)::bigint AS n, sum(r.total) AS total,
+                      max(r.maximum) AS maximum
                FROM rollup_zone_hourly r
                JOIN zones z ON z.id = r.zone_id
                CROSS JOIN LATERAL unnest(array_remove(ARRAY[z.code, z.parent_code], NULL)) AS c(code)
@@ -184,7 +185,8 @@ def device_series(conn: Connection, dev_eui: str, scope: frozenset[str] | None, 
     """A metric's values for one device; buckets of an hour or more come from the hourly rollup.
 
     Buckets start at midnight in the city's time zone (offsets are whole hours in Vietnam, so hourly rollups
-    cut days correctly). Only good-quality values are aggregated, as in the rollups; raw points keep all.
+    cut days correctly). A bucket that overlaps ``start`` is returned whole, as charts expect. Only
+    good-quality values are aggregated, as in the rollups; raw points keep all.
     """
     if end <= start:
         raise Invalid("'to' must be after 'from'", field="to")
@@ -219,14 +221,14 @@ def device_series(conn: Connection, dev_eui: str, scope: frozenset[str] | None, 
                                min(minimum), max(maximum)
                         FROM rollup_device_hourly
                         WHERE device_id = %(device)s AND metric_id = %(metric)s
-                          AND bucket >= %(start)s AND bucket < %(end)s
+                          AND bucket >= date_bin(%(width)s, %(start)s, {origin}) AND bucket < %(end)s
                         GROUP BY 1 ORDER BY 1"""
         else:
             source = "measurements"
             query = f"""SELECT date_bin(%(width)s, time, {origin}) AS b, count(*), avg(value), min(value), max(value)
                         FROM measurements
                         WHERE device_id = %(device)s AND metric_id = %(metric)s AND quality = 0
-                          AND time >= %(start)s AND time < %(end)s
+                          AND time >= date_bin(%(width)s, %(start)s, {origin}) AND time < %(end)s
                         GROUP BY 1 ORDER BY 1"""
         rows = conn.execute(query, params).fetchall()
     return Series(dev_eui=device.dev_eui, metric=metric, unit=unit, bucket=bucket, source=source,  # type: ignore[arg-type]
