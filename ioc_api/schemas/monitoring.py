@@ -25,6 +25,7 @@ __all__ = [
     "Series",
     "SeriesPoint",
     "ZoneSummary",
+    "ZoneVersion",
 ]
 
 
@@ -54,6 +55,18 @@ class ZoneSummary(BaseModel):
     devices: HealthCounts
     uplinks_last_hour: int
     key_values: list[KeyValue]
+
+
+class ZoneVersion(BaseModel):
+    code: str
+    name: str
+    level: str
+    parent_code: str | None
+    version: int
+    approximate: bool
+    valid_from: datetime | None = Field(description="null: since the zones were first loaded")
+    valid_to: datetime | None = Field(description="null: the current version")
+    devices: int = Field(description="devices placed in this version now")
 
 
 class LatestValue(BaseModel):

@@ -25,7 +25,8 @@ def ioc(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["db"], ["codecs"], ["deadletters"], ["ingest"], ["simulate"], ["demo"], ["api"], ["users"]]
+    "command",
+    [[], ["db"], ["codecs"], ["deadletters"], ["ingest"], ["simulate"], ["demo"], ["api"], ["users"], ["zones"]],
 )
 def test_help_everywhere(command: list[str]) -> None:
     done = ioc(*command, "--help")
@@ -54,6 +55,20 @@ def test_migrate_twice_and_status(empty_db_url: str) -> None:
 def test_bad_configuration_is_one_clear_line(env: dict[str, str], fragment: str) -> None:
     done = ioc("ingest", **env)
     assert done.returncode == 2
+    assert fragment in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"IOC_CHIRPSTACK_API": "chirpstack:8080"}, "IOC_CHIRPSTACK_TOKEN is required"),
+        ({"IOC_API_TIMEZONE": "Mars/Olympus"}, "IOC_API_TIMEZONE: unknown time zone"),
+        ({"IOC_API_PORT": "0"}, "IOC_API_PORT"),
+    ],
+)
+def test_api_refuses_bad_configuration_before_serving(env: dict[str, str], fragment: str) -> None:
+    done = ioc("api", **env)
+    assert done.returncode == 2, done.stderr
     assert fragment in done.stderr and "Traceback" not in done.stderr
 
 

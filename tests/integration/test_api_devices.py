@@ -279,3 +279,29 @@ def test_audit_is_for_admins_and_pages_backwards(client: TestClient, admin: dict
     assert ids == sorted(ids, reverse=True) and len(ids) == 6  # 5 devices and the admin user
     for role in ("operator", "technician", "developer"):
         assert _error(client.get("/api/v1/audit", headers=key(db_url, f"u-{role}", role, ["hai-chau"])), 403)
+
+
+def test_a_district_covers_its_wards_and_zone_versions_are_listed(client: TestClient, admin: dict[str, str],
+                                                                  db_url: str) -> None:
+    from ioc_api.queries.zones import import_zones
+    from ioc_core.zones import Zone
+
+    ring = ((108.21, 16.045), (108.22, 16.045), (108.22, 16.055), (108.21, 16.055), (108.21, 16.045))
+    ward = Zone("thach-thang", "Thạch Thang", "ward", (ring,), parent="hai-chau")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        import_zones(conn, [ward], actor="test", approximate=True)
+    tech = key(db_url, "tech-hc", "technician", ["hai-chau"])
+    created = client.post("/api/v1/devices", headers=tech, json=device("00000000000000a1", (16.05, 108.215)))
+    assert created.status_code == 201, created.text
+    assert created.json()["zone"] == {"code": "thach-thang", "name": "Thạch Thang"}
+    assert client.get("/api/v1/devices", headers=tech, params={"zone": "hai-chau"}).json()["total"] == 1
+    zones = {z["code"]: z for z in client.get("/api/v1/zones", headers=admin).json()}
+    assert zones["thach-thang"]["parent_code"] == "hai-chau"
+    assert zones["thach-thang"]["devices"]["total"] == zones["hai-chau"]["devices"]["total"] == 1
+    moved = (ring[0], (108.225, 16.045), *ring[2:])
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        import_zones(conn, [Zone("thach-thang", "Thạch Thang", "ward", (moved,), parent="hai-chau")],
+                     actor="test", approximate=True)
+    versions = client.get("/api/v1/zones/thach-thang/versions", headers=admin).json()
+    assert [(v["version"], v["valid_to"] is None, v["devices"]) for v in versions] == [(1, False, 0), (2, True, 1)]
+    assert client.get("/api/v1/zones/nowhere/versions", headers=admin).status_code == 404
