@@ -6,6 +6,7 @@ mode, where mode is ``timescaledb`` (the extension is available) or ``postgresql
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,17 @@ from gateways.database import Connection
 from ioc_core.errors import FatalError
 from ioc_core.metrics import VOCABULARY, Vocabulary
 
-__all__ = ["Migration", "MigrationError", "Mode", "applied", "detect_mode", "migrate", "pending", "storage_mode"]
+__all__ = [
+    "Migration",
+    "MigrationError",
+    "Mode",
+    "applied",
+    "detect_mode",
+    "fingerprint",
+    "migrate",
+    "pending",
+    "storage_mode",
+]
 
 Mode = Literal["timescaledb", "postgresql"]
 TimescaleChoice = Literal["auto", "on", "off"]
@@ -39,6 +50,13 @@ class Migration:
     name: str
     scripts: tuple[tuple[str, str], ...]  # (file name, mode or "" for all modes)
 
+    def checksum(self, mode: Mode) -> str:
+        """SHA-256 of the scripts this mode runs: an applied migration must never change."""
+        digest = hashlib.sha256()
+        for name, text in self.sql_for(mode):
+            digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+        return digest.hexdigest()
+
     def sql_for(self, mode: Mode) -> list[tuple[str, str]]:
         out = []
         for file_name, only in self.scripts:
@@ -46,6 +64,15 @@ class Migration:
                 text = resources.files("gateways.schema").joinpath(file_name).read_text(encoding="utf-8")
                 out.append((file_name, text))
         return out
+
+
+def fingerprint() -> str:
+    """One hash over every migration script, to notice a schema that changed under a disposable database."""
+    digest = hashlib.sha256()
+    for migration in available():
+        for mode in ("postgresql", "timescaledb"):
+            digest.update(migration.checksum(mode).encode())
+    return digest.hexdigest()
 
 
 def available() -> list[Migration]:
@@ -147,6 +174,8 @@ def migrate(conn: Connection, choice: TimescaleChoice = "auto") -> tuple[Mode, l
             conn.execute(
                 "ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS complete boolean NOT NULL DEFAULT true"
             )
+        conn.execute("ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text")
+        _check_unchanged(conn, mode)
         done = []
         for migration in pending(conn):
             try:
@@ -181,14 +210,29 @@ def _apply(conn: Connection, migration: Migration, mode: Mode) -> None:
             for text in plain:
                 conn.execute(sql.SQL(text))  # type: ignore[arg-type, unused-ignore]
             conn.execute(
-                "INSERT INTO schema_migrations (version, name, mode, complete) VALUES (%s, %s, %s, %s)",
-                (migration.version, migration.name, mode, not timescale),
+                "INSERT INTO schema_migrations (version, name, mode, complete, checksum) VALUES (%s, %s, %s, %s, %s)",
+                (migration.version, migration.name, mode, not timescale, migration.checksum(mode)),
             )
     if timescale:
         for text in timescale:
             for statement in _statements(text):
                 conn.execute(sql.SQL(statement))  # type: ignore[arg-type, unused-ignore]
         conn.execute("UPDATE schema_migrations SET complete = true WHERE version = %s", (migration.version,))
+
+
+def _check_unchanged(conn: Connection, mode: Mode) -> None:
+    """Refuse to go on when a migration this database ran has since been edited: its schema would not match."""
+    stored: dict[int, str] = {
+        int(v): str(c)
+        for v, c in conn.execute("SELECT version, checksum FROM schema_migrations WHERE checksum IS NOT NULL")
+    }
+    for migration in available():
+        if migration.version in stored and stored[migration.version] != migration.checksum(mode):
+            raise MigrationError(
+                f"migration {migration.version:04d}_{migration.name} differs from the one this database ran; "
+                "its schema does not match this release (restore the database from this release's migrations, "
+                "or for a disposable database, drop it and migrate again)"
+            )
 
 
 def _statements(text: str) -> list[str]:

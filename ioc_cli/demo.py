@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from contextlib import ExitStack
@@ -20,8 +21,8 @@ from device_simulators.fleet import Fleet, build_fleet
 from device_simulators.publisher import publish_to_broker
 from gateways.database import Connection, connect
 from gateways.local_mosquitto import LocalMosquitto
-from gateways.local_postgres import LocalPostgres
-from gateways.migrations import migrate
+from gateways.local_postgres import LocalPostgres, free_port
+from gateways.migrations import fingerprint, migrate
 from ingest.registry import DeviceRecord, register_devices, seed_zones
 from ioc_cli.ingest import build_worker, stop_on_signals
 from ioc_cli.logs import setup_logging
@@ -124,6 +125,8 @@ def register(app: typer.Typer) -> None:
         summary_every: Annotated[float, typer.Option(min=1.0, help="Seconds between district summaries.")]
         = 15.0,
         seed: Annotated[int, typer.Option(help="Seed of the fleet and its messages.")] = 1,
+        api: Annotated[bool, typer.Option(help="Also serve the IOC API, with a demo admin key.")] = True,
+        api_port: Annotated[int, typer.Option(min=0, max=65_535, help="API port; 0 picks a free one.")] = 0,
     ) -> None:
         """Run the platform end to end on this machine: broker, database, simulated Da Nang fleet, ingest.
 
@@ -131,7 +134,8 @@ def register(app: typer.Typer) -> None:
         (default /var/tmp/ioc-demo-<uid>); with IOC_DATABASE_URL / IOC_MQTT_URL set it uses those. The
         database is migrated, the default (approximate) Da Nang districts and the fleet are registered
         (every 20th device is left for the ingest to enrol as unregistered), the simulator publishes
-        ChirpStack v4 events, and an ingest worker stores them. Ctrl-C stops everything cleanly.
+        ChirpStack v4 events, and an ingest worker stores them. The IOC API is served on loopback with a
+        fresh admin key printed at start (--no-api to skip). Ctrl-C stops everything cleanly.
         """
         if scenario not in ("normal", "flood", "faults"):
             raise typer.BadParameter("must be normal, flood or faults", param_hint="--scenario")
@@ -147,6 +151,7 @@ def register(app: typer.Typer) -> None:
             if "IOC_DATABASE_URL" in os.environ:
                 dsn = load(DatabaseSettings).dsn
             else:
+                _forget_stale_database(console, work)
                 console.print(f"starting an embedded PostgreSQL in {work / 'postgres'} ...")
                 pg = LocalPostgres(work / "postgres")
                 pg.start()
@@ -191,7 +196,8 @@ def register(app: typer.Typer) -> None:
                 daemon=True,
             )
             simulator.start()
-            _where_to_look(console, dsn, mqtt.mqtt_url, devices, scenario, time_scale)
+            api_line = _serve_api(stack, dsn, api_port) if api else None
+            _where_to_look(console, dsn, mqtt.mqtt_url, devices, scenario, time_scale, api_line)
 
             started = time.monotonic()
             next_summary = started + summary_every
@@ -213,8 +219,53 @@ def register(app: typer.Typer) -> None:
         console.print("demo stopped cleanly")
 
 
+def _forget_stale_database(console: Console, work: Path) -> None:
+    """The embedded database is disposable: built by other migrations than these, it starts afresh."""
+    marker = work / "schema.sha256"
+    current = fingerprint()
+    stale = not marker.exists() or marker.read_text().strip() != current
+    if stale and (work / "postgres").exists():
+        console.print("the schema changed since the last demo: starting with a fresh database")
+        shutil.rmtree(work / "postgres")
+    marker.write_text(current + "\n")
+
+
+def _serve_api(stack: ExitStack, dsn: str, port: int) -> str:
+    """The API in a thread on loopback, with a new key for a ``demo-admin`` user; returns where to look."""
+    import uvicorn  # only the demo and `ioc api` need the web stack
+
+    from ingest.codecs.registry import CodecRegistry
+    from ioc_api.app import create_app
+    from ioc_api.queries.users import create_user
+    from ioc_core.catalogue import DeviceCatalogue
+
+    with connect(dsn, autocommit=True) as conn:
+        # A fresh key each run: the old demo user goes (its audit records stay).
+        conn.execute("DELETE FROM api_users WHERE name = 'demo-admin'")
+        _user, key = create_user(conn, "demo-admin", "admin", [], actor="ioc demo")
+    catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecRegistry.discover().infos())
+    app = create_app(DatabaseSettings(database_url=dsn), catalogue=catalogue)  # type: ignore[arg-type]
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+
+    def stop_api() -> None:
+        server.should_exit = True
+        thread.join(10)
+
+    stack.callback(stop_api)
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        raise FatalError(f"the IOC API could not listen on 127.0.0.1:{port}")
+    return (f"http://127.0.0.1:{port}/docs\n           curl -H 'Authorization: Bearer {key.key}' "
+            f"http://127.0.0.1:{port}/api/v1/zones")
+
+
 def _where_to_look(console: Console, dsn: str, mqtt_url: str, devices: int, scenario: str,
-                   time_scale: float) -> None:
+                   time_scale: float, api_line: str | None) -> None:
     host_port = mqtt_url.split("://", 1)[1].rsplit("@", 1)[-1]
     host, _, port = host_port.partition(":")
     console.rule("IOC platform demo is running")
@@ -223,6 +274,7 @@ def _where_to_look(console: Console, dsn: str, mqtt_url: str, devices: int, scen
     console.print(f"[bold]broker[/]    {mqtt_url}\n           mosquitto_sub -h {host} -p {port or 1883} "
                   "-t 'application/#' -v")
     console.print(f"[bold]ingest[/]    IOC_DATABASE_URL='{dsn}' ioc deadletters list")
-    console.print("[bold]API, Grafana[/]  not part of this release yet")
+    if api_line:
+        console.print(f"[bold]API[/]       {api_line}")
     console.print("Ctrl-C stops everything.")
     console.rule()

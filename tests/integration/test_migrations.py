@@ -68,3 +68,14 @@ def test_timescaledb_required_but_missing_is_a_clear_error(empty_db_url: str) ->
 
     with psycopg.connect(empty_db_url) as conn, pytest.raises(MigrationError, match="timescaledb"):
         migrate(conn, "on")
+
+
+def test_an_edited_migration_is_refused_with_a_clear_error(db_url: str) -> None:
+    from gateways.migrations import MigrationError
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        stored = conn.execute("SELECT count(*) FROM schema_migrations WHERE checksum IS NOT NULL").fetchone()
+        assert stored == (len(available()),)
+        conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 2")
+        with pytest.raises(MigrationError, match="0002_rollups differs from the one this database ran"):
+            migrate(conn)
