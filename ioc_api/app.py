@@ -52,5 +52,5 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     for router in (users.router, zones.router, devices.router, gateways.router, dead_letters.router, audit.router):
-        app.include_router(router, prefix="/api/v1")
+        app.include_router(router, prefix="/api/v1", responses=errors.RESPONSES)
     return app

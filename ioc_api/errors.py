@@ -7,17 +7,35 @@
     ├── Conflict       409   the thing exists already
     ├── Invalid        422   a value breaks a rule the schema cannot express (outside the city, unknown model)
     └── TooLarge       413   a request body past its limit
+
+    psycopg.DataError  422   a request value PostgreSQL cannot take (NUL in text, a time out of range)
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ioc_core.errors import IocError
 
-__all__ = ["ApiError", "Conflict", "Forbidden", "Invalid", "NotFound", "TooLarge", "Unauthorized", "install"]
+__all__ = [
+    "RESPONSES",
+    "ApiError",
+    "Conflict",
+    "ErrorBody",
+    "Forbidden",
+    "Invalid",
+    "NotFound",
+    "TooLarge",
+    "Unauthorized",
+    "install",
+]
 
 
 class ApiError(IocError):
@@ -60,6 +78,31 @@ class TooLarge(ApiError):
     code = "too_large"
 
 
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["invalid"])
+    message: str = Field(examples=["(10.77, 106.7) is outside the city area: no zone contains it"])
+    field: str | None = Field(default=None, examples=["latitude"])
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers has this shape."""
+
+    error: ErrorDetail
+
+
+# Declared on every router, so the OpenAPI document lists what each route may answer besides success.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (401, "missing, unknown or revoked API key"),
+        (403, "the key's role or zones do not allow this"),
+        (404, "no such device, zone, gateway or user"),
+        (409, "conflicts with what exists (a DevEUI registered already, a decommissioned device)"),
+        (422, "a value is invalid; `field` names it"),
+    )
+}
+
+
 def _body(code: str, message: str, field: str | None = None) -> dict[str, dict[str, str]]:
     error = {"code": code, "message": message}
     if field:
@@ -83,3 +126,15 @@ def install(app: FastAPI) -> None:
             {"field": ".".join(str(p) for p in e.get("loc", ())), "message": str(e.get("msg"))} for e in problems
         ]
         return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Framework refusals (a body that does not parse, a wrong method) in the same shape as ours.
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return JSONResponse(_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(psycopg.DataError)
+    async def unstorable(_request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # SQL here is parameterised, so a data exception (SQLSTATE class 22) is a value from the request.
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else "a value cannot be stored"
+        return JSONResponse(_body("invalid", message), status_code=422)

@@ -368,6 +368,9 @@ def update_device(conn: Connection, dev_eui: str, body: DeviceUpdate, registry: 
         ident, status = device_id(conn, dev_eui, scope)
         if status == "decommissioned":
             raise Conflict(f"device {dev_eui} is decommissioned", field="dev_eui")
+        if status == "unregistered":
+            raise Conflict(f"device {dev_eui} is unregistered: claim it (POST …/{dev_eui}/claim) to register it",
+                           field="dev_eui")
         row = conn.execute(
             """SELECT name, description, kind, model, codec_id, join_eui, expected_interval_s, tags, latitude,
                       longitude, zone_id, provisioning FROM devices WHERE id = %s FOR UPDATE""",

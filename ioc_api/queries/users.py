@@ -53,7 +53,7 @@ def create_user(conn: Connection, name: str, role: str, zones: list[str], *, act
     key = new_key()
     with conn.transaction():
         zone_ids = []
-        for code in zones:
+        for code in dict.fromkeys(zones):  # a zone named twice is assigned once
             row = conn.execute(
                 "SELECT id FROM zones WHERE code = %s AND valid_to IS NULL", (code,)
             ).fetchone()

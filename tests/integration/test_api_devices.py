@@ -305,3 +305,20 @@ def test_a_district_covers_its_wards_and_zone_versions_are_listed(client: TestCl
     versions = client.get("/api/v1/zones/thach-thang/versions", headers=admin).json()
     assert [(v["version"], v["valid_to"] is None, v["devices"]) for v in versions] == [(1, False, 0), (2, True, 1)]
     assert client.get("/api/v1/zones/nowhere/versions", headers=admin).status_code == 404
+
+
+def test_unparseable_bodies_and_unregistered_updates_answer_in_the_error_shape(client: TestClient,
+                                                                               admin: dict[str, str],
+                                                                               db_url: str) -> None:
+    broken = client.post("/api/v1/devices", headers={**admin, "Content-Type": "application/json"}, content=b"{\xff")
+    assert broken.status_code in (400, 422) and broken.json()["error"]["code"] in ("bad_request", "invalid")
+    assert _error(client.put("/api/v1/devices/0000000000000001", headers=admin, json={}), 405)["code"] == (
+        "method_not_allowed")
+    nul = client.get("/api/v1/devices", headers=admin, params={"q": "a\x00b"})
+    assert _error(nul, 422)["code"] == "invalid"
+    ingest(db_url, [("70b3d57ed0054a1f", 1, lpp(24, 55), datetime.now(UTC))])
+    patched = client.patch("/api/v1/devices/70b3d57ed0054a1f", headers=admin, json={"name": "x"})
+    assert "claim it" in _error(patched, 409)["message"]
+    operation = client.get("/openapi.json").json()["paths"]["/api/v1/devices"]["post"]
+    assert {"401", "403", "409", "422"} <= set(operation["responses"])
+    assert operation["responses"]["403"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
