@@ -61,7 +61,9 @@ def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, name: str = "i
         dsn,
         min_size=min_size,
         max_size=max_size,
-        kwargs={"autocommit": True, "application_name": name},
+        # JIT compiles for queries the planner overestimates (lateral look-ups per device): it adds tens of
+        # milliseconds to answers that take a few, so the API's short queries run without it.
+        kwargs={"autocommit": True, "application_name": name, "options": "-c jit=off"},
         open=True,
         timeout=10.0,
     )

@@ -34,6 +34,9 @@ from ioc_core.kinds import DEFAULT_INTERVAL_S, KINDS, LATE_AFTER, SILENT_AFTER
 from ioc_core.settings import ChirpStackSettings
 
 __all__ = [
+    "HEALTH_SQL",
+    "LAST_SEEN_JOINS",
+    "SCOPE_SQL",
     "DeviceFilters",
     "Registry",
     "Scope",
@@ -82,20 +85,46 @@ HEALTH_SQL = f"""CASE WHEN ls.last_seen_at IS NULL THEN 'never_seen'
 SCOPE_SQL = """(%(scope)s::text[] IS NULL OR z.code = ANY(%(scope)s) OR z.parent_code = ANY(%(scope)s)
      OR (%(unzoned)s AND d.zone_id IS NULL AND d.status = 'unregistered'))"""
 
-_SELECT = f"""
-SELECT d.dev_eui, d.name, d.description, d.status, {HEALTH_SQL} AS health, d.kind, d.model, d.codec_id,
+# Last seen, cheaply: a time-bounded look at the last hour answers for every reporting device (and counts its
+# uplinks there); only devices quiet for an hour need the unbounded max(). OFFSET 0 keeps the planner from
+# evaluating the fallback more than once per device.
+LAST_SEEN_JOINS = """
+LEFT JOIN LATERAL (SELECT max(u.time) AS recent, count(*) AS last_hour FROM uplinks u
+                   WHERE u.device_id = d.id AND u.time > now() - interval '1 hour') lh ON true
+LEFT JOIN LATERAL (SELECT coalesce(lh.recent, (SELECT max(u.time) FROM uplinks u WHERE u.device_id = d.id))
+                   AS last_seen_at OFFSET 0) ls ON true
+"""
+
+# Commissioning steps the uplinks prove, read without writing: the stored time once the background pass has
+# recorded it, the uplinks' own otherwise (the same value, as both are the earliest uplink's time).
+_STEPS_JOIN = """
+LEFT JOIN LATERAL (SELECT
+    coalesce(d.first_uplink_at, CASE WHEN d.status = 'registered'
+             THEN (SELECT min(u.time) FROM uplinks u WHERE u.device_id = d.id) END) AS first_at,
+    coalesce(d.decoding_verified_at, CASE WHEN d.status = 'registered'
+             THEN (SELECT min(u.time) FROM uplinks u WHERE u.device_id = d.id AND u.decode_status = 'ok') END)
+        AS ok_at
+    OFFSET 0) cs ON true
+"""
+
+_COLUMNS = f"""d.dev_eui, d.name, d.description, d.status, {HEALTH_SQL} AS health, d.kind, d.model, d.codec_id,
        d.latitude, d.longitude, z.code, z.name, d.join_eui, {INTERVAL_SQL}, d.tags, ls.last_seen_at,
        d.provisioning, d.provisioning_error, d.provisioning_attempts, d.provisioning_next_at,
-       d.registered_at, d.provisioned_at, d.first_uplink_at, d.decoding_verified_at, d.commissioned_at,
-       d.claimed_at, d.decommissioned_at, d.created_at, d.updated_at, count(*) OVER () AS total
-FROM devices d
-LEFT JOIN zones z ON z.id = d.zone_id
-LEFT JOIN LATERAL (SELECT max(u.time) AS last_seen_at FROM uplinks u WHERE u.device_id = d.id) ls ON true
-"""
+       d.registered_at, d.provisioned_at, cs.first_at, cs.ok_at, d.commissioned_at,
+       d.claimed_at, d.decommissioned_at, d.created_at, d.updated_at"""
+
+_FROM = "FROM devices d LEFT JOIN zones z ON z.id = d.zone_id"
 
 
 def _public(r: tuple[Any, ...]) -> DevicePublic:
-    status = r[3]
+    status, provisioning = r[3], r[16]
+    registered_at, provisioned_at, first_at, ok_at, commissioned_at = r[20:25]
+    if commissioned_at is None and status == "registered" and ok_at is not None:
+        # Mirrors refresh_commissioning, so a read shows the step before the background pass stores it.
+        if provisioning == "not_configured":
+            commissioned_at = max(ok_at, registered_at) if registered_at else ok_at
+        elif provisioned_at is not None:
+            commissioned_at = max(ok_at, provisioned_at)
     stage: Stage
     if status == "decommissioned":
         stage = "decommissioned"
@@ -103,16 +132,17 @@ def _public(r: tuple[Any, ...]) -> DevicePublic:
         stage = "unregistered"
     else:
         steps: tuple[tuple[Stage, datetime | None], ...] = (
-            ("commissioned", r[24]), ("decoding_verified", r[23]), ("first_uplink", r[22]), ("provisioned", r[21]))
+            ("commissioned", commissioned_at), ("decoding_verified", ok_at), ("first_uplink", first_at),
+            ("provisioned", provisioned_at))
         stage = next((s for s, at in steps if at is not None), "registered")
     return DevicePublic(
         dev_eui=r[0], name=r[1], description=r[2], status=status, health=r[4], kind=r[5], model=r[6],
         codec_id=r[7], latitude=r[8], longitude=r[9], zone=ZoneRef(code=r[10], name=r[11]) if r[10] else None,
         join_eui=r[12], expected_interval_s=r[13], tags=r[14], last_seen_at=r[15],
-        provisioning=Provisioning(state=r[16], error=r[17], attempts=r[18], next_attempt_at=r[19]),
-        commissioning=Commissioning(stage=stage, registered_at=r[20], provisioned_at=r[21], first_uplink_at=r[22],
-                                    decoding_verified_at=r[23], commissioned_at=r[24], claimed_at=r[25],
-                                    decommissioned_at=r[26]),
+        provisioning=Provisioning(state=provisioning, error=r[17], attempts=r[18], next_attempt_at=r[19]),
+        commissioning=Commissioning(stage=stage, registered_at=registered_at, provisioned_at=provisioned_at,
+                                    first_uplink_at=first_at, decoding_verified_at=ok_at,
+                                    commissioned_at=commissioned_at, claimed_at=r[25], decommissioned_at=r[26]),
         created_at=r[27], updated_at=r[28],
     )
 
@@ -137,8 +167,8 @@ def device_id(conn: Connection, dev_eui: str, scope: Scope) -> tuple[int, str]:
 
 def get_device(conn: Connection, dev_eui: str, scope: Scope) -> DevicePublic:
     ident, _status = device_id(conn, dev_eui, scope)
-    refresh_commissioning(conn, [ident])
-    row = conn.execute(_SELECT + " WHERE d.id = %(id)s", scope_params(scope, id=ident)).fetchone()
+    row = conn.execute(f"SELECT {_COLUMNS} {_FROM} {LAST_SEEN_JOINS} {_STEPS_JOIN} WHERE d.id = %(id)s",
+                       scope_params(scope, id=ident)).fetchone()
     assert row is not None
     return _public(row)
 
@@ -154,26 +184,46 @@ def list_devices(conn: Connection, filters: DeviceFilters, scope: Scope, *, limi
     if filters.zone is not None:
         where.append("(z.code = %(zone)s OR z.parent_code = %(zone)s)")
         params["zone"] = filters.zone
-    if filters.seen_after is not None:
-        where.append("ls.last_seen_at >= %(seen_after)s")
-        params["seen_after"] = filters.seen_after
-    if filters.seen_before is not None:
-        where.append("(ls.last_seen_at IS NULL OR ls.last_seen_at < %(seen_before)s)")
-        params["seen_before"] = filters.seen_before
     if filters.search:
         where.append("(d.name ILIKE %(search)s OR d.dev_eui LIKE lower(%(search)s))")
         params["search"] = "%" + filters.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    seen = []
+    if filters.seen_after is not None:
+        seen.append("ls.last_seen_at >= %(seen_after)s")
+        params["seen_after"] = filters.seen_after
+    if filters.seen_before is not None:
+        seen.append("(ls.last_seen_at IS NULL OR ls.last_seen_at < %(seen_before)s)")
+        params["seen_before"] = filters.seen_before
     if filters.health is not None:
-        where.append(f"({HEALTH_SQL}) = %(health)s")
+        seen.append(f"({HEALTH_SQL}) = %(health)s")
         params["health"] = filters.health
-    query = _SELECT + " WHERE " + " AND ".join(where)
-    rows = conn.execute(query + " ORDER BY 1 LIMIT %(limit)s OFFSET %(offset)s", params).fetchall()
-    if not rows and offset > 0:
-        count_row = conn.execute(f"SELECT count(*) FROM ({query}) c", params).fetchone()
-        total = int(count_row[0]) if count_row else 0
+    condition = " AND ".join(where)
+    if seen:
+        # Filters on last seen need it for every candidate device.
+        rows = conn.execute(
+            f"""SELECT {_COLUMNS}, count(*) OVER () {_FROM} {LAST_SEEN_JOINS} {_STEPS_JOIN}
+                WHERE {condition} AND {" AND ".join(seen)}
+                ORDER BY d.dev_eui LIMIT %(limit)s OFFSET %(offset)s""",
+            params,
+        ).fetchall()
+        total = int(rows[0][-1]) if rows else _count(conn, f"{_FROM} {LAST_SEEN_JOINS} WHERE {condition} AND "
+                                                           + " AND ".join(seen), params)
     else:
-        total = int(rows[0][-1]) if rows else 0
+        # Otherwise the page is chosen first and only its devices are looked up in the uplinks.
+        rows = conn.execute(
+            f"""WITH page AS (SELECT d.id {_FROM} WHERE {condition}
+                              ORDER BY d.dev_eui LIMIT %(limit)s OFFSET %(offset)s)
+                SELECT {_COLUMNS} FROM page JOIN devices d ON d.id = page.id LEFT JOIN zones z ON z.id = d.zone_id
+                {LAST_SEEN_JOINS} {_STEPS_JOIN} ORDER BY d.dev_eui""",
+            params,
+        ).fetchall()
+        total = _count(conn, f"{_FROM} WHERE {condition}", params)
     return DeviceList(items=[_public(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+def _count(conn: Connection, from_where: str, params: dict[str, Any]) -> int:
+    row = conn.execute(f"SELECT count(*) {from_where}", params).fetchone()
+    return int(row[0]) if row else 0
 
 
 def refresh_commissioning(conn: Connection, device_ids: list[int] | None = None) -> int:

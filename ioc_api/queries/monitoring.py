@@ -14,7 +14,7 @@ from typing import Any
 
 from gateways.database import Connection
 from ioc_api.errors import Invalid, NotFound
-from ioc_api.queries.devices import HEALTH_SQL, SCOPE_SQL, get_device, scope_params
+from ioc_api.queries.devices import HEALTH_SQL, LAST_SEEN_JOINS, SCOPE_SQL, get_device, scope_params
 from ioc_api.schemas.monitoring import (
     Battery,
     DeadLetter,
@@ -70,14 +70,13 @@ def zone_summaries(conn: Connection, scope: frozenset[str] | None, code: str | N
     counts: dict[str, HealthCounts] = defaultdict(HealthCounts)
     uplinks: dict[str, int] = defaultdict(int)
     for zone_code, health, devices, recent in conn.execute(
-        f"""SELECT c.code, {HEALTH_SQL} AS health, count(*), sum(lh.n)
+        f"""SELECT c.code, {HEALTH_SQL} AS health, count(*), sum(lh.last_hour)
             FROM devices d
             JOIN zones z ON z.id = d.zone_id
             CROSS JOIN LATERAL unnest(array_remove(ARRAY[z.code, z.parent_code], NULL)) AS c(code)
-            LEFT JOIN LATERAL (SELECT max(u.time) AS last_seen_at FROM uplinks u WHERE u.device_id = d.id) ls ON true
-            LEFT JOIN LATERAL (SELECT count(*) AS n FROM uplinks u
-                               WHERE u.device_id = d.id AND u.time > now() - interval '1 hour') lh ON true
+            {LAST_SEEN_JOINS}
             WHERE d.status = 'registered' AND c.code = ANY(%(codes)s)
+              AND d.zone_id IN (SELECT id FROM zones WHERE code = ANY(%(codes)s) OR parent_code = ANY(%(codes)s))
             GROUP BY 1, 2""",
         {**params, "codes": codes},
     ).fetchall():
@@ -242,8 +241,10 @@ WITH heard AS (
            avg(u.rssi)::float8 AS rssi, avg(u.snr)::float8 AS snr
     FROM devices d
     LEFT JOIN zones z ON z.id = d.zone_id
+    -- OFFSET 0 keeps this a per-device index probe; without it the planner may scan all uplinks.
     CROSS JOIN LATERAL (SELECT x.gateway_id, x.time, x.rssi, x.snr FROM uplinks x
-                        WHERE x.device_id = d.id AND x.time > now() - make_interval(hours => %(hours)s)) u
+                        WHERE x.device_id = d.id AND x.time > now() - make_interval(hours => %(hours)s)
+                        OFFSET 0) u
     WHERE u.gateway_id IS NOT NULL AND {scope}
     GROUP BY 1, 2)
 """

@@ -253,6 +253,15 @@ def test_commissioning_follows_the_uplinks(client: TestClient, admin: dict[str, 
     assert done["stage"] == "commissioned" and done["decoding_verified_at"] is not None
     assert done["first_uplink_at"] == mid["first_uplink_at"]  # set once
     assert done["commissioned_at"] >= done["registered_at"]
+    from ioc_api.queries.devices import refresh_commissioning
+
+    with psycopg.connect(db_url, autocommit=True) as conn:  # the background pass stores what reads derived
+        assert refresh_commissioning(conn) == 2
+        stored = conn.execute("""SELECT first_uplink_at, decoding_verified_at, commissioned_at FROM devices
+                                 WHERE dev_eui = '00000000000000a1'""").fetchone()
+        assert refresh_commissioning(conn) == 0
+    assert stored is not None and [s.isoformat().replace("+00:00", "Z") for s in stored] == [
+        done["first_uplink_at"], done["decoding_verified_at"], done["commissioned_at"]]
 
 
 def test_decommission_keeps_data_and_is_audited(client: TestClient, admin: dict[str, str], db_url: str) -> None:
