@@ -37,19 +37,23 @@ class KindInfo:
     interval_s: int
     """The reporting interval a device of this kind is expected to keep unless its own record says otherwise."""
     title: str
+    metrics: tuple[str, ...] = ()
+    """What devices of this kind usually report (vocabulary names), for catalogues and boards."""
 
 
 KINDS: Final[Mapping[str, KindInfo]] = MappingProxyType({
     k.kind: k for k in (
-        KindInfo("water_level", 300, "water level station"),
-        KindInfo("flood_depth", 300, "street flood sensor"),
-        KindInfo("rain_gauge", 600, "rain gauge"),
-        KindInfo("air_quality", 900, "air quality node"),
-        KindInfo("water_quality", 900, "water quality probe"),
-        KindInfo("parking", 600, "parking bay sensor"),
-        KindInfo("waste_bin", 1800, "waste bin sensor"),
-        KindInfo("street_light", 900, "street light controller"),
-        KindInfo("temperature_humidity", 600, "temperature/humidity sensor"),
+        KindInfo("water_level", 300, "water level station", ("water_level", "battery_voltage")),
+        KindInfo("flood_depth", 300, "street flood sensor", ("flood_depth", "battery_voltage")),
+        KindInfo("rain_gauge", 600, "rain gauge", ("rainfall", "rain_rate", "battery_voltage")),
+        KindInfo("air_quality", 900, "air quality node",
+                 ("pm2_5", "pm10", "co2", "temperature", "humidity", "battery_voltage")),
+        KindInfo("water_quality", 900, "water quality probe",
+                 ("ph", "dissolved_oxygen", "turbidity", "conductivity", "water_temperature", "battery_voltage")),
+        KindInfo("parking", 600, "parking bay sensor", ("occupied", "battery_voltage")),
+        KindInfo("waste_bin", 1800, "waste bin sensor", ("fill_level", "tilt", "temperature", "battery_voltage")),
+        KindInfo("street_light", 900, "street light controller", ("lamp_on", "dimming", "power", "energy")),
+        KindInfo("temperature_humidity", 600, "temperature/humidity sensor", ("temperature", "humidity")),
         KindInfo("other", 3600, "other sensor"),
     )
 })

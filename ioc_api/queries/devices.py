@@ -111,7 +111,7 @@ _COLUMNS = f"""d.dev_eui, d.name, d.description, d.status, {HEALTH_SQL} AS healt
        d.latitude, d.longitude, z.code, z.name, d.join_eui, {INTERVAL_SQL}, d.tags, ls.last_seen_at,
        d.provisioning, d.provisioning_error, d.provisioning_attempts, d.provisioning_next_at,
        d.registered_at, d.provisioned_at, cs.first_at, cs.ok_at, d.commissioned_at,
-       d.claimed_at, d.decommissioned_at, d.created_at, d.updated_at"""
+       d.claimed_at, d.decommissioned_at, d.created_at, d.updated_at, d.public"""
 
 _FROM = "FROM devices d LEFT JOIN zones z ON z.id = d.zone_id"
 
@@ -143,7 +143,7 @@ def _public(r: tuple[Any, ...]) -> DevicePublic:
         commissioning=Commissioning(stage=stage, registered_at=registered_at, provisioned_at=provisioned_at,
                                     first_uplink_at=first_at, decoding_verified_at=ok_at,
                                     commissioned_at=commissioned_at, claimed_at=r[25], decommissioned_at=r[26]),
-        created_at=r[27], updated_at=r[28],
+        created_at=r[27], updated_at=r[28], public=r[29],
     )
 
 
@@ -327,13 +327,14 @@ def _placement(conn: Connection, registry: Registry, body: DeviceCreate | Device
         "eui": dev_eui, "name": body.name, "description": body.description, "kind": body.kind,
         "model": body.model, "codec": codec_id, "lat": body.latitude, "lon": body.longitude, "zone": zone_id,
         "join_eui": body.join_eui, "interval": body.expected_interval_s, "tags": json.dumps(body.tags),
-        "app": app, "profile": profile, "provisioning": provisioning,
+        "app": app, "profile": profile, "provisioning": provisioning, "public": body.public,
     }
 
 
 _AUDITED = {"name": "name", "description": "description", "kind": "kind", "model": "model", "codec": "codec_id",
             "lat": "latitude", "lon": "longitude", "join_eui": "join_eui", "interval": "expected_interval_s",
-            "app": "application_id", "profile": "device_profile_id", "provisioning": "provisioning"}
+            "app": "application_id", "profile": "device_profile_id", "provisioning": "provisioning",
+            "public": "public"}
 
 
 def _changes(values: Mapping[str, Any], body: DeviceCreate | DeviceClaim) -> dict[str, Any]:
@@ -355,11 +356,11 @@ def create_device(conn: Connection, body: DeviceCreate, registry: Registry, scop
                 row = conn.execute(
                     """INSERT INTO devices (dev_eui, name, description, status, kind, model, codec_id, latitude,
                            longitude, zone_id, join_eui, expected_interval_s, tags, application_id,
-                           device_profile_id, provisioning, provisioning_next_at, registered_at)
+                           device_profile_id, provisioning, provisioning_next_at, registered_at, public)
                        VALUES (%(eui)s, %(name)s, %(description)s, 'registered', %(kind)s, %(model)s, %(codec)s,
                            %(lat)s, %(lon)s, %(zone)s, %(join_eui)s, %(interval)s, %(tags)s::jsonb, %(app)s,
                            %(profile)s, %(provisioning)s,
-                           CASE WHEN %(provisioning)s = 'pending' THEN now() END, now())
+                           CASE WHEN %(provisioning)s = 'pending' THEN now() END, now(), %(public)s)
                        RETURNING id""",
                     values,
                 ).fetchone()
@@ -391,7 +392,7 @@ def claim_device(conn: Connection, dev_eui: str, body: DeviceClaim, registry: Re
                    device_profile_id = coalesce(%(profile)s, device_profile_id),
                    provisioning = %(provisioning)s,
                    provisioning_next_at = CASE WHEN %(provisioning)s = 'pending' THEN now() END,
-                   registered_at = now(), claimed_at = now(), updated_at = now()
+                   registered_at = now(), claimed_at = now(), updated_at = now(), public = %(public)s
                WHERE id = %(id)s""",
             {**values, "id": ident},
         )
@@ -401,7 +402,7 @@ def claim_device(conn: Connection, dev_eui: str, body: DeviceClaim, registry: Re
     return get_device(conn, dev_eui, None)
 
 
-_UPDATABLE = ("name", "description", "kind", "model", "codec_id", "join_eui", "expected_interval_s")
+_UPDATABLE = ("name", "description", "kind", "model", "codec_id", "join_eui", "expected_interval_s", "public")
 
 
 def update_device(conn: Connection, dev_eui: str, body: DeviceUpdate, registry: Registry, scope: Scope, *,
@@ -422,12 +423,12 @@ def update_device(conn: Connection, dev_eui: str, body: DeviceUpdate, registry: 
             raise Conflict(f"device {dev_eui} is unregistered: claim it (POST …/{dev_eui}/claim) to register it",
                            field="dev_eui")
         row = conn.execute(
-            """SELECT name, description, kind, model, codec_id, join_eui, expected_interval_s, tags, latitude,
-                      longitude, zone_id, provisioning FROM devices WHERE id = %s FOR UPDATE""",
+            """SELECT name, description, kind, model, codec_id, join_eui, expected_interval_s, public, tags,
+                      latitude, longitude, zone_id, provisioning FROM devices WHERE id = %s FOR UPDATE""",
             (ident,),
         ).fetchone()
         assert row is not None
-        old: dict[str, Any] = dict(zip((*_UPDATABLE, "tags", "latitude", "longitude", "zone_id"), row[:11],
+        old: dict[str, Any] = dict(zip((*_UPDATABLE, "tags", "latitude", "longitude", "zone_id"), row[:12],
                                        strict=True))
         new = dict(old)
         for name in sent & {*_UPDATABLE, "tags"}:
@@ -446,7 +447,7 @@ def update_device(conn: Connection, dev_eui: str, body: DeviceUpdate, registry: 
                 (old["zone_id"], new["zone_id"]),
             ).fetchone()
         app = profile = None
-        provisioning = row[11]
+        provisioning = row[12]
         if registry.chirpstack.enabled and provisioning != "not_configured":
             app, profile, _ = _targets(registry, new["model"] or "")
             # ChirpStack shows name, description, tags and profile; anything it shows is pushed again.
@@ -462,7 +463,8 @@ def update_device(conn: Connection, dev_eui: str, body: DeviceUpdate, registry: 
         conn.execute(
             """UPDATE devices SET name = %(name)s, description = %(description)s, kind = %(kind)s,
                    model = %(model)s, codec_id = %(codec_id)s, join_eui = %(join_eui)s,
-                   expected_interval_s = %(expected_interval_s)s, tags = %(tags)s::jsonb, latitude = %(latitude)s,
+                   expected_interval_s = %(expected_interval_s)s, public = %(public)s, tags = %(tags)s::jsonb,
+                   latitude = %(latitude)s,
                    longitude = %(longitude)s, zone_id = %(zone_id)s,
                    application_id = coalesce(%(app)s, application_id),
                    device_profile_id = coalesce(%(profile)s, device_profile_id),

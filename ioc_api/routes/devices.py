@@ -46,7 +46,7 @@ DevEui = Annotated[str, Path(pattern=r"^[0-9A-Fa-f]{16}$", description="16 hex d
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 MAX_IMPORT_ROWS = 20_000
 IMPORT_COLUMNS = ("dev_eui", "name", "kind", "model", "latitude", "longitude", "codec_id", "join_eui", "app_key",
-                  "nwk_key", "description", "expected_interval_s", "tags")
+                  "nwk_key", "description", "expected_interval_s", "tags", "public")
 
 
 @router.get("/devices", response_model=DeviceList, summary="List devices in your zones, with filters")

@@ -74,6 +74,7 @@ class _Placement(BaseModel):
     expected_interval_s: int | None = Field(default=None, gt=0, le=7 * 24 * 3600,
                                             description="reporting interval; the kind's default when absent")
     tags: Tags = Field(default_factory=dict)
+    public: bool = Field(default=True, description="shown in the open-data feed and exports")
 
 
 class DeviceCreate(_Placement, _Keys):
@@ -103,6 +104,7 @@ class DeviceUpdate(_Keys):
     join_eui: Eui | None = None
     expected_interval_s: int | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     tags: Tags | None = None
+    public: bool | None = None
 
 
 class ZoneRef(BaseModel):
@@ -147,6 +149,7 @@ class DevicePublic(BaseModel):
     join_eui: str | None
     expected_interval_s: int
     tags: dict[str, str]
+    public: bool
     last_seen_at: datetime | None
     provisioning: Provisioning
     commissioning: Commissioning

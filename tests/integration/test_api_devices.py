@@ -101,6 +101,9 @@ def test_moving_a_device_re_derives_its_zone(client: TestClient, admin: dict[str
                          json={"latitude": LIEN_CHIEU[0], "longitude": LIEN_CHIEU[1], "name": "TH moved"})
     assert moved.status_code == 200, moved.text
     assert moved.json()["zone"]["code"] == "lien-chieu" and moved.json()["name"] == "TH moved"
+    assert moved.json()["public"] is True
+    private = client.patch("/api/v1/devices/a84041000181c9a1", headers=admin, json={"public": False})
+    assert private.json()["public"] is False
     half = client.patch("/api/v1/devices/a84041000181c9a1", headers=admin, json={"latitude": HAI_CHAU[0]})
     assert _error(half, 422)["field"] == "longitude"
     outside = client.patch("/api/v1/devices/a84041000181c9a1", headers=admin,
