@@ -35,12 +35,25 @@ class LocalMosquitto:
 
     ``max_queued_messages`` is raised well above Mosquitto's default of 1000 because a worker that is
     down for a while must find its backlog waiting, not silently dropped by the broker.
+
+    With ``config_file`` (e.g. one ``ioc broker config`` wrote) the broker runs with that file instead, and
+    ``port`` names the listener to wait for at start-up.
     """
 
-    def __init__(self, work_dir: Path, *, port: int | None = None, max_queued: int = 2_000_000) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        port: int | None = None,
+        max_queued: int = 2_000_000,
+        config_file: Path | None = None,
+    ) -> None:
+        if config_file is not None and port is None:
+            raise ValueError("a broker started with its own config_file needs the port it listens on")
         self.work_dir = work_dir
         self.port = port or free_port()
         self.max_queued = max_queued
+        self.config_file = config_file
         self.binary = find_mosquitto()
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -77,7 +90,11 @@ class LocalMosquitto:
         return conf
 
     def start(self, timeout_s: float = 10.0) -> None:
-        conf = self._write_config()
+        if self.config_file is not None:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            conf = self.config_file
+        else:
+            conf = self._write_config()
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
         self._proc = subprocess.Popen([str(self.binary), "-c", str(conf)], stdout=log, stderr=log)
         log.close()

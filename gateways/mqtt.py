@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ioc_core.errors import FatalError, RetriableError
 from ioc_core.settings import MqttUrl
@@ -26,6 +27,7 @@ __all__ = [
     "BrokerRefused",
     "BrokerUnavailable",
     "InboundMessage",
+    "MqttBroadcaster",
     "MqttConsumer",
     "MqttPublisher",
 ]
@@ -405,3 +407,223 @@ class MqttPublisher:
                         f"{len(self._unconfirmed)} messages unconfirmed after {timeout:.0f} s"
                     )
                 self._confirmed.wait(min(remaining, 1.0))
+
+
+def _remaining_length(n: int) -> bytes:
+    """MQTT's variable byte integer."""
+    if n < 128:
+        return bytes((n,))
+    if n < 16_384:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
+
+
+def _topic_field(topic: str, mqtt5: bool) -> bytes:
+    """The topic name as a PUBLISH packet carries it (length, UTF-8), plus MQTT 5's empty properties."""
+    name = topic.encode("utf-8")
+    return len(name).to_bytes(2, "big") + name + (b"\x00" if mqtt5 else b"")
+
+
+def publish_packet(topic: str, payload: bytes, *, retain: bool, mqtt5: bool) -> bytes:
+    """A complete QoS 0 PUBLISH packet (MQTT 3.1.1, or MQTT 5 with no properties)."""
+    field = _topic_field(topic, mqtt5)
+    return b"".join((b"\x31" if retain else b"\x30", _remaining_length(len(field) + len(payload)), field, payload))
+
+
+# A chunk of packets handed to paho as one write; small enough that paho's slicing after a partial send stays cheap.
+_CHUNK_BYTES = 256 * 1024
+
+
+class MqttBroadcaster:
+    """A publisher that never blocks its caller, for the open feed's many small retained messages.
+
+    ``publish_many`` turns a list of messages into QoS 0 PUBLISH packets and hands them to paho in a few
+    writes: paho's own path costs a message object, locks, a wake-up write and a send per message, which is
+    more than the ingest spends on an uplink. QoS 1 messages (``publish``, or ``publish_many(qos=1)``) take
+    paho's path, for the few that must survive a reconnect. While the broker is away, or more than
+    ``max_pending_bytes`` wait for the socket (or ``window`` QoS 1 messages for their PUBACK), messages are
+    refused and the caller counts them: memory stays bounded and nothing waits on the broker. paho
+    reconnects on its own. MQTT 5 by default, so that listing retained topics can ask the broker for "no
+    local": the feed's own live messages are not sent back to it.
+    """
+
+    def __init__(
+        self,
+        url: MqttUrl,
+        *,
+        client_id: str,
+        ca_file: Path | None = None,
+        mqtt5: bool = True,
+        max_pending_bytes: int = 16 * 1024 * 1024,
+        window: int = 10_000,
+    ) -> None:
+        self._url = url
+        self._mqtt5 = mqtt5
+        self._client = _new_client(url, client_id, ca_file, v5=mqtt5)
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(window)
+        self._max_pending_bytes = max_pending_bytes
+        self._topic_fields: dict[str, bytes] = {}
+        self._connected = threading.Event()
+        self._refused: str | None = None
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._subscribed = threading.Event()
+        self._sub_refused = False
+        self._retained: set[str] = set()
+        self._last_retained = 0.0
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+
+    def _on_connect(
+        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            self._refused = _refusal(reason)
+            if not self._refused:
+                log.warning("broker %s refused the feed publisher for now: %s", self._url, reason)
+            return
+        log.info("feed publisher connected to %s", self._url)
+        self._connected.set()
+
+    def _on_disconnect(
+        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        self._connected.clear()
+        if reason.is_failure:
+            log.warning("feed publisher lost the broker %s: %s; paho reconnects", self._url, reason)
+
+    def _on_subscribe(
+        self, _client: paho.Client, _userdata: Any, _mid: int, reasons: list[ReasonCode], _props: Any
+    ) -> None:
+        self._sub_refused = any(r.is_failure for r in reasons)
+        self._subscribed.set()
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        if msg.retain:
+            self._retained.add(msg.topic)
+            self._last_retained = time.monotonic()
+
+    def start(self, *, wait_s: float = 10.0) -> bool:
+        """Connect in the background; True once connected. A refusal is fatal, an absent broker is not."""
+        self._client.connect_async(self._url.host, self._url.port, keepalive=30)
+        self._client.loop_start()
+        deadline = time.monotonic() + wait_s
+        while not self._connected.wait(0.05):
+            if self._refused:
+                self.stop()
+                raise BrokerRefused(f"broker {self._url} refused the feed publisher: {self._refused}")
+            if time.monotonic() > deadline:
+                log.warning("broker %s not reachable after %.0f s; the feed publisher keeps trying", self._url, wait_s)
+                return False
+        return True
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def pending(self) -> int:
+        """Writes handed to paho and not yet on the socket, plus QoS 1 messages not yet confirmed."""
+        return len(self._client._out_packet) + len(self._client._out_messages)
+
+    def _backed_up(self) -> bool:
+        """More than ``max_pending_bytes`` wait for the socket: the broker does not keep up."""
+        queued = self._client._out_packet
+        if len(queued) < 16:  # the usual case; 16 chunks of 256 KiB at most
+            return False
+        return sum(p["to_process"] for p in list(queued)) > self._max_pending_bytes
+
+    def publish_many(self, messages: list[tuple[str, bytes, bool]], *, qos: int = 0) -> int:
+        """Publish ``(topic, payload, retain)`` messages; returns how many were taken (all or none at QoS 0)."""
+        if not messages or not self._connected.is_set() or self._backed_up():
+            return 0
+        if qos:
+            taken = 0
+            for topic, payload, retain in messages:
+                if not self.publish(topic, payload, retain=retain, qos=qos):
+                    break
+                taken += 1
+            return taken
+        # publish_packet, unrolled: this loop runs for every reading the feed publishes.
+        fields = self._topic_fields
+        chunk: list[bytes] = []
+        size = 0
+        for topic, payload, retain in messages:
+            field = fields.get(topic)
+            if field is None:
+                field = _topic_field(topic, self._mqtt5)
+                if len(fields) < 200_000:
+                    fields[topic] = field
+            n = len(field) + len(payload)
+            length = (bytes((n,)) if n < 128 else bytes((n & 0x7F | 0x80, n >> 7)) if n < 16_384
+                      else _remaining_length(n))
+            chunk += (b"\x31" if retain else b"\x30", length, field, payload)
+            size += n
+            if size >= _CHUNK_BYTES:
+                self._write(b"".join(chunk))
+                chunk, size = [], 0
+        if chunk:
+            self._write(b"".join(chunk))
+        return len(messages)
+
+    def _write(self, blob: bytes) -> None:
+        # Command 0: paho writes the bytes as they are and runs no per-packet bookkeeping (a PUBLISH entry
+        # would make it call on_publish and look for a message info, which raw packets do not have).
+        self._client._packet_queue(0, blob, 0, 0)
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool, qos: int = 1) -> bool:
+        """One message through paho's own path; False when refused (broker away, window full)."""
+        if not self._connected.is_set():
+            return False
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        return bool(info.rc == paho.MQTT_ERR_SUCCESS)
+
+    def retained_topics(self, topic_filter: str, *, quiet_s: float = 1.0, timeout_s: float = 30.0) -> set[str] | None:
+        """Topics under ``topic_filter`` that hold a retained message; None when the broker will not say.
+
+        Subscribes, collects what the broker sends as retained until nothing came for ``quiet_s``, unsubscribes.
+        """
+        if not self._connected.is_set():
+            return None
+        self._retained = set()
+        self._subscribed.clear()
+        self._last_retained = time.monotonic()
+        if self._mqtt5:
+            options = SubscribeOptions(qos=0, noLocal=True)
+            result, _mid = self._client.subscribe(topic_filter, options=options)
+        else:
+            result, _mid = self._client.subscribe(topic_filter, qos=0)
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS or not self._subscribed.wait(min(timeout_s, 10.0)):
+            return None
+        try:
+            if self._sub_refused:
+                return None
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() - self._last_retained < quiet_s:
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(0.05)
+            return set(self._retained)
+        finally:
+            self._client.unsubscribe(topic_filter)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every write has reached the socket and every QoS 1 message is confirmed."""
+        deadline = time.monotonic() + timeout
+        while self.pending:
+            if time.monotonic() > deadline or not self._connected.is_set():
+                return False
+            time.sleep(0.01)
+        return True
+
+    def stop(self, *, flush_s: float = 5.0) -> None:
+        if self._connected.is_set():
+            self.flush(flush_s)
+        self._client.disconnect()
+        self._client.loop_stop()

@@ -26,6 +26,7 @@ from gateways.migrations import Mode, storage_mode
 from gateways.mqtt import InboundMessage, MqttConsumer
 from ingest.dead_letters import DeadLetter, write_dead_letters
 from ingest.devices import DeviceDirectory, DeviceRef, GatewayDirectory
+from ingest.feed import OpenFeed
 from ingest.pipeline import Batch, CodecLookup, build_rows, device_infos, gateways_heard, parse_messages
 from ingest.stats import IngestStats
 from ingest.writer import WriteResult, write_batch
@@ -238,17 +239,19 @@ class BatchProcessor:
         middle = len(messages) // 2
         totals = [0, 0, 0, 0, 0]
         failed: set[uuid.UUID] = set()
+        stored: list[uuid.UUID] = []
         for half in (messages[:middle], messages[middle:]):
-            outcome = self.process(half)
-            if outcome is None:
+            batch = self.prepare(half)
+            result = None if batch is None else self.commit(batch)
+            if result is None:
                 continue
-            result = outcome[0]
             for i, value in enumerate((result.uplinks, result.duplicates, result.measurements,
                                        result.device_events, result.dead_letters)):
                 totals[i] += value
             failed |= result.failed
+            stored += result.stored
         uplinks, duplicates, measurements, events, dead = totals
-        return WriteResult(uplinks, duplicates, measurements, events, dead, frozenset(failed))
+        return WriteResult(uplinks, duplicates, measurements, events, dead, frozenset(failed), tuple(stored))
 
 
 def _first_line(err: BaseException) -> str:
@@ -259,9 +262,13 @@ def _first_line(err: BaseException) -> str:
 class IngestWorker:
     """Consumes ChirpStack events from the broker until ``stop`` is set, then drains and exits."""
 
-    def __init__(self, config: WorkerConfig, mqtt_url: MqttUrl, processor: BatchProcessor) -> None:
+    def __init__(
+        self, config: WorkerConfig, mqtt_url: MqttUrl, processor: BatchProcessor, feed: OpenFeed | None = None
+    ) -> None:
         self.config = config
         self.processor = processor
+        # The open feed publishes what was committed, after the ack, from threads of its own.
+        self.feed = feed
         self.stats = IngestStats(config.name, config.stats_interval_s)
         self._buffer: list[InboundMessage] = []
         self._ready = threading.Condition()
@@ -319,7 +326,14 @@ class IngestWorker:
         # everything that survived, start-up objects included. Freeze those and collect less often.
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
-        self._consumer.start()
+        if self.feed is not None:
+            self.feed.start()
+        try:
+            self._consumer.start()
+        except Exception:
+            if self.feed is not None:
+                self.feed.stop()
+            raise
         log.info("ingest worker %s running (batch %d / %.0f ms, receive maximum %d)",
                  self.config.name, self.config.batch_size, self.config.batch_age_s * 1000,
                  self.config.receive_maximum)
@@ -339,6 +353,8 @@ class IngestWorker:
         finally:
             handoff.put(None)
             committer.join()
+            if self.feed is not None:
+                self.feed.stop()
             if self._failure is not None:
                 self._consumer.stop()
                 self.processor.close()
@@ -379,6 +395,8 @@ class IngestWorker:
                 continue  # gave up at shutdown: not acked, so the broker delivers these again
             committed_at = time.time()
             self._consumer.ack(batch.messages)
+            if self.feed is not None:
+                self.feed.offer(batch, result)
             self.stats.batch_done(
                 messages=len(batch.messages), uplinks=result.uplinks, duplicates=result.duplicates,
                 measurements=result.measurements, device_events=result.device_events,

@@ -52,6 +52,8 @@ class WriteResult:
     dead_letters: int
     # Messages of this batch that ended as dead letters (new or already known), for replay bookkeeping.
     failed: frozenset[uuid.UUID] = frozenset()
+    # Deduplication ids of the uplinks this write stored (repeats left out), for the open feed.
+    stored: tuple[uuid.UUID, ...] = ()
 
 
 _STAGED: weakref.WeakSet[Connection] = weakref.WeakSet()
@@ -111,6 +113,7 @@ def write_batch(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
         device_events=len(new_events),
         dead_letters=dead,
         failed=frozenset(d.fingerprint for d in batch.dead_letters),
+        stored=tuple(inserted),
     )
 
 

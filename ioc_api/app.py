@@ -9,11 +9,20 @@ from fastapi import FastAPI
 
 from gateways.database import open_pool
 from ioc_api import errors
+from ioc_api.broker import BrokerControl
 from ioc_api.provisioning import Provisioner
 from ioc_api.queries.devices import Registry
-from ioc_api.routes import audit, dead_letters, devices, gateways, health, users, zones
+from ioc_api.routes import audit, dead_letters, devices, gateways, health, mqtt_accounts, users, zones
+from ioc_api.routes import open_data as open_data_routes
 from ioc_core.catalogue import DeviceCatalogue
-from ioc_core.settings import ApiSettings, ChirpStackSettings, DatabaseSettings
+from ioc_core.settings import (
+    ApiSettings,
+    BrokerSettings,
+    ChirpStackSettings,
+    DatabaseSettings,
+    OpenDataSettings,
+    load,
+)
 
 __all__ = ["create_app"]
 
@@ -24,16 +33,24 @@ def create_app(
     *,
     catalogue: DeviceCatalogue | None = None,
     chirpstack: ChirpStackSettings | None = None,
+    broker: BrokerSettings | None = None,
+    open_data: OpenDataSettings | None = None,
     background_poll_s: float = 5.0,
 ) -> FastAPI:
-    """The API; ``catalogue`` lists the models and codecs devices may use (the codec registry's, in ``ioc api``)."""
+    """The API; ``catalogue`` lists the models and codecs devices may use (the codec registry's, in ``ioc api``).
+
+    ``broker`` defaults to the IOC_BROKER_* environment (unset: developers' MQTT credentials are stored only),
+    ``open_data`` (licence, per-key limits of the open-data routes) to the IOC_OPEN_* environment.
+    """
     settings = api or ApiSettings()
     registry = Registry(catalogue or DeviceCatalogue(), chirpstack or ChirpStackSettings(chirpstack_api=None))
+    broker_control = BrokerControl.from_settings(broker if broker is not None else load(BrokerSettings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = open_pool(database.dsn, max_size=settings.api_pool_size)
         app.state.registry = registry
+        app.state.broker = broker_control
         app.state.timezone = settings.api_timezone
         app.state.provisioner = Provisioner(app.state.pool, registry.chirpstack, poll_s=background_poll_s)
         app.state.provisioner.start()
@@ -50,7 +67,10 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
+    app.state.open_data = open_data_routes.OpenData.from_settings(
+        open_data if open_data is not None else load(OpenDataSettings))
     app.include_router(health.router)
-    for router in (users.router, zones.router, devices.router, gateways.router, dead_letters.router, audit.router):
+    for router in (users.router, zones.router, devices.router, gateways.router, dead_letters.router, audit.router,
+                   mqtt_accounts.router, open_data_routes.router):
         app.include_router(router, prefix="/api/v1", responses=errors.RESPONSES)
     return app

@@ -6,7 +6,8 @@
     ├── NotFound       404
     ├── Conflict       409   the thing exists already
     ├── Invalid        422   a value breaks a rule the schema cannot express (outside the city, unknown model)
-    └── TooLarge       413   a request body past its limit
+    ├── TooLarge       413   a request body past its limit
+    └── TooManyRequests 429  a key past its rate or its concurrent exports; ``Retry-After`` says when to retry
 
     psycopg.DataError  422   a request value PostgreSQL cannot take (NUL in text, a time out of range)
 """
@@ -33,6 +34,7 @@ __all__ = [
     "Invalid",
     "NotFound",
     "TooLarge",
+    "TooManyRequests",
     "Unauthorized",
     "install",
 ]
@@ -78,6 +80,15 @@ class TooLarge(ApiError):
     code = "too_large"
 
 
+class TooManyRequests(ApiError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, retry_after_s)
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["invalid"])
     message: str = Field(examples=["(10.77, 106.7) is outside the city area: no zone contains it"])
@@ -114,6 +125,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         return JSONResponse(_body(exc.code, exc.message, exc.field), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -11,7 +11,15 @@ from rich.table import Table
 from gateways.database import connect
 from ioc_cli.logs import setup_logging
 from ioc_core.errors import FatalError
-from ioc_core.settings import ApiSettings, ChirpStackSettings, DatabaseSettings, IngestSettings, load
+from ioc_core.settings import (
+    ApiSettings,
+    BrokerSettings,
+    ChirpStackSettings,
+    DatabaseSettings,
+    IngestSettings,
+    OpenDataSettings,
+    load,
+)
 
 __all__ = ["register"]
 
@@ -27,6 +35,8 @@ def register(app: typer.Typer) -> None:
         Devices may use the models and codecs the ingest knows (built-ins and IOC_CODEC_DIR). With
         IOC_CHIRPSTACK_API, IOC_CHIRPSTACK_TOKEN and IOC_CHIRPSTACK_PROFILES(_FILE) set, registered devices are
         created in ChirpStack over gRPC, with retries in the background while ChirpStack is unreachable.
+        The open-data routes read IOC_OPEN_DATA_LICENCE, IOC_OPEN_BASE_URL and the per-key limits IOC_OPEN_RATE_*
+        and IOC_OPEN_EXPORTS_*.
         """
         # FastAPI and uvicorn are imported here, not at start-up of every `ioc` command.
         import uvicorn
@@ -40,7 +50,8 @@ def register(app: typer.Typer) -> None:
         ingest = load(IngestSettings)
         codecs = CodecRegistry.discover(js_dir=ingest.codec_dir, js_limits=JsLimits.from_settings(ingest))
         catalogue = DeviceCatalogue.of((info.id, info.models) for info in codecs.infos())
-        app = create_app(load(DatabaseSettings), settings, catalogue=catalogue, chirpstack=load(ChirpStackSettings))
+        app = create_app(load(DatabaseSettings), settings, catalogue=catalogue, chirpstack=load(ChirpStackSettings),
+                         open_data=load(OpenDataSettings))
         setup_logging("INFO")
         uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
 
@@ -68,16 +79,23 @@ def register(app: typer.Typer) -> None:
 
     @users.command("revoke")
     def revoke_cmd(name: Annotated[str, typer.Argument(help="The user whose key stops working.")]) -> None:
-        """Revoke a user's key at once."""
+        """Revoke a user's key at once, with the user's MQTT credentials (the broker reloads when managed)."""
+        from ioc_api.broker import BrokerControl
         from ioc_api.errors import ApiError
+        from ioc_api.queries.mqtt_accounts import apply_current
         from ioc_api.queries.users import revoke_user
 
+        broker = BrokerControl.from_settings(load(BrokerSettings))
         with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
             try:
-                revoke_user(conn, name, actor="cli")
+                user = revoke_user(conn, name, actor="cli")
+                if user.role == "developer":
+                    apply_current(conn, broker.write)
             except ApiError as err:
                 raise FatalError(err.message) from err
         Console().print(f"revoked {name}")
+        if user.role == "developer":
+            Console().print(f"broker: {broker.reload().detail}")
 
     @users.command("list")
     def list_cmd() -> None:

@@ -22,6 +22,8 @@ _COMMAND_MODULES = (
     "ioc_cli.demo",
     "ioc_cli.api",
     "ioc_cli.zones",
+    "ioc_cli.feed",
+    "ioc_cli.broker",
 )
 
 

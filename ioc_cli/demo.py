@@ -27,7 +27,7 @@ from ingest.registry import DeviceRecord, register_devices, seed_zones
 from ioc_cli.ingest import build_worker, stop_on_signals
 from ioc_cli.logs import setup_logging
 from ioc_core.errors import FatalError
-from ioc_core.settings import DatabaseSettings, IngestSettings, MqttSettings, MqttUrl, load
+from ioc_core.settings import DatabaseSettings, FeedSettings, IngestSettings, MqttSettings, MqttUrl, load
 from ioc_core.zones import load_default_zones
 
 __all__ = ["register"]
@@ -172,7 +172,8 @@ def register(app: typer.Typer) -> None:
                           "for the ingest to enrol")
 
             ingest = load(IngestSettings).model_copy(update={"ingest_client_id": "ioc-demo-worker"})
-            worker = build_worker(ingest, DatabaseSettings(database_url=dsn), mqtt)  # type: ignore[arg-type]
+            worker = build_worker(ingest, DatabaseSettings(database_url=dsn), mqtt,  # type: ignore[arg-type]
+                                  feed=load(FeedSettings))
             worker_stop = threading.Event()
             worker_thread = threading.Thread(target=worker.run, args=(worker_stop,), name="ingest")
             worker_thread.start()
@@ -273,6 +274,8 @@ def _where_to_look(console: Console, dsn: str, mqtt_url: str, devices: int, scen
     console.print(f"[bold]database[/]  {dsn}\n           psql '{dsn}' -c 'SELECT * FROM uplinks LIMIT 5'")
     console.print(f"[bold]broker[/]    {mqtt_url}\n           mosquitto_sub -h {host} -p {port or 1883} "
                   "-t 'application/#' -v")
+    console.print(f"[bold]open feed[/] ioc/v1/... retained SenML readings, device status, zone summaries\n"
+                  f"           mosquitto_sub -h {host} -p {port or 1883} -t 'ioc/v1/#' -v")
     console.print(f"[bold]ingest[/]    IOC_DATABASE_URL='{dsn}' ioc deadletters list")
     if api_line:
         console.print(f"[bold]API[/]       {api_line}")

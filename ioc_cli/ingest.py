@@ -10,20 +10,36 @@ from typing import Annotated
 
 import typer
 
+from gateways.mqtt import MqttBroadcaster
 from ingest.codecs.js_runtime import JsLimits
 from ingest.codecs.registry import CodecRegistry
+from ingest.feed import FeedConfig, OpenFeed
 from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
 from ioc_cli.logs import setup_logging
-from ioc_core.settings import DatabaseSettings, IngestSettings, MqttSettings, load
+from ioc_core.settings import DatabaseSettings, FeedSettings, IngestSettings, MqttSettings, load
 
-__all__ = ["build_worker", "register", "stop_on_signals"]
+__all__ = ["build_feed", "build_worker", "register", "stop_on_signals"]
 
 log = logging.getLogger("ioc.ingest")
 
 
+def build_feed(feed: FeedSettings, ingest: IngestSettings, database: DatabaseSettings,
+               mqtt: MqttSettings) -> OpenFeed | None:
+    """The open feed of one worker, or None when IOC_FEED_ENABLED is off."""
+    if not feed.feed_enabled:
+        return None
+    client_id = feed.feed_client_id or f"{ingest.ingest_client_id[:59]}-feed"
+    broadcaster = MqttBroadcaster(feed.url(mqtt), client_id=client_id, ca_file=feed.ca_file(mqtt))
+    config = FeedConfig(prefix=feed.feed_prefix, queue_size=feed.feed_queue, qos=feed.feed_qos,
+                        status_interval_s=feed.feed_status_interval_s)
+    return OpenFeed(database.dsn, broadcaster, config)
+
+
 def build_worker(
-    ingest: IngestSettings, database: DatabaseSettings, mqtt: MqttSettings, *, name: str | None = None
+    ingest: IngestSettings, database: DatabaseSettings, mqtt: MqttSettings, *, name: str | None = None,
+    feed: FeedSettings | None = None,
 ) -> IngestWorker:
+    """An ingest worker; with ``feed`` settings it also publishes the open feed (unless they turn it off)."""
     codecs = CodecRegistry.discover(
         js_dir=ingest.codec_dir,
         js_limits=JsLimits(time_limit_ms=ingest.js_time_limit_ms, memory_limit_mb=ingest.js_memory_limit_mb),
@@ -39,7 +55,8 @@ def build_worker(
         session_expiry_s=ingest.ingest_session_expiry_s,
         stats_interval_s=ingest.ingest_stats_interval_s,
     )
-    return IngestWorker(config, mqtt.url, BatchProcessor(database.dsn, codecs))
+    open_feed = build_feed(feed, ingest, database, mqtt) if feed is not None else None
+    return IngestWorker(config, mqtt.url, BatchProcessor(database.dsn, codecs), open_feed)
 
 
 def stop_on_signals(stop: threading.Event) -> None:
@@ -69,12 +86,17 @@ def register(app: typer.Typer) -> None:
         workers with different IOC_INGEST_CLIENT_ID values to split the load), writes batches of up to
         IOC_INGEST_BATCH_SIZE messages (or older than IOC_INGEST_BATCH_AGE_MS) to IOC_DATABASE_URL, and
         acknowledges each message only after its batch is committed. SIGTERM drains and exits.
+
+        It also publishes the open feed (IOC_FEED_ENABLED, default on): each committed reading of a public
+        device as a retained SenML pack on IOC_FEED_PREFIX/{zone}/{kind}/{dev_eui} (default prefix ioc/v1),
+        device status on .../{zone}/_status/{dev_eui} and zone summaries on .../{zone}/_summary every
+        IOC_FEED_STATUS_INTERVAL_S, through IOC_FEED_URL (default IOC_MQTT_URL).
         """
         settings = load(IngestSettings)
         if codec_dir:
             settings = settings.model_copy(update={"codec_dir": codec_dir})
         setup_logging(settings.log_level)
-        worker = build_worker(settings, load(DatabaseSettings), load(MqttSettings))
+        worker = build_worker(settings, load(DatabaseSettings), load(MqttSettings), feed=load(FeedSettings))
         stop = threading.Event()
         stop_on_signals(stop)
         worker.run(stop)

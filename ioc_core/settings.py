@@ -20,12 +20,15 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "DEFAULT_MQTT_URL",
     "ApiSettings",
+    "BrokerSettings",
     "ChirpStackSettings",
     "ChirpStackTarget",
     "DatabaseSettings",
+    "FeedSettings",
     "IngestSettings",
     "MqttSettings",
     "MqttUrl",
+    "OpenDataSettings",
     "load",
 ]
 
@@ -230,3 +233,105 @@ def _read_targets(path: Path) -> dict[str, ChirpStackTarget]:
     if not isinstance(document, dict):
         raise ValueError(f"{path} must map device models to {{application_id, device_profile_id}}")
     return {str(model): ChirpStackTarget.model_validate(target) for model, target in document.items()}
+
+
+class BrokerSettings(_Base):
+    """How the API manages developers' broker accounts; without ``IOC_BROKER_CONFIG_DIR`` it only stores them."""
+
+    broker_config_dir: Path | None = Field(
+        default=None,
+        description="folder of the broker's password and acl files (`ioc broker config --out`); the API rewrites "
+        "them on every change (IOC_BROKER_CONFIG_DIR)",
+    )
+    broker_pid_file: Path | None = Field(
+        default=None,
+        description="the broker's pid file; the API sends it SIGHUP after a change (IOC_BROKER_PID_FILE)",
+    )
+    broker_public_url: str = Field(
+        default=DEFAULT_MQTT_URL,
+        description="the broker as developers reach it, e.g. mqtts://iot.danang.gov.vn:8883 (IOC_BROKER_PUBLIC_URL)",
+    )
+    broker_credentials_per_developer: int = Field(
+        default=5, ge=1, le=100, description="most active MQTT credentials one developer may hold"
+    )
+
+    @field_validator("broker_public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        try:
+            url = MqttUrl.parse(value)
+        except ConfigError as err:
+            raise ValueError(str(err).replace("IOC_MQTT_URL", "the URL")) from err
+        if url.username or url.password:
+            raise ValueError("must not hold a user name or password: every developer gets their own")
+        return value
+
+    @field_validator("broker_config_dir")
+    @classmethod
+    def _existing_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a folder; create it with `ioc broker config --out {value}`")
+        return value
+
+
+class OpenDataSettings(_Base):
+    """The open-data routes: the licence the catalogue states, and each key's share of the API."""
+
+    open_data_licence: str = Field(
+        default="https://creativecommons.org/licenses/by/4.0/",
+        pattern=r"^https?://\S+$",
+        description="URL of the licence every published dataset carries (IOC_OPEN_DATA_LICENCE)",
+    )
+    open_base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="the API as the public reaches it, for the catalogue's download links; unset: the request's own "
+        "URL (IOC_OPEN_BASE_URL)",
+    )
+    open_rate_per_minute: float = Field(default=60.0, gt=0, le=60_000,
+                                        description="open-data requests per minute and key (IOC_OPEN_RATE_PER_MINUTE)")
+    open_rate_burst: int = Field(default=10, ge=1, le=10_000,
+                                 description="requests a key may make at once after a quiet spell "
+                                 "(IOC_OPEN_RATE_BURST)")
+    open_exports_max: int = Field(default=3, ge=1, le=100,
+                                  description="exports streaming at once in this process; each holds a database "
+                                  "connection while it streams (IOC_OPEN_EXPORTS_MAX)")
+    open_exports_per_key: int = Field(default=2, ge=1, le=100,
+                                      description="exports one key may stream at once (IOC_OPEN_EXPORTS_PER_KEY)")
+
+
+class FeedSettings(_Base):
+    """The open MQTT feed the ingest publishes: readings, device status and zone summaries under a prefix."""
+
+    feed_enabled: bool = Field(default=True, description="publish the open feed (IOC_FEED_ENABLED)")
+    feed_url: str | None = Field(
+        default=None, description="broker URL of the feed (IOC_FEED_URL); default: IOC_MQTT_URL, whose ingest "
+        "account may write ioc/#")
+    feed_ca_file: Path | None = Field(default=None, description="CA bundle for an mqtts:// feed URL; default: "
+                                      "IOC_MQTT_CA_FILE")
+    feed_client_id: str | None = Field(default=None, max_length=64,
+                                       description="MQTT client id of the feed; default: <ingest client id>-feed")
+    feed_prefix: str = Field(default="ioc/v1", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+                             description="topic prefix: no wildcards, no leading or trailing slash")
+    feed_queue: int = Field(default=50_000, ge=100, le=5_000_000,
+                            description="readings that may wait for the broker; beyond it the oldest are dropped")
+    feed_qos: Literal[0, 1] = Field(default=0, description="QoS of readings (status and summaries use 1)")
+    feed_status_interval_s: float = Field(default=30.0, ge=0, le=3600,
+                                          description="seconds between device status and zone summary rounds; 0: off")
+
+    @field_validator("feed_url")
+    @classmethod
+    def _parses(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            MqttUrl.parse(value)
+        except ConfigError as err:
+            raise ValueError(str(err).replace("IOC_MQTT_URL", "IOC_FEED_URL")) from err
+        return value
+
+    def url(self, mqtt: MqttSettings) -> MqttUrl:
+        return MqttUrl.parse(self.feed_url) if self.feed_url else mqtt.url
+
+    def ca_file(self, mqtt: MqttSettings) -> Path | None:
+        return self.feed_ca_file or mqtt.mqtt_ca_file

@@ -85,7 +85,14 @@ def revoke_user(conn: Connection, name: str, *, actor: str) -> ApiUser:
         ).fetchone()
         if row is None:
             raise NotFound(f"user {name!r} does not exist")
-        audit(conn, actor, "revoke", "user", name, {})
+        # A revoked person keeps no door open: their broker accounts go with the key.
+        mqtt = conn.execute(
+            """UPDATE mqtt_accounts SET revoked_at = now()
+               WHERE user_id = (SELECT id FROM api_users WHERE name = %s) AND revoked_at IS NULL
+               RETURNING username""",
+            (name,),
+        ).fetchall()
+        audit(conn, actor, "revoke", "user", name, {"mqtt_accounts": [r[0] for r in mqtt]} if mqtt else {})
         user = find_by_prefix(conn, row[0])
     assert user is not None
     return user

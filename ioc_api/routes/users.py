@@ -6,7 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from ioc_api.broker import BrokerDep
 from ioc_api.deps import Caller, Db, require_role
+from ioc_api.queries.mqtt_accounts import apply_current
 from ioc_api.queries.users import ApiUser, create_user, list_users, revoke_user
 from ioc_api.schemas.users import UserCreate, UserCreated, UserPublic
 
@@ -32,6 +34,11 @@ def post_user(body: UserCreate, conn: Db, admin: Admin) -> UserCreated:
     return UserCreated(**_public(user).model_dump(), key=key.key)
 
 
-@router.delete("/{name}", response_model=UserPublic, summary="Revoke a user's key")
-def delete_user(name: str, conn: Db, admin: Admin) -> UserPublic:
-    return _public(revoke_user(conn, name, actor=admin.name))
+@router.delete("/{name}", response_model=UserPublic,
+               summary="Revoke a user's key (and the user's MQTT credentials, reloading the broker)")
+def delete_user(name: str, conn: Db, admin: Admin, broker: BrokerDep) -> UserPublic:
+    user = revoke_user(conn, name, actor=admin.name)
+    if user.role == "developer":
+        apply_current(conn, broker.write)
+        broker.reload()
+    return _public(user)

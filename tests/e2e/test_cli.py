@@ -26,7 +26,8 @@ def ioc(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["db"], ["codecs"], ["deadletters"], ["ingest"], ["simulate"], ["demo"], ["api"], ["users"], ["zones"]],
+    [[], ["db"], ["codecs"], ["deadletters"], ["ingest"], ["simulate"], ["demo"], ["api"], ["users"], ["zones"],
+     ["broker"], ["feed"]],
 )
 def test_help_everywhere(command: list[str]) -> None:
     done = ioc(*command, "--help")

@@ -1,0 +1,104 @@
+"""The feed's AsyncAPI document: the committed file is what the code generates, and the payloads fit its schemas."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ingest.feed_asyncapi import asyncapi_document, example_payloads, render_yaml
+from ingest.feed_payloads import FeedDevice, SenMLPacker
+from ioc_core.metrics import VOCABULARY
+
+jsonschema_rs = pytest.importorskip("jsonschema_rs", reason="the schema checks need jsonschema-rs (dev extra)")
+
+COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
+
+
+def _validator(document: dict[str, Any], schema: str) -> Any:
+    root = {"allOf": [{"$ref": f"#/components/schemas/{schema}"}], "components": document["components"]}
+    return jsonschema_rs.Draft7Validator(root)
+
+
+def test_the_committed_document_is_current() -> None:
+    expected = render_yaml(asyncapi_document())
+    committed = COMMITTED.read_text(encoding="utf-8") if COMMITTED.exists() else ""
+    assert committed == expected, "docs/asyncapi.yaml is stale: run `ioc feed asyncapi` and commit the result"
+
+
+def test_every_example_fits_its_schema_and_its_channel() -> None:
+    document = asyncapi_document()
+    schemas = {"reading": "SenMLPack", "status": "DeviceStatus", "summary": "ZoneSummary"}
+    for name, (topic, payload) in example_payloads().items():
+        validator = _validator(document, schemas[name])
+        errors = [e.message for e in validator.iter_errors(payload)]
+        assert not errors, (name, errors)
+        message = document["components"]["messages"][name]
+        assert message["examples"][0]["payload"] == payload
+        address = document["channels"][name]["address"]
+        pattern = "^" + re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(address)) + "$"
+        assert re.match(pattern, topic), (address, topic)
+
+
+def test_packs_of_every_metric_fit_the_schema_and_wrong_ones_do_not() -> None:
+    validator = _validator(asyncapi_document(), "SenMLPack")
+    device = FeedDevice.of("ioc/v1", 1, "0000000000000001", "n", "other", "cam-le", "Cẩm Lệ", 16.0, 108.1)
+    assert device is not None
+    packer = SenMLPacker()
+    for metric in VOCABULARY.values():
+        pack = json.loads(packer.pack(device, 1.0, [(metric.id, metric.maximum)]))
+        assert validator.is_valid(pack), metric.name
+    good = json.loads(packer.pack(device, 1.0, [(VOCABULARY["temperature"].id, 21.5)]))
+    wrong_unit = [dict(good[0], u="K"), *good[1:]]
+    secret = [good[0], {"n": "app_key", "vs": "00" * 16}, *good[1:]]
+    extra_field = [dict(good[0], tags={"owner": "x"}), *good[1:]]
+    no_base = [good[1], good[0], *good[2:]]
+    for bad in (wrong_unit, secret, extra_field, no_base):
+        assert not validator.is_valid(bad)
+
+
+def test_status_and_summary_schemas_refuse_unknown_fields() -> None:
+    document = asyncapi_document()
+    examples = example_payloads()
+    status = dict(examples["status"][1], tags={"x": "y"})
+    assert not _validator(document, "DeviceStatus").is_valid(status)
+    summary = dict(examples["summary"][1], devices_private=3)
+    assert not _validator(document, "ZoneSummary").is_valid(summary)
+
+
+def test_the_document_is_asyncapi_3_with_every_reference_resolving() -> None:
+    document = yaml.safe_load(render_yaml(asyncapi_document()))
+    assert document["asyncapi"] == "3.0.0"
+
+    def refs(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+            return found + [r for v in node.values() for r in refs(v)]
+        if isinstance(node, list):
+            return [r for v in node for r in refs(v)]
+        return []
+
+    for ref in refs(document):
+        target: Any = document
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part]
+    for channel in document["channels"].values():
+        declared = set(channel.get("parameters", {}))
+        assert set(re.findall(r"\{([a-z_]+)\}", channel["address"])) == declared
+    for operation in document["operations"].values():
+        assert operation["action"] == "send"
+
+
+def test_the_command_writes_the_document(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ioc_cli.app import build_app
+
+    out = tmp_path / "docs" / "asyncapi.yaml"
+    done = CliRunner().invoke(build_app(), ["feed", "asyncapi", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert out.read_text(encoding="utf-8") == render_yaml(asyncapi_document())

@@ -1,0 +1,44 @@
+"""Broker settings: unset means the API stores credentials only; bad values stop start-up with one message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ioc_core.errors import ConfigError
+from ioc_core.settings import BrokerSettings, load
+
+
+def test_unset_means_not_managed(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("IOC_BROKER_CONFIG_DIR", "IOC_BROKER_PID_FILE", "IOC_BROKER_PUBLIC_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load(BrokerSettings)
+    assert settings.broker_config_dir is None and settings.broker_pid_file is None
+    assert settings.broker_public_url == "mqtt://127.0.0.1:1883"
+    assert settings.broker_credentials_per_developer == 5
+
+
+def test_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("IOC_BROKER_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setenv("IOC_BROKER_PID_FILE", str(tmp_path / "mosquitto.pid"))
+    monkeypatch.setenv("IOC_BROKER_PUBLIC_URL", "mqtts://iot.danang.gov.vn:8883")
+    settings = load(BrokerSettings)
+    assert settings.broker_config_dir == tmp_path and settings.broker_pid_file == tmp_path / "mosquitto.pid"
+    assert settings.broker_public_url == "mqtts://iot.danang.gov.vn:8883"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("IOC_BROKER_PUBLIC_URL", "https://iot.danang.gov.vn", "IOC_BROKER_PUBLIC_URL: the URL must start with"),
+        ("IOC_BROKER_PUBLIC_URL", "mqtts://dev:secret@iot.danang.gov.vn:8883", "must not hold a user name"),
+        ("IOC_BROKER_CONFIG_DIR", "/nonexistent/broker", "IOC_BROKER_CONFIG_DIR: /nonexistent/broker is not a folder"),
+        ("IOC_BROKER_CREDENTIALS_PER_DEVELOPER", "0", "IOC_BROKER_CREDENTIALS_PER_DEVELOPER"),
+    ],
+)
+def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=fragment) as caught:
+        load(BrokerSettings)
+    assert "secret" not in str(caught.value)
