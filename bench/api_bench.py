@@ -30,7 +30,6 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -46,6 +45,7 @@ from types import FrameType
 
 import numpy as np
 import psycopg
+from machine_info import host_line  # bench/ is the script's folder, first on sys.path
 
 from device_simulators.catalogue import MODELS
 from gateways.database import Connection
@@ -91,20 +91,10 @@ METRICS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
 
 
 def machine(conn: Connection) -> str:
-    cpu = "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     row = conn.execute("SELECT current_setting('server_version'), current_setting('shared_buffers'), "
                        "current_setting('work_mem'), current_setting('fsync')").fetchone()
     assert row is not None
-    return (f"{platform.node()} | {cpu} | {os.cpu_count()} cores | {mem_gib:.0f} GiB | {platform.system()} "
-            f"{platform.release()} | Python {platform.python_version()}\n"
+    return (f"{host_line()}\n"
             f"postgresql {row[0]} (shared_buffers {row[1]}, work_mem {row[2]}, fsync {row[3]}, plain PostgreSQL mode)")
 
 

@@ -26,7 +26,6 @@ import logging
 import math
 import multiprocessing as mp
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -40,6 +39,7 @@ import numpy as np
 import paho.mqtt.client as paho
 import psycopg
 from chirpstack_api import common, gw, integration
+from machine_info import host_line  # bench/ is the script's folder, first on sys.path
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateways.chirpstack_wire import render_json
@@ -59,18 +59,8 @@ APP = "d6a5c9bf-fafa-5f36-be70-b5a2c751bb98"
 
 
 def machine() -> str:
-    cpu = "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.splitlines()[:1]
-    return (f"{platform.node()} | {cpu} | {os.cpu_count()} cores | {mem_gib:.0f} GiB | {platform.system()} "
-            f"{platform.release()} | Python {platform.python_version()} | {' '.join(mosq)}")
+    return f"{host_line()} | {' '.join(mosq)}"
 
 
 def cpu_seconds(pg: LocalPostgres | None = None, broker: LocalMosquitto | None = None) -> dict[str, float]:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal
 
+from ioc_core.kinds import Kind
+
 __all__ = [
     "APPLICATIONS",
     "KINDS",
@@ -17,17 +19,7 @@ __all__ = [
     "Kind",
 ]
 
-Kind = Literal[
-    "water_level",
-    "flood_depth",
-    "rain_gauge",
-    "air_quality",
-    "water_quality",
-    "parking",
-    "waste_bin",
-    "street_light",
-    "temperature_humidity",
-]
+# The kinds the simulated fleet has (all but "other").
 KINDS: Final[tuple[Kind, ...]] = (
     "water_level",
     "flood_depth",
