@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from ioc_core.kinds import Kind
 
@@ -19,18 +19,8 @@ __all__ = [
     "Kind",
 ]
 
-# The kinds the simulated fleet has (all but "other").
-KINDS: Final[tuple[Kind, ...]] = (
-    "water_level",
-    "flood_depth",
-    "rain_gauge",
-    "air_quality",
-    "water_quality",
-    "parking",
-    "waste_bin",
-    "street_light",
-    "temperature_humidity",
-)
+# The kinds the simulated fleet has: every kind but "other".
+KINDS: Final[tuple[Kind, ...]] = tuple(k for k in get_args(Kind) if k != "other")
 
 
 @dataclass(frozen=True, slots=True)
