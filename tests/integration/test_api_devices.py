@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,22 +9,11 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api_support import HAI_CHAU, LIEN_CHIEU, SON_TRA, app_for, device, ingest, key, lpp
+from tests.api_support import HAI_CHAU, LIEN_CHIEU, SON_TRA, device, ingest, key, lpp
 
 pytestmark = pytest.mark.integration
 
 APP_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
-
-
-@pytest.fixture
-def client(db_url: str) -> Iterator[TestClient]:
-    with TestClient(app_for(db_url)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def admin(db_url: str) -> dict[str, str]:
-    return key(db_url, "root", "admin")
 
 
 def _error(response: Any, status: int) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import base64
 import csv
 import io
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +16,7 @@ from fastapi.testclient import TestClient
 from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
 from ingest.worker import BatchProcessor
-from tests.api_support import HAI_CHAU, SON_TRA, app_for, device, ingest, key, lpp
+from tests.api_support import HAI_CHAU, SON_TRA, device, ingest, key, lpp
 from tests.events import malformed
 
 pytestmark = pytest.mark.integration
@@ -25,17 +24,6 @@ pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
 LAST = NOW - timedelta(minutes=2)
 """a1's last frame; it reports every 10 minutes, so any 30-minute window holds exactly 3 of its frames."""
-
-
-@pytest.fixture
-def client(db_url: str) -> Iterator[TestClient]:
-    with TestClient(app_for(db_url)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def admin(db_url: str) -> dict[str, str]:
-    return key(db_url, "root", "admin")
 
 
 @pytest.fixture

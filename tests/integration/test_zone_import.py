@@ -19,18 +19,10 @@ from ioc_api.queries.audit import list_audit
 from ioc_api.queries.zones import DeviceRezone, import_zones, list_zones
 from ioc_cli.app import build_app, main
 from ioc_core.zones import Zone, load_default_zones, parse_geojson, zone_at
+from tests.unit.test_zones import DISTRICTS
 
 pytestmark = pytest.mark.integration
 
-DISTRICTS = {
-    "hai-chau": "Hải Châu",
-    "thanh-khe": "Thanh Khê",
-    "son-tra": "Sơn Trà",
-    "ngu-hanh-son": "Ngũ Hành Sơn",
-    "lien-chieu": "Liên Chiểu",
-    "cam-le": "Cẩm Lệ",
-    "hoa-vang": "Hòa Vang",
-}
 # (lon, lat): inside the ward drawn below, in Hải Châu outside that ward, and in Hòa Vang.
 IN_WARD = (108.215, 16.050)
 IN_HAI_CHAU = (108.225, 16.035)
