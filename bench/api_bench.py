@@ -98,8 +98,10 @@ def machine(conn: Connection) -> str:
             f"postgresql {row[0]} (shared_buffers {row[1]}, work_mem {row[2]}, fsync {row[3]}, plain PostgreSQL mode)")
 
 
-def fill(url: str, devices: int, days: int, now: datetime) -> None:
+def fill(url: str, devices: int, days: int, now: datetime, *, dense_hours: int = 2) -> None:
     """Devices, gateways, uplinks, measurements and rollups; ``now`` is where the data ends.
+
+    Uplinks are hourly until ``dense_hours`` before ``now``, then at each device's own interval.
 
     The big statements run in one session per core, each for its share of the devices (PostgreSQL plans no
     parallel workers for INSERT ... SELECT). Every session writes in time order, as the ingest does, so rows
@@ -117,7 +119,7 @@ def fill(url: str, devices: int, days: int, now: datetime) -> None:
     done(f"devices ({devices}), gateways, placement")
     try:
         start = now - timedelta(days=days)
-        hourly = days * 24 - 2
+        hourly = days * 24 - dense_hours
         _parallel(url, f"""INSERT INTO uplinks
             SELECT f.t, f.t + interval '1 millisecond' * (150 + 500 * {rnd("f.key", 31)}), f.id,
                    md5(f.key::text)::uuid, f.zone_id, lpad(to_hex(x'26000000'::int8 + f.id), 8, '0'), f.fcnt0 + f.cnt,
@@ -130,17 +132,18 @@ def fill(url: str, devices: int, days: int, now: datetime) -> None:
             FROM (SELECT d.*, s.t, s.cnt, d.id::int8 * 10000000 + s.cnt AS key
                   FROM api_bench_dev d
                   CROSS JOIN LATERAL (
-                      -- hourly up to two hours ago, then every device at its own step
+                      -- hourly up to dense_hours ago, then every device at its own step
                       SELECT %(start)s::timestamptz + interval '1 second' * d.offset_s + interval '1 hour' * h AS t,
                              h AS cnt
                       FROM generate_series(0, {hourly - 1}) h
                       UNION ALL
                       SELECT %(recent)s::timestamptz + interval '1 second' * (d.offset_s %% d.step)
                              + interval '1 second' * d.step * k, {hourly} + k
-                      FROM generate_series(0, 7200 / d.step) k) s
+                      FROM generate_series(0, %(dense_s)s / d.step) k) s
                   WHERE s.t < d.stop_at AND s.t < %(now)s AND d.id %% %(parts)s = %(part)s) f
             WHERE {rnd("f.key", 30)} >= 0.015  -- lost frames: gaps in f_cnt
-            ORDER BY f.t""", {"start": start, "recent": now - timedelta(hours=2), "now": now})
+            ORDER BY f.t""", {"start": start, "recent": now - timedelta(hours=dense_hours), "now": now,
+                                  "dense_s": dense_hours * 3600})
         done("uplinks")
 
         cases = "\n".join(f"WHEN '{kind}:{slot}' THEN {expr}"

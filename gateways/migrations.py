@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -18,6 +19,7 @@ from psycopg import sql
 
 from gateways.database import Connection
 from ioc_core.errors import FatalError
+from ioc_core.kinds import KINDS, LATE_AFTER, SILENT_AFTER, KindInfo
 from ioc_core.metrics import VOCABULARY, Vocabulary
 
 __all__ = [
@@ -192,6 +194,7 @@ def migrate(conn: Connection, choice: TimescaleChoice = "auto") -> tuple[Mode, l
                 (mode,),
             )
             sync_metrics(conn, VOCABULARY)
+            sync_kinds(conn, KINDS)
         return mode, done
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
@@ -251,4 +254,19 @@ def sync_metrics(conn: Connection, vocabulary: Vocabulary) -> None:
                    minimum = EXCLUDED.minimum, maximum = EXCLUDED.maximum,
                    description = EXCLUDED.description""",
             [(m.id, m.name, m.unit, m.minimum, m.maximum, m.description) for m in vocabulary.values()],
+        )
+
+
+def sync_kinds(conn: Connection, kinds: Mapping[str, KindInfo]) -> None:
+    """device_kinds mirrors the kinds in code so that Grafana's SQL sees the same intervals as the API."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO device_kinds (kind, title, interval_s, late_after, silent_after, primary_metric, metrics)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (kind) DO UPDATE SET title = EXCLUDED.title, interval_s = EXCLUDED.interval_s,
+                   late_after = EXCLUDED.late_after, silent_after = EXCLUDED.silent_after,
+                   primary_metric = EXCLUDED.primary_metric, metrics = EXCLUDED.metrics""",
+            [(k.kind, k.title, k.interval_s, LATE_AFTER, SILENT_AFTER, k.metrics[0] if k.metrics else None,
+              list(k.metrics))
+             for k in kinds.values()],
         )

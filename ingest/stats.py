@@ -47,6 +47,7 @@ class IngestStats:
         self._lock = threading.Lock()
         # Benchmarks set this to a list to keep every lag array (event time to commit, seconds).
         self.lag_history: list[np.ndarray] | None = None
+        self._plain: bool | None = None
 
     def batch_done(
         self,
@@ -87,6 +88,13 @@ class IngestStats:
             self._window.retries += 1
             self.totals.retries += 1
 
+    def _plain_rollup(self, conn: Connection) -> bool:
+        """Whether this database keeps its rollups as tables (plain PostgreSQL), asked once."""
+        if self._plain is None:
+            row = conn.execute("SELECT value FROM platform_info WHERE key = 'storage_mode'").fetchone()
+            self._plain = row is not None and row[0] == "postgresql"
+        return self._plain
+
     def due(self) -> bool:
         return time.monotonic() - self._window_started >= self.interval_s
 
@@ -125,20 +133,47 @@ class IngestStats:
             return False
         try:
             with conn.transaction():
-                conn.execute(
+                stored = conn.execute(
                     """INSERT INTO ingest_stats (time, worker, interval_s, received, uplinks, duplicates,
                            measurements, device_events, dead_letters, batches, batch_size_avg, batch_ms_avg,
                            lag_ms_p50, lag_ms_p99, latency_ms_p50, latency_ms_p99, retries)
                        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                       ON CONFLICT DO NOTHING""",
+                       ON CONFLICT DO NOTHING RETURNING time""",
                     (datetime.now(UTC), self.worker, elapsed, w.received, w.uplinks, w.duplicates,
                      w.measurements, w.device_events, w.dead_letters, w.batches, avg_size, avg_ms,
                      p50, p99, l50, l99, w.retries),
-                )
+                ).fetchone()
+                if stored is not None and self._plain_rollup(conn):
+                    _add_to_hourly(conn, stored[0], self.worker, elapsed, w, avg_size, avg_ms, p50, p99)
         except Exception as err:  # statistics must never stop the ingest
             log.warning("could not store ingest statistics: %s", err)
             return False
         return True
+
+
+def _add_to_hourly(conn: Connection, at: datetime, worker: str, elapsed: float, w: _Window,
+                   avg_size: float | None, avg_ms: float | None, p50: float | None, p99: float | None) -> None:
+    """Plain-PostgreSQL rollup_ingest_hourly, as TimescaleDB's continuous aggregate computes it."""
+    conn.execute(
+        """INSERT INTO rollup_ingest_hourly AS r
+           VALUES (date_trunc('hour', %s::timestamptz, 'UTC'), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                   %s, %s, %s)
+           ON CONFLICT (worker, bucket) DO UPDATE SET
+               seconds = r.seconds + EXCLUDED.seconds, received = r.received + EXCLUDED.received,
+               uplinks = r.uplinks + EXCLUDED.uplinks, duplicates = r.duplicates + EXCLUDED.duplicates,
+               measurements = r.measurements + EXCLUDED.measurements,
+               device_events = r.device_events + EXCLUDED.device_events,
+               dead_letters = r.dead_letters + EXCLUDED.dead_letters, batches = r.batches + EXCLUDED.batches,
+               batch_messages = coalesce(r.batch_messages + EXCLUDED.batch_messages, r.batch_messages,
+                                         EXCLUDED.batch_messages),
+               batch_ms = coalesce(r.batch_ms + EXCLUDED.batch_ms, r.batch_ms, EXCLUDED.batch_ms),
+               lag_ms_p50 = GREATEST(r.lag_ms_p50, EXCLUDED.lag_ms_p50),
+               lag_ms_p99 = GREATEST(r.lag_ms_p99, EXCLUDED.lag_ms_p99),
+               retries = r.retries + EXCLUDED.retries""",
+        (at, worker, elapsed, w.received, w.uplinks, w.duplicates, w.measurements, w.device_events,
+         w.dead_letters, w.batches, None if avg_size is None else avg_size * w.batches,
+         None if avg_ms is None else avg_ms * w.batches, p50, p99, w.retries),
+    )
 
 
 def _ms(value: float | None) -> str:

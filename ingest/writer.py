@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 import weakref
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -91,7 +91,7 @@ def write_batch(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
     """Write ``batch`` and commit; raises psycopg errors for the caller to sort into retry or skip."""
     with conn.transaction():
         _ensure_staging(conn)
-        inserted = _insert_uplinks(conn, batch)
+        inserted, fresh = _insert_uplinks(conn, batch)
         new_events = _insert_events(conn, batch)
         if len(inserted) == len(batch.uplink_measurements):
             # Every uplink of the batch is new (the usual case): no look-ups per row.
@@ -101,6 +101,7 @@ def write_batch(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
         measurements += [row for key in new_events for row in batch.event_measurements.get(key, ())]
         if mode == "postgresql":
             _insert_measurements_and_rollups(conn, measurements)
+            _rollup_gateways(conn, fresh)
         else:
             # TimescaleDB keeps the rollups itself (continuous aggregates).
             _copy(conn, "measurements", _MEASUREMENT_COLUMNS, _MEASUREMENT_TYPES, measurements)
@@ -117,9 +118,10 @@ def write_batch(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
     )
 
 
-def _insert_uplinks(conn: Connection, batch: Batch) -> list[uuid.UUID]:
+def _insert_uplinks(conn: Connection, batch: Batch) -> tuple[list[uuid.UUID], list[tuple[Any, ...]]]:
+    """Store the batch's uplinks; returns the ids stored (new or re-decoded) and the rows that are new."""
     if not batch.uplinks:
-        return []
+        return [], []
     # Repeats inside one batch (a duplicate delivery right behind the first) would make the upsert
     # touch a row twice, which PostgreSQL refuses.
     # Keyed by the UUID's int: hashing a UUID object runs Python code, an int's does not.
@@ -129,7 +131,7 @@ def _insert_uplinks(conn: Connection, batch: Batch) -> list[uuid.UUID]:
     try:
         with conn.transaction():
             _copy(conn, "uplinks", _UPLINK_COLUMNS, _UPLINK_TYPES, unique)
-        return [row[3] for row in unique]
+        return [row[3] for row in unique], unique
     except psycopg.errors.UniqueViolation:
         pass
     _copy(conn, "stage_uplinks", _UPLINK_COLUMNS, _UPLINK_TYPES, unique)
@@ -139,9 +141,11 @@ def _insert_uplinks(conn: Connection, batch: Batch) -> list[uuid.UUID]:
                SET decode_status = EXCLUDED.decode_status, codec_id = EXCLUDED.codec_id
                WHERE uplinks.decode_status IN ('error', 'no_codec')
                  AND EXCLUDED.decode_status NOT IN ('error', 'no_codec')
-           RETURNING deduplication_id"""
+           RETURNING deduplication_id, xmax = 0"""
     ).fetchall()
-    return [r[0] for r in rows]
+    # xmax = 0 marks a row this statement inserted; an updated one (a re-decoded uplink) is already counted.
+    new = {r[0] for r in rows if r[1]}
+    return [r[0] for r in rows], [row for row in unique if row[3] in new]
 
 
 def _insert_events(conn: Connection, batch: Batch) -> list[uuid.UUID]:
@@ -185,6 +189,44 @@ def _insert_measurements_and_rollups(conn: Connection, measurements: list[tuple[
            ON CONFLICT (zone_id, metric_id, bucket) DO UPDATE
                SET n = r.n + EXCLUDED.n, total = r.total + EXCLUDED.total,
                    minimum = LEAST(r.minimum, EXCLUDED.minimum), maximum = GREATEST(r.maximum, EXCLUDED.maximum)"""
+    )
+
+
+def _rollup_gateways(conn: Connection, uplinks: list[tuple[Any, ...]]) -> None:
+    """Plain-PostgreSQL rollup_gateway_hourly: new uplinks counted by UTC hour, gateway and zone."""
+    if not uplinks:
+        return
+    groups: dict[tuple[datetime, int | None, int | None], list[Any]] = {}
+    for row in uplinks:
+        # time, ..., zone_id (4), ..., rssi (13), snr (14), ..., gateway_id (16): see _UPLINK_COLUMNS.
+        key = (row[0].astimezone(UTC).replace(minute=0, second=0, microsecond=0), row[16], row[4])
+        rssi, snr = row[13], row[14]
+        g = groups.get(key)
+        if g is None:
+            groups[key] = [1, rssi or 0, int(rssi is not None), rssi, snr or 0.0, int(snr is not None), snr]
+            continue
+        g[0] += 1
+        if rssi is not None:
+            g[1] += rssi
+            g[2] += 1
+            g[3] = rssi if g[3] is None else min(g[3], rssi)
+        if snr is not None:
+            g[4] += snr
+            g[5] += 1
+            g[6] = snr if g[6] is None else min(g[6], snr)
+    keys = list(groups)
+    # n, rssi_total, rssi_n, rssi_min, snr_total, snr_n, snr_min: one array per column.
+    columns = [list(c) for c in zip(*groups.values(), strict=True)]
+    conn.execute(
+        """INSERT INTO rollup_gateway_hourly AS r
+           SELECT * FROM unnest(%s::timestamptz[], %s::int4[], %s::int4[], %s::int8[], %s::int8[], %s::int8[],
+                                %s::int2[], %s::float8[], %s::int8[], %s::float4[])
+           ON CONFLICT (gateway_id, zone_id, bucket) DO UPDATE
+               SET n = r.n + EXCLUDED.n, rssi_total = r.rssi_total + EXCLUDED.rssi_total,
+                   rssi_n = r.rssi_n + EXCLUDED.rssi_n, rssi_min = LEAST(r.rssi_min, EXCLUDED.rssi_min),
+                   snr_total = r.snr_total + EXCLUDED.snr_total, snr_n = r.snr_n + EXCLUDED.snr_n,
+                   snr_min = LEAST(r.snr_min, EXCLUDED.snr_min)""",
+        ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], *columns),
     )
 
 

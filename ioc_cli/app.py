@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "ioc_cli.zones",
     "ioc_cli.feed",
     "ioc_cli.broker",
+    "ioc_cli.dashboards",
 )
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "ChirpStackTarget",
     "DatabaseSettings",
     "FeedSettings",
+    "GrafanaSettings",
     "IngestSettings",
     "MqttSettings",
     "MqttUrl",
@@ -335,3 +336,33 @@ class FeedSettings(_Base):
 
     def ca_file(self, mqtt: MqttSettings) -> Path | None:
         return self.feed_ca_file or mqtt.mqtt_ca_file
+
+
+class GrafanaSettings(_Base):
+    """Where ``ioc dashboards push`` finds Grafana, and how Grafana reaches the platform's database."""
+
+    grafana_url: str = Field(default="http://127.0.0.1:3000", pattern=r"^https?://\S+$",
+                             description="Grafana's base URL (IOC_GRAFANA_URL)")
+    grafana_token: SecretStr | None = Field(
+        default=None, description="a service account token with the Editor role, or Admin to create the "
+        "datasource (IOC_GRAFANA_TOKEN)")
+    grafana_db_url: SecretStr | None = Field(
+        default=None, description="libpq URL Grafana uses to read the platform database, ideally a read-only "
+        "role (IOC_GRAFANA_DB_URL); default: IOC_DATABASE_URL")
+    grafana_db_sslmode: Literal["disable", "require", "verify-ca", "verify-full"] = Field(
+        default="disable", description="TLS mode of Grafana's database connections (IOC_GRAFANA_DB_SSLMODE)")
+    grafana_timeout_s: float = Field(default=10.0, gt=0, le=300, description="HTTP timeout (IOC_GRAFANA_TIMEOUT_S)")
+
+    @field_validator("grafana_db_url")
+    @classmethod
+    def _libpq(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a libpq URL starting with postgresql://")
+        return value
+
+    def token(self) -> SecretStr:
+        """The token, or a clear configuration error: push cannot work without one."""
+        if self.grafana_token is None or not self.grafana_token.get_secret_value().strip():
+            raise ConfigError("IOC_GRAFANA_TOKEN is not set: create a service account token in Grafana "
+                              "(Administration → Service accounts) and export it")
+        return self.grafana_token

@@ -1,0 +1,206 @@
+"""Alert rules as code: water above a station's levels, sustained PM2.5, silent devices, gateways, dead letters.
+
+Every rule's SQL returns one row per alert instance: text columns become the instance's labels and the one
+numeric column its value (Grafana's "numeric data" from a table). Per-device and per-kind thresholds live in
+the database (``alert_thresholds``, ``device_kinds``, ``devices.expected_interval_s``), so changing one needs
+no new rule: each SQL returns ``value - threshold`` and the rule fires above zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from grafana_foundation_sdk.builders import alerting, expr
+from grafana_foundation_sdk.models import alerting as alert_model
+from grafana_foundation_sdk.models import dashboard as model
+
+from dashboards.boards.network import GATEWAY_STATUS
+from dashboards.fragments import INTERVAL, LAST_SEEN
+from dashboards.sql import DATASOURCE_UID, SqlTarget
+from ioc_core.kinds import LATE_AFTER, SILENT_AFTER
+
+__all__ = ["DEAD_LETTERS_FLOOR", "FOLDER_UID", "GROUP", "AlertRule", "all_rules", "rule_group"]
+
+FOLDER_UID = "ioc"
+GROUP = "IOC city"
+# Fewer than this many dead letters in 15 minutes never page anyone, however quiet the previous day was.
+DEAD_LETTERS_FLOOR = 10
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRule:
+    """A rule's builder and its SQL target, kept for tests and benchmarks that run the SQL."""
+
+    uid: str
+    title: str
+    target: SqlTarget
+    window_s: int
+    rule: alerting.Rule
+
+
+# The threshold row for device d and one metric: the device's own row wins over its kind's.
+def _threshold(metrics: str, level: str) -> str:
+    return f"""CROSS JOIN LATERAL (
+        SELECT th.metric, th.{level} AS level, th.sustained_s FROM alert_thresholds th
+        WHERE th.metric IN ({metrics}) AND th.{level} IS NOT NULL
+          AND (th.device_id = d.id OR (th.device_id IS NULL AND th.kind = d.kind))
+        ORDER BY th.device_id IS NULL, th.metric LIMIT 1
+    ) t"""
+
+
+def _water(level: str) -> str:
+    return f"""
+        SELECT d.dev_eui, d.name AS device, coalesce(z.name, 'no zone') AS zone, t.metric,
+               t.level::text AS threshold_m, lv.value - t.level AS excess_m
+        FROM devices d
+        LEFT JOIN zones z ON z.id = d.zone_id
+        {_threshold("'water_level', 'flood_depth'", level)}
+        JOIN LATERAL (
+            SELECT m.value FROM measurements m
+            WHERE m.device_id = d.id AND m.metric_id = (SELECT id FROM metrics WHERE name = t.metric)
+              AND m.quality = 0 AND $__timeFilter(m.time)
+            ORDER BY m.time DESC LIMIT 1
+        ) lv ON true
+        WHERE d.status = 'registered'
+    """
+
+
+# The mean over the threshold's sustained period (at least 15 minutes), from at least two readings.
+_PM25 = f"""
+    SELECT d.dev_eui, d.name AS device, coalesce(z.name, 'no zone') AS zone, t.level::text AS limit_ugm3,
+           (greatest(t.sustained_s, 900) / 60)::text AS minutes, a.mean - t.level AS excess_ugm3
+    FROM devices d
+    LEFT JOIN zones z ON z.id = d.zone_id
+    {_threshold("'pm2_5'", "alert_above")}
+    JOIN LATERAL (
+        SELECT avg(m.value) AS mean, count(*) AS n FROM measurements m
+        WHERE m.device_id = d.id AND m.metric_id = (SELECT id FROM metrics WHERE name = 'pm2_5')
+          AND m.quality = 0 AND m.time > now() - make_interval(secs => greatest(t.sustained_s, 900))
+    ) a ON a.n >= 2
+    WHERE d.status = 'registered'
+"""
+
+# Devices already late are returned with how far into their silence they are; the rule fires past the
+# silent point (SILENT_AFTER intervals), the same point the API and the feed call a device silent.
+_SILENT = f"""
+    SELECT d.dev_eui, d.name AS device, coalesce(z.name, 'no zone') AS zone, coalesce(d.kind, 'other') AS kind,
+           ({INTERVAL})::text AS interval_s,
+           extract(epoch FROM now() - ls.t) / ({INTERVAL} * coalesce(k.silent_after, {SILENT_AFTER})) AS silence
+    FROM devices d
+    LEFT JOIN zones z ON z.id = d.zone_id
+    LEFT JOIN device_kinds k ON k.kind = d.kind
+    {LAST_SEEN}
+    WHERE d.status = 'registered'
+      AND ls.t < now() - make_interval(secs => {INTERVAL} * coalesce(k.late_after, {LATE_AFTER}))
+"""
+
+_GATEWAY = f"""
+    SELECT g.gateway_eui, coalesce(g.name, g.gateway_eui) AS gateway,
+           CASE WHEN {GATEWAY_STATUS} = 'offline' THEN 1 ELSE 0 END AS offline
+    FROM gateways g
+"""
+
+_DEAD_LETTERS = f"""
+    SELECT s.stage, s.recent - greatest({DEAD_LETTERS_FLOOR}, 2 * s.baseline) AS excess
+    FROM (
+        SELECT l.stage,
+               count(*) FILTER (WHERE l.received_at > now() - interval '15 minutes') AS recent,
+               count(*) FILTER (WHERE l.received_at <= now() - interval '15 minutes') / 96.0 AS baseline
+        FROM dead_letters l
+        WHERE l.received_at > now() - interval '24 hours 15 minutes'
+        GROUP BY l.stage
+    ) s
+"""
+
+
+def _rule(uid: str, title: str, sql: str, *, columns: tuple[str, ...], window_s: int, above: float,
+          for_: str, severity: str, summary: str, description: str,
+          no_data: str = "OK") -> AlertRule:
+    target = SqlTarget(sql, columns=columns)
+    query = (
+        alerting.Query("A")
+        .datasource_uid(DATASOURCE_UID)
+        .relative_time_range(alert_model.RelativeTimeRange(from_val=window_s, to=0))
+        .model(target)
+    )
+    threshold = (
+        alerting.Query("B")
+        .datasource_uid("__expr__")
+        .model(
+            expr.TypeThreshold()
+            .ref_id("B")
+            .expression("A")
+            .datasource(model.DataSourceRef(type_val="__expr__", uid="__expr__"))
+            .conditions([expr.ExprTypeThresholdConditions().evaluator(
+                expr.ExprTypeThresholdConditionsEvaluator().type("gt").params([above]))])
+        )
+    )
+    rule = (
+        alerting.Rule(title)
+        .uid(uid)
+        .folder_uid(FOLDER_UID)
+        .rule_group(GROUP)
+        .org_id(1)
+        .condition("B")
+        .queries([query, threshold])
+        .for_val(for_)
+        .no_data_state("OK" if no_data == "OK" else "NoData")
+        .exec_err_state("Error")
+        .labels({"severity": severity, "service": "ioc"})
+        .annotations({"summary": summary, "description": description})
+    )
+    return AlertRule(uid, title, target, window_s, rule)
+
+
+def all_rules() -> list[AlertRule]:
+    return [
+        _rule("ioc-water-alert", "Water above alert level", _water("alert_above"),
+              columns=("dev_eui", "device", "zone", "metric", "threshold_m", "excess_m"), window_s=1800, above=0,
+              for_="0s", severity="warning",
+              summary="{{ $labels.device }} ({{ $labels.zone }}): {{ $labels.metric }} "
+                      "{{ humanize $values.A.Value }} m above its alert level of {{ $labels.threshold_m }} m",
+              description="Newest reading of the last 30 minutes above the station's alert level "
+                          "(alert_thresholds: the device's own row, else its kind's)."),
+        _rule("ioc-water-danger", "Water above danger level", _water("danger_above"),
+              columns=("dev_eui", "device", "zone", "metric", "threshold_m", "excess_m"), window_s=1800, above=0,
+              for_="0s", severity="critical",
+              summary="{{ $labels.device }} ({{ $labels.zone }}): {{ $labels.metric }} "
+                      "{{ humanize $values.A.Value }} m above its danger level of {{ $labels.threshold_m }} m",
+              description="Newest reading of the last 30 minutes above the station's danger level."),
+        _rule("ioc-pm25-sustained", "PM2.5 above the limit", _PM25,
+              columns=("dev_eui", "device", "zone", "limit_ugm3", "minutes", "excess_ugm3"), window_s=3600, above=0,
+              for_="5m", severity="warning",
+              summary="{{ $labels.device }} ({{ $labels.zone }}): PM2.5 mean over {{ $labels.minutes }} min is "
+                      "{{ humanize $values.A.Value }} µg/m³ above {{ $labels.limit_ugm3 }}",
+              description="Mean PM2.5 over the threshold's sustained period above its limit."),
+        _rule("ioc-device-silent", "Device silent", _SILENT,
+              columns=("dev_eui", "device", "zone", "kind", "interval_s", "silence"), window_s=600, above=1,
+              for_="0s", severity="warning",
+              summary="{{ $labels.device }} ({{ $labels.zone }}, {{ $labels.kind }}) silent for "
+                      "{{ humanize $values.A.Value }}× its allowed silence",
+              description=f"No uplink for {SILENT_AFTER:g} times the expected interval (the device's own, else "
+                          "its kind's)."),
+        _rule("ioc-gateway-offline", "Gateway offline", _GATEWAY,
+              columns=("gateway_eui", "gateway", "offline"), window_s=600, above=0,
+              for_="5m", severity="critical",
+              summary="Gateway {{ $labels.gateway }} ({{ $labels.gateway_eui }}) is offline",
+              description="ChirpStack reports the gateway offline, or (without ChirpStack) it forwarded no "
+                          "uplink for ten minutes."),
+        _rule("ioc-dead-letters-rising", "Dead letters rising", _DEAD_LETTERS,
+              columns=("stage", "excess"), window_s=600, above=0,
+              for_="0s", severity="warning",
+              summary="{{ $labels.stage }}: dead letters in the last 15 minutes exceed twice the day's normal "
+                      "rate by {{ humanize $values.A.Value }}",
+              description=f"More than max({DEAD_LETTERS_FLOOR}, twice the previous 24 hours' mean) dead letters "
+                          "in 15 minutes at one stage. See the Pipeline board."),
+    ]
+
+
+def rule_group(rules: list[AlertRule]) -> alert_model.RuleGroup:
+    return (
+        alerting.RuleGroup(GROUP)
+        .folder_uid(FOLDER_UID)
+        .interval(60)
+        .rules([r.rule for r in rules])
+        .build()
+    )

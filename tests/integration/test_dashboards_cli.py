@@ -1,0 +1,95 @@
+"""`ioc dashboards` as an operator runs it: build, check, push to the stand-in Grafana, thresholds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.grafana_standin import GrafanaStandIn
+
+pytestmark = pytest.mark.integration
+
+
+def _ioc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")} | {"COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "ioc_cli", *args], env={**base, **(env or {})},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_build_writes_the_files_and_check_finds_them_current(tmp_path: Path) -> None:
+    out = tmp_path / "grafana"
+    stale = _ioc("dashboards", "build", "--out", str(out), "--check")
+    assert stale.returncode == 1 and "stale:" in stale.stdout
+    done = _ioc("dashboards", "build", "--out", str(out))
+    assert done.returncode == 0 and "8 files" in done.stdout
+    assert (out / "dashboards" / "ioc-city.json").exists()
+    assert _ioc("dashboards", "build", "--out", str(out), "--check").returncode == 0
+    bad = _ioc("dashboards", "build", "--out", str(out), "--timescaledb", "maybe")
+    assert bad.returncode == 2 and "--timescaledb must be off, on or auto" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_push_creates_then_reports_nothing_changed(db_url: str) -> None:
+    with GrafanaStandIn() as grafana:
+        env = {"IOC_DATABASE_URL": db_url, "IOC_GRAFANA_URL": grafana.url, "IOC_GRAFANA_TOKEN": grafana.token}
+        first = _ioc("dashboards", "push", env=env)
+        assert first.returncode == 0, first.stderr
+        assert "8 created, 0 updated, 0 unchanged" in first.stdout
+        assert set(grafana.dashboards) == {"ioc-city", "ioc-zone", "ioc-device", "ioc-network", "ioc-pipeline"}
+        source = grafana.datasources["ioc-postgres"]
+        assert source["jsonData"]["timescaledb"] is False and grafana.secrets["ioc-postgres"] == {}
+        writes = grafana.writes()
+        second = _ioc("dashboards", "push", env=env)
+        assert second.returncode == 0 and "0 created, 0 updated, 8 unchanged" in second.stdout
+        assert grafana.writes() == writes
+        # Grafana reaches the database under its own read-only role, not the platform's.
+        ro = {**env, "IOC_GRAFANA_DB_URL": "postgresql://grafana_ro:pw@db.internal:5432/ioc"}
+        third = _ioc("dashboards", "push", env=ro)
+        assert "updated    datasource" in third.stdout and "1 updated, 7 unchanged" in third.stdout
+        assert grafana.datasources["ioc-postgres"]["user"] == "grafana_ro"
+        assert grafana.secrets["ioc-postgres"] == {"password": "pw"}
+
+
+def test_push_without_token_or_grafana_says_what_to_do(db_url: str) -> None:
+    missing = _ioc("dashboards", "push", env={"IOC_DATABASE_URL": db_url})
+    assert missing.returncode == 2 and "IOC_GRAFANA_TOKEN is not set" in missing.stderr
+    down = _ioc("dashboards", "push", env={"IOC_DATABASE_URL": db_url, "IOC_GRAFANA_URL": "http://127.0.0.1:9",
+                                           "IOC_GRAFANA_TOKEN": "x", "IOC_GRAFANA_TIMEOUT_S": "2"})
+    message = " ".join(down.stderr.split())  # the console wraps long lines
+    assert down.returncode == 2 and "Traceback" not in message
+    assert message.endswith("cannot connect: Connection refused"), message
+
+
+def test_check_runs_every_query_on_an_empty_database(db_url: str) -> None:
+    done = _ioc("dashboards", "check", env={"IOC_DATABASE_URL": db_url})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+    assert "Uplinks per gateway" in done.stdout and "Dead letters rising" in done.stdout
+
+
+def test_thresholds_per_kind_and_device(db_url: str) -> None:
+    env = {"IOC_DATABASE_URL": db_url}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO devices (dev_eui, name, kind) VALUES ('a84041000181c061', 'Trạm Cẩm Lệ', "
+                     "'water_level')")
+    set_kind = _ioc("dashboards", "thresholds", "set", "water_level", "--kind", "water_level", "--alert", "1.2",
+                    "--danger", "2.4", env=env)
+    assert set_kind.returncode == 0, set_kind.stderr
+    set_device = _ioc("dashboards", "thresholds", "set", "water_level", "--device", "A84041000181C061",
+                      "--alert", "0.9", "--danger", "1.6", env=env)
+    assert set_device.returncode == 0, set_device.stderr
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT kind, device_id IS NOT NULL, alert_above, danger_above FROM alert_thresholds "
+                            "WHERE metric = 'water_level' ORDER BY 2").fetchall()
+    assert rows == [("water_level", False, 1.2, 2.4), (None, True, 0.9, 1.6)]
+    listed = _ioc("dashboards", "thresholds", "list", env=env)
+    assert "Trạm Cẩm Lệ" in listed.stdout
+    wrong = _ioc("dashboards", "thresholds", "set", "water_level", "--kind", "water_level", "--alert", "3",
+                 "--danger", "2", env=env)
+    assert wrong.returncode == 2 and "--danger must be at least --alert" in wrong.stderr
+    cleared = _ioc("dashboards", "thresholds", "clear", "water_level", "--device", "a84041000181c061", env=env)
+    assert cleared.returncode == 0 and "removed 1 row" in cleared.stdout
