@@ -277,6 +277,9 @@ def _where_to_look(console: Console, dsn: str, mqtt_url: str, devices: int, scen
     console.print(f"[bold]open feed[/] ioc/v1/... retained SenML readings, device status, zone summaries\n"
                   f"           mosquitto_sub -h {host} -p {port or 1883} -t 'ioc/v1/#' -v")
     console.print(f"[bold]ingest[/]    IOC_DATABASE_URL='{dsn}' ioc deadletters list")
+    console.print(f"[bold]grafana[/]   IOC_DATABASE_URL='{dsn}' ioc dashboards check   (every board's SQL)\n"
+                  f"           IOC_DATABASE_URL='{dsn}' IOC_GRAFANA_URL=... IOC_GRAFANA_TOKEN=... "
+                  "ioc dashboards push")
     if api_line:
         console.print(f"[bold]API[/]       {api_line}")
     console.print("Ctrl-C stops everything.")

@@ -169,8 +169,9 @@ def _map() -> geomap.Panel:
         .basemap(common_builders.MapLayerOptions().type("default").name("Basemap"))
         .layers([state_layer, value_layer])
         .mappings(state_mappings())
-        .thresholds(steps((None, "green"), (1.0, "yellow"), (2.0, "red")))
-        .color_scheme(dash.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
+        # Readings are coloured from the lowest to the highest on the map, whatever the kind's unit; the state
+        # layer's text values take their colours from the mappings instead.
+        .color_scheme(dash.FieldColor().mode(model.FieldColorModeId.CONTINUOUS_GR_YL_RD))
         .height(14).span(16)
     )
 
