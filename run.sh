@@ -46,7 +46,16 @@ PY
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "==> installing the platform and its dependencies into .venv" >&2
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    # grafana-client's HTTP library (niquests) brings urllib3-future, whose wheel overwrites the real urllib3
+    # that requests (and so schemathesis) needs. Built from source with URLLIB3_NO_OVERRIDE=1, as its
+    # maintainers document, it keeps to its own urllib3_future package and both work.
+    URLLIB3_NO_OVERRIDE=1 .venv/bin/python -m pip install -q --no-binary urllib3-future -e '.[dev]'
+    if compgen -G ".venv/lib/python3*/site-packages/urllib3_future.pth" >/dev/null; then
+      echo "==> separating urllib3-future from urllib3 in .venv" >&2
+      .venv/bin/python -m pip uninstall -q -y urllib3-future urllib3
+      rm -rf .venv/lib/python3*/site-packages/urllib3
+      URLLIB3_NO_OVERRIDE=1 .venv/bin/python -m pip install -q --no-binary urllib3-future urllib3-future urllib3
+    fi
     echo "$want" > "$stamp"
   fi
 }

@@ -79,8 +79,8 @@ def fill_extras(conn: Connection, days: int, now: datetime) -> None:
         FROM generate_series(1, 20000) i JOIN devices d ON d.id = 1 + i %% 5000""", {"start": start, "now": now})
     # The hourly rollups the ingest (ingest/writer.py, ingest/stats.py) keeps on plain PostgreSQL.
     conn.execute("""INSERT INTO rollup_gateway_hourly
-        SELECT date_trunc('hour', time, 'UTC'), gateway_id, zone_id, count(*), coalesce(sum(rssi), 0), count(rssi),
-               min(rssi), coalesce(sum(snr::float8), 0), count(snr), min(snr)
+        SELECT date_trunc('hour', time, 'UTC'), gateway_id, zone_id, count(*), sum(rssi), count(rssi), min(rssi),
+               sum(snr::float8), count(snr), min(snr)
         FROM uplinks GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""")
     conn.execute("""INSERT INTO rollup_ingest_hourly
         SELECT date_trunc('hour', time, 'UTC'), worker, sum(interval_s::float8), sum(received), sum(uplinks),

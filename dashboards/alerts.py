@@ -38,30 +38,34 @@ class AlertRule:
     rule: alerting.Rule
 
 
-# The threshold row for device d and one metric: the device's own row wins over its kind's.
+# The threshold row for device d: its own row wins over its kind's as a whole, so a station that sets only
+# an alert level has no danger rule rather than its kind's danger level (which may lie below its alert level).
+# Callers keep rows where the level they use is set.
 def _threshold(metrics: str, level: str) -> str:
-    return f"""CROSS JOIN LATERAL (
-        SELECT th.metric, th.{level} AS level, th.sustained_s FROM alert_thresholds th
-        WHERE th.metric IN ({metrics}) AND th.{level} IS NOT NULL
-          AND (th.device_id = d.id OR (th.device_id IS NULL AND th.kind = d.kind))
-        ORDER BY th.device_id IS NULL, th.metric LIMIT 1
-    ) t"""
+    return (f"CROSS JOIN LATERAL (SELECT th.metric, th.{level} AS level, th.sustained_s FROM alert_thresholds th "
+            f"WHERE th.metric IN ({metrics}) AND (th.device_id = d.id OR (th.device_id IS NULL AND th.kind = d.kind)) "
+            "ORDER BY th.device_id IS NULL, th.metric LIMIT 1) t")
 
 
+# The lower of the two newest good readings, so one spike does not page anyone; within three reporting
+# intervals (at least 30 minutes), so a station that stops reporting leaves this rule for the silence rule.
 def _water(level: str) -> str:
     return f"""
         SELECT d.dev_eui, d.name AS device, coalesce(z.name, 'no zone') AS zone, t.metric,
                t.level::text AS threshold_m, lv.value - t.level AS excess_m
         FROM devices d
         LEFT JOIN zones z ON z.id = d.zone_id
+        LEFT JOIN device_kinds k ON k.kind = d.kind
         {_threshold("'water_level', 'flood_depth'", level)}
         JOIN LATERAL (
-            SELECT m.value FROM measurements m
-            WHERE m.device_id = d.id AND m.metric_id = (SELECT id FROM metrics WHERE name = t.metric)
-              AND m.quality = 0 AND $__timeFilter(m.time)
-            ORDER BY m.time DESC LIMIT 1
-        ) lv ON true
-        WHERE d.status = 'registered'
+            SELECT min(r.value) AS value FROM (
+                SELECT m.value FROM measurements m
+                WHERE m.device_id = d.id AND m.metric_id = (SELECT id FROM metrics WHERE name = t.metric)
+                  AND m.quality = 0 AND m.time > now() - make_interval(secs => greatest(1800, 3 * {INTERVAL}))
+                ORDER BY m.time DESC LIMIT 2
+            ) r
+        ) lv ON lv.value IS NOT NULL
+        WHERE d.status = 'registered' AND t.level IS NOT NULL
     """
 
 
@@ -77,7 +81,7 @@ _PM25 = f"""
         WHERE m.device_id = d.id AND m.metric_id = (SELECT id FROM metrics WHERE name = 'pm2_5')
           AND m.quality = 0 AND m.time > now() - make_interval(secs => greatest(t.sustained_s, 900))
     ) a ON a.n >= 2
-    WHERE d.status = 'registered'
+    WHERE d.status = 'registered' AND t.level IS NOT NULL
 """
 
 # Devices already late are returned with how far into their silence they are; the rule fires past the
@@ -159,14 +163,15 @@ def all_rules() -> list[AlertRule]:
               for_="0s", severity="warning",
               summary="{{ $labels.device }} ({{ $labels.zone }}): {{ $labels.metric }} "
                       "{{ humanize $values.A.Value }} m above its alert level of {{ $labels.threshold_m }} m",
-              description="Newest reading of the last 30 minutes above the station's alert level "
-                          "(alert_thresholds: the device's own row, else its kind's)."),
+              description="The two newest readings (within three reporting intervals, at least 30 minutes) "
+                          "above the station's alert level (alert_thresholds: the device's own row, else its "
+                          "kind's)."),
         _rule("ioc-water-danger", "Water above danger level", _water("danger_above"),
               columns=("dev_eui", "device", "zone", "metric", "threshold_m", "excess_m"), window_s=1800, above=0,
               for_="0s", severity="critical",
               summary="{{ $labels.device }} ({{ $labels.zone }}): {{ $labels.metric }} "
                       "{{ humanize $values.A.Value }} m above its danger level of {{ $labels.threshold_m }} m",
-              description="Newest reading of the last 30 minutes above the station's danger level."),
+              description="The two newest readings above the station's danger level."),
         _rule("ioc-pm25-sustained", "PM2.5 above the limit", _PM25,
               columns=("dev_eui", "device", "zone", "limit_ugm3", "minutes", "excess_ugm3"), window_s=3600, above=0,
               for_="5m", severity="warning",

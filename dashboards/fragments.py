@@ -39,9 +39,8 @@ STATE = f"""CASE WHEN ls.t IS NULL THEN 'never_seen'
 # were taken in, and a district board includes its wards.
 ZONE_IDS = "(SELECT id FROM zones WHERE code = ${zone:sqlstring} OR parent_code = ${zone:sqlstring})"
 
-# The current district a zone row z belongs to (itself, or its parent for a ward), for city tiles.
-DISTRICT_OF = "coalesce(z.parent_code, z.code)"
-
+# The district a zone row z belongs to: a ward's parent, a district itself (whose parent, if any, is the city).
+DISTRICT_OF = "CASE z.level WHEN 'ward' THEN z.parent_code ELSE z.code END"
 
 
 def up_to(seconds: int) -> str:

@@ -156,7 +156,7 @@ def _add_to_hourly(conn: Connection, at: datetime, worker: str, elapsed: float, 
     """Plain-PostgreSQL rollup_ingest_hourly, as TimescaleDB's continuous aggregate computes it."""
     conn.execute(
         """INSERT INTO rollup_ingest_hourly AS r
-           VALUES (date_trunc('hour', %s::timestamptz, 'UTC'), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+           VALUES (date_trunc('hour', %s::timestamptz, 'UTC'), %s, %s::real::float8, %s, %s, %s, %s, %s, %s, %s, %s, %s,
                    %s, %s, %s)
            ON CONFLICT (worker, bucket) DO UPDATE SET
                seconds = r.seconds + EXCLUDED.seconds, received = r.received + EXCLUDED.received,

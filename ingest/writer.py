@@ -203,28 +203,32 @@ def _rollup_gateways(conn: Connection, uplinks: list[tuple[Any, ...]]) -> None:
         rssi, snr = row[13], row[14]
         g = groups.get(key)
         if g is None:
-            groups[key] = [1, rssi or 0, int(rssi is not None), rssi, snr or 0.0, int(snr is not None), snr]
+            # Sums stay NULL while no value came, as sum() over NULLs in the continuous aggregate.
+            groups[key] = [1, rssi, int(rssi is not None), rssi, snr, int(snr is not None), snr]
             continue
         g[0] += 1
         if rssi is not None:
-            g[1] += rssi
+            g[1] = rssi if g[1] is None else g[1] + rssi
             g[2] += 1
             g[3] = rssi if g[3] is None else min(g[3], rssi)
         if snr is not None:
-            g[4] += snr
+            g[4] = snr if g[4] is None else g[4] + snr
             g[5] += 1
             g[6] = snr if g[6] is None else min(g[6], snr)
-    keys = list(groups)
+    # Rows in one order in every worker, so two workers' upserts of the same hours cannot deadlock.
+    keys = sorted(groups, key=lambda k: (k[0], -1 if k[1] is None else k[1], -1 if k[2] is None else k[2]))
     # n, rssi_total, rssi_n, rssi_min, snr_total, snr_n, snr_min: one array per column.
-    columns = [list(c) for c in zip(*groups.values(), strict=True)]
+    columns = [list(c) for c in zip(*(groups[k] for k in keys), strict=True)]
     conn.execute(
         """INSERT INTO rollup_gateway_hourly AS r
            SELECT * FROM unnest(%s::timestamptz[], %s::int4[], %s::int4[], %s::int8[], %s::int8[], %s::int8[],
                                 %s::int2[], %s::float8[], %s::int8[], %s::float4[])
            ON CONFLICT (gateway_id, zone_id, bucket) DO UPDATE
-               SET n = r.n + EXCLUDED.n, rssi_total = r.rssi_total + EXCLUDED.rssi_total,
+               SET n = r.n + EXCLUDED.n,
+                   rssi_total = coalesce(r.rssi_total + EXCLUDED.rssi_total, r.rssi_total, EXCLUDED.rssi_total),
                    rssi_n = r.rssi_n + EXCLUDED.rssi_n, rssi_min = LEAST(r.rssi_min, EXCLUDED.rssi_min),
-                   snr_total = r.snr_total + EXCLUDED.snr_total, snr_n = r.snr_n + EXCLUDED.snr_n,
+                   snr_total = coalesce(r.snr_total + EXCLUDED.snr_total, r.snr_total, EXCLUDED.snr_total),
+                   snr_n = r.snr_n + EXCLUDED.snr_n,
                    snr_min = LEAST(r.snr_min, EXCLUDED.snr_min)""",
         ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], *columns),
     )

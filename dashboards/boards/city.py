@@ -7,8 +7,9 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import geomap
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models import geomap as geomap_model
 
-from dashboards.fragments import DISTRICT_OF, LAST_SEEN, STATE, metric_id
+from dashboards.fragments import DISTRICT_OF, LAST_SEEN, STATE, beyond, metric_id, up_to
 from dashboards.panels import (
     Board,
     VariableSample,
@@ -25,6 +26,9 @@ from dashboards.sql import SqlTarget, datasource_ref
 __all__ = ["build"]
 
 UID = "ioc-city"
+
+# Raw uplinks for short ranges, the gateway rollup beyond (as the Network board).
+_RAW_UP_TO_S = 6 * 3600
 
 _DEVICES = f"""
     SELECT d.dev_eui, d.name, coalesce(z.name, 'no zone') AS zone, coalesce(d.kind, 'other') AS kind,
@@ -70,31 +74,47 @@ _REPORTING = f"""
 
 
 def _zone_rollup(metric: str, value_sql: str, alias: str) -> str:
-    """A district's value of one metric over the time range, from the hourly zone rollup (wards included)."""
+    """A district's value of one metric over the time range, from the hourly zone rollup (wards included).
+
+    Every hour that overlaps the range counts, the one holding its start too: tiles have hourly resolution,
+    and a range shorter than an hour still shows the hour it falls in.
+    """
     return f"""
         SELECT dz.name AS zone, r.{alias}
         FROM ({_DISTRICTS}) dz
         LEFT JOIN (
             SELECT {DISTRICT_OF} AS district, {value_sql} AS {alias}
             FROM rollup_zone_hourly h JOIN zones z ON z.id = h.zone_id
-            WHERE h.metric_id = {metric_id(f"'{metric}'")} AND $__timeFilter(h.bucket)
+            WHERE h.metric_id = {metric_id(f"'{metric}'")}
+              AND h.bucket > $__timeFrom()::timestamptz - interval '1 hour' AND h.bucket <= $__timeTo()::timestamptz
             GROUP BY 1
         ) r ON r.district = dz.code
         ORDER BY dz.name
     """
 
 
-# uplinks.zone_id is the zone the frame was taken in; the BRIN index (plain PostgreSQL) or the hypertable's
-# time index narrows the scan to the range.
+# uplinks.zone_id is the zone the frame was taken in. Up to six hours the raw rows over the exact range (the
+# BRIN index on plain PostgreSQL, the hypertable's time index otherwise); beyond, the gateway rollup's
+# complete hours in the range, divided by their number.
 _UPLINKS_PER_HOUR = f"""
-    SELECT dz.name AS zone,
-           round(coalesce(r.n, 0) / greatest(($__unixEpochTo() - $__unixEpochFrom()) / 3600.0, 1), 1)
-               AS uplinks_per_hour
+    SELECT dz.name AS zone, round(coalesce(r.per_hour, 0)::numeric, 1) AS uplinks_per_hour
     FROM ({_DISTRICTS}) dz
     LEFT JOIN (
-        SELECT {DISTRICT_OF} AS district, count(*) AS n
-        FROM uplinks u JOIN zones z ON z.id = u.zone_id
-        WHERE $__timeFilter(u.time)
+        SELECT x.district, sum(x.per_hour) AS per_hour FROM (
+            SELECT {DISTRICT_OF} AS district,
+                   count(*) / (($__unixEpochTo() - $__unixEpochFrom()) / 3600.0) AS per_hour
+            FROM uplinks u JOIN zones z ON z.id = u.zone_id
+            WHERE $__timeFilter(u.time) AND {up_to(_RAW_UP_TO_S)}
+            GROUP BY 1
+            UNION ALL
+            SELECT {DISTRICT_OF},
+                   sum(h.n) / nullif(extract(epoch FROM date_trunc('hour', $__timeTo()::timestamptz, 'UTC')
+                                             - date_trunc('hour', $__timeFrom()::timestamptz, 'UTC')) / 3600, 0)
+            FROM rollup_gateway_hourly h JOIN zones z ON z.id = h.zone_id
+            WHERE h.bucket >= date_trunc('hour', $__timeFrom()::timestamptz, 'UTC')
+              AND h.bucket < date_trunc('hour', $__timeTo()::timestamptz, 'UTC') AND {beyond(_RAW_UP_TO_S)}
+            GROUP BY 1
+        ) x
         GROUP BY 1
     ) r ON r.district = dz.code
     ORDER BY dz.name
@@ -129,8 +149,6 @@ def _map() -> geomap.Panel:
                 "opacity": 0.9,
                 "size": {"fixed": 6, "max": 12, "min": 4},
                 "symbol": {"fixed": "img/icons/marker/circle.svg", "mode": "fixed"},
-                "text": {"field": "name", "fixed": "", "mode": "field"},
-                "textConfig": {"fontSize": 10, "offsetY": -12, "textAlign": "center", "textBaseline": "bottom"},
             },
         })
         .location(common_builders.FrameGeometrySource().mode(common.FrameGeometrySourceMode.COORDS)
@@ -140,7 +158,7 @@ def _map() -> geomap.Panel:
     value_layer = (
         common_builders.MapLayerOptions()
         .type("markers")
-        .name("Latest ${kind}")
+        .name("Latest reading")
         .config({
             "showLegend": True,
             "style": {
@@ -156,9 +174,10 @@ def _map() -> geomap.Panel:
     )
     return (
         geomap.Panel()
-        .title("Devices: state, and the latest ${kind} reading")
+        .title("Devices: state, and the latest ${kind:text} reading")
         .description("Green reporting, orange late (missed two intervals), red silent (six intervals). "
-                     "The second layer colours each ${kind} device by its newest reading in the time range.")
+                     "The second layer colours each device of the chosen kind by its newest reading in the time "
+                     "range, from lowest to highest.")
         .datasource(datasource_ref())
         .with_target(SqlTarget(_DEVICES, ref_id="A", columns=(
             "dev_eui", "name", "zone", "kind", "latitude", "longitude", "state", "last_seen")))
@@ -166,6 +185,7 @@ def _map() -> geomap.Panel:
             "dev_eui", "name", "zone", "latitude", "longitude", "value", "measured_at")))
         .view(geomap.MapViewConfig().id("coords").lat(16).lon(108).zoom(11))
         .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True).show_scale(True))
+        .tooltip(geomap.TooltipOptions().mode(geomap_model.TooltipMode.DETAILS))
         .basemap(common_builders.MapLayerOptions().type("default").name("Basemap"))
         .layers([state_layer, value_layer])
         .mappings(state_mappings())
@@ -182,16 +202,15 @@ def _alerts() -> dash.Panel:
         dash.Panel()
         .type("alertlist")
         .title("Active alerts")
-        .description("Firing and pending rules from the IOC folder: water levels, PM2.5, silent devices, "
+        .description("Firing and pending IOC alerts (label service=ioc): water levels, PM2.5, silent devices, "
                      "gateways, dead letters.")
         .options({
-            "alertInstanceLabelFilter": "",
+            "alertInstanceLabelFilter": "{service=\"ioc\"}",
             "alertName": "",
             "dashboardAlerts": False,
             "groupBy": [],
             "groupMode": "default",
             "maxItems": 50,
-            "showInactiveAlerts": False,
             "sortOrder": 3,
             "stateFilter": {"error": True, "firing": True, "noData": False, "normal": False, "pending": True},
             "viewMode": "list",

@@ -151,6 +151,11 @@ def build() -> Board:
     battery = (
         _line("Battery", "Battery as the payload reports it (percent or volts) and from LoRaWAN status answers.")
         .with_target(SqlTarget(_BATTERY, format_val="time_series", columns=("time", "metric", "value")))
+        .unit("percent")
+        .override_by_name("battery_voltage", [
+            model.DynamicConfigValue(id_val="unit", value="volt"),
+            model.DynamicConfigValue(id_val="custom.axisPlacement", value="right"),
+        ])
         .height(8).span(8)
     )
     signal = (

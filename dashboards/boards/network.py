@@ -6,6 +6,7 @@ from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import geomap, timeseries
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models import geomap as geomap_model
 
 from dashboards.fragments import beyond, up_to
 from dashboards.panels import Board, board_frame, steps, table_panel
@@ -19,61 +20,70 @@ UID = "ioc-network"
 # network every gateway hears some device within that time.
 GATEWAY_OFFLINE_S = 600
 
+# ChirpStack's state counts while the API's gateway sync is fresh (it runs every minute); if the sync stops,
+# the gateway's own last uplink decides, so a stale "online" cannot hide an outage.
 GATEWAY_STATUS = f"""CASE
-        WHEN g.chirpstack_state IS NOT NULL THEN g.chirpstack_state
+        WHEN g.chirpstack_state IS NOT NULL AND g.chirpstack_synced_at > now() - interval '{GATEWAY_OFFLINE_S} seconds'
+            THEN g.chirpstack_state
         WHEN g.last_seen_at IS NULL THEN 'never_seen'
         WHEN g.last_seen_at > now() - interval '{GATEWAY_OFFLINE_S} seconds' THEN 'online'
         ELSE 'offline' END"""
 
+# Offline gateways first.
 _GATEWAYS = f"""
-    SELECT g.gateway_eui, coalesce(g.name, g.gateway_eui) AS name, {GATEWAY_STATUS} AS status,
-           greatest(g.last_seen_at, g.chirpstack_last_seen_at) AS last_seen,
-           g.chirpstack_state IS NOT NULL AS from_chirpstack, g.latitude, g.longitude
-    FROM gateways g
-    ORDER BY status DESC, name
+    SELECT * FROM (
+        SELECT g.gateway_eui, coalesce(g.name, g.gateway_eui) AS name, {GATEWAY_STATUS} AS status,
+               greatest(g.last_seen_at, g.chirpstack_last_seen_at) AS last_seen,
+               g.chirpstack_state IS NOT NULL AS from_chirpstack, g.latitude, g.longitude
+        FROM gateways g
+    ) s
+    ORDER BY s.status = 'offline' DESC, s.name
 """
 
 # A city's uplinks over six hours are a few hundred thousand rows; beyond that the hourly gateway rollup.
 _RAW_UP_TO_S = 6 * 3600
 
+# Both as uplinks per hour, so the axis means the same at every range: the raw query counts per $__interval,
+# the rollup's hours fall one per group below an hour's interval and several per group above it.
 _PER_GATEWAY = f"""
-    SELECT $__timeGroupAlias(u.time, $__interval), coalesce(g.name, g.gateway_eui) AS metric, count(*) AS uplinks
+    SELECT $__timeGroupAlias(u.time, $__interval), coalesce(g.name, g.gateway_eui) AS metric,
+           count(*) * 3600000.0 / $__interval_ms AS uplinks_per_hour
     FROM uplinks u JOIN gateways g ON g.id = u.gateway_id
     WHERE $__timeFilter(u.time) AND {up_to(_RAW_UP_TO_S)}
     GROUP BY 1, 2 ORDER BY 1
 """
 
 _PER_GATEWAY_HOURLY = f"""
-    SELECT $__timeGroupAlias(r.bucket, $__interval), coalesce(g.name, g.gateway_eui) AS metric, sum(r.n) AS uplinks
+    SELECT $__timeGroupAlias(r.bucket, $__interval), coalesce(g.name, g.gateway_eui) AS metric,
+           sum(r.n) * 3600000.0 / greatest($__interval_ms, 3600000) AS uplinks_per_hour
     FROM rollup_gateway_hourly r JOIN gateways g ON g.id = r.gateway_id
     WHERE $__timeFilter(r.bucket) AND {beyond(_RAW_UP_TO_S)}
     GROUP BY 1, 2 ORDER BY 1
 """
 
-# Which gateway (the one that heard the frame best) serves which zone, with the link quality there.
+# Which gateway (the one that heard each frame best: uplinks keep the best reception) serves which zone, with
+# the link quality there. One table, so both halves are one query: raw rows or the hourly rollup by range.
 _COVERAGE = f"""
-    SELECT coalesce(g.name, g.gateway_eui) AS gateway, coalesce(z.name, 'no zone') AS zone,
-           count(*) AS uplinks, round(avg(u.rssi)::numeric, 1) AS rssi_avg, min(u.rssi) AS rssi_min,
-           round(avg(u.snr)::numeric, 1) AS snr_avg, min(u.snr) AS snr_min
-    FROM uplinks u
-    JOIN gateways g ON g.id = u.gateway_id
-    LEFT JOIN zones z ON z.id = u.zone_id
-    WHERE $__timeFilter(u.time) AND {up_to(_RAW_UP_TO_S)}
-    GROUP BY 1, 2
-    ORDER BY 1, 3 DESC
-"""
-
-_COVERAGE_HOURLY = f"""
-    SELECT coalesce(g.name, g.gateway_eui) AS gateway, coalesce(z.name, 'no zone') AS zone,
-           sum(r.n) AS uplinks, round(sum(r.rssi_total)::numeric / nullif(sum(r.rssi_n), 0), 1) AS rssi_avg,
-           min(r.rssi_min) AS rssi_min, round((sum(r.snr_total) / nullif(sum(r.snr_n), 0))::numeric, 1) AS snr_avg,
-           min(r.snr_min) AS snr_min
-    FROM rollup_gateway_hourly r
-    JOIN gateways g ON g.id = r.gateway_id
-    LEFT JOIN zones z ON z.id = r.zone_id
-    WHERE $__timeFilter(r.bucket) AND {beyond(_RAW_UP_TO_S)}
-    GROUP BY 1, 2
-    ORDER BY 1, 3 DESC
+    SELECT c.* FROM (
+        SELECT coalesce(g.name, g.gateway_eui) AS gateway, coalesce(z.name, 'no zone') AS zone,
+               count(*) AS uplinks, round(avg(u.rssi)::numeric, 1) AS rssi_avg, min(u.rssi) AS rssi_min,
+               round(avg(u.snr)::numeric, 1) AS snr_avg, min(u.snr) AS snr_min
+        FROM uplinks u
+        JOIN gateways g ON g.id = u.gateway_id
+        LEFT JOIN zones z ON z.id = u.zone_id
+        WHERE $__timeFilter(u.time) AND {up_to(_RAW_UP_TO_S)}
+        GROUP BY 1, 2
+        UNION ALL
+        SELECT coalesce(g.name, g.gateway_eui), coalesce(z.name, 'no zone'), sum(r.n)::bigint,
+               round(sum(r.rssi_total)::numeric / nullif(sum(r.rssi_n), 0), 1), min(r.rssi_min),
+               round((sum(r.snr_total) / nullif(sum(r.snr_n), 0))::numeric, 1), min(r.snr_min)
+        FROM rollup_gateway_hourly r
+        JOIN gateways g ON g.id = r.gateway_id
+        LEFT JOIN zones z ON z.id = r.zone_id
+        WHERE $__timeFilter(r.bucket) AND {beyond(_RAW_UP_TO_S)}
+        GROUP BY 1, 2
+    ) c
+    ORDER BY c.gateway, c.uplinks DESC
 """
 
 _STATUS_COLOURS: list[model.ValueMapping] = [model.ValueMap(options={
@@ -114,6 +124,7 @@ def build() -> Board:
         .datasource(datasource_ref())
         .with_target(SqlTarget(_GATEWAYS, columns=("gateway_eui", "name", "status", "latitude", "longitude")))
         .view(geomap.MapViewConfig().id("coords").lat(16).lon(108).zoom(11))
+        .tooltip(geomap.TooltipOptions().mode(geomap_model.TooltipMode.DETAILS))
         .basemap(common_builders.MapLayerOptions().type("default").name("Basemap"))
         .layers([map_layer])
         .mappings(_STATUS_COLOURS)
@@ -126,21 +137,19 @@ def build() -> Board:
                      "hours from the uplinks, beyond that hourly.")
         .datasource(datasource_ref())
         .with_target(SqlTarget(_PER_GATEWAY, ref_id="A", format_val="time_series",
-                               columns=("time", "metric", "uplinks")))
+                               columns=("time", "metric", "uplinks_per_hour")))
         .with_target(SqlTarget(_PER_GATEWAY_HOURLY, ref_id="B", format_val="time_series",
-                               columns=("time", "metric", "uplinks")))
-        .draw_style(common.GraphDrawStyle.BARS).fill_opacity(60)
+                               columns=("time", "metric", "uplinks_per_hour")))
+        .unit("uplinks/h").min(0).fill_opacity(30).span_nulls(True)
         .stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
         .legend(common_builders.VizLegendOptions().display_mode(common.LegendDisplayMode.TABLE)
-                .placement(common.LegendPlacement.RIGHT).show_legend(True).calcs(["sum"]))
+                .placement(common.LegendPlacement.RIGHT).show_legend(True).calcs(["mean", "max"]))
         .height(9).span(24)
     )
     coverage = (
-        table_panel("Coverage", "Which gateways hear which zones, with signal quality. RSSI below −120 dBm or "
-                    "SNR below −10 dB is a weak link.")
-        .with_target(SqlTarget(_COVERAGE, ref_id="A", columns=(
-            "gateway", "zone", "uplinks", "rssi_avg", "rssi_min", "snr_avg", "snr_min")))
-        .with_target(SqlTarget(_COVERAGE_HOURLY, ref_id="B", columns=(
+        table_panel("Coverage", "Which gateway serves which zone (the best reception of each frame), with signal "
+                    "quality. RSSI below −120 dBm or SNR below −10 dB is a weak link. Hourly beyond six hours.")
+        .with_target(SqlTarget(_COVERAGE, columns=(
             "gateway", "zone", "uplinks", "rssi_avg", "rssi_min", "snr_avg", "snr_min")))
         .override_by_name("rssi_avg", [
             model.DynamicConfigValue(id_val="thresholds", value={"mode": "absolute", "steps": [

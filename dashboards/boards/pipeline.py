@@ -53,7 +53,8 @@ _RATE_HOURLY = f"""
 """
 
 _LAG_HOURLY = f"""
-    SELECT $__timeGroupAlias(r.bucket, $__interval), max(r.lag_ms_p50) AS "lag p50", max(r.lag_ms_p99) AS "lag p99"
+    SELECT $__timeGroupAlias(r.bucket, $__interval), max(r.lag_ms_p50) AS "lag p50, worst worker",
+           max(r.lag_ms_p99) AS "lag p99, worst worker"
     FROM rollup_ingest_hourly r
     WHERE $__timeFilter(r.bucket) AND {LONG_RANGE}
     GROUP BY 1 ORDER BY 1
@@ -68,8 +69,9 @@ _BATCHES_HOURLY = f"""
 """
 
 _LAG = f"""
-    SELECT $__timeGroupAlias(s.time, $__interval), max(s.lag_ms_p50) AS "lag p50", max(s.lag_ms_p99) AS "lag p99",
-           max(s.latency_ms_p50) AS "in-worker p50", max(s.latency_ms_p99) AS "in-worker p99"
+    SELECT $__timeGroupAlias(s.time, $__interval), max(s.lag_ms_p50) AS "lag p50, worst worker",
+           max(s.lag_ms_p99) AS "lag p99, worst worker", max(s.latency_ms_p50) AS "in-worker p50",
+           max(s.latency_ms_p99) AS "in-worker p99"
     FROM ingest_stats s
     WHERE $__timeFilter(s.time) AND {SHORT_RANGE}
     GROUP BY 1 ORDER BY 1
@@ -106,7 +108,7 @@ _DEAD_BY_REASON = """
 
 _NOW = """
     SELECT
-        (SELECT sum(s.uplinks) / nullif(sum(s.interval_s), 0) * count(DISTINCT s.worker)
+        (SELECT coalesce(sum(s.uplinks), 0) / 300.0
            FROM ingest_stats s WHERE s.time > now() - interval '5 minutes') AS "uplinks/s (5 min)",
         (SELECT max(s.lag_ms_p99) FROM ingest_stats s WHERE s.time > now() - interval '5 minutes')
             AS "lag p99 (5 min)",
@@ -131,10 +133,17 @@ def build() -> Board:
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).fields(""))
         .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
         .graph_mode(common.BigValueGraphMode.NONE)
-        .override_by_name("lag p99 (5 min)", [model.DynamicConfigValue(id_val="unit", value="ms")])
+        .override_by_name("lag p99 (5 min)", [
+            model.DynamicConfigValue(id_val="unit", value="ms"),
+            model.DynamicConfigValue(id_val="thresholds", value={"mode": "absolute", "steps": [
+                {"color": "green", "value": None}, {"color": "orange", "value": 1000},
+                {"color": "red", "value": 10000}]}),
+        ])
+        .override_by_name("open dead letters", [model.DynamicConfigValue(id_val="thresholds", value={
+            "mode": "absolute", "steps": [{"color": "green", "value": None}, {"color": "orange", "value": 1}]})])
         .override_by_name("workers", [model.DynamicConfigValue(id_val="thresholds", value={
             "mode": "absolute", "steps": [{"color": "red", "value": None}, {"color": "green", "value": 1}]})])
-        .thresholds(steps((None, "green"), (1000.0, "orange"), (10000.0, "red")))
+        .thresholds(steps((None, "green")))
         .height(4).span(24)
     )
     rate = (
@@ -148,17 +157,22 @@ def build() -> Board:
         _line("Lag", "Commit time minus the event's time (includes ChirpStack and the broker), and time inside "
               "the worker.")
         .with_target(SqlTarget(_LAG, ref_id="A", format_val="time_series", columns=(
-            "time", "lag p50", "lag p99", "in-worker p50", "in-worker p99")))
+            "time", "lag p50, worst worker", "lag p99, worst worker", "in-worker p50", "in-worker p99")))
         .with_target(SqlTarget(_LAG_HOURLY, ref_id="B", format_val="time_series", columns=(
-            "time", "lag p50", "lag p99")))
+            "time", "lag p50, worst worker", "lag p99, worst worker")))
         .unit("ms")
     )
     batches = (
-        _line("Batches", "Mean uplinks per committed batch and its duration; retries after database errors.")
+        _line("Batches", "Mean messages per committed batch and its duration (right axis); retries after database "
+              "errors.")
         .with_target(SqlTarget(_BATCHES, ref_id="A", format_val="time_series", columns=(
             "time", "batch size", "batch ms", "retries")))
         .with_target(SqlTarget(_BATCHES_HOURLY, ref_id="B", format_val="time_series", columns=(
             "time", "batch size", "batch ms", "retries")))
+        .override_by_name("batch ms", [
+            model.DynamicConfigValue(id_val="unit", value="ms"),
+            model.DynamicConfigValue(id_val="custom.axisPlacement", value="right"),
+        ])
     )
     dead = (
         _line("Dead letters by stage", "Messages the ingest could not store, kept with their bytes for replay.")

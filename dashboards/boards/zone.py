@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import stat, timeseries
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
@@ -59,22 +60,23 @@ _DEVICE_STATES = f"""
     GROUP BY 1 ORDER BY 1
 """
 
-# Battery: the newest percentage (payload or ChirpStack status event) and the newest voltage.
+# Battery: the newer percentage of the payload's and the LoRaWAN status answer's, and the newest voltage.
 _DEVICES = f"""
     SELECT d.dev_eui, d.name, coalesce(d.model, '') AS model, z.name AS zone, {STATE} AS state,
-           ls.t AS last_seen, coalesce(st.battery_level, bp.value) AS battery_pct, bv.value AS battery_v,
-           lu.rssi, lu.snr
+           ls.t AS last_seen,
+           CASE WHEN bp.time IS NULL OR st.time > bp.time THEN st.battery_level ELSE bp.value END AS battery_pct,
+           bv.value AS battery_v, lu.rssi, lu.snr
     FROM devices d
     JOIN zones z ON z.id = d.zone_id
     LEFT JOIN device_kinds k ON k.kind = d.kind
     {LAST_SEEN}
     LEFT JOIN LATERAL (SELECT u.rssi, u.snr FROM uplinks u WHERE u.device_id = d.id
                        ORDER BY u.time DESC LIMIT 1) lu ON true
-    LEFT JOIN LATERAL (SELECT m.value FROM measurements m WHERE m.device_id = d.id
+    LEFT JOIN LATERAL (SELECT m.value, m.time FROM measurements m WHERE m.device_id = d.id
                        AND m.metric_id = {metric_id("'battery'")} ORDER BY m.time DESC LIMIT 1) bp ON true
     LEFT JOIN LATERAL (SELECT m.value FROM measurements m WHERE m.device_id = d.id
                        AND m.metric_id = {metric_id("'battery_voltage'")} ORDER BY m.time DESC LIMIT 1) bv ON true
-    LEFT JOIN LATERAL (SELECT e.battery_level FROM device_events e WHERE e.device_id = d.id
+    LEFT JOIN LATERAL (SELECT e.battery_level, e.time FROM device_events e WHERE e.device_id = d.id
                        AND e.event_type = 'status' AND e.battery_level IS NOT NULL
                        ORDER BY e.time DESC LIMIT 1) st ON true
     WHERE d.zone_id IN {ZONE_IDS} AND d.kind = ${{kind:sqlstring}} AND d.status <> 'decommissioned'
@@ -83,9 +85,9 @@ _DEVICES = f"""
 
 _ZONES = """
     SELECT code AS __value,
-           CASE WHEN level = 'ward' THEN '   ' || name ELSE name END AS __text
+           CASE WHEN level = 'ward' THEN '— ' || name ELSE name END AS __text
     FROM zones WHERE valid_to IS NULL AND level <> 'city'
-    ORDER BY coalesce(parent_code, code), level, name
+    ORDER BY CASE level WHEN 'ward' THEN parent_code ELSE code END, level, name
 """
 
 
@@ -153,6 +155,7 @@ def build() -> Board:
         .variables(variables)
         .with_panel(states)
         .with_panel(_series())
+        .with_row(dash.Row("Devices"))
         .with_panel(devices)
     )
     return Board(UID, "Zone", board.build(), (

@@ -42,6 +42,20 @@ CREATE TABLE rollup_ingest_hourly (
 );
 CREATE INDEX rollup_ingest_hourly_bucket ON rollup_ingest_hourly (bucket);
 
+-- A database upgraded to this release already holds uplinks and worker stats: roll them up once, as the
+-- continuous aggregates of TimescaleDB mode do over existing data, so long ranges show the past too.
+INSERT INTO rollup_gateway_hourly
+SELECT date_trunc('hour', time, 'UTC'), gateway_id, zone_id, count(*), sum(rssi), count(rssi), min(rssi),
+       sum(snr::double precision), count(snr), min(snr)
+FROM uplinks GROUP BY 1, 2, 3;
+
+INSERT INTO rollup_ingest_hourly
+SELECT date_trunc('hour', time, 'UTC'), worker, sum(interval_s::double precision), sum(received), sum(uplinks),
+       sum(duplicates), sum(measurements), sum(device_events), sum(dead_letters), sum(batches),
+       sum(batch_size_avg::double precision * batches), sum(batch_ms_avg::double precision * batches),
+       max(lag_ms_p50), max(lag_ms_p99), sum(retries)
+FROM ingest_stats GROUP BY 1, 2;
+
 -- The Zone board reads a month of hourly rows for every device of a kind in a district. Rows of one device
 -- are spread over the whole table (each hour's rows are written together), so fetching them from the heap
 -- costs a page per row: 300 ms for 44 stations. A primary key that carries the values answers the same

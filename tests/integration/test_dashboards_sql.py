@@ -32,17 +32,17 @@ from ioc_core.zones import load_default_zones
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-NOW = datetime.now(UTC).replace(microsecond=0)
 HOURS = 50
 SILENCED_FOR = timedelta(hours=8)
 
 
 class City:
-    def __init__(self, url: str, silenced: str, station: str, zone: str) -> None:
+    def __init__(self, url: str, silenced: str, station: str, zone: str, alert_only: str) -> None:
         self.url = url
         self.silenced = silenced
         self.station = station
         self.zone = zone
+        self.alert_only = alert_only
 
     @property
     def choices(self) -> dict[str, str]:
@@ -65,13 +65,16 @@ def city(pg_server: Any, template_db: str) -> Iterator[City]:
         row = conn.execute("""SELECT d.dev_eui, z.code FROM devices d JOIN zones z ON z.id = d.zone_id
                               WHERE d.kind = 'water_level' ORDER BY d.dev_eui""").fetchall()
     stations = [(str(r[0]), str(r[1])) for r in row]
-    assert len(stations) >= 2, "the fleet has water level stations"
+    assert len(stations) >= 3, "the fleet has water level stations"
     station, zone = stations[0]
     silenced = stations[1][0]
+    alert_only = stations[2][0]
 
-    options = StreamOptions(seed=23, start=NOW - timedelta(hours=HOURS), scenario="flood", malformed_ratio=0.01)
-    cut = (NOW - SILENCED_FOR).timestamp()
-    messages = [m for m in itertools.takewhile(lambda m: m.time <= NOW.timestamp(), generate(fleet, options))
+    # The data ends now, when the module's tests start: they read "now" as Grafana would.
+    now = datetime.now(UTC).replace(microsecond=0)
+    options = StreamOptions(seed=23, start=now - timedelta(hours=HOURS), scenario="flood", malformed_ratio=0.01)
+    cut = (now - SILENCED_FOR).timestamp()
+    messages = [m for m in itertools.takewhile(lambda m: m.time <= now.timestamp(), generate(fleet, options))
                 if not (m.dev_eui == silenced and m.time > cut)]
     processor = BatchProcessor(url, CodecRegistry.discover())
     stats = IngestStats("board-test", 1.0)
@@ -96,15 +99,23 @@ def city(pg_server: Any, template_db: str) -> Iterator[City]:
         # The station's own alert level lies under its newest reading, the kind's default above everything.
         conn.execute("""INSERT INTO alert_thresholds (metric, device_id, alert_above, danger_above)
                         SELECT 'water_level', d.id, -4, 29 FROM devices d WHERE d.dev_eui = %s""", (station,))
-        conn.execute("UPDATE alert_thresholds SET alert_above = 29, danger_above = 29.5 "
+        # This one sets only an alert level: its kind's danger level must not apply to it.
+        conn.execute("""INSERT INTO alert_thresholds (metric, device_id, alert_above)
+                        SELECT 'water_level', d.id, -4 FROM devices d WHERE d.dev_eui = %s""", (alert_only,))
+        conn.execute("UPDATE alert_thresholds SET alert_above = -5, danger_above = -4.5 "
                      "WHERE kind = 'water_level' AND metric = 'water_level'")
-        conn.execute("UPDATE gateways SET chirpstack_state = 'offline' WHERE id = (SELECT min(id) FROM gateways)")
+        conn.execute("UPDATE gateways SET chirpstack_state = 'offline', chirpstack_synced_at = now() "
+                     "WHERE id = (SELECT min(id) FROM gateways)")
+        # ChirpStack last said "online" an hour ago and the sync stopped; the gateway has been quiet for two.
+        conn.execute("UPDATE gateways SET chirpstack_state = 'online', "
+                     "chirpstack_synced_at = now() - interval '1 hour', last_seen_at = now() - interval '2 hours' "
+                     "WHERE id = (SELECT max(id) FROM gateways)")
         # A burst of parse failures now, well above the day's normal rate.
         conn.execute("""INSERT INTO dead_letters (fingerprint, topic, payload, stage, reason)
                         SELECT md5('burst' || i)::uuid, 'application/x/device/y/event/up', '\\x00', 'parse',
                                'invalid JSON: burst' FROM generate_series(1, 40) i""")
         conn.execute("VACUUM ANALYZE")
-    yield City(url, silenced, station, zone)
+    yield City(url, silenced, station, zone, alert_only)
     with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -122,7 +133,6 @@ _RANGE_SWITCHED = {
     ("ioc-zone", "${metric}"): ("now-24h", "now-7d"),
     ("ioc-device", "${dmetric}"): ("now-24h", "now-7d"),
     ("ioc-network", "Uplinks per gateway"): ("now-1h", "now-24h"),
-    ("ioc-network", "Coverage"): ("now-1h", "now-24h"),
     ("ioc-pipeline", "Ingest rate"): ("now-24h", "now-7d"),
     ("ioc-pipeline", "Lag"): ("now-24h", "now-7d"),
     ("ioc-pipeline", "Batches"): ("now-24h", "now-7d"),
@@ -164,7 +174,7 @@ def test_silent_device_is_red_on_the_city_board_and_alerted(city: City) -> None:
     assert silent[city.silenced]["state"] == "silent"
     assert float(silent[city.silenced]["silent_hours"]) >= SILENCED_FOR.total_seconds() / 3600 - 0.5
     states = {r["dev_eui"]: r["state"]
-              for r in _rows(city, "ioc-city", "Devices: state, and the latest ${kind} reading")}
+              for r in _rows(city, "ioc-city", "Devices: state, and the latest ${kind:text} reading")}
     assert states[city.silenced] == "silent" and states[city.station] == "reporting"
     alerted = {r["dev_eui"]: r["silence"] for r in _rows(city, None, "Device silent")}
     # water level: 300 s interval, silent at 6 intervals = 30 min; 8 hours is 16 times that.
@@ -173,17 +183,44 @@ def test_silent_device_is_red_on_the_city_board_and_alerted(city: City) -> None:
 
 
 def test_water_alert_uses_the_station_threshold_before_the_kind_default(city: City) -> None:
-    rows = {r["dev_eui"]: r for r in _rows(city, None, "Water above alert level")}
-    assert rows[city.station]["threshold_m"] == "-4" and rows[city.station]["excess_m"] > 0
-    others = [r for eui, r in rows.items() if eui not in (city.station, city.silenced) and r["metric"] == "water_level"]
-    assert others and all(r["threshold_m"] == "29" and r["excess_m"] < 0 for r in others)
-    latest = _rows(city, "ioc-device", "${dmetric}", "A", "now-1h")
-    assert latest, "the station reported in the last hour"
+    alert = {r["dev_eui"]: r for r in _rows(city, None, "Water above alert level")}
+    danger = {r["dev_eui"]: r for r in _rows(city, None, "Water above danger level")}
+    assert alert[city.station]["threshold_m"] == "-4" and danger[city.station]["threshold_m"] == "29"
+    assert alert[city.station]["excess_m"] > 0 > danger[city.station]["excess_m"]
+    # The kind's levels (-5, -4.5: every station above them) for stations without their own row.
+    others = [r for eui, r in alert.items()
+              if eui not in (city.station, city.alert_only, city.silenced) and r["metric"] == "water_level"]
+    assert others and all(r["threshold_m"] == "-5" and r["excess_m"] > 0 for r in others)
+    assert all(danger[r["dev_eui"]]["threshold_m"] == "-4.5" for r in others)
+    # A station's own row counts as a whole: an alert level only means no danger rule, not its kind's.
+    assert alert[city.alert_only]["threshold_m"] == "-4" and city.alert_only not in danger
+    # The silenced station has no reading in its window (three intervals): the silence rule has it instead.
+    assert city.silenced not in alert
+
+
+def test_water_alert_reads_the_lower_of_the_two_newest_readings(city: City) -> None:
+    with psycopg.connect(city.url, autocommit=True) as conn:
+        rows = conn.execute("""SELECT m.value FROM measurements m JOIN devices d ON d.id = m.device_id
+                               JOIN metrics mt ON mt.id = m.metric_id
+                               WHERE d.dev_eui = %s AND mt.name = 'water_level' AND m.quality = 0
+                               ORDER BY m.time DESC LIMIT 2""", (city.station,)).fetchall()
+    alert = {r["dev_eui"]: r for r in _rows(city, None, "Water above alert level")}
+    assert alert[city.station]["excess_m"] == pytest.approx(min(r[0] for r in rows) + 4)
+
+
+def test_coverage_answers_from_raw_rows_and_from_the_rollup(city: City) -> None:
+    short = {(r["gateway"], r["zone"]): r for r in _rows(city, "ioc-network", "Coverage", span="now-1h")}
+    long = {(r["gateway"], r["zone"]): r for r in _rows(city, "ioc-network", "Coverage", span="now-24h")}
+    assert short and long and set(short) <= set(long)
+    assert all(long[k]["uplinks"] >= short[k]["uplinks"] for k in short)
+    assert all(-140 <= float(r["rssi_avg"]) <= 0 for r in long.values())
 
 
 def test_gateway_offline_and_dead_letter_burst_fire(city: City) -> None:
     gateways = _rows(city, None, "Gateway offline")
-    assert sorted(r["offline"] for r in gateways)[-1] == 1 and sum(r["offline"] for r in gateways) == 1
+    assert len(gateways) > 2 and sum(r["offline"] for r in gateways) == 2
+    board = {r["gateway_eui"]: r["status"] for r in _rows(city, "ioc-network", "Gateways")}
+    assert list(board.values()).count("offline") == 2 and next(iter(board.values())) == "offline"
     dead = {r["stage"]: r["excess"] for r in _rows(city, None, "Dead letters rising")}
     assert dead["parse"] > 0
 
@@ -195,7 +232,8 @@ def test_zone_tiles_and_vietnamese_names(city: City) -> None:
     assert any(v is not None for v in levels.values())
     with psycopg.connect(city.url, autocommit=True) as conn:
         board = next(b for b in all_boards() if b.uid == "ioc-zone")
-        time_range = TimeRange(NOW - timedelta(hours=6), NOW)
+        end = datetime.now(UTC)
+        time_range = TimeRange(end - timedelta(hours=6), end)
         zone = sample_variables(conn, board, time_range)[0]
         names = [r[1] for r in conn.execute("SELECT code, name FROM zones WHERE valid_to IS NULL")]
     assert zone.name == "zone" and zone.values
