@@ -13,7 +13,7 @@ The fill is bench/api_bench.py's (devices over the districts, gateways, uplinks,
 rollups; hourly uplinks for older days), with the last 48 hours at each kind's real interval, because that
 is the raw data short ranges read. On top: LoRaWAN status events every six hours and joins, ingest_stats
 from two workers every 10 s for the whole month, and dead letters. Each query runs at its board's default
-range and, for boards with time series, over the full 30 days; the variables take the values an operator
+range and over the full 30 days; the variables take the values an operator
 would pick (a district, water level stations, one station).
 """
 
@@ -182,9 +182,7 @@ def main() -> None:
             heaviest: list[tuple[str, str, float]] = []
             header = f"  {'panel':<44}{'ref':<4}{'range':<9}{'rows':>8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
             for board in all_boards():
-                ranges = [board.default_from]
-                if any(c.columns[:1] == ("time",) for c in board_cases(board)):
-                    ranges.append(f"now-{args.days}d")
+                ranges = [board.default_from, f"now-{args.days}d"]
                 print(f"\n{board.title} board ({board.uid})\n{header}")
                 worst = ("", "", 0.0)
                 for span in dict.fromkeys(ranges):
