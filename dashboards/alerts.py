@@ -86,16 +86,25 @@ _PM25 = f"""
 
 # Devices already late are returned with how far into their silence they are; the rule fires past the
 # silent point (SILENT_AFTER intervals), the same point the API and the feed call a device silent.
+# The silence allowed: a "silence" threshold row in seconds (the device's, else its kind's), else SILENT_AFTER
+# times the expected interval. Only devices past their late point or past that allowance are looked at.
+_ALLOWED = f"coalesce(sl.level, {INTERVAL} * coalesce(k.silent_after, {SILENT_AFTER}))"
 _SILENT = f"""
     SELECT d.dev_eui, d.name AS device, coalesce(z.name, 'no zone') AS zone, coalesce(d.kind, 'other') AS kind,
-           ({INTERVAL})::text AS interval_s,
-           extract(epoch FROM now() - ls.t) / ({INTERVAL} * coalesce(k.silent_after, {SILENT_AFTER})) AS silence
+           round({_ALLOWED})::text AS allowed_s,
+           extract(epoch FROM now() - ls.t) / {_ALLOWED} AS silence
     FROM devices d
     LEFT JOIN zones z ON z.id = d.zone_id
     LEFT JOIN device_kinds k ON k.kind = d.kind
+    LEFT JOIN LATERAL (
+        SELECT th.alert_above AS level FROM alert_thresholds th
+        WHERE th.metric = 'silence' AND th.alert_above > 0
+          AND (th.device_id = d.id OR (th.device_id IS NULL AND th.kind = d.kind))
+        ORDER BY th.device_id IS NULL LIMIT 1
+    ) sl ON true
     {LAST_SEEN}
     WHERE d.status = 'registered'
-      AND ls.t < now() - make_interval(secs => {INTERVAL} * coalesce(k.late_after, {LATE_AFTER}))
+      AND ls.t < now() - make_interval(secs => least({_ALLOWED}, {INTERVAL} * coalesce(k.late_after, {LATE_AFTER})))
 """
 
 _GATEWAY = f"""
@@ -179,12 +188,13 @@ def all_rules() -> list[AlertRule]:
                       "{{ humanize $values.A.Value }} µg/m³ above {{ $labels.limit_ugm3 }}",
               description="Mean PM2.5 over the threshold's sustained period above its limit."),
         _rule("ioc-device-silent", "Device silent", _SILENT,
-              columns=("dev_eui", "device", "zone", "kind", "interval_s", "silence"), window_s=600, above=1,
+              columns=("dev_eui", "device", "zone", "kind", "allowed_s", "silence"), window_s=600, above=1,
               for_="0s", severity="warning",
               summary="{{ $labels.device }} ({{ $labels.zone }}, {{ $labels.kind }}) silent for "
-                      "{{ humanize $values.A.Value }}× its allowed silence",
-              description=f"No uplink for {SILENT_AFTER:g} times the expected interval (the device's own, else "
-                          "its kind's)."),
+                      "{{ humanize $values.A.Value }}× its allowed {{ $labels.allowed_s }} s",
+              description=f"No uplink for longer than allowed: a 'silence' threshold in seconds (the device's, "
+                          f"else its kind's), else {SILENT_AFTER:g} times the expected interval (the device's own, "
+                          "else its kind's)."),
         _rule("ioc-gateway-offline", "Gateway offline", _GATEWAY,
               columns=("gateway_eui", "gateway", "offline"), window_s=600, above=0,
               for_="5m", severity="critical",

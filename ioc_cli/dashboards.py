@@ -191,7 +191,8 @@ def register(app: typer.Typer) -> None:
 def register_thresholds(boards: typer.Typer) -> None:
     thresholds = typer.Typer(
         help="Alert levels per kind or per device (a device's own row wins). Water level and flood depth in "
-        "metres, PM2.5 in µg/m³ held for --sustained seconds.",
+        "metres, PM2.5 in µg/m³ held for --sustained seconds, silence in seconds (default: six reporting "
+        "intervals).",
         no_args_is_help=True,
     )
 
@@ -211,7 +212,8 @@ def register_thresholds(boards: typer.Typer) -> None:
 
     @thresholds.command("set")
     def set_cmd(
-        metric: Annotated[str, typer.Argument(help="water_level, flood_depth or pm2_5 (any vocabulary metric).")],
+        metric: Annotated[str, typer.Argument(help="water_level, flood_depth, pm2_5 (any vocabulary metric), or "
+                                              "silence: the seconds without an uplink before 'Device silent' fires.")],
         kind: Annotated[str | None, typer.Option("--kind", help="For every device of this kind.")] = None,
         device: Annotated[str | None, typer.Option("--device", help="For one device (DevEUI).")] = None,
         alert: Annotated[float | None, typer.Option("--alert", help="Alert level.")] = None,
@@ -226,8 +228,10 @@ def register_thresholds(boards: typer.Typer) -> None:
 
         if (kind is None) == (device is None):
             raise FatalError("give exactly one of --kind or --device")
-        if metric not in {m.name for m in VOCABULARY.values()}:
-            raise FatalError(f"unknown metric {metric!r}")
+        if metric != "silence" and metric not in {m.name for m in VOCABULARY.values()}:
+            raise FatalError(f"unknown metric {metric!r}: a vocabulary name, or silence")
+        if metric == "silence" and (alert is None or alert <= 0 or danger is not None):
+            raise FatalError("silence takes --alert SECONDS (more than 0) and no --danger")
         if kind is not None and kind not in KINDS:
             raise FatalError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
         if alert is None and danger is None:

@@ -91,5 +91,10 @@ def test_thresholds_per_kind_and_device(db_url: str) -> None:
     wrong = _ioc("dashboards", "thresholds", "set", "water_level", "--kind", "water_level", "--alert", "3",
                  "--danger", "2", env=env)
     assert wrong.returncode == 2 and "--danger must be at least --alert" in wrong.stderr
+    silence = _ioc("dashboards", "thresholds", "set", "silence", "--kind", "waste_bin", "--alert", "21600", env=env)
+    assert silence.returncode == 0, silence.stderr
+    no_danger = _ioc("dashboards", "thresholds", "set", "silence", "--kind", "waste_bin", "--alert", "600",
+                     "--danger", "900", env=env)
+    assert no_danger.returncode == 2 and "silence takes --alert SECONDS" in no_danger.stderr
     cleared = _ioc("dashboards", "thresholds", "clear", "water_level", "--device", "a84041000181c061", env=env)
     assert cleared.returncode == 0 and "removed 1 row" in cleared.stdout

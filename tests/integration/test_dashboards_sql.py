@@ -176,10 +176,26 @@ def test_silent_device_is_red_on_the_city_board_and_alerted(city: City) -> None:
     states = {r["dev_eui"]: r["state"]
               for r in _rows(city, "ioc-city", "Devices: state, and the latest ${kind:text} reading")}
     assert states[city.silenced] == "silent" and states[city.station] == "reporting"
-    alerted = {r["dev_eui"]: r["silence"] for r in _rows(city, None, "Device silent")}
+    alerted = {r["dev_eui"]: r for r in _rows(city, None, "Device silent")}
     # water level: 300 s interval, silent at 6 intervals = 30 min; 8 hours is 16 times that.
-    assert alerted[city.silenced] == pytest.approx(SILENCED_FOR.total_seconds() / 1800, rel=0.1)
+    assert alerted[city.silenced]["silence"] == pytest.approx(SILENCED_FOR.total_seconds() / 1800, rel=0.1)
+    assert alerted[city.silenced]["allowed_s"] == "1800"
     assert city.station not in alerted
+
+
+def test_silence_allowed_per_device_overrides_the_intervals(city: City) -> None:
+    with psycopg.connect(city.url, autocommit=True) as conn:
+        conn.execute("""INSERT INTO alert_thresholds (metric, device_id, alert_above)
+                        SELECT 'silence', id, 86400 FROM devices WHERE dev_eui = %s""", (city.silenced,))
+        try:
+            alerted = {r["dev_eui"]: r for r in _rows(city, None, "Device silent")}
+        finally:
+            conn.execute("DELETE FROM alert_thresholds WHERE metric = 'silence'")
+    # Eight hours of a day allowed: a third of its allowance, so the rule (above 1) does not fire.
+    assert alerted[city.silenced]["allowed_s"] == "86400"
+    assert alerted[city.silenced]["silence"] == pytest.approx(SILENCED_FOR.total_seconds() / 86400, rel=0.1)
+    others = [r for eui, r in alerted.items() if eui != city.silenced]
+    assert all(r["allowed_s"] != "86400" for r in others)
 
 
 def test_water_alert_uses_the_station_threshold_before_the_kind_default(city: City) -> None:
