@@ -92,6 +92,9 @@ def test_provisioning_files_have_grafanas_shapes() -> None:
     (group,) = rules["groups"]
     assert group["interval"] == "60s" and len(group["rules"]) == 6
     assert all({"uid", "title", "condition", "data", "for"} <= set(r) for r in group["rules"])
+    # The file's rules carry exactly the queries the HTTP API gets (SQL written as literal blocks).
+    api = {r["uid"]: r["data"] for r in rule_group_model()["rules"]}
+    assert {r["uid"]: r["data"] for r in group["rules"]} == api
 
 
 def test_timescaledb_option_switches_the_datasource_and_time_groups() -> None:
