@@ -182,6 +182,28 @@ def fill(url: str, devices: int, days: int, now: datetime, *, dense_hours: int =
                          "api_bench_dev")
 
 
+def open_database(root: Path, database_url: str | None) -> tuple[LocalPostgres | None, str]:
+    """The database a benchmark fills: the one given, or a durable local PostgreSQL under ``root``."""
+    if database_url:
+        return None, database_url
+    pg = LocalPostgres(root / "pg", durable=True)
+    pg.start()
+    return pg, pg.url
+
+
+def close_database(pg: LocalPostgres | None, root: Path, *, keep: bool) -> None:
+    """Stop the local server and remove its files, or with ``keep`` leave it running and say how to stop it."""
+    if pg is not None:
+        if keep:
+            runas = "runuser -u postgres -- " if os.geteuid() == 0 else ""
+            print(f"\nkept: {pg.url}\n  stop with: {runas}{pg.bindir / 'pg_ctl'} -D {pg.data_dir} stop"
+                  f" && rm -rf {root}")
+        else:
+            pg.stop("immediate")
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _parallel(url: str, statement: str, params: dict[str, object]) -> None:
     """Run ``statement`` once per core, each session with ``part`` of ``parts`` set; re-raise the first error."""
     parts = max(1, min(4, os.cpu_count() or 1))
@@ -472,12 +494,7 @@ def main() -> None:
     server: ApiServer | None = None
     keep = False
     try:
-        if args.database_url:
-            url = args.database_url
-        else:
-            pg = LocalPostgres(root / "pg", durable=True)
-            pg.start()
-            url = pg.url
+        pg, url = open_database(root, args.database_url)
         with psycopg.connect(url) as conn:
             migrate(conn, "off")  # leaves the connection in autocommit
             print(f"machine: {machine(conn)}")
@@ -590,15 +607,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
-        if pg is not None:
-            if keep:
-                runas = "runuser -u postgres -- " if os.geteuid() == 0 else ""
-                print(f"\nkept: {pg.url}\n  stop with: {runas}{pg.bindir / 'pg_ctl'} -D {pg.data_dir} stop"
-                      f" && rm -rf {root}")
-            else:
-                pg.stop("immediate")
-        if not keep:
-            shutil.rmtree(root, ignore_errors=True)
+        close_database(pg, root, keep=keep)
 
 
 if __name__ == "__main__":

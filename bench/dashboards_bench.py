@@ -20,8 +20,6 @@ would pick (a district, water level stations, one station).
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -32,7 +30,13 @@ from types import FrameType
 
 import numpy as np
 import psycopg
-from api_bench import fill, machine, table_sizes  # bench/ is the script's folder, first on sys.path
+from api_bench import (  # bench/ is the script's folder, first on sys.path
+    close_database,
+    fill,
+    machine,
+    open_database,
+    table_sizes,
+)
 
 from dashboards.boards import all_boards
 from dashboards.exercise import QueryCase, board_cases, parse_relative, rule_cases, run_case, sample_variables
@@ -139,12 +143,7 @@ def main() -> None:
     pg: LocalPostgres | None = None
     keep = False
     try:
-        if args.database_url:
-            url = args.database_url
-        else:
-            pg = LocalPostgres(root / "pg", durable=True)
-            pg.start()
-            url = pg.url
+        pg, url = open_database(root, args.database_url)
         with psycopg.connect(url) as conn:
             migrate(conn, "off")  # leaves the connection in autocommit
             print(f"machine: {machine(conn)}")
@@ -210,15 +209,9 @@ def main() -> None:
         for title, panel, p95 in heaviest:
             verdict = "ok" if p95 < TARGET_MS else "OVER TARGET"
             print(f"  {title:<14}{panel[:60]:<62}{p95:>8.1f} ms  {verdict}")
-        if args.keep and pg is not None:
-            keep = True
-            runas = "runuser -u postgres -- " if os.geteuid() == 0 else ""
-            print(f"\nkept: {url}\n  stop with: {runas}{pg.bindir / 'pg_ctl'} -D {pg.data_dir} stop && rm -rf {root}")
+        keep = args.keep
     finally:
-        if pg is not None and not keep:
-            pg.stop()
-        if not keep:
-            shutil.rmtree(root, ignore_errors=True)
+        close_database(pg, root, keep=keep)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from grafana_foundation_sdk.models import dashboard as model
@@ -138,10 +138,6 @@ def run_case(conn: Connection, case: QueryCase, time_range: TimeRange, variables
         columns = tuple(d.name for d in cur.description or ())
         runs.append(QueryRun(case, sql, columns, rows, ms))
     return runs
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 def all_cases() -> list[tuple[Board | None, QueryCase]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -110,8 +111,11 @@ def register(app: typer.Typer) -> None:
 
         Prints each query's rows and time; exits 1 when a query fails or lacks a column its panel reads.
         """
-        from dashboards.exercise import all_cases, now_utc, parse_relative, run_case, sample_variables
+        from psycopg import Error as PgError
+
+        from dashboards.exercise import all_cases, parse_relative, run_case, sample_variables
         from dashboards.macros import Variable
+        from gateways.migrations import storage_mode
 
         chosen: dict[str, str] = {}
         for item in var or []:
@@ -120,13 +124,9 @@ def register(app: typer.Typer) -> None:
                 raise FatalError(f"--var wants NAME=VALUE, got {item!r}")
             chosen[name] = value
         wanted = None if board is None else board if board == "alerts" else f"ioc-{board}"
-        from psycopg import Error as PgError
-
-        from gateways.migrations import storage_mode
-
         table = Table("board", "panel", "ref", "rows", "ms", "problem")
         failures = 0
-        now = now_utc()
+        now = datetime.now(UTC)
         with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
             ts = storage_mode(conn) == "timescaledb"
             sampled: dict[str, list[Variable]] = {}
