@@ -38,7 +38,16 @@ from ioc_core.settings import DatabaseSettings, OpenDataSettings
 from ioc_core.zones import load_default_zones
 from tests.events import malformed, uplink
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # Hypothesis flags any change of the global `random` state while it draws. psycopg_pool's worker threads
+    # draw from it (the jitter of each new connection's expiry, psycopg_pool/base.py) when the app's pool
+    # opens a connection, which can happen in the middle of a draw: a false alarm about our strategies,
+    # seen once in six CI runs on POST /devices:import. Only that message is let through.
+    pytest.mark.filterwarnings(
+        "ignore:Do not use the `random` module inside strategies:hypothesis.errors.HypothesisDeprecationWarning"
+    ),
+]
 
 # Registered through the API before the run: two in Hải Châu (the technician's zone), one in Sơn Trà.
 DEVICES = {"a84041000181c9a1": (16.0614, 108.2205), "a84041000181c9a2": (16.0450, 108.2150),
