@@ -1,4 +1,13 @@
-"""The Mosquitto adapter for its files: mosquitto.conf, the password file, the ACL file, and the reload signal.
+"""The Mosquitto adapter for its files: two brokers' mosquitto.conf, their password and ACL files, and reloads.
+
+``ioc broker config --out DIR`` writes::
+
+    DIR/internal/   mosquitto.conf  passwords  acl            ChirpStack and the ingest workers (application/#)
+    DIR/public/     mosquitto.conf  services.passwords  services.acl       the feed publisher and the API
+                                    developers.passwords  developers.acl   third-party developers (ioc/v1/#)
+
+The public broker has one password file and ACL per listener (``per_listener_settings true``), so a developer
+credential cannot log in on the service listener, and no developer is known to the internal broker at all.
 
 Mosquitto 2.0 re-reads its password and ACL files on SIGHUP without dropping clients; a connected client
 whose account is no longer in the password file is disconnected at that reload.
@@ -16,28 +25,36 @@ import re
 import signal
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ioc_core.errors import FatalError
-from ioc_core.mqtt_access import USERNAME_PATTERN, Grant
+from ioc_core.mqtt_access import USERNAME_PATTERN, Grant, Place
 
 __all__ = [
     "ACL_FILE",
     "CONF_FILE",
+    "INTERNAL",
+    "INTERNAL_MESSAGE_BYTES",
     "PASSWORD_FILE",
     "PBKDF2_ITERATIONS",
     "PID_FILE",
+    "PUBLIC",
     "BrokerConfig",
     "BrokerFilesError",
     "BrokerReloadFailed",
     "BrokerUser",
-    "TlsListener",
+    "Listener",
+    "PublicLimits",
+    "TlsFiles",
+    "access_file_names",
     "hash_password",
+    "pid_file",
     "reload",
     "render_acl",
-    "render_conf",
+    "render_internal_conf",
     "render_passwords",
+    "render_public_conf",
     "verify_password",
     "write_access_files",
     "write_atomic",
@@ -48,6 +65,13 @@ CONF_FILE = "mosquitto.conf"
 PASSWORD_FILE = "passwords"
 ACL_FILE = "acl"
 PID_FILE = "mosquitto.pid"
+INTERNAL = "internal"  # the folder of the internal broker inside the config folder
+PUBLIC = "public"  # the folder of the public broker
+_PLACE_FILES: dict[Place, tuple[str, str, str]] = {  # folder, password file, ACL file
+    "internal": (INTERNAL, PASSWORD_FILE, ACL_FILE),
+    "service": (PUBLIC, "services.passwords", "services.acl"),
+    "developer": (PUBLIC, "developers.passwords", "developers.acl"),
+}
 
 # mosquitto_passwd's default in 2.0. The platform's passwords are 32 random characters, so stretching adds
 # no safety, while the broker pays for every iteration on every CONNECT.
@@ -68,39 +92,80 @@ class BrokerReloadFailed(FatalError):
 
 @dataclass(frozen=True, slots=True)
 class BrokerUser:
-    """An account as the broker's files know it: a name, Mosquitto's password hash, and its ACL lines."""
+    """An account as the broker's files know it: a name, Mosquitto's password hash, its ACL lines, and the
+    broker and listener it may log in on."""
 
     username: str
     password_hash: str
     grants: tuple[Grant, ...]
+    place: Place = "developer"
 
 
 @dataclass(frozen=True, slots=True)
-class TlsListener:
-    """The listener for clients outside: TLS with the server's certificate (``cafile`` for client chains)."""
+class TlsFiles:
+    """A TLS listener's server certificate and key (PEM), and ``cafile`` for the chain."""
 
-    port: int
     certfile: Path
     keyfile: Path
     cafile: Path | None = None
-    bind: str | None = None  # None: every interface
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One listener: a port, the address it binds (None: every interface), TLS when given."""
+
+    port: int
+    host: str | None = "127.0.0.1"
+    tls: TlsFiles | None = None
+
+
+# The largest event ChirpStack v4 publishes is an uplink heard by many gateways: about 0.6 KiB of rxInfo per
+# gateway (ids, time, RSSI/SNR, channel, location, context, metadata), up to 242 bytes of FRMPayload (324 in
+# base64), ChirpStack's decoded object and the device's tags. 64 gateways come to about 48 KiB. The broker's
+# limit sits well above the ingest's own (which dead-letters an oversized event and keeps its first bytes),
+# so a faulty network server's oversized events reach the ingest and leave a trace; only absurd ones (a
+# 200 MiB "uplink") are refused by the broker before they take its memory.
+INTERNAL_MESSAGE_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PublicLimits:
+    """What one developer can make the public broker hold: every number is per client or per listener."""
+
+    session_expiry_hours: int = 1  # Mosquitto caps MQTT 5 session expiry and 3.1.1 persistent sessions by it
+    queued_messages: int = 1000  # QoS 1 messages queued per client (offline or slow)
+    queued_bytes: int = 1024 * 1024  # and their bytes
+    message_bytes: int = 64 * 1024  # the feed's packs are about 1 KiB; zone summaries a few
+    packet_bytes: int = 256 * 1024  # any packet a client sends (a giant SUBSCRIBE or CONNECT disconnects it)
+    connections: int = 1000  # per developer listener
+    memory_mb: int = 1024  # the broker's heap, a last line of defence
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
-    """What ``mosquitto.conf`` says. ``directory`` holds the password and ACL files and the pid file."""
+    """What the two ``mosquitto.conf`` files say. ``directory`` holds ``internal/`` and ``public/``."""
 
     directory: Path
-    internal_host: str = "127.0.0.1"
-    internal_port: int = 1883
-    tls: TlsListener | None = None
-    data_dir: Path | None = None  # persistence; default <directory>/data
+    internal: Listener = Listener(1883)
+    service: Listener = Listener(1885)  # the public broker's listener for the feed publisher and the API
+    developers: tuple[Listener, ...] = (Listener(1884),)
+    limits: PublicLimits = field(default_factory=PublicLimits)
+    internal_message_bytes: int = INTERNAL_MESSAGE_BYTES
     run_as: str | None = None  # the account Mosquitto drops to when started as root (its default: mosquitto)
-    max_queued_messages: int = 5_000_000
+    max_queued_messages: int = 5_000_000  # the internal broker: a stopped worker's backlog
 
-    @property
-    def pid_file(self) -> Path:
-        return self.directory / PID_FILE
+    def folder(self, broker: str) -> Path:
+        return self.directory / broker
+
+
+def pid_file(directory: Path, broker: str) -> Path:
+    """Where the broker ``broker`` (internal or public) of a config folder writes its pid."""
+    return directory / broker / PID_FILE
+
+
+def access_file_names(place: Place) -> tuple[str, str, str]:
+    """The folder, password file and ACL file of the accounts of ``place``."""
+    return _PLACE_FILES[place]
 
 
 def _b64(data: bytes) -> str:
@@ -162,43 +227,50 @@ def render_acl(users: Iterable[BrokerUser]) -> str:
     return "\n".join(lines)
 
 
-def render_conf(config: BrokerConfig) -> str:
-    """``mosquitto.conf``: a plain listener for the platform's services, TLS for everyone else when given."""
-    directory = config.directory.absolute()
-    data_dir = (config.data_dir or directory / "data").absolute()
-    lines = [
-        "# Written by `ioc broker config`; write it again rather than editing it.",
-        "",
-        "per_listener_settings false",
-        "allow_anonymous false",
-        f"password_file {directory / PASSWORD_FILE}",
-        f"acl_file {directory / ACL_FILE}",
-        f"pid_file {directory / PID_FILE}",
-    ]
+def _head(config: BrokerConfig, folder: Path) -> list[str]:
+    lines = ["# Written by `ioc broker config`; write it again rather than editing it.", "",
+             f"pid_file {folder / PID_FILE}"]
     if config.run_as:
         lines.append(f"user {config.run_as}")
-    lines += [
-        "",
-        "# The platform's own services (ChirpStack, ingest workers), on a private address.",
-        f"listener {config.internal_port} {config.internal_host}",
-    ]
-    if config.tls is not None:
-        tls = config.tls
-        lines += [
-            "",
-            "# Everyone else (third-party developers): TLS only.",
-            f"listener {tls.port}" + (f" {tls.bind}" if tls.bind else ""),
-            f"certfile {tls.certfile.absolute()}",
-            f"keyfile {tls.keyfile.absolute()}",
-        ]
-        if tls.cafile is not None:
-            lines.append(f"cafile {tls.cafile.absolute()}")
+    return lines
+
+
+def _listener(listener: Listener) -> list[str]:
+    lines = [f"listener {listener.port}" + (f" {listener.host}" if listener.host else "")]
+    if listener.tls is not None:
+        lines += [f"certfile {listener.tls.certfile.absolute()}", f"keyfile {listener.tls.keyfile.absolute()}"]
+        if listener.tls.cafile is not None:
+            lines.append(f"cafile {listener.tls.cafile.absolute()}")
         lines.append("tls_version tlsv1.2")
-    lines += [
+    return lines
+
+
+def _checked_lines(lines: list[str]) -> str:
+    for line in lines:
+        if "\n" in line or "\x00" in line:
+            raise BrokerFilesError(f"a configuration value holds a line break: {line!r}")
+    return "\n".join(lines) + "\n"
+
+
+def render_internal_conf(config: BrokerConfig) -> str:
+    """The internal broker: ChirpStack and the ingest workers only, on a private address."""
+    folder = config.folder(INTERNAL).absolute()
+    lines = [
+        *_head(config, folder),
+        "",
+        "# Service accounts only (chirpstack, ioc-ingest): no developer is in these files, so no developer",
+        "# credential can subscribe to application/#, join the ingest's shared subscription or take a",
+        "# service's client id here.",
+        "per_listener_settings false",
+        "allow_anonymous false",
+        f"password_file {folder / PASSWORD_FILE}",
+        f"acl_file {folder / ACL_FILE}",
+        "",
+        *_listener(config.internal),
         "",
         "# Sessions and queued QoS 1 messages survive a broker restart.",
         "persistence true",
-        f"persistence_location {data_dir}/",
+        f"persistence_location {folder / 'data'}/",
         "autosave_interval 60",
         "# A worker down for an hour at 1,000 uplinks/s leaves 3.6 M messages queued for its session; the",
         "# default of 1000 would silently drop all but the first thousand.",
@@ -206,16 +278,67 @@ def render_conf(config: BrokerConfig) -> str:
         "max_queued_bytes 0",
         "# MQTT 5 clients announce their own Receive Maximum; this limit applies to MQTT 3.1.1 clients only.",
         "max_inflight_messages 1000",
+        "# ChirpStack's largest real event is about 48 KiB (an uplink heard by 64 gateways); the ingest",
+        "# dead-letters anything above its own limit, so this only stops absurd messages taking the memory.",
+        "# (message_size_limit, not max_packet_size: a publisher is not disconnected and made to resend.)",
+        f"message_size_limit {config.internal_message_bytes}",
         "",
         "log_type error",
         "log_type warning",
         "log_type notice",
-        "",
     ]
-    for line in lines:
-        if "\n" in line or "\x00" in line:
-            raise BrokerFilesError(f"a configuration value holds a line break: {line!r}")
-    return "\n".join(lines)
+    return _checked_lines(lines)
+
+
+def render_public_conf(config: BrokerConfig) -> str:
+    """The public broker: the open feed for developers; every number that a client could grow is bounded."""
+    folder = config.folder(PUBLIC).absolute()
+    limits = config.limits
+    lines = [
+        *_head(config, folder),
+        "",
+        "# Each listener has its own password file and ACL: developers cannot log in on the service listener.",
+        "per_listener_settings true",
+        "",
+        "# The feed publisher (ioc-feed, one connection per ingest worker) and the API (ioc-api), privately.",
+        *_listener(config.service),
+        "allow_anonymous false",
+        f"password_file {folder / _PLACE_FILES['service'][1]}",
+        f"acl_file {folder / _PLACE_FILES['service'][2]}",
+    ]
+    for listener in config.developers:
+        lines += [
+            "",
+            "# Third-party developers: read ioc/v1/# only. The client id is the username, so a credential holds",
+            "# one connection and one session, and nobody can take another's.",
+            *_listener(listener),
+            "allow_anonymous false",
+            "use_username_as_clientid true",
+            f"max_connections {limits.connections}",
+            f"password_file {folder / _PLACE_FILES['developer'][1]}",
+            f"acl_file {folder / _PLACE_FILES['developer'][2]}",
+        ]
+    lines += [
+        "",
+        "persistence true",
+        f"persistence_location {folder / 'data'}/",
+        "autosave_interval 60",
+        "# A parked session lives at most this long (MQTT 5 session expiry above it is cut to it).",
+        f"persistent_client_expiration {limits.session_expiry_hours}h",
+        "# Per client: what an offline or slow subscriber may have queued.",
+        f"max_queued_messages {limits.queued_messages}",
+        f"max_queued_bytes {limits.queued_bytes}",
+        "max_inflight_messages 100",
+        f"message_size_limit {limits.message_bytes}",
+        f"max_packet_size {limits.packet_bytes}",
+        "max_keepalive 300",
+        f"memory_limit {limits.memory_mb * 1024 * 1024}",
+        "",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+    ]
+    return _checked_lines(lines)
 
 
 def write_atomic(path: Path, text: str, *, mode: int) -> None:
@@ -248,26 +371,41 @@ def write_atomic(path: Path, text: str, *, mode: int) -> None:
         raise BrokerFilesError(f"cannot write {path}: {err.strerror or err}") from err
 
 
-def write_access_files(directory: Path, users: Iterable[BrokerUser]) -> None:
-    """Write the password and ACL files. Access needs an entry in both, so a reload between the two writes
-    can only refuse, never grant, something the pair does not."""
+def write_access_files(directory: Path, users: Iterable[BrokerUser]) -> list[Path]:
+    """Write the password and ACL files of every broker folder that exists under ``directory``; the paths.
+
+    Access needs an entry in both, so a reload between the two writes can only refuse, never grant,
+    something the pair does not. A host that runs only one of the brokers has only its folder.
+    """
     users = list(users)
-    acl, passwords = render_acl(users), render_passwords(users)
-    # 0640: the hashes are for the broker's group (give the folder to it, with the setgid bit), nobody else.
-    write_atomic(directory / ACL_FILE, acl, mode=0o640)
-    write_atomic(directory / PASSWORD_FILE, passwords, mode=0o640)
+    written: list[Path] = []
+    for place, (folder, passwords_name, acl_name) in _PLACE_FILES.items():
+        target = directory / folder
+        if not target.is_dir():
+            continue
+        mine = [u for u in users if u.place == place]
+        acl, passwords = render_acl(mine), render_passwords(mine)
+        # 0640: the hashes are for the broker's group (give the folder to it, with the setgid bit), nobody else.
+        write_atomic(target / acl_name, acl, mode=0o640)
+        write_atomic(target / passwords_name, passwords, mode=0o640)
+        written += [target / passwords_name, target / acl_name]
+    if not written:
+        raise BrokerFilesError(f"{directory} holds neither {INTERNAL}/ nor {PUBLIC}/: write it with "
+                               f"`ioc broker config --out {directory}`")
+    return written
 
 
 def write_config(config: BrokerConfig, users: Iterable[BrokerUser]) -> list[Path]:
-    """Write mosquitto.conf, the password and the ACL file into ``config.directory``; the paths written."""
+    """Write both brokers' mosquitto.conf, password and ACL files under ``config.directory``; the paths."""
     try:
-        config.directory.mkdir(parents=True, exist_ok=True)
-        (config.data_dir or config.directory / "data").mkdir(parents=True, exist_ok=True)
+        for broker in (INTERNAL, PUBLIC):
+            (config.folder(broker) / "data").mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise BrokerFilesError(f"cannot create {config.directory}: {err.strerror or err}") from err
-    write_atomic(config.directory / CONF_FILE, render_conf(config), mode=0o644)
-    write_access_files(config.directory, users)
-    return [config.directory / name for name in (CONF_FILE, PASSWORD_FILE, ACL_FILE)]
+    internal, public = config.folder(INTERNAL) / CONF_FILE, config.folder(PUBLIC) / CONF_FILE
+    write_atomic(internal, render_internal_conf(config), mode=0o644)
+    write_atomic(public, render_public_conf(config), mode=0o644)
+    return [internal, public, *write_access_files(config.directory, users)]
 
 
 def reload(pid_file: Path) -> int:

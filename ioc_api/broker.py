@@ -8,12 +8,17 @@
                    the change is stored and waits for `ioc broker reload` (or, for a revocation, a repeat)
     not_managed    no IOC_BROKER_CONFIG_DIR: the change is stored only; the operator writes the files
 
+A revocation also ends the credential's session on the public broker (``gateways.mqtt_sessions``) when
+IOC_BROKER_ADMIN_URL is set: the connection is dropped and a parked session with its queue is discarded at
+once, instead of lasting until it expires. ``sessions`` in the outcome says which.
+
 A file that cannot be written stops the change itself (``BrokerUnwritable``, 503): nothing is stored.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,13 +27,17 @@ from fastapi import Depends, Request
 
 from gateways.database import Connection
 from gateways.mosquitto_files import BrokerFilesError, BrokerReloadFailed, reload, write_access_files
+from gateways.mqtt_sessions import end_sessions
 from ioc_api.errors import ApiError
 from ioc_api.queries.mqtt_accounts import broker_users
-from ioc_core.settings import BrokerSettings
+from ioc_core.errors import IocError
+from ioc_core.settings import BrokerSettings, MqttUrl
 
 __all__ = ["BrokerControl", "BrokerDep", "BrokerOutcome", "BrokerState", "BrokerUnwritable"]
 
 log = logging.getLogger(__name__)
+
+_RELOAD_SETTLE_S = 0.3
 
 BrokerState = Literal["reloaded", "files_written", "reload_failed", "not_managed"]
 
@@ -44,6 +53,7 @@ class BrokerUnwritable(ApiError):
 class BrokerOutcome:
     state: BrokerState
     detail: str
+    sessions: str = ""  # for a revocation: whether the credential's session on the broker was ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +62,12 @@ class BrokerControl:
     pid_file: Path | None
     public_url: str
     credentials_per_developer: int
+    admin_url: MqttUrl | None = None
 
     @classmethod
     def from_settings(cls, settings: BrokerSettings) -> BrokerControl:
         return cls(settings.broker_config_dir, settings.broker_pid_file, settings.broker_public_url,
-                   settings.broker_credentials_per_developer)
+                   settings.broker_credentials_per_developer, settings.admin_url)
 
     def write(self, conn: Connection) -> None:
         """Write the password and ACL files from what ``conn`` sees (its open transaction included)."""
@@ -68,8 +79,31 @@ class BrokerControl:
             log.error("broker files not written, change rolled back: %s", err)
             raise BrokerUnwritable(f"the broker's files could not be written, so nothing changed: {err}") from err
 
-    def reload(self) -> BrokerOutcome:
-        """Tell the broker to re-read its files; what happened, for the response."""
+    def reload(self, *, end: list[str] | None = None) -> BrokerOutcome:
+        """Tell the broker to re-read its files, and end the sessions of the revoked usernames in ``end``;
+        what happened, for the response."""
+        outcome = self._reload()
+        if not end:
+            return outcome
+        if outcome.state == "reloaded":
+            # Mosquitto applies SIGHUP in its next loop turn; a credential that reconnected before it would
+            # otherwise get a session the take-over below never sees.
+            time.sleep(_RELOAD_SETTLE_S)
+        return BrokerOutcome(outcome.state, outcome.detail, self._end_sessions(end))
+
+    def _end_sessions(self, usernames: list[str]) -> str:
+        if self.admin_url is None:
+            return ("not ended: IOC_BROKER_ADMIN_URL is not set, so a parked session of these credentials lasts "
+                    "until the broker's session expiry")
+        try:
+            end_sessions(self.admin_url, usernames)
+        except IocError as err:
+            log.error("sessions of revoked MQTT credentials %s not ended: %s", usernames, err)
+            return f"not ended: {err}; revoking again retries"
+        log.info("ended the broker sessions of revoked MQTT credentials %s", usernames)
+        return "ended: the connection was dropped and the session discarded"
+
+    def _reload(self) -> BrokerOutcome:
         if self.config_dir is None:
             return BrokerOutcome("not_managed", "stored only: this API does not manage the broker's files "
                                  "(IOC_BROKER_CONFIG_DIR is not set)")

@@ -1,4 +1,16 @@
-"""Who may do what on the broker: the kinds of MQTT account and the topics each may read or write."""
+"""Who may do what on the two brokers: the kinds of MQTT account, the broker and listener each belongs to, and
+the topics each may read or write.
+
+    internal broker (ChirpStack's events; loopback or a private network)
+        chirpstack   writes application/#, reads its command topics
+        ioc-ingest   reads application/#
+    public broker (the open feed; developers)
+        service listener (private):   ioc-feed   reads and writes ioc/v1/# (the ingest publishes the feed)
+                                      ioc-api    no topics: the API ends the sessions of revoked credentials
+        developer listener(s):        dev-<user id>-<name>-<suffix>   reads ioc/v1/#, nothing else
+
+Developers are never in the internal broker's files, so no developer credential can reach application/#.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +22,31 @@ from typing import Final, Literal
 
 __all__ = [
     "ACCOUNT_ROLES",
+    "DEVELOPER_PREFIX",
     "GRANTS",
     "OPEN_FEED_FILTER",
+    "ROLE_PLACE",
     "SERVICE_ACCOUNTS",
     "USERNAME_PATTERN",
     "Access",
     "Grant",
     "MqttRole",
+    "Place",
 ]
 
-MqttRole = Literal["chirpstack", "ingest", "developer"]
+MqttRole = Literal["chirpstack", "ingest", "feed", "api", "developer"]
+# Where an account may log in: the internal broker, the public broker's service listener, or its developer
+# listeners. Each place has a password file and an ACL of its own.
+Place = Literal["internal", "service", "developer"]
 Access = Literal["read", "write", "readwrite"]
 
-ACCOUNT_ROLES: Final[tuple[MqttRole, ...]] = ("chirpstack", "ingest", "developer")
+ACCOUNT_ROLES: Final[tuple[MqttRole, ...]] = ("chirpstack", "ingest", "feed", "api", "developer")
+ROLE_PLACE: Final[Mapping[MqttRole, Place]] = MappingProxyType(
+    {"chirpstack": "internal", "ingest": "internal", "feed": "service", "api": "service", "developer": "developer"}
+)
+# Every developer username starts with it, and no service account or service client id may: on the developer
+# listener the client id is the username, so a service's session can never be taken over by a developer.
+DEVELOPER_PREFIX: Final = "dev-"
 # What the database's CHECK on mqtt_accounts.username allows; it also keeps ':' and white space, which would
 # break the password and ACL files, out of every name.
 USERNAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -43,12 +67,18 @@ GRANTS: Final[Mapping[MqttRole, tuple[Grant, ...]]] = MappingProxyType(
     {
         # ChirpStack publishes events and reads the commands (downlinks) queued for it.
         "chirpstack": (Grant("write", "application/#"), Grant("read", "application/+/device/+/command/#")),
-        # Ingest workers read ChirpStack's events and publish the open feed; reading it back lets the worker
-        # that leads the feed clear retained topics of devices that left it while no worker ran.
-        "ingest": (Grant("read", "application/#"), Grant("readwrite", "ioc/#")),
+        # Ingest workers read ChirpStack's events on the internal broker ...
+        "ingest": (Grant("read", "application/#"),),
+        # ... and publish the open feed on the public one; reading it back lets the worker that leads the feed
+        # clear retained topics of devices that left it while no worker ran.
+        "feed": (Grant("readwrite", OPEN_FEED_FILTER),),
+        # The API only connects to take over (and so end) the session of a revoked developer credential.
+        "api": (),
         "developer": (Grant("read", OPEN_FEED_FILTER),),
     }
 )
 
 # The platform's own accounts, created by `ioc broker config` when missing: username -> role.
-SERVICE_ACCOUNTS: Final[Mapping[str, MqttRole]] = MappingProxyType({"chirpstack": "chirpstack", "ioc-ingest": "ingest"})
+SERVICE_ACCOUNTS: Final[Mapping[str, MqttRole]] = MappingProxyType(
+    {"chirpstack": "chirpstack", "ioc-ingest": "ingest", "ioc-feed": "feed", "ioc-api": "api"}
+)

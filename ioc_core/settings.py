@@ -19,6 +19,7 @@ from ioc_core.errors import ConfigError
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "DEFAULT_MQTT_URL",
+    "DEFAULT_PUBLIC_MQTT_URL",
     "ApiSettings",
     "BrokerSettings",
     "ChirpStackSettings",
@@ -35,6 +36,7 @@ __all__ = [
 
 DEFAULT_DATABASE_URL = "postgresql://ioc@127.0.0.1:5432/ioc"
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+DEFAULT_PUBLIC_MQTT_URL = "mqtt://127.0.0.1:1884"  # the public broker's developer listener
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,15 +243,22 @@ class BrokerSettings(_Base):
 
     broker_config_dir: Path | None = Field(
         default=None,
-        description="folder of the broker's password and acl files (`ioc broker config --out`); the API rewrites "
-        "them on every change (IOC_BROKER_CONFIG_DIR)",
+        description="the folder `ioc broker config --out` wrote (internal/ and public/); the API rewrites the "
+        "public broker's password and acl files in it on every change (IOC_BROKER_CONFIG_DIR)",
     )
     broker_pid_file: Path | None = Field(
         default=None,
-        description="the broker's pid file; the API sends it SIGHUP after a change (IOC_BROKER_PID_FILE)",
+        description="the public broker's pid file (<dir>/public/mosquitto.pid); the API sends it SIGHUP after a "
+        "change (IOC_BROKER_PID_FILE)",
+    )
+    broker_admin_url: str | None = Field(
+        default=None,
+        description="the public broker's service listener with the ioc-api account, "
+        "mqtt://ioc-api:<password>@127.0.0.1:1885; the API ends the sessions of revoked credentials through it "
+        "(IOC_BROKER_ADMIN_URL). Unset: a revoked credential's parked session lasts until its expiry",
     )
     broker_public_url: str = Field(
-        default=DEFAULT_MQTT_URL,
+        default=DEFAULT_PUBLIC_MQTT_URL,
         description="the broker as developers reach it, e.g. mqtts://iot.danang.gov.vn:8883 (IOC_BROKER_PUBLIC_URL)",
     )
     broker_credentials_per_developer: int = Field(
@@ -266,6 +275,23 @@ class BrokerSettings(_Base):
         if url.username or url.password:
             raise ValueError("must not hold a user name or password: every developer gets their own")
         return value
+
+    @field_validator("broker_admin_url")
+    @classmethod
+    def _admin_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            url = MqttUrl.parse(value)
+        except ConfigError as err:
+            raise ValueError(str(err).replace("IOC_MQTT_URL", "the URL")) from err
+        if not url.username or not url.password:
+            raise ValueError("needs the ioc-api account: mqtt://ioc-api:<password>@host:port")
+        return value
+
+    @property
+    def admin_url(self) -> MqttUrl | None:
+        return MqttUrl.parse(self.broker_admin_url) if self.broker_admin_url else None
 
     @field_validator("broker_config_dir")
     @classmethod

@@ -20,7 +20,7 @@ from gateways.database import Connection
 from gateways.mosquitto_files import BrokerUser, hash_password
 from ioc_api.errors import Conflict, NotFound
 from ioc_api.queries.audit import audit
-from ioc_core.mqtt_access import GRANTS, SERVICE_ACCOUNTS, MqttRole
+from ioc_core.mqtt_access import DEVELOPER_PREFIX, GRANTS, ROLE_PLACE, SERVICE_ACCOUNTS, MqttRole
 
 __all__ = [
     "Apply",
@@ -95,7 +95,7 @@ def broker_users(conn: Connection) -> list[BrokerUser]:
            WHERE m.revoked_at IS NULL AND (m.user_id IS NULL OR u.revoked_at IS NULL)
            ORDER BY m.username"""
     ).fetchall()
-    return [BrokerUser(name, password_hash, GRANTS[role]) for name, role, password_hash in rows]
+    return [BrokerUser(name, password_hash, GRANTS[role], ROLE_PLACE[role]) for name, role, password_hash in rows]
 
 
 def apply_current(conn: Connection, apply: Apply) -> None:
@@ -105,16 +105,20 @@ def apply_current(conn: Connection, apply: Apply) -> None:
         apply(conn)
 
 
-def _developer_username(owner: str, suffix: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", owner)[: 64 - len("dev--") - len(suffix)]
-    return f"dev-{stem}-{suffix}"
+def _developer_username(user_id: int, owner: str, suffix: str) -> str:
+    """``dev-<user id>-<name>-<suffix>``: the user id (digits up to the first dash) makes two developers' names
+    differ whatever their user names (``dev@x`` and ``dev_x`` both sanitise to ``dev_x``), so a name can only
+    ever collide with one of the same developer's own accounts."""
+    head = f"{DEVELOPER_PREFIX}{user_id}-"
+    stem = re.sub(r"[^A-Za-z0-9._]", "_", owner)[: max(0, 64 - len(head) - len(suffix) - 1)]
+    return f"{head}{stem}-{suffix}" if stem else f"{head}{suffix}"
 
 
 def create_developer_account(
     conn: Connection, owner: str, *, label: str | None, limit: int, actor: str, apply: Apply
 ) -> tuple[MqttAccount, str]:
-    """A new account for developer ``owner``, named ``dev-<owner>-<label or 4 hex digits>``; the password is
-    returned once and only its hash is stored."""
+    """A new account for developer ``owner``, named ``dev-<user id>-<owner>-<label or 4 hex digits>``; the
+    password is returned once and only its hash is stored."""
     password = new_password()
     with conn.transaction():
         _lock(conn)
@@ -132,7 +136,7 @@ def create_developer_account(
             raise Conflict(f"you hold {count_row[0]} active MQTT credentials, the most allowed; revoke one first")
         # A random suffix may meet an earlier account of the same developer (revoked ones keep their names).
         for _attempt in range(1 if label else 8):
-            username = _developer_username(owner, label or secrets.token_hex(2))
+            username = _developer_username(user_id, owner, label or secrets.token_hex(2))
             try:
                 with conn.transaction():
                     conn.execute(
@@ -144,8 +148,9 @@ def create_developer_account(
             except psycopg.errors.UniqueViolation:
                 continue
         else:
-            what = f"label {label!r} gives {username!r}, which exists (revoked names stay taken)" if label else \
-                "no free name was found"
+            # Only this developer's own accounts can hold the name (the user id is in it).
+            what = f"you already have (or had) credentials labelled {label!r}; revoked names stay taken" if label \
+                else "no free name was found"
             raise Conflict(f"cannot create the MQTT credentials: {what}", field="label" if label else None)
         audit(conn, actor, "create", "mqtt_account", username,
               {"owner": owner, "role": "developer", "password": "***"})

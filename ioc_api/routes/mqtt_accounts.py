@@ -41,7 +41,7 @@ def _public(account: MqttAccount) -> CredentialPublic:
 
 
 def _status(outcome: BrokerOutcome) -> BrokerStatus:
-    return BrokerStatus(state=outcome.state, detail=outcome.detail)
+    return BrokerStatus(state=outcome.state, detail=outcome.detail, sessions=outcome.sessions or None)
 
 
 @router.get("", response_model=list[CredentialPublic], summary="List MQTT credentials")
@@ -87,4 +87,4 @@ def delete_credentials(username: str, conn: Db, caller: AdminOrDeveloper, broker
     if caller.role == "developer" and account.owner != caller.name:
         raise Forbidden("developers may revoke only their own MQTT credentials")
     revoked = revoke_account(conn, username, actor=caller.name, apply=broker.write)
-    return CredentialRevoked(**_public(revoked).model_dump(), broker=_status(broker.reload()))
+    return CredentialRevoked(**_public(revoked).model_dump(), broker=_status(broker.reload(end=[username])))

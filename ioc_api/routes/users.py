@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from ioc_api.broker import BrokerDep
 from ioc_api.deps import Caller, Db, require_role
-from ioc_api.queries.mqtt_accounts import apply_current
+from ioc_api.queries.mqtt_accounts import apply_current, list_accounts
 from ioc_api.queries.users import ApiUser, create_user, list_users, revoke_user
 from ioc_api.schemas.users import UserCreate, UserCreated, UserPublic
 
@@ -40,5 +40,5 @@ def delete_user(name: str, conn: Db, admin: Admin, broker: BrokerDep) -> UserPub
     user = revoke_user(conn, name, actor=admin.name)
     if user.role == "developer":
         apply_current(conn, broker.write)
-        broker.reload()
+        broker.reload(end=[a.username for a in list_accounts(conn, owner=user.name, include_revoked=True)])
     return _public(user)

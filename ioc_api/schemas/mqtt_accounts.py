@@ -29,11 +29,14 @@ class BrokerStatus(BaseModel):
         "does not write the broker's files"
     )
     detail: str
+    sessions: str | None = Field(
+        default=None, description="for a revocation: whether the credential's connection and parked session on "
+        "the broker were ended at once (they are when the API has IOC_BROKER_ADMIN_URL)")
 
 
 class CredentialPublic(BaseModel):
     username: str = Field(examples=["dev-flood-watch-3f9a"])
-    role: Literal["chirpstack", "ingest", "developer"]
+    role: Literal["chirpstack", "ingest", "feed", "api", "developer"]
     owner: str | None = Field(description="the developer (API user) it belongs to; none for service accounts")
     created_at: datetime
     revoked_at: datetime | None

@@ -1,275 +1,101 @@
-"""The broker's doors, against a real Mosquitto started with the configuration `ioc broker config` writes.
+"""The brokers' doors, against real Mosquitto processes started with the configuration `ioc broker config` writes.
 
-Developers read the open feed and nothing else, publish nowhere, and manage their own credentials through
-the API; a revocation reaches the broker through its files and a SIGHUP, without dropping anyone else.
+Developers reach only the public broker, read the open feed there and nothing else, publish nowhere, and
+manage their own credentials through the API; a revocation reaches the broker through its files and a
+SIGHUP, without dropping anyone else. No developer credential is known to the internal broker.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
+import re
 import shutil
 import socket
 import subprocess
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as paho
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.reasoncodes import ReasonCode
 from typer.testing import CliRunner
 
-from gateways.local_mosquitto import LocalMosquitto, find_mosquitto
 from gateways.local_postgres import free_port
 from gateways.mosquitto_files import BrokerReloadFailed, reload, verify_password
 from ioc_api.app import create_app
-from ioc_api.broker import BrokerControl
-from ioc_api.queries.mqtt_accounts import create_developer_account
-from ioc_api.queries.users import create_user
 from ioc_cli.app import build_app
 from ioc_core.errors import FatalError
 from ioc_core.settings import BrokerSettings, DatabaseSettings
 from tests.api_support import key
+from tests.broker_support import (
+    NOT_AUTHORIZED,
+    READING_TOPIC,
+    PlatformBroker,
+    Probe,
+    accepted_soon,
+    broker_config,
+    developer,
+    eventually,
+    refused_soon,
+    start_brokers,
+    unavailable,
+)
 
 pytestmark = pytest.mark.integration
-
-NOT_AUTHORIZED = 0x87
-READING_TOPIC = "ioc/v1/hai-chau/water_level/0000000000000001"
-_ids = itertools.count(1)
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: a needed service must start)", pytrace=False)
-    pytest.skip(reason)
-
-
-def _eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
-
-
-class Probe:
-    """An MQTT 5 client that records what the broker answers: CONNACK, SUBACK, PUBACK, messages, drops."""
-
-    def __init__(self, port: int, username: str | None = None, password: str | None = None, *,
-                 ca_file: Path | None = None) -> None:
-        self.port = port
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{next(_ids)}", protocol=paho.MQTTv5)
-        if username is not None:
-            self.client.username_pw_set(username, password)
-        if ca_file is not None:
-            self.client.tls_set(ca_certs=str(ca_file))
-        self.connack: ReasonCode | None = None
-        self.messages: list[tuple[str, bytes]] = []
-        self.acks: dict[int, Any] = {}
-        self.dropped = threading.Event()
-        self._lock = threading.Lock()
-        self._connacked = threading.Event()
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_publish = self._on_publish
-
-    def _on_connect(self, client: paho.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any) -> None:
-        if self.connack is None:
-            self.connack = reason
-        if reason.is_failure:
-            client.disconnect()  # no reconnect attempts in the background
-        self._connacked.set()
-
-    def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, _reason: Any, _p: Any) -> None:
-        if self.connack is not None and not self.connack.is_failure:
-            self.dropped.set()
-
-    def _on_message(self, _c: Any, _u: Any, message: paho.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append((message.topic, message.payload))
-
-    def _on_subscribe(self, _c: Any, _u: Any, mid: int, reasons: list[ReasonCode], _p: Any) -> None:
-        self.acks[mid] = reasons[0]
-
-    def _on_publish(self, _c: Any, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
-        self.acks[mid] = reason
-
-    def connect(self, host: str = "127.0.0.1", timeout_s: float = 5.0) -> ReasonCode | None:
-        """The CONNACK's reason code; None when no MQTT session came about at all."""
-        try:
-            self.client.connect(host, self.port, keepalive=30)
-        except OSError:
-            return None
-        self.client.loop_start()
-        self._connacked.wait(timeout_s)
-        if self.connack is None or self.connack.is_failure:
-            self.close()  # no reconnect attempts in the background
-        return self.connack
-
-    def _ack(self, mid: int) -> Any:
-        assert _eventually(lambda: mid in self.acks), f"no acknowledgement for packet {mid}"
-        return self.acks.pop(mid)
-
-    def subscribe(self, topic_filter: str) -> ReasonCode:
-        _rc, mid = self.client.subscribe(topic_filter, qos=1)
-        reason: ReasonCode = self._ack(mid)
-        return reason
-
-    def publish(self, topic: str, payload: bytes) -> ReasonCode:
-        reason: ReasonCode = self._ack(self.client.publish(topic, payload, qos=1).mid)
-        return reason
-
-    def topics(self) -> list[str]:
-        with self._lock:
-            return [topic for topic, _ in self.messages]
-
-    def wait_for(self, topic: str) -> None:
-        assert _eventually(lambda: topic in self.topics()), f"{topic} never arrived; got {self.topics()}"
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@dataclass
-class PlatformBroker:
-    server: LocalMosquitto
-    directory: Path
-    port: int
-    passwords: dict[str, str]
-
-    @property
-    def pid_file(self) -> Path:
-        return self.directory / "mosquitto.pid"
-
-    def probe(self, username: str | None, password: str | None = None) -> Probe:
-        return Probe(self.port, username, password)
-
-    def service(self, username: str) -> Probe:
-        probe = self.probe(username, self.passwords[username])
-        assert _connected(probe)
-        return probe
-
-    def settings(self, *, pid_file: Path | None = None) -> BrokerSettings:
-        return BrokerSettings(broker_config_dir=self.directory, broker_pid_file=pid_file or self.pid_file,
-                              broker_public_url=f"mqtt://127.0.0.1:{self.port}")
-
-
-def _connected(probe: Probe) -> bool:
-    reason = probe.connect()
-    return reason is not None and not reason.is_failure
-
-
-def _accepted_soon(broker: PlatformBroker, username: str, password: str) -> Probe:
-    """A connected client; waits out the reload that makes new credentials known."""
-    probes: list[Probe] = []
-
-    def attempt() -> bool:
-        probes.append(broker.probe(username, password))
-        return _connected(probes[-1])
-
-    assert _eventually(attempt), f"{username} was never accepted: {probes[-1].connack}\n{broker.server.log_tail()}"
-    return probes[-1]
-
-
-def _refused_soon(broker: PlatformBroker, username: str, password: str) -> bool:
-    def attempt() -> bool:
-        probe = broker.probe(username, password)
-        reason = probe.connect()
-        if reason is not None and not reason.is_failure:
-            probe.close()
-            return False
-        return reason is not None and reason.value == NOT_AUTHORIZED
-
-    return _eventually(attempt)
-
-
-def _config(db_url: str, out: Path, *args: str) -> Any:
-    run_as = ["--run-as", "root"] if os.geteuid() == 0 else []  # as root, Mosquitto would drop to `mosquitto`
-    return CliRunner().invoke(build_app(), ["broker", "config", "--out", str(out), *run_as, *args],
-                              env={"IOC_DATABASE_URL": db_url})
-
-
-def _start(db_url: str, tmp_path: Path, *args: str) -> PlatformBroker:
-    try:
-        find_mosquitto()
-    except FatalError as err:
-        _unavailable(str(err))
-    port = free_port()
-    directory = tmp_path / "broker"
-    result = _config(db_url, directory, "--internal-port", str(port), *args)
-    assert result.exit_code == 0, result.output
-    passwords = dict(line.split(" ", 1) for line in result.stdout.splitlines())
-    assert set(passwords) == {"chirpstack", "ioc-ingest"}
-    server = LocalMosquitto(tmp_path / "run", port=port, config_file=directory / "mosquitto.conf")
-    try:
-        server.start()
-    except FatalError as err:
-        _unavailable(f"mosquitto did not start: {err}")
-    return PlatformBroker(server, directory, port, passwords)
 
 
 @pytest.fixture
 def platform(db_url: str, tmp_path: Path) -> Iterator[PlatformBroker]:
-    broker = _start(db_url, tmp_path)
+    broker = start_brokers(db_url, tmp_path)
     try:
         yield broker
     finally:
-        broker.server.stop()
-
-
-def _developer(db_url: str, broker: PlatformBroker, name: str) -> tuple[str, str]:
-    """A developer with one set of credentials, created and applied the way the API does it."""
-    control = BrokerControl.from_settings(broker.settings())
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        create_user(conn, name, "developer", [], actor="test")
-        account, password = create_developer_account(conn, name, label=None, limit=5, actor="test",
-                                                      apply=control.write)
-    reload(broker.pid_file)
-    return account.username, password
+        broker.stop()
 
 
 # --- the broker alone -------------------------------------------------------------------------------------------
 
 
 def test_developer_reads_the_open_feed_and_nothing_else(db_url: str, platform: PlatformBroker) -> None:
-    username, password = _developer(db_url, platform, "alice")
+    username, password = developer(db_url, platform, "alice")
     ingest, chirpstack = platform.service("ioc-ingest"), platform.service("chirpstack")
-    dev = _accepted_soon(platform, username, password)
+    feed = platform.service("ioc-feed")
+    dev = accepted_soon(platform, username, password)
     try:
         assert not ingest.subscribe("$share/ioc-ingest/application/+/device/+/event/+").is_failure
         assert not dev.subscribe("ioc/v1/#").is_failure
-        dev.subscribe("application/#")  # Mosquitto grants it and then delivers nothing (checked below)
+        # On the public broker there is no application/# traffic to see, whatever Mosquitto answers.
+        dev.subscribe("application/#")
+        dev.subscribe("$share/ioc-ingest/application/+/device/+/event/+")
 
         event = f"application/{uuid.uuid4()}/device/0000000000000001/event/up"
         assert not chirpstack.publish(event, b'{"fCnt": 1}').is_failure
         ingest.wait_for(event)
-        assert not ingest.publish(READING_TOPIC, b'{"value": 1.25}').is_failure
+        assert not feed.publish(READING_TOPIC, b'{"value": 1.25}').is_failure
         dev.wait_for(READING_TOPIC)
-        # One connection delivers in order: the reading came after ChirpStack's event, which never came.
         assert dev.messages == [(READING_TOPIC, b'{"value": 1.25}')]
+        assert ingest.messages == [(event, b'{"fCnt": 1}')]  # the open feed never reaches the internal broker
     finally:
-        for probe in (dev, ingest, chirpstack):
+        for probe in (dev, ingest, chirpstack, feed):
             probe.close()
 
 
+def test_developer_credentials_open_no_other_door(db_url: str, platform: PlatformBroker) -> None:
+    """Not the internal broker (no developer is in its files), not the public broker's service listener."""
+    username, password = developer(db_url, platform, "eve")
+    accepted_soon(platform, username, password).close()
+    assert refused_soon(platform, username, password, port=platform.internal_port)
+    assert refused_soon(platform, username, password, port=platform.service_port)
+    # Nor the other way round: a service account is not known on the developer listener.
+    assert refused_soon(platform, "ioc-feed", platform.passwords["ioc-feed"], port=platform.public_port)
+    assert refused_soon(platform, "ioc-ingest", platform.passwords["ioc-ingest"], port=platform.public_port)
+
+
 def test_developers_publish_nowhere(db_url: str, platform: PlatformBroker) -> None:
-    username, password = _developer(db_url, platform, "mallory")
-    ingest = platform.service("ioc-ingest")
-    dev = _accepted_soon(platform, username, password)
+    username, password = developer(db_url, platform, "mallory")
+    ingest = platform.service("ioc-feed")
+    dev = accepted_soon(platform, username, password)
     try:
-        ingest.subscribe("application/#")
         dev.subscribe("ioc/v1/#")  # would hear its own forgeries in the feed if they were accepted
         for topic in (READING_TOPIC, "ioc/v1/x", "application/x/device/0000000000000001/event/up", "ioc/x",
                       "other", "$SYS/broker/x"):
@@ -278,7 +104,6 @@ def test_developers_publish_nowhere(db_url: str, platform: PlatformBroker) -> No
         assert not ingest.publish("ioc/v1/marker", b"after").is_failure
         dev.wait_for("ioc/v1/marker")
         assert dev.messages == [("ioc/v1/marker", b"after")]
-        assert ingest.messages == []
     finally:
         dev.close()
         ingest.close()
@@ -295,14 +120,22 @@ def test_bad_credentials_are_refused(platform: PlatformBroker, username: str | N
 
 
 def test_a_developer_password_is_not_someone_elses(db_url: str, platform: PlatformBroker) -> None:
-    alice, alice_password = _developer(db_url, platform, "alice")
-    bob, _bob_password = _developer(db_url, platform, "bob")
-    _accepted_soon(platform, alice, alice_password).close()
-    for username in (bob, "chirpstack", "ioc-ingest"):
-        assert _refused_soon(platform, username, alice_password)
+    alice, alice_password = developer(db_url, platform, "alice")
+    bob, _bob_password = developer(db_url, platform, "bob")
+    accepted_soon(platform, alice, alice_password).close()
+    for username in (bob, "chirpstack", "ioc-ingest", "ioc-feed", "ioc-api"):
+        assert refused_soon(platform, username, alice_password)
 
 
 # --- through the API --------------------------------------------------------------------------------------------
+
+
+def _name(db_url: str, user: str, suffix: str) -> str:
+    """The MQTT username the API gives ``user``'s credentials with ``suffix``: the user id makes it unique."""
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT id FROM api_users WHERE name = %s", (user,)).fetchone()
+    assert row is not None
+    return f"dev-{row[0]}-{user}-{suffix}"
 
 
 def _api(db_url: str, settings: BrokerSettings) -> TestClient:
@@ -311,20 +144,20 @@ def _api(db_url: str, settings: BrokerSettings) -> TestClient:
 
 def test_credentials_from_the_api_work_until_revoked(db_url: str, platform: PlatformBroker) -> None:
     alice, bob = key(db_url, "alice", "developer"), key(db_url, "bob", "developer")
-    ingest = platform.service("ioc-ingest")
+    ingest = platform.service("ioc-feed")
     with _api(db_url, platform.settings()) as client:
         created = client.post("/api/v1/mqtt/credentials", headers=alice)
         assert created.status_code == 201, created.text
         body = created.json()
-        assert body["username"].startswith("dev-alice-") and len(body["username"]) == len("dev-alice-") + 4
+        assert re.fullmatch(_name(db_url, "alice", "") + "[0-9a-f]{4}", body["username"]), body["username"]
         assert body["owner"] == "alice" and body["role"] == "developer" and body["revoked_at"] is None
-        assert body["broker_url"] == f"mqtt://127.0.0.1:{platform.port}" and body["topic_filter"] == "ioc/v1/#"
+        assert body["broker_url"] == f"mqtt://127.0.0.1:{platform.public_port}" and body["topic_filter"] == "ioc/v1/#"
         assert body["broker"]["state"] == "reloaded"
         bob_body = client.post("/api/v1/mqtt/credentials", headers=bob, json={"label": "flood_app"}).json()
-        assert bob_body["username"] == "dev-bob-flood_app"
+        assert bob_body["username"] == _name(db_url, "bob", "flood_app")
 
-        alice_client = _accepted_soon(platform, body["username"], body["password"])
-        bob_client = _accepted_soon(platform, bob_body["username"], bob_body["password"])
+        alice_client = accepted_soon(platform, body["username"], body["password"])
+        bob_client = accepted_soon(platform, bob_body["username"], bob_body["password"])
         alice_client.subscribe("ioc/v1/#")
         bob_client.subscribe("ioc/v1/#")
         ingest.publish(READING_TOPIC, b"1")
@@ -334,7 +167,7 @@ def test_credentials_from_the_api_work_until_revoked(db_url: str, platform: Plat
         revoked = client.delete(f"/api/v1/mqtt/credentials/{body['username']}", headers=alice)
         assert revoked.status_code == 200, revoked.text
         assert revoked.json()["revoked_at"] is not None and revoked.json()["broker"]["state"] == "reloaded"
-        assert _refused_soon(platform, body["username"], body["password"])
+        assert refused_soon(platform, body["username"], body["password"])
         # Mosquitto drops a connection whose account left the password file at the reload, and only that one.
         assert alice_client.dropped.wait(5)
         assert not bob_client.dropped.is_set()
@@ -362,15 +195,17 @@ def test_developers_see_only_their_own_and_admins_see_all(db_url: str, tmp_path:
     alice, bob = key(db_url, "alice", "developer"), key(db_url, "bob", "developer")
     admin = key(db_url, "root", "admin")
     settings = BrokerSettings(broker_config_dir=tmp_path, broker_pid_file=None)
+    (tmp_path / "public").mkdir()
+    a1, b1 = _name(db_url, "alice", "a1"), _name(db_url, "bob", "b1")
     with _api(db_url, settings) as client:
         mine = client.post("/api/v1/mqtt/credentials", headers=alice, json={"label": "a1"})
         assert mine.status_code == 201 and mine.json()["broker"]["state"] == "files_written"
         theirs = client.post("/api/v1/mqtt/credentials", headers=bob, json={"label": "b1"}).json()["username"]
-        acl = (tmp_path / "acl").read_text()
-        assert "user dev-alice-a1\ntopic read ioc/v1/#" in acl and "user dev-bob-b1\ntopic read ioc/v1/#" in acl
+        acl = (tmp_path / "public" / "developers.acl").read_text()
+        assert f"user {a1}\ntopic read ioc/v1/#" in acl and f"user {b1}\ntopic read ioc/v1/#" in acl
 
         listed = client.get("/api/v1/mqtt/credentials", headers=alice).json()
-        assert [c["username"] for c in listed] == ["dev-alice-a1"]
+        assert [c["username"] for c in listed] == [a1]
         assert all("password" not in c and "password_hash" not in c for c in listed)
         assert client.get("/api/v1/mqtt/credentials?user=alice", headers=alice).status_code == 200
         assert client.get("/api/v1/mqtt/credentials?user=bob", headers=alice).status_code == 403
@@ -378,22 +213,21 @@ def test_developers_see_only_their_own_and_admins_see_all(db_url: str, tmp_path:
         assert client.delete("/api/v1/mqtt/credentials/dev-nobody-0000", headers=alice).status_code == 404
 
         everyone = client.get("/api/v1/mqtt/credentials", headers=admin).json()
-        assert [c["username"] for c in everyone] == ["dev-alice-a1", "dev-bob-b1"]
+        assert [c["username"] for c in everyone] == [a1, b1]
         assert [c["owner"] for c in client.get("/api/v1/mqtt/credentials?user=bob", headers=admin).json()] == ["bob"]
         assert client.delete(f"/api/v1/mqtt/credentials/{theirs}", headers=admin).status_code == 200
-        assert "dev-bob-b1" not in (tmp_path / "acl").read_text()
-        assert "dev-bob-b1" not in (tmp_path / "passwords").read_text()
-        assert [c["username"] for c in client.get("/api/v1/mqtt/credentials", headers=admin).json()] == [
-            "dev-alice-a1"]
+        assert b1 not in (tmp_path / "public" / "developers.acl").read_text()
+        assert b1 not in (tmp_path / "public" / "developers.passwords").read_text()
+        assert [c["username"] for c in client.get("/api/v1/mqtt/credentials", headers=admin).json()] == [a1]
         with_revoked = client.get("/api/v1/mqtt/credentials?include_revoked=true", headers=admin).json()
-        assert [c["username"] for c in with_revoked] == ["dev-alice-a1", "dev-bob-b1"]
+        assert [c["username"] for c in with_revoked] == [a1, b1]
 
         assert client.post("/api/v1/mqtt/credentials", headers=admin).status_code == 403
         for role in ("operator", "technician"):
             other = key(db_url, f"a-{role}", role)
             assert client.get("/api/v1/mqtt/credentials", headers=other).status_code == 403
             assert client.post("/api/v1/mqtt/credentials", headers=other).status_code == 403
-            assert client.delete("/api/v1/mqtt/credentials/dev-alice-a1", headers=other).status_code == 403
+            assert client.delete(f"/api/v1/mqtt/credentials/{a1}", headers=other).status_code == 403
         assert client.get("/api/v1/mqtt/credentials").status_code == 401
 
 
@@ -407,8 +241,9 @@ def test_limits_and_labels(db_url: str) -> None:
         assert over.status_code == 409 and "revoke one first" in over.json()["error"]["message"]
         client.delete(f"/api/v1/mqtt/credentials/{made[0].json()['username']}", headers=alice)
         labelled = client.post("/api/v1/mqtt/credentials", headers=alice, json={"label": "app"})
-        assert labelled.status_code == 201 and labelled.json()["username"] == "dev-alice-app"
-        client.delete("/api/v1/mqtt/credentials/dev-alice-app", headers=alice)
+        app = _name(db_url, "alice", "app")
+        assert labelled.status_code == 201 and labelled.json()["username"] == app
+        client.delete(f"/api/v1/mqtt/credentials/{app}", headers=alice)
         reused = client.post("/api/v1/mqtt/credentials", headers=alice, json={"label": "app"})
         assert reused.status_code == 409 and reused.json()["error"]["field"] == "label"
         for bad in ("has-dash", "a b", "x" * 25, "", "é"):
@@ -416,12 +251,26 @@ def test_limits_and_labels(db_url: str) -> None:
             assert response.status_code == 422 and response.json()["error"]["field"] == "label", bad
 
 
+def test_two_developers_names_never_collide(db_url: str) -> None:
+    """``dev@x`` and ``dev_x`` used to both become ``dev-dev_x-<label>``: the second got a 409 naming the
+    first developer's account. The user id in the name keeps them apart."""
+    first, second = key(db_url, "dev@x", "developer"), key(db_url, "dev_x", "developer")
+    with _api(db_url, BrokerSettings(broker_config_dir=None)) as client:
+        a = client.post("/api/v1/mqtt/credentials", headers=first, json={"label": "app"})
+        b = client.post("/api/v1/mqtt/credentials", headers=second, json={"label": "app"})
+        assert (a.status_code, b.status_code) == (201, 201), b.text
+        assert a.json()["username"] != b.json()["username"]
+        again = client.post("/api/v1/mqtt/credentials", headers=second, json={"label": "app"})
+        assert again.status_code == 409 and a.json()["username"] not in again.text
+
+
 def test_service_accounts_are_not_revoked_through_the_api(db_url: str, platform: PlatformBroker) -> None:
     admin = key(db_url, "root", "admin")
     with _api(db_url, platform.settings()) as client:
         listed = client.get("/api/v1/mqtt/credentials", headers=admin).json()
         assert [(c["username"], c["role"], c["owner"]) for c in listed] == [
-            ("chirpstack", "chirpstack", None), ("ioc-ingest", "ingest", None)]
+            ("chirpstack", "chirpstack", None), ("ioc-api", "api", None), ("ioc-feed", "feed", None),
+            ("ioc-ingest", "ingest", None)]
         refused = client.delete("/api/v1/mqtt/credentials/chirpstack", headers=admin)
         assert refused.status_code == 409 and "ioc broker rotate" in refused.json()["error"]["message"]
     platform.service("chirpstack").close()
@@ -451,15 +300,16 @@ def test_a_failed_reload_is_reported_and_repeating_the_revocation_retries_it(
         assert created["broker"]["state"] == "reload_failed"
         assert "missing.pid does not exist" in created["broker"]["detail"]
         assert "ioc broker reload" in created["broker"]["detail"]
-        assert f"user {created['username']}" in (platform.directory / "acl").read_text()  # stored and written
+        acl = (platform.directory / "public" / "developers.acl").read_text()
+        assert f"user {created['username']}" in acl  # stored and written
     reload(platform.pid_file)  # what `ioc broker reload` does after the operator fixed the pid file
-    probe = _accepted_soon(platform, created["username"], created["password"])
+    probe = accepted_soon(platform, created["username"], created["password"])
     with _api(db_url, platform.settings()) as client:
         response = client.delete(f"/api/v1/mqtt/credentials/{created['username']}", headers=alice)
         assert response.json()["broker"]["state"] == "reloaded"
     assert probe.dropped.wait(5)
     probe.close()
-    assert _refused_soon(platform, created["username"], created["password"])
+    assert refused_soon(platform, created["username"], created["password"])
 
 
 def test_reload_never_signals_a_process_that_is_not_the_broker(tmp_path: Path) -> None:
@@ -482,7 +332,7 @@ def _certificates(folder: Path) -> tuple[Path, Path, Path]:
     """A CA and a server certificate for 127.0.0.1 and localhost, made with the openssl command."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        _unavailable("openssl not found")
+        unavailable("openssl not found")
     assert openssl is not None
     folder.mkdir()
     ca_key, ca, key_file, csr, cert = (folder / n for n in ("ca.key", "ca.crt", "server.key", "server.csr",
@@ -503,17 +353,17 @@ def _certificates(folder: Path) -> tuple[Path, Path, Path]:
 def test_developers_connect_over_tls(db_url: str, tmp_path: Path) -> None:
     ca, cert, key_file = _certificates(tmp_path / "tls")
     tls_port = free_port()
-    broker = _start(db_url, tmp_path, "--tls-port", str(tls_port), "--tls-cert", str(cert), "--tls-key",
+    broker = start_brokers(db_url, tmp_path, "--tls-port", str(tls_port), "--tls-cert", str(cert), "--tls-key",
                     str(key_file), "--tls-ca", str(ca))
     try:
-        assert _eventually(lambda: _listening(tls_port))
-        username, password = _developer(db_url, broker, "alice")
-        _accepted_soon(broker, username, password).close()  # the reload is done
+        assert eventually(lambda: _listening(tls_port))
+        username, password = developer(db_url, broker, "alice")
+        accepted_soon(broker, username, password).close()  # the reload is done
         dev = Probe(tls_port, username, password, ca_file=ca)
         reason = dev.connect()
-        assert reason is not None and not reason.is_failure, (reason, broker.server.log_tail())
+        assert reason is not None and not reason.is_failure, (reason, broker.public.log_tail())
         dev.subscribe("ioc/v1/#")
-        ingest = broker.service("ioc-ingest")  # inside, on the plain listener
+        ingest = broker.service("ioc-feed")  # inside, on the plain listener
         ingest.publish(READING_TOPIC, b"tls")
         dev.wait_for(READING_TOPIC)
         assert dev.publish("ioc/v1/x", b"forged").value == NOT_AUTHORIZED
@@ -524,7 +374,7 @@ def test_developers_connect_over_tls(db_url: str, tmp_path: Path) -> None:
         dev.close()
         ingest.close()
     finally:
-        broker.server.stop()
+        broker.stop()
 
 
 def _listening(port: int) -> bool:
@@ -541,27 +391,28 @@ def _listening(port: int) -> bool:
 def test_config_again_keeps_accounts_and_rotate_and_reload_apply_at_once(
     db_url: str, platform: PlatformBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    again = _config(db_url, platform.directory, "--internal-port", str(platform.port))
+    again = broker_config(db_url, platform.directory, "--internal-port", str(platform.internal_port),
+                          "--public-port", str(platform.public_port), "--service-port", str(platform.service_port))
     assert again.exit_code == 0, again.output
     assert again.stdout == ""  # no new accounts, so no passwords
     assert "mosquitto -c" in again.stderr and "IOC_BROKER_CONFIG_DIR=" in again.stderr
 
     env = {"IOC_DATABASE_URL": db_url, "IOC_BROKER_CONFIG_DIR": str(platform.directory),
            "IOC_BROKER_PID_FILE": str(platform.pid_file)}
-    connected = platform.service("ioc-ingest")
+    connected = platform.service("ioc-ingest")  # on the same (internal) broker as chirpstack
     rotated = CliRunner().invoke(build_app(), ["broker", "rotate", "chirpstack"], env=env)
     assert rotated.exit_code == 0, rotated.output
     new_password = rotated.stdout.strip()
-    assert _refused_soon(platform, "chirpstack", platform.passwords["chirpstack"])
-    _accepted_soon(platform, "chirpstack", new_password).close()
+    assert refused_soon(platform, "chirpstack", platform.passwords["chirpstack"])
+    accepted_soon(platform, "chirpstack", new_password).close()
     assert not connected.dropped.is_set()
     connected.close()
 
     # Files edited by hand (or lost) come back from the database.
-    (platform.directory / "acl").write_text("")
+    (platform.directory / "internal" / "acl").write_text("")
     reloaded = CliRunner().invoke(build_app(), ["broker", "reload"], env=env)
     assert reloaded.exit_code == 0, reloaded.output
-    assert "user chirpstack" in (platform.directory / "acl").read_text()
+    assert "user chirpstack" in (platform.directory / "internal" / "acl").read_text()
 
     listed = CliRunner().invoke(build_app(), ["broker", "list"], env={**env, "COLUMNS": "200"})
     assert listed.exit_code == 0 and "chirpstack" in listed.stdout and "ioc-ingest" in listed.stdout
@@ -578,7 +429,7 @@ def test_config_again_keeps_accounts_and_rotate_and_reload_apply_at_once(
     ],
 )
 def test_config_refuses_bad_options_in_one_line(db_url: str, tmp_path: Path, args: list[str], message: str) -> None:
-    result = _config(db_url, tmp_path / "out", *args)
+    result = broker_config(db_url, tmp_path / "out", *args)
     assert isinstance(result.exception, FatalError), result.output
     assert message in str(result.exception) and "\n" not in str(result.exception)
 
@@ -604,10 +455,10 @@ def test_revoking_a_developer_closes_their_broker_accounts(db_url: str, platform
     admin = key(db_url, "root", "admin")
     with _api(db_url, platform.settings()) as client:
         body = client.post("/api/v1/mqtt/credentials", headers=carol).json()
-        connected = _accepted_soon(platform, body["username"], body["password"])
+        connected = accepted_soon(platform, body["username"], body["password"])
         assert client.delete("/api/v1/users/carol", headers=admin).status_code == 200
         assert connected.dropped.wait(5)
-        assert _refused_soon(platform, body["username"], body["password"])
+        assert refused_soon(platform, body["username"], body["password"])
         listed = client.get("/api/v1/mqtt/credentials", headers=admin, params={"user": "carol"}).json()
         connected.close()
     assert all(a["revoked_at"] is not None for a in (listed if isinstance(listed, list) else listed["items"]))

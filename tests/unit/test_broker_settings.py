@@ -11,12 +11,13 @@ from ioc_core.settings import BrokerSettings, load
 
 
 def test_unset_means_not_managed(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("IOC_BROKER_CONFIG_DIR", "IOC_BROKER_PID_FILE", "IOC_BROKER_PUBLIC_URL"):
+    for name in ("IOC_BROKER_CONFIG_DIR", "IOC_BROKER_PID_FILE", "IOC_BROKER_PUBLIC_URL", "IOC_BROKER_ADMIN_URL"):
         monkeypatch.delenv(name, raising=False)
     settings = load(BrokerSettings)
     assert settings.broker_config_dir is None and settings.broker_pid_file is None
-    assert settings.broker_public_url == "mqtt://127.0.0.1:1883"
+    assert settings.broker_public_url == "mqtt://127.0.0.1:1884"
     assert settings.broker_credentials_per_developer == 5
+    assert settings.broker_admin_url is None and settings.admin_url is None
 
 
 def test_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -35,6 +36,8 @@ def test_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
         ("IOC_BROKER_PUBLIC_URL", "mqtts://dev:secret@iot.danang.gov.vn:8883", "must not hold a user name"),
         ("IOC_BROKER_CONFIG_DIR", "/nonexistent/broker", "IOC_BROKER_CONFIG_DIR: /nonexistent/broker is not a folder"),
         ("IOC_BROKER_CREDENTIALS_PER_DEVELOPER", "0", "IOC_BROKER_CREDENTIALS_PER_DEVELOPER"),
+        ("IOC_BROKER_ADMIN_URL", "mqtt://127.0.0.1:1885", "needs the ioc-api account"),
+        ("IOC_BROKER_ADMIN_URL", "http://ioc-api:x@127.0.0.1:1885", "IOC_BROKER_ADMIN_URL: the URL must start with"),
     ],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str) -> None:
