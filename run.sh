@@ -20,6 +20,8 @@ as_root() {
 system_packages() {
   local missing=()
   if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then missing+=(mosquitto); fi
+  # mosquitto_sub, for the commands the demo prints to watch both brokers
+  if ! command -v mosquitto_sub >/dev/null 2>&1; then missing+=(mosquitto-clients); fi
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
     missing+=(postgresql)
   fi

@@ -20,10 +20,10 @@ from device_simulators.events import StreamOptions, generate
 from device_simulators.fleet import Fleet, build_fleet
 from device_simulators.publisher import publish_to_broker
 from gateways.database import Connection, connect
-from gateways.local_mosquitto import LocalMosquitto
 from gateways.local_postgres import LocalPostgres, free_port
 from gateways.migrations import fingerprint, migrate
 from ingest.registry import DeviceRecord, register_devices, seed_zones
+from ioc_cli.demo_brokers import DemoBrokers, start_demo_brokers
 from ioc_cli.ingest import build_worker, stop_on_signals
 from ioc_cli.logs import setup_logging
 from ioc_core.errors import FatalError
@@ -157,23 +157,25 @@ def register(app: typer.Typer) -> None:
                 pg.start()
                 stack.callback(pg.stop)
                 dsn = pg.url
-            if "IOC_MQTT_URL" in os.environ:
-                mqtt = load(MqttSettings)
-            else:
-                broker = LocalMosquitto(work / "mosquitto")
-                broker.start()
-                stack.callback(broker.stop)
-                mqtt = MqttSettings(mqtt_url=broker.url)
             with connect(dsn) as conn:
                 mode, _ = migrate(conn)
                 fleet = build_fleet(devices, seed=seed)
                 registered, left_out = _register_fleet(conn, fleet, unregistered_every=20)
             console.print(f"database ready ({mode}); registered {registered} devices, left {left_out} "
                           "for the ingest to enrol")
+            brokers: DemoBrokers | None = None
+            if "IOC_MQTT_URL" in os.environ:
+                mqtt, feed, chirpstack_url = load(MqttSettings), load(FeedSettings), load(MqttSettings).mqtt_url
+            else:
+                with connect(dsn, autocommit=True) as conn:
+                    brokers = start_demo_brokers(stack, conn, work)
+                mqtt = MqttSettings(mqtt_url=brokers.ingest_url)
+                feed = load(FeedSettings).model_copy(update={"feed_url": brokers.feed_url})
+                chirpstack_url = brokers.chirpstack_url
 
             ingest = load(IngestSettings).model_copy(update={"ingest_client_id": "ioc-demo-worker"})
             worker = build_worker(ingest, DatabaseSettings(database_url=dsn), mqtt,  # type: ignore[arg-type]
-                                  feed=load(FeedSettings))
+                                  feed=feed)
             worker_stop = threading.Event()
             worker_thread = threading.Thread(target=worker.run, args=(worker_stop,), name="ingest")
             worker_thread.start()
@@ -191,14 +193,14 @@ def register(app: typer.Typer) -> None:
             options = StreamOptions(seed=seed, start=start, scenario=scenario, encoding=encoding)  # type: ignore[arg-type]
             simulator = threading.Thread(
                 target=publish_to_broker,
-                args=(generate(fleet, options), MqttUrl.parse(mqtt.mqtt_url)),
+                args=(generate(fleet, options), MqttUrl.parse(chirpstack_url)),
                 kwargs={"client_id": "ioc-demo-simulator", "time_scale": time_scale, "should_stop": stop.is_set},
                 name="simulator",
                 daemon=True,
             )
             simulator.start()
-            api_line = _serve_api(stack, dsn, api_port) if api else None
-            _where_to_look(console, dsn, mqtt.mqtt_url, devices, scenario, time_scale, api_line)
+            api_line = _serve_api(stack, dsn, api_port, brokers) if api else None
+            _where_to_look(console, dsn, mqtt.mqtt_url, devices, scenario, time_scale, api_line, brokers)
 
             started = time.monotonic()
             next_summary = started + summary_every
@@ -231,7 +233,7 @@ def _forget_stale_database(console: Console, work: Path) -> None:
     marker.write_text(current + "\n")
 
 
-def _serve_api(stack: ExitStack, dsn: str, port: int) -> str:
+def _serve_api(stack: ExitStack, dsn: str, port: int, brokers: DemoBrokers | None) -> str:
     """The API in a thread on loopback, with a new key for a ``demo-admin`` user; returns where to look."""
     import uvicorn  # only the demo and `ioc api` need the web stack
 
@@ -245,7 +247,8 @@ def _serve_api(stack: ExitStack, dsn: str, port: int) -> str:
         conn.execute("DELETE FROM api_users WHERE name = 'demo-admin'")
         _user, key = create_user(conn, "demo-admin", "admin", [], actor="ioc demo")
     catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecRegistry.discover().infos())
-    app = create_app(DatabaseSettings(database_url=dsn), catalogue=catalogue)  # type: ignore[arg-type]
+    app = create_app(DatabaseSettings(database_url=dsn), catalogue=catalogue,  # type: ignore[arg-type]
+                     broker=brokers.api_settings() if brokers else None)
     port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="api", daemon=True)
@@ -266,21 +269,35 @@ def _serve_api(stack: ExitStack, dsn: str, port: int) -> str:
 
 
 def _where_to_look(console: Console, dsn: str, mqtt_url: str, devices: int, scenario: str,
-                   time_scale: float, api_line: str | None) -> None:
-    host_port = mqtt_url.split("://", 1)[1].rsplit("@", 1)[-1]
-    host, _, port = host_port.partition(":")
+                   time_scale: float, api_line: str | None, brokers: DemoBrokers | None) -> None:
+    def say(text: str) -> None:
+        console.print(text, soft_wrap=True)  # commands stay on one line, so they can be copied
+
     console.rule("IOC platform demo is running")
     console.print(f"simulating {devices} Da Nang sensors, scenario '{scenario}', {time_scale:.0f}x real time")
-    console.print(f"[bold]database[/]  {dsn}\n           psql '{dsn}' -c 'SELECT * FROM uplinks LIMIT 5'")
-    console.print(f"[bold]broker[/]    {mqtt_url}\n           mosquitto_sub -h {host} -p {port or 1883} "
-                  "-t 'application/#' -v")
-    console.print(f"[bold]open feed[/] ioc/v1/... retained SenML readings, device status, zone summaries\n"
-                  f"           mosquitto_sub -h {host} -p {port or 1883} -t 'ioc/v1/#' -v")
-    console.print(f"[bold]ingest[/]    IOC_DATABASE_URL='{dsn}' ioc deadletters list")
-    console.print(f"[bold]grafana[/]   IOC_DATABASE_URL='{dsn}' ioc dashboards check   (every board's SQL)\n"
+    say(f"[bold]database[/]  {dsn}\n           psql '{dsn}' -c 'SELECT * FROM uplinks LIMIT 5'")
+    if brokers is None:
+        host_port = mqtt_url.split("://", 1)[1].rsplit("@", 1)[-1]
+        host, _, port = host_port.partition(":")
+        say(f"[bold]broker[/]    {MqttUrl.parse(mqtt_url)}\n           mosquitto_sub -h {host} "
+                      f"-p {port or 1883} -t 'application/#' -v")
+    else:
+        ingest = brokers.passwords["ioc-ingest"]
+        username, password = brokers.developer
+        say(f"[bold]internal broker[/] 127.0.0.1:{brokers.internal_port}  ChirpStack's events, for "
+                      "the ingest only (no developer account exists here)\n"
+                      f"           mosquitto_sub -p {brokers.internal_port} -u ioc-ingest -P {ingest} "
+                      "-t 'application/#' -v")
+        say(f"[bold]public broker[/]   127.0.0.1:{brokers.public_port}  the open feed for developers "
+                      "(read-only; credentials from POST /api/v1/mqtt/credentials)\n"
+                      f"           mosquitto_sub -p {brokers.public_port} -u {username} -P {password} "
+                      "-t 'ioc/v1/#' -v")
+        say(f"           broker files in {brokers.directory} (what `ioc broker config` writes)")
+    say(f"[bold]ingest[/]    IOC_DATABASE_URL='{dsn}' ioc deadletters list")
+    say(f"[bold]grafana[/]   IOC_DATABASE_URL='{dsn}' ioc dashboards check   (every board's SQL)\n"
                   f"           IOC_DATABASE_URL='{dsn}' IOC_GRAFANA_URL=... IOC_GRAFANA_TOKEN=... "
                   "ioc dashboards push")
     if api_line:
-        console.print(f"[bold]API[/]       {api_line}")
+        say(f"[bold]API[/]       {api_line}")
     console.print("Ctrl-C stops everything.")
     console.rule()

@@ -1,7 +1,7 @@
 """Subscribe to the IOC open data feed and print what arrives: readings, device status, zone summaries.
 
     pip install "paho-mqtt>=2,<3"
-    python subscriber.py                                        # the demo's broker on 127.0.0.1:1883
+    python subscriber.py --port 1884 --username dev-… --password …   # a public broker on this machine
     python subscriber.py --topic 'ioc/v1/+/water_level/#'       # only water levels, the whole city
     python subscriber.py --host mqtt.example.org --port 8883 --tls --username dev-1234 --password '...'
 
@@ -59,7 +59,7 @@ def describe(topic: str, payload: bytes) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--port", type=int, default=1884, help="the public broker's developer listener")
     parser.add_argument("--tls", action="store_true", help="TLS with the system's CA certificates")
     parser.add_argument("--username")
     parser.add_argument("--password")

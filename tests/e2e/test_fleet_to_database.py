@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -84,6 +85,11 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "IOC platform demo is running" in out and "demo stopped cleanly" in out
+    # Both brokers, each with the command that reads it: ChirpStack's events for the ingest, the feed for a
+    # developer (whose credentials the demo made through the same code as the API).
+    assert re.search(r"internal broker.*\n.*mosquitto_sub -p \d+ -u ioc-ingest -P \S+ -t 'application/#'", out)
+    assert re.search(r"public broker.*\n.*mosquitto_sub -p \d+ -u dev-\d+-demo_developer-\w+ -P \S+ "
+                     r"-t 'ioc/v1/#'", out)
     assert "Hải Châu" in out
     stored = [line for line in out.splitlines() if line.startswith("stored:")]
     assert stored and int(stored[-1].split()[1]) > 0
