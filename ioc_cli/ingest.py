@@ -29,7 +29,14 @@ def build_feed(feed: FeedSettings, ingest: IngestSettings, database: DatabaseSet
     if not feed.feed_enabled:
         return None
     client_id = feed.feed_client_id or f"{ingest.ingest_client_id[:59]}-feed"
-    broadcaster = MqttBroadcaster(feed.url(mqtt), client_id=client_id, ca_file=feed.ca_file(mqtt))
+    url = feed.url(mqtt)
+    if feed.feed_url is None and url.username == "ioc-ingest":
+        # The two-broker layout `ioc broker config` writes: ioc-ingest may not publish on the internal broker.
+        log.warning("IOC_FEED_URL is not set, so the open feed would go to the internal broker, where "
+                    "ioc-ingest may not publish: set it to the public broker's service listener "
+                    "(mqtt://ioc-feed:<password>@host:1885) or IOC_FEED_ENABLED=false")
+    log.info("open feed: publishing to %s as %s", url, client_id)
+    broadcaster = MqttBroadcaster(url, client_id=client_id, ca_file=feed.ca_file(mqtt))
     config = FeedConfig(prefix=feed.feed_prefix, queue_size=feed.feed_queue, qos=feed.feed_qos,
                         status_interval_s=feed.feed_status_interval_s)
     return OpenFeed(database.dsn, broadcaster, config)

@@ -49,3 +49,16 @@ def test_the_feed_gets_a_client_id_of_its_own() -> None:
                       MqttSettings())
     assert feed is not None
     assert feed._broadcaster._client._client_id == b"ioc-ingest-host-1-feed"
+
+
+def test_a_feed_left_on_the_internal_broker_is_pointed_out(caplog: pytest.LogCaptureFixture) -> None:
+    """With two brokers the ingest's account may not publish where it reads: say so at start-up."""
+    internal = MqttSettings(mqtt_url="mqtt://ioc-ingest:secret@127.0.0.1:1883")
+    with caplog.at_level("WARNING", logger="ioc.ingest"):
+        build_feed(FeedSettings(), IngestSettings(), DatabaseSettings(), internal)
+    assert "IOC_FEED_URL is not set" in caplog.text and "secret" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ioc.ingest"):
+        build_feed(FeedSettings(feed_url="mqtt://ioc-feed:x@127.0.0.1:1885"), IngestSettings(), DatabaseSettings(),
+                   internal)
+    assert "IOC_FEED_URL is not set" not in caplog.text
