@@ -349,6 +349,21 @@ def _changes(values: Mapping[str, Any], body: DeviceCreate | DeviceClaim) -> dic
 
 def create_device(conn: Connection, body: DeviceCreate, registry: Registry, scope: Scope, *,
                   actor: str) -> DevicePublic:
+    try:
+        _insert_device(conn, body, registry, scope, actor=actor)
+    except psycopg.DataError as err:
+        # A value PostgreSQL cannot store (NUL in text, a bad Unicode escape in a tag): this device's fault, so
+        # an import refuses its row and goes on (the savepoint is rolled back already).
+        raise Invalid(_first_line(err) or "a value cannot be stored") from err
+    return get_device(conn, body.dev_eui, None)
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _insert_device(conn: Connection, body: DeviceCreate, registry: Registry, scope: Scope, *, actor: str) -> None:
     with conn.transaction():
         values = _placement(conn, registry, body, scope, body.dev_eui)
         try:
@@ -370,7 +385,6 @@ def create_device(conn: Connection, body: DeviceCreate, registry: Registry, scop
         if values["provisioning"] == "pending":
             _store_keys(conn, row[0], body)
         audit(conn, actor, "create", "device", body.dev_eui, _changes(values, body))
-    return get_device(conn, body.dev_eui, None)
 
 
 def claim_device(conn: Connection, dev_eui: str, body: DeviceClaim, registry: Registry, scope: Scope, *,
