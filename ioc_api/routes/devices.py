@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -36,6 +36,7 @@ from ioc_api.schemas.devices import (
     ImportReport,
 )
 from ioc_api.schemas.monitoring import DeviceOverview, Series
+from ioc_api.time_range import utc_range
 from ioc_core.kinds import Kind
 from ioc_core.settings import ApiSettings
 
@@ -139,7 +140,8 @@ def patch_device(dev_eui: DevEui, body: DeviceUpdate, conn: Db, scope: Writer, r
 
 
 @router.post("/devices/{dev_eui}/claim", response_model=DevicePublic,
-             summary="Register a device the ingest enrolled on its own (shown as unregistered)")
+             summary="Register a device the ingest enrolled on its own (shown as unregistered), or a decommissioned "
+                     "device again")
 def post_claim(dev_eui: DevEui, body: DeviceClaim, conn: Db, scope: Writer, registry: RegistryDep,
                provisioner: ProvisionerDep) -> DevicePublic:
     device = claim_device(conn, dev_eui, body, registry, scope.zones, actor=scope.caller.name)
@@ -186,8 +188,7 @@ def get_measurements(
     )] = "auto",
     format: Annotated[Literal["json", "csv"], Query(description="or send Accept: text/csv")] = "json",
 ) -> Series | Response:
-    end = _aware(end) or datetime.now(UTC)
-    start = _aware(start) or end - timedelta(hours=24)
+    start, end = utc_range(start, end, timedelta(hours=24))
     if bucket == "auto":
         span = end - start
         bucket = ("raw" if span <= timedelta(hours=6) else "5m" if span <= timedelta(days=2)
@@ -199,13 +200,6 @@ def get_measurements(
         return Response("".join(_csv(series)), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="{series.dev_eui}-{series.metric}.csv"'})
     return series
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """Times without an offset are taken as UTC, the way every time in the API is written."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 def _csv(series: Series) -> Iterator[str]:
