@@ -43,10 +43,19 @@ def _pool(request: Request) -> ConnectionPool[Connection]:
     return pool
 
 
+_CONNECTION_SCOPE_KEY = "ioc.connection"
+
+
 def _db(request: Request) -> Iterator[Connection]:
     # A short wait: past it the pool is exhausted or the database is down, and 503 with Retry-After says so.
     with borrow(_pool(request), timeout=request.app.state.pool_timeout_s) as conn:
-        yield conn
+        # Left where _caller finds it: one request never holds two connections (two per request would halve the
+        # pool, and a pool of one would wait on itself).
+        request.scope[_CONNECTION_SCOPE_KEY] = conn
+        try:
+            yield conn
+        finally:
+            request.scope.pop(_CONNECTION_SCOPE_KEY, None)
 
 
 Db = Annotated[Connection, Depends(_db)]
@@ -99,6 +108,10 @@ def _caller(
     if isinstance(checked, Caller):
         return checked
     header = f"{credentials.scheme} {credentials.credentials}" if credentials is not None else None
+    conn: Connection | None = request.scope.get(_CONNECTION_SCOPE_KEY)
+    if conn is not None:  # the route's own connection, taken already
+        return authenticate(conn, header)
+    # The route takes its connection after this, or none at all (an import takes it once its body is in).
     with borrow(_pool(request), timeout=request.app.state.pool_timeout_s) as conn:
         return authenticate(conn, header)
 

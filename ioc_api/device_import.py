@@ -86,7 +86,8 @@ def _records(reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str | Any,
         except StopIteration:
             return
         except csv.Error:
-            yield reader.line_num, None
+            # The DictReader counts only rows it returns; its reader has counted the refused one too.
+            yield reader.reader.line_num, None
         else:
             yield reader.line_num, record
 
