@@ -77,7 +77,8 @@ def create_app(
     app.state.imports = Slots(settings.api_imports_max, settings.api_imports_per_key, what="import",
                               verbs=("runs", "running"))
     limits = BodyLimits(default=settings.api_body_max_bytes, timeout_s=settings.api_body_timeout_s,
-                        paths={f"{API_PREFIX}/devices:import": settings.api_import_max_bytes})
+                        paths={f"{API_PREFIX}/devices:import": settings.api_import_max_bytes,
+                               **settings.api_route_body_max_bytes})
     app.add_middleware(BodyGuard, limits=limits, prefix=API_PREFIX, retry_after_s=settings.api_retry_after_s,
                        authenticate=authenticator(lambda: app.state.pool, settings.api_pool_timeout_s))
     app.state.open_data = open_data_routes.OpenData.from_settings(

@@ -76,7 +76,7 @@ class BodyGuard:
             return
         limit = self.limits.for_path(scope["path"])
         if declared == -1:
-            await _answer(send, scope, TooLarge("Content-Length is not a number", field="body"))
+            await _answer(send, scope, ApiError("Content-Length is not a number", field="body"))
             return
         if scope["path"].startswith(self.prefix):
             try:

@@ -176,6 +176,10 @@ class ApiSettings(_Base):
                                     "past it the answer is 413 (IOC_API_BODY_MAX_BYTES)")
     api_import_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024,
                                       description="largest CSV a device import takes (IOC_API_IMPORT_MAX_BYTES)")
+    api_route_body_max_bytes: dict[str, int] = Field(
+        default_factory=dict,
+        description="JSON: a route's path -> its own body limit in bytes, over the two above, e.g. "
+        '{"/api/v1/users": 4096} (IOC_API_ROUTE_BODY_MAX_BYTES)')
     api_import_max_rows: int = Field(default=20_000, ge=1, le=1_000_000,
                                      description="most rows of one device import, counted while the CSV is parsed "
                                      "and before anything is stored (IOC_API_IMPORT_MAX_ROWS)")
@@ -201,6 +205,14 @@ class ApiSettings(_Base):
                                              description="longest an export may take to send in full, so a "
                                              "client reading a trickle cannot keep its slot for ever "
                                              "(IOC_API_EXPORT_SEND_TIMEOUT_S)")
+
+    @field_validator("api_route_body_max_bytes")
+    @classmethod
+    def _route_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        for path, limit in value.items():
+            if not path.startswith("/") or limit < 0:
+                raise ValueError(f"{path!r}: {limit}: paths start with /, limits are bytes (0 or more)")
+        return value
 
     @field_validator("api_timezone")
     @classmethod

@@ -104,7 +104,8 @@ def test_a_streamed_body_stops_being_read_at_the_route_limit(client: TestClient,
 
 def test_the_body_limits_are_settings(db_url: str) -> None:
     admin = key(db_url, "root", "admin")
-    api = ApiSettings(api_body_max_bytes=2048, api_import_max_bytes=4096)
+    api = ApiSettings(api_body_max_bytes=2048, api_import_max_bytes=4096,
+                      api_route_body_max_bytes={"/api/v1/users": 40})
     with TestClient(app_for(db_url, api=api)) as client:
         assert client.post("/api/v1/devices", headers=admin, json=device("00000000000000a1")).status_code == 201
         padded = device("00000000000000a2", description="d" * 900, tags={f"t{i}": "v" * 40 for i in range(25)})
@@ -113,6 +114,9 @@ def test_the_body_limits_are_settings(db_url: str) -> None:
         assert len(rows) > 4096
         assert "4,096 bytes" in _error(client.post(IMPORT, headers={**admin, "Content-Type": "text/csv"},
                                                    content=rows), 413)["message"]
+        user = {"name": "ops-hai-chau", "role": "operator", "zones": ["hai-chau"]}
+        assert "40 bytes" in _error(client.post("/api/v1/users", headers=admin, json=user), 413)["message"]
+        assert client.post("/api/v1/users", headers=admin, json={"name": "ops", "role": "operator"}).status_code == 201
 
 
 def test_a_stalled_body_is_408(db_url: str) -> None:
