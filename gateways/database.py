@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ioc_core.errors import FatalError, RetriableError
 
@@ -13,6 +16,7 @@ __all__ = [
     "ConnectionPool",
     "DatabaseRefused",
     "DatabaseUnavailable",
+    "borrow",
     "connect",
     "is_retriable",
     "open_pool",
@@ -67,3 +71,14 @@ def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, name: str = "i
         open=True,
         timeout=10.0,
     )
+
+
+@contextmanager
+def borrow(pool: ConnectionPool[Connection], *, timeout: float) -> Iterator[Connection]:
+    """A connection from ``pool``; DatabaseUnavailable when none is free within ``timeout`` seconds (the pool is
+    busy, or cannot reach the database), so a caller can answer "retry later" instead of waiting on."""
+    try:
+        with pool.connection(timeout=timeout) as conn:
+            yield conn
+    except PoolTimeout as err:
+        raise DatabaseUnavailable(f"no database connection within {timeout:g} s: {err}") from err

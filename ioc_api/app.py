@@ -9,9 +9,12 @@ from fastapi import FastAPI
 
 from gateways.database import open_pool
 from ioc_api import errors
+from ioc_api.body_guard import BodyGuard, BodyLimits
 from ioc_api.broker import BrokerControl
+from ioc_api.deps import authenticator
 from ioc_api.provisioning import Provisioner
 from ioc_api.queries.devices import Registry
+from ioc_api.rate_limit import Slots
 from ioc_api.routes import audit, dead_letters, devices, gateways, health, mqtt_accounts, users, zones
 from ioc_api.routes import open_data as open_data_routes
 from ioc_core.catalogue import DeviceCatalogue
@@ -24,7 +27,9 @@ from ioc_core.settings import (
     load,
 )
 
-__all__ = ["create_app"]
+__all__ = ["API_PREFIX", "create_app"]
+
+API_PREFIX = "/api/v1"
 
 
 def create_app(
@@ -52,6 +57,7 @@ def create_app(
         app.state.registry = registry
         app.state.broker = broker_control
         app.state.timezone = settings.api_timezone
+        app.state.pool_timeout_s = settings.api_pool_timeout_s
         app.state.provisioner = Provisioner(app.state.pool, registry.chirpstack, poll_s=background_poll_s)
         app.state.provisioner.start()
         try:
@@ -66,11 +72,19 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
-    errors.install(app)
+    errors.install(app, retry_after_s=settings.api_retry_after_s)
+    app.state.limits = settings
+    app.state.imports = Slots(settings.api_imports_max, settings.api_imports_per_key, what="import",
+                              verbs=("runs", "running"))
+    limits = BodyLimits(default=settings.api_body_max_bytes, timeout_s=settings.api_body_timeout_s,
+                        paths={f"{API_PREFIX}/devices:import": settings.api_import_max_bytes,
+                               **settings.api_route_body_max_bytes})
+    app.add_middleware(BodyGuard, limits=limits, prefix=API_PREFIX, retry_after_s=settings.api_retry_after_s,
+                       authenticate=authenticator(lambda: app.state.pool, settings.api_pool_timeout_s))
     app.state.open_data = open_data_routes.OpenData.from_settings(
         open_data if open_data is not None else load(OpenDataSettings))
     app.include_router(health.router)
     for router in (users.router, zones.router, devices.router, gateways.router, dead_letters.router, audit.router,
                    mqtt_accounts.router, open_data_routes.router):
-        app.include_router(router, prefix="/api/v1", responses=errors.RESPONSES)
+        app.include_router(router, prefix=API_PREFIX, responses=errors.RESPONSES)
     return app

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateways.database import Connection, ConnectionPool
+from gateways.database import Connection, ConnectionPool, borrow
+from ioc_api.body_guard import CALLER_SCOPE_KEY
 from ioc_api.errors import Forbidden, Unauthorized
 from ioc_api.keys import prefix_of, verify
 from ioc_api.provisioning import Provisioner
@@ -20,11 +22,14 @@ __all__ = [
     "Caller",
     "CurrentCaller",
     "Db",
+    "FunctionDb",
     "ProvisionerDep",
     "Reader",
     "RegistryDep",
     "Scope",
     "Writer",
+    "authenticate",
+    "authenticator",
     "read_scope",
     "require_role",
     "write_scope",
@@ -33,13 +38,29 @@ __all__ = [
 _bearer = HTTPBearer(auto_error=False, description="an IOC API key: `Authorization: Bearer ioc_…`")
 
 
-def _db(request: Request) -> Iterator[Connection]:
+def _pool(request: Request) -> ConnectionPool[Connection]:
     pool: ConnectionPool[Connection] = request.app.state.pool
-    with pool.connection() as conn:
-        yield conn
+    return pool
+
+
+_CONNECTION_SCOPE_KEY = "ioc.connection"
+
+
+def _db(request: Request) -> Iterator[Connection]:
+    # A short wait: past it the pool is exhausted or the database is down, and 503 with Retry-After says so.
+    with borrow(_pool(request), timeout=request.app.state.pool_timeout_s) as conn:
+        # Left where _caller finds it: one request never holds two connections (two per request would halve the
+        # pool, and a pool of one would wait on itself).
+        request.scope[_CONNECTION_SCOPE_KEY] = conn
+        try:
+            yield conn
+        finally:
+            request.scope.pop(_CONNECTION_SCOPE_KEY, None)
 
 
 Db = Annotated[Connection, Depends(_db)]
+FunctionDb = Annotated[Connection, Depends(_db, scope="function")]
+"""A connection given back when the route function returns, before its response is sent (streamed answers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +70,12 @@ class Caller:
     zones: tuple[str, ...]
 
 
-def _caller(
-    conn: Db, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Caller:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+def authenticate(conn: Connection, authorization: str | None) -> Caller:
+    """The caller an ``Authorization`` header names; Unauthorized when it names none that may call."""
+    scheme, _, key = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    key = credentials.credentials
+    key = key.strip()
     prefix = prefix_of(key)
     user = find_by_prefix(conn, prefix) if prefix else None
     if user is None or not verify(key, user.key_hash):
@@ -62,6 +83,37 @@ def _caller(
     if user.revoked_at is not None:
         raise Unauthorized("this API key was revoked")
     return Caller(user.name, user.role, user.zones)
+
+
+def authenticator(pool: Callable[[], ConnectionPool[Connection]],
+                  timeout_s: float) -> Callable[[str | None], Awaitable[Caller]]:
+    """``authenticate`` for the body guard: off the event loop, with a connection held only for the look-up
+    (``pool`` is called then, as the pool opens with the app's lifespan, after the middleware is built)."""
+
+    def check(authorization: str | None) -> Caller:
+        with borrow(pool(), timeout=timeout_s) as conn:
+            return authenticate(conn, authorization)
+
+    async def run(authorization: str | None) -> Caller:
+        return await run_in_threadpool(check, authorization)
+
+    return run
+
+
+def _caller(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Caller:
+    # A request with a body was authenticated by the body guard before its body was read.
+    checked = request.scope.get(CALLER_SCOPE_KEY)
+    if isinstance(checked, Caller):
+        return checked
+    header = f"{credentials.scheme} {credentials.credentials}" if credentials is not None else None
+    conn: Connection | None = request.scope.get(_CONNECTION_SCOPE_KEY)
+    if conn is not None:  # the route's own connection, taken already
+        return authenticate(conn, header)
+    # The route takes its connection after this, or none at all (an import takes it once its body is in).
+    with borrow(_pool(request), timeout=request.app.state.pool_timeout_s) as conn:
+        return authenticate(conn, header)
 
 
 CurrentCaller = Annotated[Caller, Depends(_caller)]

@@ -6,9 +6,12 @@
     ├── NotFound       404
     ├── Conflict       409   the thing exists already
     ├── Invalid        422   a value breaks a rule the schema cannot express (outside the city, unknown model)
-    ├── TooLarge       413   a request body past its limit
-    └── TooManyRequests 429  a key past its rate or its concurrent exports; ``Retry-After`` says when to retry
+    ├── BodyTimeout    408   a request body that stopped arriving
+    ├── TooLarge       413   a request body (or a CSV's rows) past its limit
+    └── TooManyRequests 429  a key past its rate, its concurrent exports or imports; ``Retry-After`` says when
 
+    RetriableError     503   the database is unreachable or no connection freed up in time; ``Retry-After``
+    psycopg.OperationalError 503   the connection broke during the request (the same reaction)
     psycopg.DataError  422   a request value PostgreSQL cannot take (NUL in text, a time out of range)
 """
 
@@ -23,11 +26,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ioc_core.errors import IocError
+from ioc_core.errors import IocError, RetriableError
 
 __all__ = [
     "RESPONSES",
     "ApiError",
+    "BodyTimeout",
     "Conflict",
     "ErrorBody",
     "Forbidden",
@@ -37,6 +41,8 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "install",
+    "response",
+    "unavailable",
 ]
 
 
@@ -75,6 +81,11 @@ class Invalid(ApiError):
     code = "invalid"
 
 
+class BodyTimeout(ApiError):
+    status = 408
+    code = "body_timeout"
+
+
 class TooLarge(ApiError):
     status = 413
     code = "too_large"
@@ -109,7 +120,9 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "the key's role or zones do not allow this"),
         (404, "no such device, zone, gateway or user"),
         (409, "conflicts with what exists (a DevEUI registered already, a decommissioned device)"),
+        (413, "the request body is past the route's limit (IOC_API_BODY_MAX_BYTES, IOC_API_IMPORT_MAX_BYTES)"),
         (422, "a value is invalid; `field` names it"),
+        (503, "the database is unavailable or busy; retry after `Retry-After` seconds"),
     )
 }
 
@@ -121,13 +134,37 @@ def _body(code: str, message: str, field: str | None = None) -> dict[str, dict[s
     return {"error": error}
 
 
-def install(app: FastAPI) -> None:
+def response(exc: ApiError) -> JSONResponse:
+    """The answer to an API error; also sent by the body guard, which runs before routing."""
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    if exc.status in (408, 413):
+        # The rest of the body is not read, so the connection cannot carry another request.
+        headers = {"Connection": "close"}
+    return JSONResponse(_body(exc.code, exc.message, exc.field), status_code=exc.status, headers=headers)
+
+
+def unavailable(exc: Exception, retry_after_s: int) -> JSONResponse:
+    """503 for a database that is down or has no connection free: the client should come back, not give up."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else "the database is unavailable"
+    return JSONResponse(_body("unavailable", message), status_code=503,
+                        headers={"Retry-After": str(retry_after_s)})
+
+
+def install(app: FastAPI, *, retry_after_s: int = 5) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        if isinstance(exc, TooManyRequests):
-            headers = {"Retry-After": str(exc.retry_after_s)}
-        return JSONResponse(_body(exc.code, exc.message, exc.field), status_code=exc.status, headers=headers)
+        return response(exc)
+
+    @app.exception_handler(RetriableError)
+    async def retriable(_request: Request, exc: RetriableError) -> JSONResponse:
+        return unavailable(exc, retry_after_s)
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def broken(_request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        # A connection that broke mid-request (a restart, a network cut): the same reaction as no connection.
+        return unavailable(Exception("the database connection was lost; retry"), retry_after_s)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -143,7 +180,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Framework refusals (a body that does not parse, a wrong method) in the same shape as ours.
-        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+                413: "too_large"}.get(exc.status_code, "error")
         return JSONResponse(_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(psycopg.DataError)

@@ -1,4 +1,5 @@
-"""Each API key's share of the open-data routes: a token bucket of requests, and a cap on exports streaming at once.
+"""Each API key's share of the busy routes: a token bucket of open-data requests, and caps on the exports streaming
+and the device imports running at once.
 
 Both live in this process's memory: with several API processes behind a balancer, each enforces the limits on
 its own, so a key's effective rate is the configured one times the number of processes.
@@ -11,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["ExportSlots", "TokenBuckets"]
+__all__ = ["ExportSlots", "Slots", "TokenBuckets"]
 
 
 class TokenBuckets:
@@ -54,12 +55,15 @@ class TokenBuckets:
         return max(1, math.ceil(wait_s))
 
 
-class ExportSlots:
-    """At most ``total`` exports at once, and at most ``per_key`` of them for one key."""
+class Slots:
+    """At most ``total`` long requests (exports, imports: ``what``) at once, and at most ``per_key`` for one key."""
 
-    def __init__(self, total: int, per_key: int) -> None:
+    def __init__(self, total: int, per_key: int, *, what: str = "export",
+                 verbs: tuple[str, str] = ("streams", "streaming")) -> None:
         self.total = total
         self.per_key = per_key
+        self.what = what
+        self.verbs = verbs
         self._lock = threading.Lock()
         self._running: dict[str, int] = {}
 
@@ -68,9 +72,10 @@ class ExportSlots:
         with self._lock:
             mine = self._running.get(key, 0)
             if mine >= self.per_key:
-                return f"this key streams {mine} export{'s' if mine > 1 else ''} already (at most {self.per_key})"
+                return (f"this key {self.verbs[0]} {mine} {self.what}{'s' if mine > 1 else ''} already "
+                        f"(at most {self.per_key})")
             if sum(self._running.values()) >= self.total:
-                return f"{self.total} exports are streaming on this server already"
+                return f"{self.total} {self.what}s are {self.verbs[1]} on this server already"
             self._running[key] = mine + 1
             return None
 
@@ -86,3 +91,7 @@ class ExportSlots:
     def running(self) -> int:
         with self._lock:
             return sum(self._running.values())
+
+
+ExportSlots = Slots
+"""The open-data exports' slots (the name the open-data routes and their tests use)."""

@@ -36,7 +36,9 @@ def register(app: typer.Typer) -> None:
         IOC_CHIRPSTACK_API, IOC_CHIRPSTACK_TOKEN and IOC_CHIRPSTACK_PROFILES(_FILE) set, registered devices are
         created in ChirpStack over gRPC, with retries in the background while ChirpStack is unreachable.
         The open-data routes read IOC_OPEN_DATA_LICENCE, IOC_OPEN_BASE_URL and the per-key limits IOC_OPEN_RATE_*
-        and IOC_OPEN_EXPORTS_*.
+        and IOC_OPEN_EXPORTS_*. Request bodies are limited by IOC_API_BODY_MAX_BYTES, IOC_API_IMPORT_MAX_BYTES and
+        IOC_API_ROUTE_BODY_MAX_BYTES, imports by IOC_API_IMPORT_MAX_ROWS and IOC_API_IMPORTS_*, waits by
+        IOC_API_BODY_TIMEOUT_S, IOC_API_POOL_TIMEOUT_S and IOC_API_EXPORT_*_TIMEOUT_S.
         """
         # FastAPI and uvicorn are imported here, not at start-up of every `ioc` command.
         import uvicorn

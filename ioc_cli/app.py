@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ioc_core.errors import IocError
 
@@ -50,7 +51,9 @@ def main() -> None:
     try:
         build_app()(standalone_mode=True)
     except IocError as exc:  # fatal, or a dependency still unavailable: one line, no traceback
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # Escaped: a message quoting user input ("[/x]" as a name) must not be read as rich markup; soft_wrap keeps
+        # a long message on one line for whoever greps the log.
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -173,6 +173,48 @@ class ApiSettings(_Base):
     api_pool_size: int = Field(default=10, ge=1, le=200)
     api_timezone: str = Field(default="Asia/Ho_Chi_Minh", description="the city's time zone; day buckets start at "
                               "its midnight (IOC_API_TIMEZONE)")
+    api_body_max_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024,
+                                    description="largest request body of a JSON route, counted as it streams in; "
+                                    "past it the answer is 413 (IOC_API_BODY_MAX_BYTES)")
+    api_import_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024,
+                                      description="largest CSV a device import takes (IOC_API_IMPORT_MAX_BYTES)")
+    api_route_body_max_bytes: dict[str, int] = Field(
+        default_factory=dict,
+        description="JSON: a route's path -> its own body limit in bytes, over the two above, e.g. "
+        '{"/api/v1/users": 4096} (IOC_API_ROUTE_BODY_MAX_BYTES)')
+    api_import_max_rows: int = Field(default=20_000, ge=1, le=1_000_000,
+                                     description="most rows of one device import, counted while the CSV is parsed "
+                                     "and before anything is stored (IOC_API_IMPORT_MAX_ROWS)")
+    api_imports_per_key: int = Field(default=1, ge=1, le=100,
+                                     description="device imports one key may run at once (IOC_API_IMPORTS_PER_KEY)")
+    api_imports_max: int = Field(default=2, ge=1, le=100,
+                                 description="device imports running at once in this process; each holds a "
+                                 "database connection for its whole transaction (IOC_API_IMPORTS_MAX)")
+    api_body_timeout_s: float = Field(default=30.0, gt=0, le=3600,
+                                      description="longest wait for the next part of a request body; past it the "
+                                      "answer is 408 (IOC_API_BODY_TIMEOUT_S)")
+    api_pool_timeout_s: float = Field(default=2.0, gt=0, le=60,
+                                      description="longest a request waits for a database connection; past it the "
+                                      "answer is 503 with Retry-After (IOC_API_POOL_TIMEOUT_S)")
+    api_retry_after_s: int = Field(default=5, ge=1, le=3600,
+                                   description="Retry-After of a 503 while the database is unavailable or busy "
+                                   "(IOC_API_RETRY_AFTER_S)")
+    api_export_idle_timeout_s: float = Field(default=30.0, gt=0, le=3600,
+                                             description="longest a client may leave an export's next chunk "
+                                             "unread before the export is dropped and its slot freed "
+                                             "(IOC_API_EXPORT_IDLE_TIMEOUT_S)")
+    api_export_send_timeout_s: float = Field(default=900.0, gt=0, le=86_400,
+                                             description="longest an export may take to send in full, so a "
+                                             "client reading a trickle cannot keep its slot for ever "
+                                             "(IOC_API_EXPORT_SEND_TIMEOUT_S)")
+
+    @field_validator("api_route_body_max_bytes")
+    @classmethod
+    def _route_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        for path, limit in value.items():
+            if not path.startswith("/") or limit < 0:
+                raise ValueError(f"{path!r}: {limit}: paths start with /, limits are bytes (0 or more)")
+        return value
 
     @field_validator("api_timezone")
     @classmethod

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import anyio
 import psycopg
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
@@ -17,11 +20,12 @@ from ingest.worker import BatchProcessor
 from ioc_api.app import create_app
 from ioc_api.queries.users import create_user
 from ioc_core.catalogue import DeviceCatalogue
-from ioc_core.settings import ChirpStackSettings, DatabaseSettings
+from ioc_core.settings import ApiSettings, ChirpStackSettings, DatabaseSettings, OpenDataSettings
 from ioc_core.zones import load_default_zones
 from tests.events import uplink
 
-__all__ = ["HAI_CHAU", "LIEN_CHIEU", "SON_TRA", "app_for", "auth", "device", "ingest", "key", "lpp"]
+__all__ = ["HAI_CHAU", "LIEN_CHIEU", "SON_TRA", "Raw", "app_for", "auth", "device", "ingest", "key", "lpp",
+           "raw_request"]
 
 # Points inside the packaged (approximate) districts.
 HAI_CHAU = (16.0614, 108.2275)
@@ -29,7 +33,8 @@ LIEN_CHIEU = (16.07, 108.15)
 SON_TRA = (16.10, 108.26)
 
 
-def app_for(db_url: str, *, chirpstack: ChirpStackSettings | None = None, poll_s: float = 3600.0) -> FastAPI:
+def app_for(db_url: str, *, chirpstack: ChirpStackSettings | None = None, poll_s: float = 3600.0,
+            api: ApiSettings | None = None, open_data: OpenDataSettings | None = None) -> FastAPI:
     """The API on ``db_url`` with the default zones seeded and the built-in codecs' models.
 
     The background pass runs once at start-up and then only when woken, so tests decide when it runs.
@@ -37,8 +42,8 @@ def app_for(db_url: str, *, chirpstack: ChirpStackSettings | None = None, poll_s
     with psycopg.connect(db_url, autocommit=True) as conn:
         seed_zones(conn, load_default_zones())
     catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecRegistry.discover().infos())
-    return create_app(DatabaseSettings(database_url=db_url), catalogue=catalogue,  # type: ignore[arg-type]
-                      chirpstack=chirpstack, background_poll_s=poll_s)
+    return create_app(DatabaseSettings(database_url=db_url), api, catalogue=catalogue,  # type: ignore[arg-type]
+                      chirpstack=chirpstack, open_data=open_data, background_poll_s=poll_s)
 
 
 def key(db_url: str, name: str, role: str, zones: Iterable[str] = ()) -> dict[str, str]:
@@ -79,3 +84,74 @@ def ingest(db_url: str, frames: Iterable[tuple[str, int, bytes, datetime] | tupl
         assert processor.process(messages) is not None
     finally:
         processor.close()
+
+
+@dataclass
+class Raw:
+    """What ``raw_request`` saw: the answer, and how much of the body the app asked for."""
+
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    chunks_read: int = 0
+    completed: bool = False
+    """The app read the whole body."""
+    answered: bool = False
+    """The app sent its whole answer (the last body message)."""
+
+
+def raw_request(client: TestClient, method: str, path: str, *, headers: dict[str, str] | None = None,
+                chunks: Iterable[bytes] = (), pause_s: float = 0.0, query: str = "",
+                send: Callable[[dict[str, Any]], Awaitable[None]] | None = None, limit_s: float = 30.0) -> Raw:
+    """One request straight to the app's ASGI interface on ``client``'s event loop, as a server would make it.
+
+    The TestClient reads a whole body before the app sees it; here each chunk is handed over only when the app
+    asks for the next one (``pause_s`` after each, as a slow client sends), and ``chunks_read`` counts them.
+    ``send``, when given, also receives every message the app sends (to stall like a client that stops reading).
+    ``limit_s`` bounds the whole exchange: past it the app is cancelled and the test fails.
+    """
+    seen = Raw()
+    events: list[anyio.Event] = []  # made on the event loop, in call()
+    pieces = iter(chunks)
+    parts: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        if seen.completed:
+            await events[0].wait()
+            return {"type": "http.disconnect"}
+        if pause_s:
+            await anyio.sleep(pause_s)
+        chunk = next(pieces, None)
+        if chunk is None:
+            seen.completed = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        seen.chunks_read += 1
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    async def respond(message: dict[str, Any]) -> None:
+        if send is not None:
+            await send(message)
+        if message["type"] == "http.response.start":
+            seen.status = message["status"]
+            seen.headers = {k.decode().lower(): v.decode() for k, v in message.get("headers", [])}
+        elif message["type"] == "http.response.body":
+            parts.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                seen.answered = True
+                events[0].set()
+
+    all_headers = {"host": "testserver", **(headers or {})}
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+             "query_string": query.encode(), "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+             "headers": [(k.lower().encode(), v.encode()) for k, v in all_headers.items()], "state": {}}
+
+    async def call() -> Raw:
+        events.append(anyio.Event())
+        with anyio.fail_after(limit_s):
+            await client.app(scope, receive, respond)
+        events[0].set()
+        seen.body = b"".join(parts)
+        return seen
+
+    return client.portal.call(call)  # type: ignore[union-attr]

@@ -349,6 +349,21 @@ def _changes(values: Mapping[str, Any], body: DeviceCreate | DeviceClaim) -> dic
 
 def create_device(conn: Connection, body: DeviceCreate, registry: Registry, scope: Scope, *,
                   actor: str) -> DevicePublic:
+    try:
+        _insert_device(conn, body, registry, scope, actor=actor)
+    except psycopg.DataError as err:
+        # A value PostgreSQL cannot store (NUL in text, a bad Unicode escape in a tag): this device's fault, so
+        # an import refuses its row and goes on (the savepoint is rolled back already).
+        raise Invalid(_first_line(err) or "a value cannot be stored") from err
+    return get_device(conn, body.dev_eui, None)
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _insert_device(conn: Connection, body: DeviceCreate, registry: Registry, scope: Scope, *, actor: str) -> None:
     with conn.transaction():
         values = _placement(conn, registry, body, scope, body.dev_eui)
         try:
@@ -370,19 +385,22 @@ def create_device(conn: Connection, body: DeviceCreate, registry: Registry, scop
         if values["provisioning"] == "pending":
             _store_keys(conn, row[0], body)
         audit(conn, actor, "create", "device", body.dev_eui, _changes(values, body))
-    return get_device(conn, body.dev_eui, None)
 
 
 def claim_device(conn: Connection, dev_eui: str, body: DeviceClaim, registry: Registry, scope: Scope, *,
                  actor: str) -> DevicePublic:
-    """Register a device the ingest enrolled from ChirpStack's events; ChirpStack already has its keys."""
+    """Register a device the ingest enrolled from ChirpStack's events (ChirpStack already has its keys), or a
+    decommissioned device again: decommissioning is never a dead end."""
     dev_eui = dev_eui.lower()
     with conn.transaction():
         ident, status = device_id(conn, dev_eui, scope)
-        if status != "unregistered":
-            raise Conflict(f"device {dev_eui} is {status}, only unregistered devices can be claimed",
-                           field="dev_eui")
+        if status not in ("unregistered", "decommissioned"):
+            raise Conflict(f"device {dev_eui} is {status}, only unregistered or decommissioned devices can be "
+                           "claimed", field="dev_eui")
         values = _placement(conn, registry, body, scope, dev_eui)
+        if status == "decommissioned" and values["provisioning"] == "pending" and body.app_key is None:
+            raise Invalid("an OTAA AppKey is required: ChirpStack forgot this device and its keys when it was "
+                          "decommissioned", field="app_key")
         conn.execute(
             """UPDATE devices SET name = %(name)s, description = %(description)s, status = 'registered',
                    kind = %(kind)s, model = %(model)s, codec_id = %(codec)s, latitude = %(lat)s, longitude = %(lon)s,
@@ -392,13 +410,14 @@ def claim_device(conn: Connection, dev_eui: str, body: DeviceClaim, registry: Re
                    device_profile_id = coalesce(%(profile)s, device_profile_id),
                    provisioning = %(provisioning)s,
                    provisioning_next_at = CASE WHEN %(provisioning)s = 'pending' THEN now() END,
-                   registered_at = now(), claimed_at = now(), updated_at = now(), public = %(public)s
+                   registered_at = now(), claimed_at = now(), updated_at = now(), public = %(public)s,
+                   decommissioned_at = NULL, provisioning_attempts = 0, provisioning_error = NULL
                WHERE id = %(id)s""",
             {**values, "id": ident},
         )
         if values["provisioning"] == "pending":
             _store_keys(conn, ident, body)
-        audit(conn, actor, "claim", "device", dev_eui, _changes(values, body))
+        audit(conn, actor, "claim", "device", dev_eui, {**_changes(values, body), "status": [status, "registered"]})
     return get_device(conn, dev_eui, None)
 
 
@@ -490,6 +509,15 @@ def decommission_device(conn: Connection, dev_eui: str, scope: Scope, *, actor: 
         ident, status = device_id(conn, dev_eui, scope)
         if status == "decommissioned":
             raise Conflict(f"device {dev_eui} is decommissioned already", field="dev_eui")
+        if scope is not None:
+            # Zone-scoped callers see unregistered devices without a zone only so they can claim them; such a
+            # device may be in any district, so retiring it is for whoever covers the whole city.
+            zone = conn.execute("""SELECT z.code, z.parent_code FROM devices d LEFT JOIN zones z ON z.id = d.zone_id
+                                   WHERE d.id = %s""", (ident,)).fetchone()
+            if zone is None or zone[0] is None:
+                raise Forbidden(f"device {dev_eui} has no zone yet: claim it into one of your zones, or ask an "
+                                "admin to decommission it")
+            _check_scope(scope, zone[0], zone[1], f"device {dev_eui}")
         conn.execute(
             """UPDATE devices SET status = 'decommissioned', decommissioned_at = now(), updated_at = now(),
                    provisioning = CASE WHEN provisioning IN ('provisioned', 'pending', 'failed')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,11 +10,16 @@ from typing import Any
 import psycopg
 
 from gateways.database import Connection
-from ioc_api.errors import Conflict, NotFound
+from ioc_api.errors import Conflict, Invalid, NotFound
 from ioc_api.keys import NewKey, new_key
 from ioc_api.queries.audit import audit
 
-__all__ = ["ApiUser", "create_user", "find_by_prefix", "list_users", "revoke_user"]
+__all__ = ["NAME_PATTERN", "ROLES", "ApiUser", "create_user", "find_by_prefix", "list_users", "revoke_user"]
+
+NAME_PATTERN = r"^[A-Za-z0-9._@-]{1,64}$"
+"""A user's name, as the table's CHECK has it: checked here too, so a bad name is an answer, not a database error
+(whose detail would echo the row, the new key's hash included)."""
+ROLES = ("admin", "operator", "technician", "developer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,10 @@ def list_users(conn: Connection) -> list[ApiUser]:
 
 def create_user(conn: Connection, name: str, role: str, zones: list[str], *, actor: str) -> tuple[ApiUser, NewKey]:
     """Create a user with a new key; the key itself is returned once and never stored."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise Invalid(f"a user name is 1 to 64 letters, digits or . _ @ - (got {name!r})", field="name")
+    if role not in ROLES:
+        raise Invalid(f"role must be one of {', '.join(ROLES)}", field="role")
     key = new_key()
     with conn.transaction():
         zone_ids = []
@@ -68,6 +78,9 @@ def create_user(conn: Connection, name: str, role: str, zones: list[str], *, act
                 ).fetchone()
         except psycopg.errors.UniqueViolation as err:
             raise Conflict(f"user {name!r} exists already", field="name") from err
+        except psycopg.errors.IntegrityError as err:
+            # Never the error's text: its detail shows the failing row, and with it the key's hash.
+            raise Invalid(f"the user breaks a rule of the users table ({err.diag.constraint_name})") from err
         assert created is not None
         for zone_id in zone_ids:
             conn.execute("INSERT INTO api_user_zones (user_id, zone_id) VALUES (%s, %s)", (created[0], zone_id))

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import ValidationError
 
+from gateways.database import borrow
+from ioc_api import device_import
 from ioc_api.deps import Db, ProvisionerDep, Reader, RegistryDep, Writer
-from ioc_api.errors import ApiError, Invalid, TooLarge
+from ioc_api.deps import Scope as DeviceScope
+from ioc_api.device_import import IMPORT_COLUMNS
+from ioc_api.errors import ErrorBody, TooManyRequests
 from ioc_api.queries.devices import (
     DeviceFilters,
+    Registry,
     claim_device,
     create_device,
     decommission_device,
@@ -24,6 +26,7 @@ from ioc_api.queries.devices import (
     update_device,
 )
 from ioc_api.queries.monitoring import device_overview, device_series
+from ioc_api.rate_limit import Slots
 from ioc_api.schemas.devices import (
     DeviceClaim,
     DeviceCreate,
@@ -31,10 +34,11 @@ from ioc_api.schemas.devices import (
     DevicePublic,
     DeviceUpdate,
     ImportReport,
-    ImportRow,
 )
 from ioc_api.schemas.monitoring import DeviceOverview, Series
+from ioc_api.time_range import utc_range
 from ioc_core.kinds import Kind
+from ioc_core.settings import ApiSettings
 
 __all__ = ["DevEui", "router"]
 
@@ -43,10 +47,24 @@ router = APIRouter(tags=["devices"])
 DevEui = Annotated[str, Path(pattern=r"^[0-9A-Fa-f]{16}$", description="16 hex digits",
                              examples=["a84041000181c9a1"])]
 
-MAX_IMPORT_BYTES = 5 * 1024 * 1024
-MAX_IMPORT_ROWS = 20_000
-IMPORT_COLUMNS = ("dev_eui", "name", "kind", "model", "latitude", "longitude", "codec_id", "join_eui", "app_key",
-                  "nwk_key", "description", "expected_interval_s", "tags", "public")
+IMPORT_BUSY_RETRY_S = 10
+"""Retry-After of a refused concurrent import: an import of a few thousand rows takes seconds."""
+
+
+def _import_slot(request: Request, scope: Writer) -> Iterator[DeviceScope]:
+    # Taken before the body is read and held until the answer is sent: one import holds a database connection
+    # for its whole transaction, so a key's parallel uploads would otherwise empty the pool for everyone.
+    slots: Slots = request.app.state.imports
+    refused = slots.acquire(scope.caller.name)
+    if refused is not None:
+        raise TooManyRequests(f"{refused}; retry when it has finished", retry_after_s=IMPORT_BUSY_RETRY_S)
+    try:
+        yield scope
+    finally:
+        slots.release(scope.caller.name)
+
+
+ImportSlot = Annotated[DeviceScope, Depends(_import_slot)]
 
 
 @router.get("/devices", response_model=DeviceList, summary="List devices in your zones, with filters")
@@ -80,79 +98,33 @@ def post_device(body: DeviceCreate, conn: Db, scope: Writer, registry: RegistryD
 
 
 @router.post("/devices:import", response_model=ImportReport, summary="Register devices from a CSV file",
+             responses={429: {"model": ErrorBody, "description": "this key (or the server) runs its most imports "
+                                                                 "at once already; retry after `Retry-After`"}},
              openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {
                  "type": "string",
                  "description": "header row with: " + ", ".join(IMPORT_COLUMNS) + "; tags as key=value;key=value",
              }}}}})
-async def import_devices(request: Request, conn: Db, scope: Writer, registry: RegistryDep,
-                         provisioner: ProvisionerDep,
+async def import_devices(request: Request, scope: ImportSlot, registry: RegistryDep, provisioner: ProvisionerDep,
                          dry_run: Annotated[bool, Query(description="check every row, store nothing")] = False,
                          ) -> ImportReport:
-    body = await request.body()
-    if len(body) > MAX_IMPORT_BYTES:
-        raise TooLarge(f"CSV larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB; split the file")
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise Invalid(f"the CSV is not UTF-8 (byte {err.start})", field="body") from err
-    # Row work is blocking database I/O: run it off the event loop like any sync route.
-    report = await run_in_threadpool(_import, text, conn, scope.zones, scope.caller.name, registry, dry_run)
+    settings: ApiSettings = request.app.state.limits
+    body = bytearray()
+    async for chunk in request.stream():  # the body guard stops the stream past IOC_API_IMPORT_MAX_BYTES
+        body += chunk
+    # Parsing and row work are blocking: off the event loop, like any sync route. The connection is taken only
+    # now, so a slow upload holds none.
+    rows = await run_in_threadpool(device_import.parse, bytes(body), max_rows=settings.api_import_max_rows)
+    del body
+    report = await run_in_threadpool(_store, request, rows, scope, registry, dry_run)
     if report.created and not dry_run:
         provisioner.wake()
     return report
 
 
-def _import(text: str, conn: Db, zones: frozenset[str] | None, actor: str, registry: RegistryDep,
-            dry_run: bool) -> ImportReport:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip().lower() for h in reader.fieldnames or ()]
-    missing = [c for c in ("dev_eui", "name", "kind", "model", "latitude", "longitude") if c not in header]
-    if missing:
-        raise Invalid(f"the CSV header lacks {', '.join(missing)} (columns: {', '.join(IMPORT_COLUMNS)})",
-                      field="body")
-    unknown = [h for h in header if h not in IMPORT_COLUMNS]
-    if unknown:
-        raise Invalid(f"unknown CSV columns: {', '.join(unknown)}", field="body")
-    reader.fieldnames = header
-    rows: list[ImportRow] = []
-    created = 0
-    with conn.transaction(force_rollback=dry_run):
-        for record in reader:
-            line = reader.line_num
-            if len(rows) >= MAX_IMPORT_ROWS:
-                raise TooLarge(f"more than {MAX_IMPORT_ROWS} rows; split the file")
-            eui = (record.get("dev_eui") or "").strip().lower() or None
-            try:
-                body = DeviceCreate.model_validate(_row_values(record))
-                create_device(conn, body, registry, zones, actor=actor)
-            except ValidationError as err:
-                first = err.errors()[0]
-                rows.append(ImportRow(row=line, dev_eui=eui, result="refused",
-                                      field=".".join(str(p) for p in first["loc"]) or None, reason=first["msg"]))
-            except ApiError as err:
-                rows.append(ImportRow(row=line, dev_eui=eui, result="refused", field=err.field, reason=err.message))
-            else:
-                created += 1
-                rows.append(ImportRow(row=line, dev_eui=eui, result="valid" if dry_run else "created"))
-    return ImportReport(created=0 if dry_run else created, refused=len(rows) - created, dry_run=dry_run, rows=rows)
-
-
-def _row_values(record: dict[str | Any, str | Any]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name, raw in record.items():
-        if name is None:  # more cells than header columns
-            raise Invalid("the row has more cells than the header", field="body")
-        value = (raw or "").strip()
-        if not value:
-            continue
-        if name == "tags":
-            pairs = [p.split("=", 1) for p in value.split(";") if p.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise Invalid("tags must look like key=value;key=value", field="tags")
-            values[name] = {k.strip(): v.strip() for k, v in pairs}
-        else:
-            values[name] = value
-    return values
+def _store(request: Request, rows: list[device_import.ParsedRow], scope: DeviceScope, registry: Registry,
+           dry_run: bool) -> ImportReport:
+    with borrow(request.app.state.pool, timeout=request.app.state.pool_timeout_s) as conn:
+        return device_import.store(conn, rows, registry, scope.zones, actor=scope.caller.name, dry_run=dry_run)
 
 
 @router.get("/devices/{dev_eui}", response_model=DevicePublic, summary="One device, with its commissioning steps")
@@ -168,7 +140,8 @@ def patch_device(dev_eui: DevEui, body: DeviceUpdate, conn: Db, scope: Writer, r
 
 
 @router.post("/devices/{dev_eui}/claim", response_model=DevicePublic,
-             summary="Register a device the ingest enrolled on its own (shown as unregistered)")
+             summary="Register a device the ingest enrolled on its own (shown as unregistered), or a decommissioned "
+                     "device again")
 def post_claim(dev_eui: DevEui, body: DeviceClaim, conn: Db, scope: Writer, registry: RegistryDep,
                provisioner: ProvisionerDep) -> DevicePublic:
     device = claim_device(conn, dev_eui, body, registry, scope.zones, actor=scope.caller.name)
@@ -215,8 +188,7 @@ def get_measurements(
     )] = "auto",
     format: Annotated[Literal["json", "csv"], Query(description="or send Accept: text/csv")] = "json",
 ) -> Series | Response:
-    end = _aware(end) or datetime.now(UTC)
-    start = _aware(start) or end - timedelta(hours=24)
+    start, end = utc_range(start, end, timedelta(hours=24))
     if bucket == "auto":
         span = end - start
         bucket = ("raw" if span <= timedelta(hours=6) else "5m" if span <= timedelta(days=2)
@@ -228,13 +200,6 @@ def get_measurements(
         return Response("".join(_csv(series)), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="{series.dev_eui}-{series.metric}.csv"'})
     return series
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """Times without an offset are taken as UTC, the way every time in the API is written."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 def _csv(series: Series) -> Iterator[str]:

@@ -21,8 +21,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateways.database import Connection, ConnectionPool
-from ioc_api.deps import Caller, CurrentCaller, Db
-from ioc_api.errors import ErrorBody, Invalid, TooManyRequests
+from ioc_api.bounded_stream import BoundedStream
+from ioc_api.deps import Caller, CurrentCaller, Db, FunctionDb
+from ioc_api.errors import ErrorBody, TooManyRequests
 from ioc_api.queries.open_data import (
     MAX_RANGE,
     Bucket,
@@ -35,9 +36,10 @@ from ioc_api.queries.open_data import (
 )
 from ioc_api.rate_limit import ExportSlots, TokenBuckets
 from ioc_api.schemas.open_data import CONTEXT, Catalogue, Dataset, Distribution, Location, Period, Variable
+from ioc_api.time_range import utc_range
 from ioc_core.kinds import KINDS, Kind
 from ioc_core.metrics import VOCABULARY
-from ioc_core.settings import OpenDataSettings
+from ioc_core.settings import ApiSettings, OpenDataSettings
 
 __all__ = ["CATALOGUE_TTL_S", "ROWS_PER_CHUNK", "OpenData", "router", "stream_export"]
 
@@ -219,7 +221,7 @@ _COLUMNS = "time,dev_eui,device,kind,zone,metric,unit,value"
 )
 def get_measurements(
     request: Request,
-    conn: Db,
+    conn: FunctionDb,
     _caller: ExportSlot,
     zone: Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,64}$", description="zone code; a district includes "
                                       "its wards", examples=["hai-chau"])] = None,
@@ -233,36 +235,19 @@ def get_measurements(
     bucket: Annotated[Bucket, Query(description="raw readings, or hourly or daily (city midnight) means")] = "raw",
     format: Annotated[Literal["csv", "json"], Query(description="csv, or json: JSON lines (NDJSON)")] = "csv",
 ) -> StreamingResponse:
-    start, end = _range(start, end)
+    start, end = utc_range(start, end, DEFAULT_RANGE)
     export = plan_export(conn, zone=zone, kind=kind, metric=metric, dev_eui=dev_eui, start=start, end=end,
                          bucket=bucket, timezone=request.app.state.timezone)
     # The body takes a connection from the pool per window and gives it back before sending: a slow client holds
-    # none, and FastAPI before 0.118 closes the request's connection before the body is sent.
+    # none. The planning connection (FunctionDb) goes back when this function returns, before the body is sent.
     body = stream_export(request.app.state.pool, export, format)
     name = f"ioc-open-data-{zone or 'all'}-{kind or 'all'}-{bucket}.{'csv' if format == 'csv' else 'ndjson'}"
-    return StreamingResponse(body, media_type="text/csv; charset=utf-8" if format == "csv" else NDJSON,
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-
-def _range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    """Both ends in UTC (times without an offset are UTC, as everywhere in the API), so that stepping through
-    the range never leaves Python's calendar: a step is only taken when it lands before 'to'."""
-    end = _utc(end, "to") or datetime.now(UTC)
-    try:
-        return _utc(start, "from") or end - DEFAULT_RANGE, end
-    except OverflowError as err:
-        raise Invalid("'to' is too early for the default range; give 'from'", field="to") from err
-
-
-def _utc(moment: datetime | None, name: str) -> datetime | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError as err:
-        raise Invalid(f"'{name}' is out of range in UTC", field=name) from err
+    # A client that stops reading is dropped, which ends the request and gives its export slot back.
+    limits: ApiSettings = request.app.state.limits
+    return BoundedStream(body, media_type="text/csv; charset=utf-8" if format == "csv" else NDJSON,
+                         headers={"Content-Disposition": f'attachment; filename="{name}"'},
+                         idle_timeout_s=limits.api_export_idle_timeout_s,
+                         send_timeout_s=limits.api_export_send_timeout_s)
 
 
 def stream_export(pool: ConnectionPool[Connection], export: Export, format: Literal["csv", "json"], *,
@@ -324,8 +309,15 @@ def _times() -> Callable[[datetime], str]:
     return iso
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(text: str) -> str:
-    """A CSV field, quoted when it must be (RFC 4180)."""
+    """A CSV text field, quoted when it must be (RFC 4180), and defused as OWASP advises against CSV injection: a
+    cell a spreadsheet would read as a formula (starting with = + - @, tab or carriage return; a device's name is
+    anyone's text) gets a leading single quote and quotes around it, so it shows as the text it is."""
+    if text.startswith(_FORMULA_START):
+        return "\"'" + text.replace('"', '""') + '"'
     if any(c in text for c in ',"\r\n'):
         return '"' + text.replace('"', '""') + '"'
     return text

