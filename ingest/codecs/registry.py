@@ -13,9 +13,10 @@ from typing import Annotated, Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ingest.codecs.breaker import CodecHealth
 from ingest.codecs.errors import CodecLoadError, ExamplesError, UnknownCodecError
 from ingest.codecs.examples import load_examples
-from ingest.codecs.js_runtime import JsCodec, JsLimits
+from ingest.codecs.js_runtime import JsCodec, JsLimits, JsRuntime
 from ingest.codecs.result import DecodeResult
 
 __all__ = [
@@ -123,9 +124,11 @@ class CodecRegistry:
 
     _entries: Mapping[str, _Entry] = field(repr=False)
     _by_model: Mapping[str, str] = field(repr=False)
+    # The worker pool and breakers the JavaScript codecs share; None when there are none.
+    js_runtime: JsRuntime | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, codecs: list[tuple[Codec, CodecInfo]]) -> CodecRegistry:
+    def of(cls, codecs: list[tuple[Codec, CodecInfo]], js_runtime: JsRuntime | None = None) -> CodecRegistry:
         """Build a registry from ready codecs, refusing duplicate ids and models claimed twice."""
         entries: dict[str, _Entry] = {}
         by_model: dict[str, str] = {}
@@ -142,7 +145,7 @@ class CodecRegistry:
                         f"device model {model!r} is claimed by codecs {by_model[model]!r} and {info.id!r}"
                     )
                 by_model[model] = info.id
-        return cls(MappingProxyType(entries), MappingProxyType(by_model))
+        return cls(MappingProxyType(entries), MappingProxyType(by_model), js_runtime)
 
     @classmethod
     def discover(
@@ -162,9 +165,22 @@ class CodecRegistry:
         tests point at another package.
         """
         codecs = _discover_builtins(builtin_package, builtin_root)
+        runtime = None
         if js_dir is not None:
-            codecs.extend(_discover_js(js_dir, js_limits or JsLimits()))
-        return cls.of(codecs)
+            # Only an object here: its worker processes start on the first decode.
+            runtime = JsRuntime(js_limits or JsLimits())
+            codecs.extend(_discover_js(js_dir, runtime))
+        return cls.of(codecs, runtime)
+
+    @property
+    def health(self) -> CodecHealth | None:
+        """Timeouts, crashes, memory exhaustion and disabled codecs of the JavaScript codecs, if any."""
+        return None if self.js_runtime is None else self.js_runtime.health
+
+    def close(self) -> None:
+        """Stop the JavaScript worker processes, if any ran."""
+        if self.js_runtime is not None:
+            self.js_runtime.close()
 
     def get(self, codec_id: str) -> Codec:
         entry = self._entries.get(codec_id)
@@ -270,12 +286,12 @@ def _read_manifest(path: Path) -> Manifest:
         raise CodecLoadError(f"{path}: bad manifest: {problems}") from err
 
 
-def _discover_js(js_dir: Path, limits: JsLimits) -> list[tuple[Codec, CodecInfo]]:
+def _discover_js(js_dir: Path, runtime: JsRuntime) -> list[tuple[Codec, CodecInfo]]:
     if not js_dir.is_dir():
         raise CodecLoadError(f"JavaScript codec folder {js_dir} (IOC_CODEC_DIR) is not a folder")
     codecs: list[tuple[Codec, CodecInfo]] = []
     for path in sorted(js_dir.glob("*.js")):
-        codec = JsCodec.load(path, limits=limits)
+        codec = JsCodec.load(path, runtime=runtime)
         examples = codec.examples_path
         if examples is not None:
             load_examples(examples)
