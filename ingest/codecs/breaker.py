@@ -39,6 +39,11 @@ class HealthCounts:
     refused: int = 0  # uplinks failed at once because their codec was disabled
     disabled: int = 0  # codecs disabled right now (a level, not a total)
 
+    @property
+    def quiet(self) -> bool:
+        """No timeout, crash, memory exhaustion or refusal counted (the level ``disabled`` aside)."""
+        return not (self.timeouts or self.crashes or self.out_of_memory or self.refused)
+
     def since(self, earlier: HealthCounts) -> HealthCounts:
         return HealthCounts(
             self.timeouts - earlier.timeouts,
