@@ -227,7 +227,7 @@ class JsPool:
                     self.started += 1
                     self._idle.append(replacement)
             else:
-                # Last in, first out: a steady trickle keeps using one warm worker and its spare context.
+                # Last in, first out: a steady trickle keeps using one warm worker and its stock of contexts.
                 self._idle.append(worker)
             self._available.notify()
         if not healthy or self._closed:
