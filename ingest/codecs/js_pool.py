@@ -68,6 +68,8 @@ class _Worker:
             stdout=subprocess.PIPE,
             bufsize=0,
             env=env,
+            # Out of the terminal's process group: Ctrl+C is for the ingest, which then drains.
+            start_new_session=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in = self.proc.stdin.fileno()

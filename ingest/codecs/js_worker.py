@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -71,6 +72,11 @@ QUIET_S = 0.002
 
 
 def main() -> None:
+    # Stopping is the parent's decision: Ctrl+C in a terminal or systemd's SIGTERM to the whole group must
+    # not kill a worker in the middle of the parent's drain (those uplinks would read "codec crashed").
+    # The worker ends when its input closes, which happens when the parent exits, however it exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     specs: dict[str, _Spec] = {}
     # Most recently used codec last. Each context in it has never run a decode: every decode still gets
     # a context of its own, as if it had been built on the spot.

@@ -181,3 +181,31 @@ def test_retry_time_in_the_refusal_is_the_wall_clock_plus_the_cool_down() -> Non
     (refusal,) = codec.decode(b"", 1).errors
     retry_at = datetime.strptime(refusal.rsplit(" ", 1)[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert 598 <= (retry_at - before).total_seconds() <= 602
+
+
+# --- the pool's life cycle -------------------------------------------------------------------------------
+
+
+def test_workers_start_on_the_first_decode_and_stop_with_the_registry(tmp_path: Path) -> None:
+    (tmp_path / "vendor.js").write_text("function decodeUplink(i) { return {data: {n: i.fPort}}; }", "utf-8")
+    registry = CodecRegistry.discover(js_dir=tmp_path, js_limits=LIMITS)
+    assert registry.js_runtime is not None
+    pool = registry.js_runtime.pool
+    assert pool.started == 0, "discovering codecs must not start processes"
+    assert registry.get("js:vendor").decode(b"", 7).data == {"n": 7}
+    (worker,) = pool._idle
+    registry.close()
+    assert worker.proc.poll() is not None
+
+
+def test_a_worker_ignores_the_signals_meant_for_the_ingest() -> None:
+    # Ctrl+C or systemd's SIGTERM reach the whole group; the ingest then drains, and the drained uplinks
+    # must still decode rather than read "codec crashed its worker".
+    codec = JsCodec("js:ok", "function decodeUplink(i) { return {data: {n: i.bytes.length}}; }", limits=LIMITS)
+    assert codec.decode(b"abc", 1).data == {"n": 3}
+    (worker,) = codec.runtime.pool._idle
+    os.kill(worker.proc.pid, signal.SIGTERM)
+    os.kill(worker.proc.pid, signal.SIGINT)
+    assert codec.decode(b"abcd", 1).data == {"n": 4}
+    assert worker.proc.poll() is None and codec.runtime.pool.crashed == 0
+    codec.runtime.close()
