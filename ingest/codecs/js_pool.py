@@ -147,7 +147,10 @@ class JsPool:
         self._finalizer = weakref.finalize(self, _stop_all, self._all)
 
     def run(self, call: JsCall) -> Outcome:
-        """Decode in a worker; waits for one when all are busy. Never raises on what the codec does."""
+        """Decode in a worker; waits for one when all are busy. Never raises on what the codec does.
+
+        Raises ``OSError`` when no worker process can be started, ``RuntimeError`` after ``close()``.
+        """
         worker = self._checkout()
         healthy = False
         try:
@@ -223,11 +226,16 @@ class JsPool:
             if not healthy or self._closed:
                 self._all.discard(worker)
                 if not self._closed:
-                    # Replace it now: the new interpreter starts while the caller goes on.
-                    replacement = _Worker()
-                    self._all.add(replacement)
-                    self.started += 1
-                    self._idle.append(replacement)
+                    # Replace it now: the new interpreter starts while the caller goes on. If that fails
+                    # (no memory, no file descriptors), the next checkout tries again.
+                    try:
+                        replacement = _Worker()
+                    except OSError:
+                        pass
+                    else:
+                        self._all.add(replacement)
+                        self.started += 1
+                        self._idle.append(replacement)
             else:
                 # Last in, first out: a steady trickle keeps using one warm worker and its stock of contexts.
                 self._idle.append(worker)

@@ -188,12 +188,14 @@ class JsCodec:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         variables_json = json.dumps(dict(variables)) if variables else ""
-        outcome = self.runtime.pool.run(
-            JsCall(
-                self._key, self._source, self.limits.time_limit_ms, self.limits.memory_limit_mb,
-                payload.hex(), fport, when.timestamp() * 1000.0, variables_json,
-            )
+        call = JsCall(
+            self._key, self._source, self.limits.time_limit_ms, self.limits.memory_limit_mb,
+            payload.hex(), fport, when.timestamp() * 1000.0, variables_json,
         )
+        try:
+            outcome = self.runtime.pool.run(call)
+        except (OSError, RuntimeError) as err:  # no worker could be started, or the runtime was closed
+            outcome = Outcome("runtime", f"no JavaScript worker: {type(err).__name__}: {err}")
         if outcome.kind == "ok":
             self.breaker.succeeded()
             return self._result(outcome.text)

@@ -209,3 +209,11 @@ def test_a_worker_ignores_the_signals_meant_for_the_ingest() -> None:
     assert codec.decode(b"abcd", 1).data == {"n": 4}
     assert worker.proc.poll() is None and codec.runtime.pool.crashed == 0
     codec.runtime.close()
+
+
+def test_a_closed_runtime_fails_decodes_with_a_reason() -> None:
+    codec = JsCodec("js:ok", "function decodeUplink(i) { return {data: {}}; }", limits=LIMITS)
+    codec.runtime.close()
+    assert codec.decode(b"", 1).errors == (
+        "JS runtime failed: no JavaScript worker: RuntimeError: the JavaScript pool is closed",
+    )
