@@ -18,6 +18,7 @@ numbers, and each figure is the median of several rounds.
 
     python bench/js_codec_bench.py                     # 5,000 uplinks per round, 5 rounds
     python bench/js_codec_bench.py --uplinks 1000 --rounds 3 --timeouts 50
+    python bench/js_codec_bench.py --js-workers 1      # no parallel decoding of a batch
 """
 
 from __future__ import annotations
@@ -116,13 +117,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
     parser.add_argument("--timeouts", type=int, default=100,
                         help="uplinks through the always-timeout codec (default 100; 0 skips)")
+    parser.add_argument("--js-workers", type=int, default=None,
+                        help="IOC_JS_WORKERS for this run (default: the runtime's default; not on old checkouts)")
     args = parser.parse_args()
     if not (1 <= args.uplinks <= 100_000 and 1 <= args.rounds <= 50 and 0 <= args.timeouts <= 10_000):
         parser.error("--uplinks 1..100000, --rounds 1..50, --timeouts 0..10000")
 
     print(host_line())
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    limits = JsLimits(time_limit_ms=100, memory_limit_mb=32)
+    extra = {} if args.js_workers is None else {"workers": args.js_workers}
+    limits = JsLimits(time_limit_ms=100, memory_limit_mb=32, **extra)
     folder = Path(tempfile.mkdtemp(prefix="ioc-js-bench-"))
     (folder / "lht65_like.js").write_text(LHT65_LIKE, encoding="utf-8")
     (folder / "loop_forever.js").write_text(LOOP_FOREVER, encoding="utf-8")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,8 +84,35 @@ class JsRuntime:
         self.limits = limits or JsLimits()
         self.pool = JsPool(self.limits.workers, kill_grace_ms=self.limits.kill_grace_ms)
         self.health = CodecHealth(self.limits.breaker)
+        self._threads: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def decode_ahead(self, jobs: Sequence[tuple[JsCodec, bytes, int, datetime | None]]) -> None:
+        """Decode ``jobs`` now, spread over the workers; each codec keeps its results for ``decode``.
+
+        The caller's decodes are sequential, so one worker would do all the work while the others wait;
+        handing a batch's JavaScript decodes to as many threads as there are workers keeps them all
+        busy (each thread mostly waits on its worker's pipe, without the GIL). Results are kept until
+        the next call, so what the caller ends up not asking for does not pile up.
+        """
+        if self.limits.workers < 2 or len(jobs) < 2:
+            return
+        codecs = {id(job[0]): job[0] for job in jobs}
+        for codec in codecs.values():
+            codec._ahead.clear()
+        with self._lock:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(self.limits.workers, thread_name_prefix="ioc-js")
+            threads = self._threads
+        results = threads.map(lambda job: job[0]._run(job[1], job[2], job[3], None), jobs)
+        for (codec, payload, fport, when), result in zip(jobs, results, strict=True):
+            codec._ahead[(payload, fport, when)] = result
 
     def close(self) -> None:
+        with self._lock:
+            threads, self._threads = self._threads, None
+        if threads is not None:
+            threads.shutdown(wait=True)
         self.pool.close()
 
 
@@ -135,6 +164,7 @@ class JsCodec:
         ).hexdigest()[:16]
         self._key = f"{codec_id}#{digest}"
         self.breaker: CircuitBreaker = self.runtime.health.breaker(codec_id)
+        self._ahead: dict[tuple[bytes, int, datetime | None], DecodeResult] = {}
 
     @classmethod
     def load(
@@ -179,8 +209,18 @@ class JsCodec:
     ) -> DecodeResult:
         """Run the codec on one payload; every failure comes back as ``errors``, never as an exception.
 
-        ``recv_time`` defaults to now, because codecs may call ``input.recvTime.getTime()``.
+        ``recv_time`` defaults to now, because codecs may call ``input.recvTime.getTime()``. A result
+        ``JsRuntime.decode_ahead`` made for the same payload, port and time is handed out once.
         """
+        if self._ahead and variables is None:
+            kept = self._ahead.pop((payload, fport, recv_time), None)
+            if kept is not None:
+                return kept
+        return self._run(payload, fport, recv_time, variables)
+
+    def _run(
+        self, payload: bytes, fport: int, recv_time: datetime | None, variables: Mapping[str, str] | None
+    ) -> DecodeResult:
         refusal = self.breaker.refusal()
         if refusal is not None:
             return DecodeResult.failure(refusal)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +52,24 @@ class Codec(Protocol):
         recv_time: datetime | None = None,
         variables: Mapping[str, str] | None = None,
     ) -> DecodeResult: ...
+
+
+class AheadUplink(Protocol):
+    """What ``CodecRegistry.decode_ahead`` reads of an uplink event (ChirpStack's ``UplinkEvent``)."""
+
+    @property
+    def encrypted(self) -> bool: ...
+
+    @property
+    def object(self) -> Any: ...
+
+    @property
+    def f_port(self) -> int: ...
+
+    @property
+    def time(self) -> datetime | None: ...
+
+    def payload(self) -> bytes: ...
 
 
 class Manifest(BaseModel):
@@ -171,6 +189,31 @@ class CodecRegistry:
             runtime = JsRuntime(js_limits or JsLimits())
             codecs.extend(_discover_js(js_dir, runtime))
         return cls.of(codecs, runtime)
+
+    def decode_ahead(self, uplinks: Iterable[tuple[str | None, AheadUplink]]) -> None:
+        """Decode the JavaScript uplinks of a batch in parallel now; ``get(id).decode`` then finds them.
+
+        ``uplinks`` pairs each uplink with its device's codec id. Only uplinks the pipeline will decode
+        (not encrypted, no ChirpStack ``object``, a non-zero port and a payload) are taken; a guess
+        that misses costs one decode, never a wrong result, because results are found by payload, port
+        and time. Built-in codecs are cheaper in line and are left alone.
+        """
+        if self.js_runtime is None:
+            return
+        jobs: list[tuple[JsCodec, bytes, int, datetime | None]] = []
+        for codec_id, event in uplinks:
+            entry = self._entries.get(codec_id) if codec_id else None
+            if entry is None or not isinstance(entry.codec, JsCodec):
+                continue
+            if event.encrypted or event.object is not None or event.f_port == 0:
+                continue
+            try:
+                payload = event.payload()
+            except Exception:  # the pipeline dead-letters it with the reason
+                continue
+            if payload:
+                jobs.append((entry.codec, payload, event.f_port, event.time))
+        self.js_runtime.decode_ahead(jobs)
 
     @property
     def health(self) -> CodecHealth | None:

@@ -146,7 +146,9 @@ def test_an_always_timing_out_codec_is_disabled_by_its_breaker() -> None:
 def test_a_disabled_codec_dead_letters_its_uplinks_with_the_reason() -> None:
     codec = JsCodec(
         "js:spin", "function decodeUplink(i) { for (;;) {} }",
-        limits=JsLimits(time_limit_ms=20, memory_limit_mb=16, breaker_failures=2),
+        # One worker: decodes in order. With more, a batch's decodes run side by side and up to one per
+        # extra worker may still be running when the breaker opens.
+        limits=JsLimits(time_limit_ms=20, memory_limit_mb=16, breaker_failures=2, workers=1),
     )
     registry = CodecRegistry.of(
         [(codec, CodecInfo(id="js:spin", kind="javascript", name="spin", source=Path("spin.js")))],
@@ -168,6 +170,29 @@ def test_a_disabled_codec_dead_letters_its_uplinks_with_the_reason() -> None:
     # The uplink rows are kept, marked as failed decodes, as for any other codec error.
     assert [row[-1] for row in batch.uplinks] == ["error"] * 4
     assert registry.health is not None and registry.health.disabled() == ["js:spin"]
+    registry.close()
+
+
+def test_a_batch_of_javascript_uplinks_is_decoded_across_the_workers() -> None:
+    codec = JsCodec(
+        "js:echo", "function decodeUplink(i) { return {data: {first: i.bytes[0], port: i.fPort}}; }",
+        limits=JsLimits(time_limit_ms=100, memory_limit_mb=16, workers=2),
+    )
+    registry = CodecRegistry.of(
+        [(codec, CodecInfo(id="js:echo", kind="javascript", name="echo", source=Path("echo.js")))], codec.runtime
+    )
+    devices = {}
+    messages = []
+    for n in range(12):
+        dev_eui = f"a84041000181c4{n:02x}"
+        devices[dev_eui] = DeviceRef(id=n + 1, dev_eui=dev_eui, zone_id=None, codec_id="js:echo", status="registered")
+        topic, payload = uplink(dev_eui, n, bytes([n, 0xAA]), codec="js:echo")
+        messages.append(InboundMessage(topic, payload, n + 1, time.time(), 1, False))
+    parsed, _ = parse_messages(messages)
+    batch = build_rows(parsed, devices, {}, registry)
+    assert not batch.dead_letters and [row[-1] for row in batch.uplinks] == ["ok"] * 12
+    # Both workers took part, and the results were handed out, not decoded a second time in line.
+    assert codec.runtime.pool.started == 2 and not codec._ahead
     registry.close()
 
 
