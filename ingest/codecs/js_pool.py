@@ -192,11 +192,15 @@ class JsPool:
             return self._lost(worker, "crashed", worker.exit_status())
         if line is None:
             return self._lost(worker, "killed", "")
-        answer = json.loads(line)
-        kind = str(answer[0])
-        if kind not in _KINDS:
-            return Outcome("runtime", f"unexpected answer {kind!r} from the worker")
-        return Outcome(kind, str(answer[1]))  # type: ignore[arg-type]  # checked against _KINDS
+        try:
+            answer = json.loads(line)
+            kind, text = str(answer[0]), str(answer[1])
+        except (ValueError, IndexError, KeyError, TypeError):
+            answer = None
+        if answer is None or kind not in _KINDS:
+            # Out of step with its parent: nothing it says next can be trusted.
+            return self._lost(worker, "crashed", f"answered {line[:80]!r}")
+        return Outcome(kind, text)  # type: ignore[arg-type]  # checked against _KINDS
 
     def _lost(self, worker: _Worker, kind: Literal["killed", "crashed"], detail: str) -> Outcome:
         worker.stop()

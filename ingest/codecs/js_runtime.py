@@ -104,9 +104,10 @@ class JsRuntime:
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(self.limits.workers, thread_name_prefix="ioc-js")
             threads = self._threads
-        results = threads.map(lambda job: job[0]._run(job[1], job[2], job[3], None), jobs)
+        results = threads.map(_run_quietly, jobs)
         for (codec, payload, fport, when), result in zip(jobs, results, strict=True):
-            codec._ahead[(payload, fport, when)] = result
+            if result is not None:
+                codec._ahead[(payload, fport, when)] = result
 
     def close(self) -> None:
         with self._lock:
@@ -114,6 +115,15 @@ class JsRuntime:
         if threads is not None:
             threads.shutdown(wait=True)
         self.pool.close()
+
+
+def _run_quietly(job: tuple[JsCodec, bytes, int, datetime | None]) -> DecodeResult | None:
+    """One decode ahead; None when it raised (a bug), so the decode in line runs it and reports it."""
+    codec, payload, fport, when = job
+    try:
+        return codec._run(payload, fport, when, None)
+    except Exception:
+        return None
 
 
 def js_codec_id(path: Path) -> str:
