@@ -199,7 +199,7 @@ class CodecRegistry:
         and time. Built-in codecs are cheaper in line and are left alone.
         """
         if self.js_runtime is None:
-            return
+            return  # without looking at ``uplinks``: a registry of built-ins pays nothing
         jobs: list[tuple[JsCodec, bytes, int, datetime | None]] = []
         for codec_id, event in uplinks:
             entry = self._entries.get(codec_id) if codec_id else None
