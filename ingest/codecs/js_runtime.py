@@ -237,15 +237,18 @@ class JsCodec:
         when = recv_time or datetime.now(UTC)
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        variables_json = json.dumps(dict(variables)) if variables else ""
         call = JsCall(
             self._key, self._source, self.limits.time_limit_ms, self.limits.memory_limit_mb,
-            payload.hex(), fport, when.timestamp() * 1000.0, variables_json,
+            payload.hex(), fport, when.timestamp() * 1000.0, json.dumps(dict(variables)) if variables else "",
         )
         try:
             outcome = self.runtime.pool.run(call)
         except (OSError, RuntimeError) as err:  # no worker could be started, or the runtime was closed
             outcome = Outcome("runtime", f"no JavaScript worker: {type(err).__name__}: {err}")
+        except BaseException:
+            # A bug here must not leave a breaker's trial open for ever (its codec refused for good).
+            self.breaker.failed("crash")
+            raise
         if outcome.kind == "ok":
             self.breaker.succeeded()
             return self._result(outcome.text)
