@@ -105,6 +105,10 @@ def build_rows(
     codecs: CodecLookup,
 ) -> Batch:
     batch = Batch()
+    ahead = getattr(codecs, "decode_ahead", None)
+    if ahead is not None:  # JavaScript decodes of the batch run in parallel worker processes first
+        ahead((devices[p.event.device_info.dev_eui].codec_id, p.event) for p in parsed
+              if isinstance(p.event, UplinkEvent) and p.event.device_info is not None)
     for p in parsed:
         event = p.event
         assert event.device_info is not None  # parse_event guarantees it

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from gateways.database import Connection
+from ingest.codecs.breaker import CodecHealth, HealthCounts
 
 __all__ = ["IngestStats"]
 
@@ -36,8 +37,11 @@ class _Window:
 class IngestStats:
     """Counts per reporting window plus running totals; lag is commit time minus the event's time."""
 
-    def __init__(self, worker: str, interval_s: float) -> None:
+    def __init__(self, worker: str, interval_s: float, codec_health: CodecHealth | None = None) -> None:
         self.worker = worker
+        # The JavaScript codecs' running totals; each report stores the difference since the last one.
+        self._codec_health = codec_health
+        self._codec_seen = HealthCounts()
         self.interval_s = interval_s
         self._window = _Window()
         self._window_started = time.monotonic()
@@ -103,6 +107,10 @@ class IngestStats:
         with self._lock:
             w, elapsed = self._window, time.monotonic() - self._window_started
             self._window, self._window_started = _Window(), time.monotonic()
+        js = HealthCounts()
+        if self._codec_health is not None:
+            now = self._codec_health.counts()
+            js, self._codec_seen = now.since(self._codec_seen), now
         p50 = p99 = l50 = l99 = None
         if w.lags:
             lags = np.concatenate(w.lags) * 1000.0
@@ -111,7 +119,7 @@ class IngestStats:
             latencies = np.concatenate(w.latencies) * 1000.0
             l50, l99 = (float(x) for x in np.percentile(latencies, [50, 99]))
         rate = w.received / elapsed if elapsed > 0 else 0.0
-        idle = w.received == 0 and w.retries == 0
+        idle = w.received == 0 and w.retries == 0 and js.quiet
         if idle and time.monotonic() - self._last_idle_line < 60.0:
             level = logging.DEBUG  # an idle worker says so once a minute, not every interval
         else:
@@ -123,11 +131,11 @@ class IngestStats:
         log.log(
             level,
             "ingest: %.0f msg/s | %d uplinks, %d duplicates, %d measurements, %d events, %d dead letters | "
-            "%d batches avg %s msgs %s ms | received→committed p50 %s p99 %s | event age p50 %s%s",
+            "%d batches avg %s msgs %s ms | received→committed p50 %s p99 %s | event age p50 %s%s%s",
             rate, w.uplinks, w.duplicates, w.measurements, w.device_events, w.dead_letters, w.batches,
             f"{avg_size:.0f}" if avg_size else "-", f"{avg_ms:.0f}" if avg_ms else "-",
             _ms(l50), _ms(l99), _ms(p50),
-            f" | {w.retries} retries" if w.retries else "",
+            f" | {w.retries} retries" if w.retries else "", _js_line(js, self._codec_health),
         )
         if conn is None:
             return False
@@ -136,12 +144,15 @@ class IngestStats:
                 stored = conn.execute(
                     """INSERT INTO ingest_stats (time, worker, interval_s, received, uplinks, duplicates,
                            measurements, device_events, dead_letters, batches, batch_size_avg, batch_ms_avg,
-                           lag_ms_p50, lag_ms_p99, latency_ms_p50, latency_ms_p99, retries)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                           lag_ms_p50, lag_ms_p99, latency_ms_p50, latency_ms_p99, retries,
+                           js_timeouts, js_crashes, js_out_of_memory, codec_refused, codecs_disabled)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                               %s, %s, %s, %s, %s)
                        ON CONFLICT DO NOTHING RETURNING time""",
                     (datetime.now(UTC), self.worker, elapsed, w.received, w.uplinks, w.duplicates,
                      w.measurements, w.device_events, w.dead_letters, w.batches, avg_size, avg_ms,
-                     p50, p99, l50, l99, w.retries),
+                     p50, p99, l50, l99, w.retries,
+                     js.timeouts, js.crashes, js.out_of_memory, js.refused, js.disabled),
                 ).fetchone()
                 if stored is not None and self._plain_rollup(conn):
                     _add_to_hourly(conn, stored[0], self.worker, elapsed, w, avg_size, avg_ms, p50, p99)
@@ -174,6 +185,15 @@ def _add_to_hourly(conn: Connection, at: datetime, worker: str, elapsed: float, 
          w.dead_letters, w.batches, None if avg_size is None else avg_size * w.batches,
          None if avg_ms is None else avg_ms * w.batches, p50, p99, w.retries),
     )
+
+
+def _js_line(js: HealthCounts, health: CodecHealth | None) -> str:
+    """The JavaScript codecs' part of the log line, only when something went wrong with them."""
+    if health is None or (js.quiet and not js.disabled):
+        return ""
+    disabled = health.disabled()
+    return (f" | JS codecs: {js.timeouts} timeouts, {js.crashes} crashes, {js.out_of_memory} out of memory, "
+            f"{js.refused} uplinks refused" + (f"; disabled: {', '.join(disabled)}" if disabled else ""))
 
 
 def _ms(value: float | None) -> str:

@@ -269,7 +269,8 @@ class IngestWorker:
         self.processor = processor
         # The open feed publishes what was committed, after the ack, from threads of its own.
         self.feed = feed
-        self.stats = IngestStats(config.name, config.stats_interval_s)
+        # The registry's JavaScript health counters (timeouts, crashes, disabled codecs), when it has any.
+        self.stats = IngestStats(config.name, config.stats_interval_s, getattr(processor.codecs, "health", None))
         self._buffer: list[InboundMessage] = []
         self._ready = threading.Condition()
         self._failure: Exception | None = None

@@ -148,6 +148,22 @@ class IngestSettings(_Base):
     codec_dir: Path | None = Field(default=None, description="folder of JavaScript codecs (IOC_CODEC_DIR)")
     js_time_limit_ms: int = Field(default=100, ge=1, le=10_000)
     js_memory_limit_mb: int = Field(default=32, ge=1, le=1024)
+    js_workers: int = Field(default=2, ge=1, le=64, description="JavaScript decoder processes (IOC_JS_WORKERS)")
+    js_kill_grace_ms: int = Field(
+        default=150, ge=10, le=60_000,
+        description="a decode still running this long after the time limit has its worker killed "
+        "(IOC_JS_KILL_GRACE_MS)",
+    )
+    js_breaker_failures: int = Field(
+        default=5, ge=1, le=10_000,
+        description="timeouts, crashes or memory exhaustions within the window that disable a JavaScript codec "
+        "(IOC_JS_BREAKER_FAILURES)",
+    )
+    js_breaker_window_s: float = Field(default=60.0, gt=0, le=86_400, description="(IOC_JS_BREAKER_WINDOW_S)")
+    js_breaker_cooldown_s: float = Field(
+        default=300.0, gt=0, le=86_400,
+        description="how long a disabled codec's uplinks go straight to dead letters (IOC_JS_BREAKER_COOLDOWN_S)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

@@ -87,6 +87,17 @@ _BATCHES = f"""
     GROUP BY 1 ORDER BY 1
 """
 
+# Counts per stats row, so a sum per bucket is the number of events; "disabled" is a level per worker (each
+# worker has its own breakers), so the bucket shows the worst worker.
+_JS_CODECS = f"""
+    SELECT $__timeGroupAlias(s.time, $__interval), sum(s.js_timeouts) AS "timeouts",
+           sum(s.js_crashes) AS "crashes", sum(s.js_out_of_memory) AS "out of memory",
+           sum(s.codec_refused) AS "refused (codec disabled)", max(s.codecs_disabled) AS "codecs disabled"
+    FROM ingest_stats s
+    WHERE $__timeFilter(s.time) AND {SHORT_RANGE}
+    GROUP BY 1 ORDER BY 1
+"""
+
 _DEAD_BY_STAGE = """
     SELECT $__timeGroupAlias(l.received_at, $__interval), l.stage AS metric, count(*) AS dead_letters
     FROM dead_letters l
@@ -114,7 +125,9 @@ _NOW = """
             AS "lag p99 (5 min)",
         (SELECT count(DISTINCT s.worker) FROM ingest_stats s WHERE s.time > now() - interval '5 minutes')
             AS "workers",
-        (SELECT count(*) FROM dead_letters l WHERE l.resolved_at IS NULL) AS "open dead letters"
+        (SELECT count(*) FROM dead_letters l WHERE l.resolved_at IS NULL) AS "open dead letters",
+        (SELECT coalesce(max(s.codecs_disabled), 0) FROM ingest_stats s WHERE s.time > now() - interval '1 minute')
+            AS "JS codecs disabled"
 """
 
 
@@ -129,7 +142,7 @@ def build() -> Board:
         .description("Last five minutes of every ingest worker.")
         .datasource(datasource_ref())
         .with_target(SqlTarget(_NOW, columns=("uplinks/s (5 min)", "lag p99 (5 min)", "workers",
-                                              "open dead letters")))
+                                              "open dead letters", "JS codecs disabled")))
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).fields(""))
         .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
         .graph_mode(common.BigValueGraphMode.NONE)
@@ -141,6 +154,8 @@ def build() -> Board:
         ])
         .override_by_name("open dead letters", [model.DynamicConfigValue(id_val="thresholds", value={
             "mode": "absolute", "steps": [{"color": "green", "value": None}, {"color": "orange", "value": 1}]})])
+        .override_by_name("JS codecs disabled", [model.DynamicConfigValue(id_val="thresholds", value={
+            "mode": "absolute", "steps": [{"color": "green", "value": None}, {"color": "red", "value": 1}]})])
         .override_by_name("workers", [model.DynamicConfigValue(id_val="thresholds", value={
             "mode": "absolute", "steps": [{"color": "red", "value": None}, {"color": "green", "value": 1}]})])
         .thresholds(steps((None, "green")))
@@ -180,6 +195,18 @@ def build() -> Board:
         .draw_style(common.GraphDrawStyle.BARS).fill_opacity(60)
         .stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
     )
+    javascript = (
+        _line("JavaScript codecs", "Decodes stopped at the time limit (a stuck worker is killed), worker crashes and "
+              "memory exhaustion; uplinks sent straight to dead letters because their codec's breaker is open, "
+              "and how many codecs are disabled (right axis). The log names the codecs.")
+        .with_target(SqlTarget(_JS_CODECS, format_val="time_series", columns=(
+            "time", "timeouts", "crashes", "out of memory", "refused (codec disabled)", "codecs disabled")))
+        .override_by_name("codecs disabled", [
+            model.DynamicConfigValue(id_val="custom.axisPlacement", value="right"),
+            model.DynamicConfigValue(id_val="custom.drawStyle", value="line"),
+        ])
+        .draw_style(common.GraphDrawStyle.BARS).fill_opacity(60)
+    )
     reasons = (
         table_panel("Dead letters by reason", "Grouped by the reason's text before the first colon; "
                     "`ioc deadletters replay` retries them after a fix.")
@@ -194,6 +221,7 @@ def build() -> Board:
         .with_panel(lag)
         .with_panel(batches)
         .with_panel(dead)
+        .with_panel(javascript)
         .with_panel(reasons)
     )
     return Board(UID, "Pipeline", board.build(), (), "now-6h")

@@ -1,26 +1,34 @@
-"""Operator-supplied JavaScript codecs run in QuickJS with a time and memory limit per call."""
+"""Operator-supplied JavaScript codecs: QuickJS in worker processes, a fresh context per decode, a breaker.
+
+Every decode runs in a pool of worker processes (``js_pool``) in a context built for that decode alone,
+so nothing a codec does (globals, changed prototypes, a stuck native built-in, a crash) reaches the next
+uplink or another device. Timeouts, crashes and memory exhaustion count towards the codec's circuit
+breaker (``breaker``); the decode result names each of them. See docs/codecs-javascript.md.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import quickjs
-
+from ingest.codecs.breaker import BreakerPolicy, CircuitBreaker, CodecHealth
 from ingest.codecs.errors import CodecLoadError
+from ingest.codecs.js_pool import JsCall, JsPool, Outcome
+from ingest.codecs.js_sandbox import JsFlavour, LoadFailed, compile_codec, first_line
 from ingest.codecs.result import DecodeResult
 
 if TYPE_CHECKING:
     from ioc_core.settings import IngestSettings
 
-__all__ = ["JS_ID_PREFIX", "JsCodec", "JsFlavour", "JsLimits", "js_codec_id"]
+__all__ = ["JS_ID_PREFIX", "JsCodec", "JsFlavour", "JsLimits", "JsRuntime", "js_codec_id"]
 
 # JavaScript codec ids are "js:" + the file name without ".js"; the prefix keeps them apart from the
 # built-in ids (which have no colon), so adding a built-in can never clash with an operator's file.
@@ -32,93 +40,90 @@ _EXAMPLE_SUFFIXES = (".yaml", ".yml", "-codec.yaml")
 
 @dataclass(frozen=True, slots=True)
 class JsLimits:
-    """Per-call limits of the sandbox; a codec that exceeds one gets a fresh context for its next call."""
+    """Limits of the JavaScript runtime: per decode (time, memory), on its processes, and on failures.
+
+    ``time_limit_ms`` is QuickJS's own interrupt (CPU time, checked between bytecodes); a decode still
+    running ``kill_grace_ms`` after it (wall clock) has its worker killed. ``workers`` caps the pool. A
+    codec is disabled for ``breaker_cooldown_s`` after ``breaker_failures`` timeouts, crashes or memory
+    exhaustions within ``breaker_window_s``.
+    """
 
     time_limit_ms: int = 100
     memory_limit_mb: int = 32
+    workers: int = 2
+    kill_grace_ms: int = 150
+    breaker_failures: int = 5
+    breaker_window_s: float = 60.0
+    breaker_cooldown_s: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: IngestSettings) -> JsLimits:
-        return cls(time_limit_ms=settings.js_time_limit_ms, memory_limit_mb=settings.js_memory_limit_mb)
-
-
-class JsFlavour(StrEnum):
-    """Which entry point a codec file defines; named after the JavaScript function."""
-
-    DECODE_UPLINK = "decodeUplink"
-    V3_DECODE = "Decode"
-    TTN_V2_DECODER = "Decoder"
+        return cls(
+            time_limit_ms=settings.js_time_limit_ms,
+            memory_limit_mb=settings.js_memory_limit_mb,
+            workers=settings.js_workers,
+            kill_grace_ms=settings.js_kill_grace_ms,
+            breaker_failures=settings.js_breaker_failures,
+            breaker_window_s=settings.js_breaker_window_s,
+            breaker_cooldown_s=settings.js_breaker_cooldown_s,
+        )
 
     @property
-    def description(self) -> str:
-        return _FLAVOUR_DESCRIPTIONS[self]
+    def breaker(self) -> BreakerPolicy:
+        return BreakerPolicy(self.breaker_failures, self.breaker_window_s, self.breaker_cooldown_s)
 
 
-_FLAVOUR_DESCRIPTIONS = {
-    JsFlavour.DECODE_UPLINK: "decodeUplink(input) (The Things Stack / ChirpStack v4)",
-    JsFlavour.V3_DECODE: "Decode(fPort, bytes, variables) (ChirpStack v3)",
-    JsFlavour.TTN_V2_DECODER: "Decoder(bytes, port) (The Things Network v2)",
-}
+class JsRuntime:
+    """What the JavaScript codecs of one registry share: the worker pool and the health counters.
 
-# Evaluated before the codec so that the helpers keep the pristine JSON and Date even if a codec
-# reassigns them. Codec functions are referenced by bare name at call time, which also finds
-# top-level `let`/`const` declarations. Bytes arrive as a hex string: the binding passes strings as
-# C strings, so a latin-1 string would be cut at the first 0x00 byte, and parsing JSON costs more.
-_PRELUDE = r"""
-var console = {log: function () {}, info: function () {}, warn: function () {}, error: function () {},
-               debug: function () {}};
-var __ioc_make = (function () {
-  var stringify = JSON.stringify, parse = JSON.parse, JsDate = Date;
-  var nonFinite = [];
-  function replacer(key, value) {
-    if (typeof value === 'number' && !isFinite(value)) { nonFinite.push(key); return null; }
-    if (typeof value === 'bigint') { return Number(value); }
-    return value;
-  }
-  function nibble(c) { return c < 58 ? c - 48 : c - 87; }
-  function describe(err) {
-    if (err instanceof Error) {
-      var frame = typeof err.stack === 'string' ? err.stack.split('\n')[0].trim() : '';
-      return String(err) + (frame ? ' (' + frame + ')' : '');
-    }
-    if (typeof err === 'string') { return err; }
-    try { var text = stringify(err); if (text !== undefined) { return text; } } catch (ignored) {}
-    return String(err);
-  }
-  var entries = {
-    decodeUplink: function (b, p, t, v) {
-      return decodeUplink({bytes: b, fPort: p, recvTime: new JsDate(t), variables: v});
-    },
-    Decode: function (b, p, t, v) { return Decode(p, b, v); },
-    Decoder: function (b, p, t, v) { return Decoder(b, p); }
-  };
-  return function (flavour) {
-    var entry = entries[flavour];
-    return function (hex, fPort, millis, variablesJson) {
-      var n = hex.length >> 1, bytes = new Array(n);
-      for (var i = 0; i < n; i++) {
-        bytes[i] = (nibble(hex.charCodeAt(2 * i)) << 4) | nibble(hex.charCodeAt(2 * i + 1));
-      }
-      var out, text;
-      try {
-        out = entry(bytes, fPort, millis, variablesJson ? parse(variablesJson) : {});
-      } catch (err) {
-        // Only what the codec threw lands here: QuickJS interrupts cannot be caught.
-        return stringify({thrown: describe(err)});
-      }
-      nonFinite = [];
-      try {
-        text = stringify(out === undefined ? null : out, replacer);
-      } catch (err) {
-        return stringify({unserialisable: String(err)});
-      }
-      return '{"result":' + (text === undefined ? 'null' : text) +
-        ',"nonFinite":' + stringify(nonFinite) + '}';
-    };
-  };
-})();
-"""
-_DETECT = "typeof {name} === 'function'"
+    Nothing starts until the first decode; ``close()`` stops the workers (they also stop by themselves
+    when this process exits, because their input closes).
+    """
+
+    def __init__(self, limits: JsLimits | None = None) -> None:
+        self.limits = limits or JsLimits()
+        self.pool = JsPool(self.limits.workers, kill_grace_ms=self.limits.kill_grace_ms)
+        self.health = CodecHealth(self.limits.breaker)
+        self._threads: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def decode_ahead(self, jobs: Sequence[tuple[JsCodec, bytes, int, datetime | None]]) -> None:
+        """Decode ``jobs`` now, spread over the workers; each codec keeps its results for ``decode``.
+
+        The caller's decodes are sequential, so one worker would do all the work while the others wait;
+        handing a batch's JavaScript decodes to as many threads as there are workers keeps them all
+        busy (each thread mostly waits on its worker's pipe, without the GIL). Results are kept until
+        the next call, so what the caller ends up not asking for does not pile up.
+        """
+        if self.limits.workers < 2 or len(jobs) < 2:
+            return
+        codecs = {id(job[0]): job[0] for job in jobs}
+        for codec in codecs.values():
+            codec._ahead.clear()
+        with self._lock:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(self.limits.workers, thread_name_prefix="ioc-js")
+            threads = self._threads
+        results = threads.map(_run_quietly, jobs)
+        for (codec, payload, fport, when), result in zip(jobs, results, strict=True):
+            if result is not None:
+                codec._ahead[(payload, fport, when)] = result
+
+    def close(self) -> None:
+        with self._lock:
+            threads, self._threads = self._threads, None
+        if threads is not None:
+            threads.shutdown(wait=True)
+        self.pool.close()
+
+
+def _run_quietly(job: tuple[JsCodec, bytes, int, datetime | None]) -> DecodeResult | None:
+    """One decode ahead; None when it raised (a bug), so the decode in line runs it and reports it."""
+    codec, payload, fport, when = job
+    try:
+        return codec._run(payload, fport, when, None)
+    except Exception:
+        return None
 
 
 def js_codec_id(path: Path) -> str:
@@ -129,22 +134,13 @@ def js_codec_id(path: Path) -> str:
     return JS_ID_PREFIX + name
 
 
-@dataclass(slots=True)
-class _Sandbox:
-    context: quickjs.Context
-    call: Any
-
-
 class JsCodec:
     """A codec written in JavaScript for The Things Stack, ChirpStack v4 or ChirpStack v3.
 
-    The source is compiled when the codec is built, so a syntax error fails at start-up. QuickJS
-    runtimes must stay on the thread that made them, so each thread that decodes gets its own
-    context, compiled on first use; a context that hit a limit is thrown away. The sandbox has only
-    ECMAScript built-ins and a silent ``console``: no files, network, timers or modules.
-
-    The binding measures the time limit in process CPU time (``clock()``), so CPU burnt by other
-    threads at the same moment counts too: with several decoding threads a codec can be stopped early.
+    The source is compiled once here, so a syntax error fails at start-up (top-level code runs under
+    the time and memory limits, in this process). Decodes run in the runtime's worker processes, each
+    in a fresh context. The sandbox has only ECMAScript built-ins and a silent ``console``: no files,
+    network, timers or modules. Without a ``runtime`` the codec makes its own, with one worker.
     """
 
     def __init__(
@@ -154,26 +150,46 @@ class JsCodec:
         *,
         path: Path | None = None,
         limits: JsLimits | None = None,
+        runtime: JsRuntime | None = None,
     ) -> None:
         self._id = codec_id
         self._source = source
         self.path = path
-        self.limits = limits or JsLimits()
+        self.runtime = runtime or JsRuntime(limits or JsLimits(workers=1))
+        self.limits = limits or self.runtime.limits
         self._where = str(path) if path is not None else codec_id
         if "\x00" in source:
             raise CodecLoadError(f"{self._where}: the JavaScript source contains a NUL character")
-        self._local = threading.local()
-        sandbox, flavour = self._compile()
-        self.flavour = flavour
-        self._local.sandbox = sandbox
+        try:
+            sandbox = compile_codec(
+                source, time_limit_ms=self.limits.time_limit_ms, memory_limit_mb=self.limits.memory_limit_mb
+            )
+        except LoadFailed as err:
+            raise CodecLoadError(f"{self._where}: {_load_message(err)}") from err
+        self.flavour = sandbox.flavour
+        del sandbox
+        # Workers remember codecs by this key: the same id with other source or limits is another codec.
+        digest = hashlib.sha256(
+            f"{self.limits.time_limit_ms}/{self.limits.memory_limit_mb}/{source}".encode()
+        ).hexdigest()[:16]
+        self._key = f"{codec_id}#{digest}"
+        self.breaker: CircuitBreaker = self.runtime.health.breaker(codec_id)
+        self._ahead: dict[tuple[bytes, int, datetime | None], DecodeResult] = {}
 
     @classmethod
-    def load(cls, path: Path, *, limits: JsLimits | None = None, codec_id: str | None = None) -> JsCodec:
+    def load(
+        cls,
+        path: Path,
+        *,
+        limits: JsLimits | None = None,
+        codec_id: str | None = None,
+        runtime: JsRuntime | None = None,
+    ) -> JsCodec:
         try:
             source = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as err:
             raise CodecLoadError(f"cannot read JavaScript codec {path}: {err}") from err
-        return cls(codec_id or js_codec_id(path), source, path=path, limits=limits)
+        return cls(codec_id or js_codec_id(path), source, path=path, limits=limits, runtime=runtime)
 
     @property
     def id(self) -> str:
@@ -203,71 +219,78 @@ class JsCodec:
     ) -> DecodeResult:
         """Run the codec on one payload; every failure comes back as ``errors``, never as an exception.
 
-        ``recv_time`` defaults to now, because codecs may call ``input.recvTime.getTime()``.
+        ``recv_time`` defaults to now, because codecs may call ``input.recvTime.getTime()``. A result
+        ``JsRuntime.decode_ahead`` made for the same payload, port and time is handed out once.
         """
-        try:
-            sandbox = self._sandbox()
-        except CodecLoadError as err:
-            return DecodeResult.failure(str(err))
+        if self._ahead and variables is None:
+            kept = self._ahead.pop((payload, fport, recv_time), None)
+            if kept is not None:
+                return kept
+        return self._run(payload, fport, recv_time, variables)
+
+    def _run(
+        self, payload: bytes, fport: int, recv_time: datetime | None, variables: Mapping[str, str] | None
+    ) -> DecodeResult:
+        refusal = self.breaker.refusal()
+        if refusal is not None:
+            return DecodeResult.failure(refusal)
         when = recv_time or datetime.now(UTC)
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        variables_json = json.dumps(dict(variables)) if variables else ""
+        call = JsCall(
+            self._key, self._source, self.limits.time_limit_ms, self.limits.memory_limit_mb,
+            payload.hex(), fport, when.timestamp() * 1000.0, json.dumps(dict(variables)) if variables else "",
+        )
         try:
-            raw = sandbox.call(payload.hex(), fport, when.timestamp() * 1000.0, variables_json)
-        except quickjs.StackOverflow:
-            self._reset()
-            return self._stack_overflow()
-        except quickjs.JSException as err:
-            return self._js_failure(err)
-        except Exception as err:  # the binding itself failed (e.g. a conversion); the context is suspect
-            self._reset()
-            return DecodeResult.failure(f"JS runtime failed: {type(err).__name__}: {err}")
-        return self._result(raw)
+            outcome = self.runtime.pool.run(call)
+        except (OSError, RuntimeError) as err:  # no worker could be started, or the runtime was closed
+            outcome = Outcome("runtime", f"no JavaScript worker: {type(err).__name__}: {err}")
+        except BaseException:
+            # A bug here must not leave a breaker's trial open for ever (its codec refused for good).
+            self.breaker.failed("crash")
+            raise
+        if outcome.kind == "ok":
+            self.breaker.succeeded()
+            return self._result(outcome.text)
+        return self._failure(outcome)
 
-    def _js_failure(self, err: quickjs.JSException) -> DecodeResult:
-        # Exceptions the codec throws are caught inside the sandbox (see _PRELUDE); what reaches Python
-        # is an interrupt, or an allocation failure that surfaces as "out of memory" or as "null" when
-        # QuickJS could not even allocate the error object.
-        message = _first_line(str(err))
-        self._reset()
-        if message.startswith("InternalError: interrupted"):
-            return DecodeResult.failure(f"JS codec exceeded the time limit of {self.limits.time_limit_ms} ms")
-        if message in ("", "null") or "out of memory" in message:
-            return self._out_of_memory()
-        if "stack overflow" in message:
-            return self._stack_overflow()
-        return DecodeResult.failure(f"JS error: {message}")
+    def _failure(self, outcome: Outcome) -> DecodeResult:
+        limits = self.limits
+        if outcome.kind == "time":
+            self.breaker.failed("timeout")
+            return DecodeResult.failure(f"codec timed out after {limits.time_limit_ms} ms")
+        if outcome.kind == "killed":
+            self.breaker.failed("timeout")
+            return DecodeResult.failure(
+                f"codec timed out after {limits.time_limit_ms} ms (stuck in a built-in; its worker was killed "
+                f"after {limits.time_limit_ms + limits.kill_grace_ms} ms)"
+            )
+        if outcome.kind == "memory":
+            self.breaker.failed("memory")
+            return DecodeResult.failure(f"codec ran out of memory (limit {limits.memory_limit_mb} MB)")
+        if outcome.kind == "stack":
+            self.breaker.failed("crash")
+            return DecodeResult.failure("codec exceeded the stack limit (runaway recursion)")
+        if outcome.kind == "crashed":
+            self.breaker.failed("crash")
+            return DecodeResult.failure(f"codec crashed its worker ({outcome.text})")
+        if outcome.kind == "load":
+            self.breaker.failed("crash")
+            return DecodeResult.failure(f"codec does not load in the worker: {outcome.text}")
+        self.breaker.failed("crash")
+        return DecodeResult.failure(f"JS runtime failed: {outcome.text}")
 
-    def _thrown(self, message: str) -> DecodeResult:
-        first = _first_line(message)
-        if first.startswith("InternalError: out of memory"):
-            self._reset()
-            return self._out_of_memory()
-        if first.startswith("InternalError: stack overflow"):
-            self._reset()
-            return self._stack_overflow()
-        return DecodeResult.failure(f"JS error: {first}")
-
-    def _out_of_memory(self) -> DecodeResult:
-        return DecodeResult.failure(f"JS codec exceeded the memory limit of {self.limits.memory_limit_mb} MB")
-
-    def _stack_overflow(self) -> DecodeResult:
-        return DecodeResult.failure("JS codec exceeded the stack limit (runaway recursion)")
-
-    def _result(self, raw: Any) -> DecodeResult:
-        if not isinstance(raw, str):
-            return DecodeResult.failure(f"JS runtime returned {type(raw).__name__}, expected a string")
+    def _result(self, raw: str) -> DecodeResult:
         try:
             envelope = json.loads(raw)
         except ValueError as err:
             return DecodeResult.failure(f"JS runtime returned malformed JSON: {err}")
         if "thrown" in envelope:
-            return self._thrown(str(envelope["thrown"]))
+            return DecodeResult.failure(f"JS error: {first_line(str(envelope['thrown']))}")
         if "unserialisable" in envelope:
             return DecodeResult.failure(
                 f"{self.flavour.value} returned a value that is not JSON: "
-                f"{_first_line(str(envelope['unserialisable']))}"
+                f"{first_line(str(envelope['unserialisable']))}"
             )
         warnings = [
             f"non-finite number in field {key!r} became null" for key in envelope.get("nonFinite", [])
@@ -281,45 +304,11 @@ class JsCodec:
             )
         return DecodeResult(data=out, warnings=tuple(warnings))
 
-    def _sandbox(self) -> _Sandbox:
-        sandbox: _Sandbox | None = getattr(self._local, "sandbox", None)
-        if sandbox is None:
-            sandbox, _ = self._compile()
-            self._local.sandbox = sandbox
-        return sandbox
 
-    def _reset(self) -> None:
-        # Drop the context: after an interrupt or an allocation failure its heap may be half-updated.
-        self._local.sandbox = None
-
-    def _compile(self) -> tuple[_Sandbox, JsFlavour]:
-        context = quickjs.Context()
-        context.set_memory_limit(self.limits.memory_limit_mb * 1024 * 1024)
-        context.set_time_limit(self.limits.time_limit_ms / 1000.0)
-        try:
-            context.eval(_PRELUDE)
-            # Taken before the codec runs, so a codec cannot replace it.
-            make = context.get("__ioc_make")
-            context.eval(self._source)
-        except quickjs.StackOverflow as err:
-            raise CodecLoadError(f"{self._where}: stack overflow while loading the codec") from err
-        except quickjs.JSException as err:
-            message = _first_line(str(err))
-            if message.startswith("InternalError: interrupted"):
-                message = f"top-level code exceeded the time limit of {self.limits.time_limit_ms} ms"
-            elif message in ("", "null") or "out of memory" in message:
-                message = f"top-level code exceeded the memory limit of {self.limits.memory_limit_mb} MB"
-            raise CodecLoadError(f"{self._where}: JavaScript does not load: {message}") from err
-        for flavour in JsFlavour:
-            if context.eval(_DETECT.format(name=flavour.value)) is True:
-                break
-        else:
-            raise CodecLoadError(
-                f"{self._where}: defines none of decodeUplink(input) (The Things Stack / ChirpStack v4), "
-                "Decode(fPort, bytes, variables) (ChirpStack v3) or Decoder(bytes, port) (TTN v2)"
-            )
-        call = make(flavour.value)
-        return _Sandbox(context, call), flavour
+def _load_message(err: LoadFailed) -> str:
+    if err.failure in ("time", "memory"):
+        return f"JavaScript does not load: {err}"
+    return str(err)
 
 
 def _uplink_result(out: Any, warnings: list[str]) -> DecodeResult:
@@ -364,8 +353,3 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
     return "an object"
-
-
-def _first_line(text: str) -> str:
-    stripped = text.strip()
-    return stripped.splitlines()[0].strip() if stripped else ""

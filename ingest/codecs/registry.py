@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -13,9 +13,10 @@ from typing import Annotated, Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ingest.codecs.breaker import CodecHealth
 from ingest.codecs.errors import CodecLoadError, ExamplesError, UnknownCodecError
 from ingest.codecs.examples import load_examples
-from ingest.codecs.js_runtime import JsCodec, JsLimits
+from ingest.codecs.js_runtime import JsCodec, JsLimits, JsRuntime
 from ingest.codecs.result import DecodeResult
 
 __all__ = [
@@ -51,6 +52,24 @@ class Codec(Protocol):
         recv_time: datetime | None = None,
         variables: Mapping[str, str] | None = None,
     ) -> DecodeResult: ...
+
+
+class AheadUplink(Protocol):
+    """What ``CodecRegistry.decode_ahead`` reads of an uplink event (ChirpStack's ``UplinkEvent``)."""
+
+    @property
+    def encrypted(self) -> bool: ...
+
+    @property
+    def object(self) -> Any: ...
+
+    @property
+    def f_port(self) -> int: ...
+
+    @property
+    def time(self) -> datetime | None: ...
+
+    def payload(self) -> bytes: ...
 
 
 class Manifest(BaseModel):
@@ -123,9 +142,11 @@ class CodecRegistry:
 
     _entries: Mapping[str, _Entry] = field(repr=False)
     _by_model: Mapping[str, str] = field(repr=False)
+    # The worker pool and breakers the JavaScript codecs share; None when there are none.
+    js_runtime: JsRuntime | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, codecs: list[tuple[Codec, CodecInfo]]) -> CodecRegistry:
+    def of(cls, codecs: list[tuple[Codec, CodecInfo]], js_runtime: JsRuntime | None = None) -> CodecRegistry:
         """Build a registry from ready codecs, refusing duplicate ids and models claimed twice."""
         entries: dict[str, _Entry] = {}
         by_model: dict[str, str] = {}
@@ -142,7 +163,7 @@ class CodecRegistry:
                         f"device model {model!r} is claimed by codecs {by_model[model]!r} and {info.id!r}"
                     )
                 by_model[model] = info.id
-        return cls(MappingProxyType(entries), MappingProxyType(by_model))
+        return cls(MappingProxyType(entries), MappingProxyType(by_model), js_runtime)
 
     @classmethod
     def discover(
@@ -162,9 +183,47 @@ class CodecRegistry:
         tests point at another package.
         """
         codecs = _discover_builtins(builtin_package, builtin_root)
+        runtime = None
         if js_dir is not None:
-            codecs.extend(_discover_js(js_dir, js_limits or JsLimits()))
-        return cls.of(codecs)
+            # Only an object here: its worker processes start on the first decode.
+            runtime = JsRuntime(js_limits or JsLimits())
+            codecs.extend(_discover_js(js_dir, runtime))
+        return cls.of(codecs, runtime)
+
+    def decode_ahead(self, uplinks: Iterable[tuple[str | None, AheadUplink]]) -> None:
+        """Decode the JavaScript uplinks of a batch in parallel now; ``get(id).decode`` then finds them.
+
+        ``uplinks`` pairs each uplink with its device's codec id. Only uplinks the pipeline will decode
+        (not encrypted, no ChirpStack ``object``, a non-zero port and a payload) are taken; a guess
+        that misses costs one decode, never a wrong result, because results are found by payload, port
+        and time. Built-in codecs are cheaper in line and are left alone.
+        """
+        if self.js_runtime is None:
+            return  # without looking at ``uplinks``: a registry of built-ins pays nothing
+        jobs: list[tuple[JsCodec, bytes, int, datetime | None]] = []
+        for codec_id, event in uplinks:
+            entry = self._entries.get(codec_id) if codec_id else None
+            if entry is None or not isinstance(entry.codec, JsCodec):
+                continue
+            if event.encrypted or event.object is not None or event.f_port == 0:
+                continue
+            try:
+                payload = event.payload()
+            except Exception:  # the pipeline dead-letters it with the reason
+                continue
+            if payload:
+                jobs.append((entry.codec, payload, event.f_port, event.time))
+        self.js_runtime.decode_ahead(jobs)
+
+    @property
+    def health(self) -> CodecHealth | None:
+        """Timeouts, crashes, memory exhaustion and disabled codecs of the JavaScript codecs, if any."""
+        return None if self.js_runtime is None else self.js_runtime.health
+
+    def close(self) -> None:
+        """Stop the JavaScript worker processes, if any ran."""
+        if self.js_runtime is not None:
+            self.js_runtime.close()
 
     def get(self, codec_id: str) -> Codec:
         entry = self._entries.get(codec_id)
@@ -270,12 +329,12 @@ def _read_manifest(path: Path) -> Manifest:
         raise CodecLoadError(f"{path}: bad manifest: {problems}") from err
 
 
-def _discover_js(js_dir: Path, limits: JsLimits) -> list[tuple[Codec, CodecInfo]]:
+def _discover_js(js_dir: Path, runtime: JsRuntime) -> list[tuple[Codec, CodecInfo]]:
     if not js_dir.is_dir():
         raise CodecLoadError(f"JavaScript codec folder {js_dir} (IOC_CODEC_DIR) is not a folder")
     codecs: list[tuple[Codec, CodecInfo]] = []
     for path in sorted(js_dir.glob("*.js")):
-        codec = JsCodec.load(path, limits=limits)
+        codec = JsCodec.load(path, runtime=runtime)
         examples = codec.examples_path
         if examples is not None:
             load_examples(examples)

@@ -1,4 +1,7 @@
-"""The QuickJS sandbox: the three codec interfaces, limits, failures as errors, and the cost of a call."""
+"""The QuickJS sandbox: the three codec interfaces, limits, failures as errors, and the cost of a call.
+
+Isolation (worker processes, fresh contexts, the breaker) has its own file, test_js_isolation.py.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from ingest.codecs.js_runtime import JsCodec, JsFlavour, JsLimits, js_codec_id
 from ioc_core.settings import IngestSettings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "js_codecs"
-LIMITS = JsLimits(time_limit_ms=50, memory_limit_mb=16)
+LIMITS = JsLimits(time_limit_ms=50, memory_limit_mb=16, workers=1)
 WHEN = datetime(2025, 6, 1, 8, 30, tzinfo=UTC)
 
 
@@ -103,24 +106,24 @@ def test_timeout_is_an_error_and_the_next_payload_decodes() -> None:
     started = time.perf_counter()
     result = codec.decode(b"\x00", 2)
     elapsed = time.perf_counter() - started
-    assert result.errors == ("JS codec exceeded the time limit of 50 ms",)
+    assert result.errors == ("codec timed out after 50 ms",)
     assert elapsed < 2.0
     assert codec.decode(b"\x00", 1).data == {"alive": True}
 
 
 def test_memory_limit_is_an_error_and_the_next_payload_decodes() -> None:
-    codec = load("allocate_forever.js", JsLimits(time_limit_ms=2000, memory_limit_mb=8))
-    assert codec.decode(b"\x00", 2).errors == ("JS codec exceeded the memory limit of 8 MB",)
+    codec = load("allocate_forever.js", JsLimits(time_limit_ms=2000, memory_limit_mb=8, workers=1))
+    assert codec.decode(b"\x00", 2).errors == ("codec ran out of memory (limit 8 MB)",)
     assert codec.decode(b"\x00", 1).data == {"alive": True}
 
 
 def test_runaway_recursion_is_an_error() -> None:
     codec = inline("function decodeUplink(i) { function r(n) { return r(n + 1) + 1; } return r(0); }")
-    assert codec.decode(b"", 1).errors == ("JS codec exceeded the stack limit (runaway recursion)",)
-    assert codec.decode(b"", 1).errors == ("JS codec exceeded the stack limit (runaway recursion)",)
+    assert codec.decode(b"", 1).errors == ("codec exceeded the stack limit (runaway recursion)",)
+    assert codec.decode(b"", 1).errors == ("codec exceeded the stack limit (runaway recursion)",)
 
 
-def test_a_context_that_hit_a_limit_is_replaced_but_a_throw_keeps_it() -> None:
+def test_every_decode_starts_from_the_codec_as_loaded() -> None:
     codec = inline(
         "var calls = 0;\n"
         "function decodeUplink(i) {\n"
@@ -132,8 +135,8 @@ def test_a_context_that_hit_a_limit_is_replaced_but_a_throw_keeps_it() -> None:
     )
     assert codec.decode(b"", 1).data == {"calls": 1}
     assert codec.decode(b"", 3).errors == ("JS error: RangeError: no (at decodeUplink (<input>:5))",)
-    assert codec.decode(b"", 1).data == {"calls": 3}
-    assert codec.decode(b"", 2).errors == ("JS codec exceeded the time limit of 50 ms",)
+    assert codec.decode(b"", 1).data == {"calls": 1}
+    assert codec.decode(b"", 2).errors == ("codec timed out after 50 ms",)
     assert codec.decode(b"", 1).data == {"calls": 1}
 
 
@@ -146,7 +149,7 @@ def test_exceptions_become_errors() -> None:
 
 @pytest.mark.parametrize(
     ("thrown", "error"),
-    [("'plain'", "JS error: plain"), ("null", "JS error: null"), ("{code: 3}", 'JS error: {"code":3}')],
+    [("'plain'", "JS error: plain"), ("undefined", "JS error: undefined"), ("{code: 3}", 'JS error: {"code":3}')],
 )
 def test_thrown_non_errors_are_described(thrown: str, error: str) -> None:
     codec = inline(f"function decodeUplink(i) {{ throw {thrown}; }}")
@@ -230,19 +233,21 @@ def test_a_codec_cannot_break_the_runtime_helpers() -> None:
     assert codec.decode(b"", 1, recv_time=WHEN).data == {"t": WHEN.timestamp() * 1000}
 
 
-def test_each_thread_gets_its_own_context() -> None:
-    codec = load("tts_environment.js")
+def test_threads_share_the_workers() -> None:
+    codec = load("tts_environment.js", JsLimits(time_limit_ms=50, memory_limit_mb=16, workers=2))
     results = []
 
     def work() -> None:
-        results.append(codec.decode(bytes.fromhex("08CA960E10"), 1).data["temperature"])
+        for _ in range(5):
+            results.append(codec.decode(bytes.fromhex("08CA960E10"), 1).data["temperature"])
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert results == [22.5] * 4
+    assert results == [22.5] * 20
+    assert codec.runtime.pool.started == 2
 
 
 # --- loading -------------------------------------------------------------------------------------------
@@ -292,19 +297,26 @@ def test_ids_and_examples_beside_the_file(tmp_path: Path) -> None:
 
 
 def test_limits_come_from_settings() -> None:
-    settings = IngestSettings(js_time_limit_ms=250, js_memory_limit_mb=64)
-    assert JsLimits.from_settings(settings) == JsLimits(time_limit_ms=250, memory_limit_mb=64)
+    settings = IngestSettings(
+        js_time_limit_ms=250, js_memory_limit_mb=64, js_workers=3, js_kill_grace_ms=500, js_breaker_failures=7,
+        js_breaker_window_s=30, js_breaker_cooldown_s=600,
+    )
+    assert JsLimits.from_settings(settings) == JsLimits(
+        time_limit_ms=250, memory_limit_mb=64, workers=3, kill_grace_ms=500, breaker_failures=7,
+        breaker_window_s=30.0, breaker_cooldown_s=600.0,
+    )
 
 
-def test_a_decode_costs_tens_of_microseconds() -> None:
+def test_a_decode_costs_well_under_a_millisecond() -> None:
     codec = load("tts_environment.js")
     payload = bytes.fromhex("08CA960E10")
-    for _ in range(200):
+    for _ in range(50):
         codec.decode(payload, 1, recv_time=WHEN)
-    rounds = 2000
+    rounds = 500
     started = time.perf_counter()
     for _ in range(rounds):
         codec.decode(payload, 1, recv_time=WHEN)
     per_call = (time.perf_counter() - started) / rounds
-    # Typically 20-40 µs; the bound is loose so a busy CI machine does not flake.
-    assert per_call < 0.001, f"{per_call * 1e6:.0f} µs per decode"
+    # A fresh context per decode plus a pipe round trip: typically 0.3-0.5 ms (bench/js_codec_bench.py);
+    # the bound is loose so a busy CI machine does not flake.
+    assert per_call < 0.005, f"{per_call * 1e6:.0f} µs per decode"
