@@ -4,6 +4,11 @@ Two threads share the work. paho's network thread only appends messages to a buf
 takes a batch when it is full or old enough, processes and commits it, and only then acknowledges it.
 Nothing is acked before it is durable, so a crash loses nothing, and the broker's Receive Maximum stops
 delivery while commits are failing, so memory stays bounded.
+
+No message can stop the worker: what one message raises makes it a dead letter; database errors are sorted
+by SQLSTATE (``gateways.database.classify``), and a refusal of a batch's values (a look-up, an enrolment or
+the write) is narrowed down by halving to the message at fault. The crash-loop guard (``ingest.crash_guard``)
+covers what cannot be caught: after a run that died holding messages, the redelivered ones are taken alone.
 """
 
 from __future__ import annotations
@@ -21,13 +26,30 @@ from typing import TypeVar
 
 import psycopg
 
-from gateways.database import Connection, DatabaseUnavailable, connect, is_retriable
+from gateways.database import (
+    Connection,
+    DatabaseUnavailable,
+    RowRefused,
+    classify,
+    connect,
+    translate,
+)
 from gateways.migrations import Mode, storage_mode
 from gateways.mqtt import InboundMessage, MqttConsumer
-from ingest.dead_letters import DeadLetter, write_dead_letters
+from ingest import crash_guard
+from ingest.dead_letters import DeadLetter, fingerprint, write_dead_letters
 from ingest.devices import DeviceDirectory, DeviceRef, GatewayDirectory
 from ingest.feed import OpenFeed
-from ingest.pipeline import Batch, CodecLookup, build_rows, device_infos, gateways_heard, parse_messages
+from ingest.pipeline import (
+    Batch,
+    CodecLookup,
+    EdgeLimits,
+    Parsed,
+    build_rows,
+    device_infos,
+    gateways_heard,
+    parse_messages,
+)
 from ingest.stats import IngestStats
 from ingest.writer import WriteResult, write_batch
 from ioc_core.errors import FatalError
@@ -38,6 +60,7 @@ __all__ = ["BatchProcessor", "IngestWorker", "WorkerConfig"]
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +74,7 @@ class WorkerConfig:
     receive_maximum: int
     session_expiry_s: int
     stats_interval_s: float
+    crash_guard: bool = True
 
 
 class NotMigrated(FatalError):
@@ -83,14 +107,6 @@ class _Link:
         self.conn = None
 
 
-class _Refused(Exception):
-    """The database refused the batch for a reason retrying will not fix."""
-
-    def __init__(self, err: psycopg.Error) -> None:
-        super().__init__(str(err))
-        self.err = err
-
-
 class BatchProcessor:
     """Turns a list of messages into committed rows, retrying while the database is away.
 
@@ -101,9 +117,11 @@ class BatchProcessor:
     """
 
     def __init__(
-        self, dsn: str, codecs: CodecLookup, *, max_backoff_s: float = 30.0, stop_grace_s: float = 30.0
+        self, dsn: str, codecs: CodecLookup, *, max_backoff_s: float = 30.0, stop_grace_s: float = 30.0,
+        limits: EdgeLimits | None = None,
     ) -> None:
         self.codecs = codecs
+        self.limits = limits or EdgeLimits()
         self.devices = DeviceDirectory(codecs)
         self.gateways = GatewayDirectory()
         # One connection per thread that talks to the database: a psycopg connection is safe to share,
@@ -111,6 +129,7 @@ class BatchProcessor:
         self._lookup = _Link(dsn, "ioc-ingest-lookup")
         self._writer = _Link(dsn, "ioc-ingest")
         self._stats = _Link(dsn, "ioc-ingest-stats")
+        self._guard = _Link(dsn, "ioc-ingest-guard")
         self._mode: Mode | None = None
         self._max_backoff_s = max_backoff_s
         # How long to keep retrying a batch after a stop was asked for; then the broker redelivers it.
@@ -141,6 +160,43 @@ class BatchProcessor:
         self._lookup.drop()
         self._writer.drop()
         self._stats.drop()
+        self._guard.drop()
+
+    # --- the crash-loop guard's marks (ingest.crash_guard), on a connection of their own --------------------
+    def _guard_conn(self) -> Connection:
+        fresh = self._guard.conn is None or self._guard.conn.closed
+        conn = self._guard.get()
+        if fresh:
+            # The mark must outlive our process, not the server: no need to wait for the disk.
+            conn.execute("SET synchronous_commit = off")
+        return conn
+
+    def guard_begin(self, worker: str, stop: threading.Event | None = None) -> crash_guard.GuardState | None:
+        return self._retrying(lambda: crash_guard.begin(self._guard_conn(), worker), self._guard, 0, stop, None)
+
+    def guard_trying(self, worker: str, suspect: uuid.UUID | None, stop: threading.Event | None = None) -> None:
+        self._retrying(lambda: crash_guard.trying(self._guard_conn(), worker, suspect), self._guard, 1, stop, None)
+
+    def guard_end(self, worker: str) -> None:
+        try:
+            crash_guard.end(self._guard_conn(), worker)
+        except (DatabaseUnavailable, psycopg.Error) as err:
+            # The next start then recovers needlessly (slower for its first messages), nothing worse.
+            log.warning("could not record the clean stop: %s", _first_line(err))
+            self._guard.drop()
+
+    def store_dead_letters(self, letters: list[DeadLetter], stop: threading.Event | None = None) -> WriteResult | None:
+        """Write dead letters alone (the crash-loop guard's)."""
+
+        def write() -> int:
+            conn = self.connection()
+            with conn.transaction():
+                return write_dead_letters(conn, letters)
+
+        written = self._retrying(write, self._writer, len(letters), stop, None)
+        if written is None:
+            return None
+        return WriteResult(0, 0, 0, 0, written, frozenset(d.fingerprint for d in letters))
 
     def _retrying(
         self,
@@ -150,52 +206,140 @@ class BatchProcessor:
         stop: threading.Event | None,
         stats: IngestStats | None,
     ) -> _T | None:
-        """Run ``step`` until it succeeds; None when ``stop`` is set and the database stays away."""
+        """Run ``step`` until it succeeds; None when ``stop`` is set and the database stays away.
+
+        Sorted by SQLSTATE: connection-class errors (or a connection that broke) retry; a refusal of the
+        values raises ``RowRefused``, anything else ``DatabaseFailed``. An exception that is not the
+        database's (a value psycopg cannot dump) is a refusal of the values too, unless the link broke.
+        """
         backoff = 0.5
         stop_deadline: float | None = None
         while True:
             try:
                 return step()
-            except (DatabaseUnavailable, psycopg.Error) as err:
-                if isinstance(err, psycopg.Error) and not is_retriable(err) and not link.broken:
-                    raise _Refused(err) from err
-                link.drop()
-                if link is self._lookup:
-                    # Cached ids may refer to rows that a restored database no longer has.
-                    self.devices.invalidate()
-                if stats:
-                    stats.retried()
-                if stop is not None and stop.is_set():
-                    stop_deadline = stop_deadline or time.monotonic() + self._stop_grace_s
-                    if time.monotonic() > stop_deadline:
-                        log.error("giving up on %d messages at shutdown; the broker will redeliver them", what)
-                        return None
-                log.warning("database unavailable (%s); keeping %d messages, retrying in %.1f s",
-                            _first_line(err), what, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff_s)
+            except (RowRefused, FatalError):
+                raise
+            except DatabaseUnavailable as err:
+                problem: BaseException = err
+            except psycopg.Error as err:
+                # A broken connection retries whatever the error says; psycopg reports the break itself.
+                if not link.broken and classify(err) != "retry":
+                    raise translate(err, "batch") from err
+                problem = err
+            except Exception as err:
+                if not link.broken:
+                    raise RowRefused(f"values the database driver cannot send: {type(err).__name__}: {err}") \
+                        from err
+                problem = err
+            link.drop()
+            if link is self._lookup:
+                # Cached ids may refer to rows that a restored database no longer has.
+                self.devices.invalidate()
+            if stats:
+                stats.retried()
+            if stop is not None and stop.is_set():
+                stop_deadline = stop_deadline or time.monotonic() + self._stop_grace_s
+                if time.monotonic() > stop_deadline:
+                    log.error("giving up on %d messages at shutdown; the broker will redeliver them", what)
+                    return None
+            log.warning("database unavailable (%s); keeping %d messages, retrying in %.1f s",
+                        _first_line(problem), what, backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, self._max_backoff_s)
 
     def prepare(
         self, messages: list[InboundMessage], *, stop: threading.Event | None = None,
         stats: IngestStats | None = None,
     ) -> Batch | None:
-        parsed, dead = parse_messages(messages)
+        parsed, dead = parse_messages(messages, self.limits)
         infos, heard = device_infos(parsed), gateways_heard(parsed)
+        what = len(messages)
 
         def look_up() -> tuple[dict[str, DeviceRef], dict[str, int]]:
             conn = self._lookup.get()
             return self.devices.resolve(conn, infos), self.gateways.resolve(conn, heard)
 
         try:
-            found = self._retrying(look_up, self._lookup, len(messages), stop, stats)
-        except _Refused as refused:
-            raise DatabaseUnavailable(f"device look-up refused: {refused}") from refused.err
+            found = self._retrying(look_up, self._lookup, what, stop, stats)
+        except RowRefused:
+            found = None
+            # One device or gateway of the batch has values the database refuses (enrolment): find it.
+            devices = self._narrow(infos, lambda part: self.devices.resolve(self._lookup.get(), part), what, stop,
+                                   stats)
+            gateways = self._narrow(heard, lambda part: self.gateways.resolve(self._lookup.get(), part), what,
+                                    stop, stats)
+            if devices is None or gateways is None:
+                return None
+            parsed = self._drop_refused(parsed, devices[1], gateways[1], dead)
+            found = devices[0], gateways[0]
         if found is None:
             return None
         batch = build_rows(parsed, found[0], found[1], self.codecs)
         batch.dead_letters[:0] = dead
         batch.messages = messages
         return batch
+
+    def _narrow(
+        self,
+        items: dict[str, _V],
+        resolve: Callable[[dict[str, _V]], dict[str, _T]],
+        what: int,
+        stop: threading.Event | None,
+        stats: IngestStats | None,
+    ) -> tuple[dict[str, _T], dict[str, str]] | None:
+        """Resolve ``items`` in halves until each refusal is pinned on one key; (found, refused key -> reason)."""
+        found: dict[str, _T] = {}
+        refused: dict[str, str] = {}
+        parts = [items]
+        while parts:
+            part = parts.pop()
+            if not part:
+                continue
+
+            def attempt(chunk: dict[str, _V] = part) -> dict[str, _T]:
+                return resolve(chunk)
+
+            try:
+                got = self._retrying(attempt, self._lookup, what, stop, stats)
+            except RowRefused as err:
+                keys = list(part)
+                if len(keys) == 1:
+                    refused[keys[0]] = err.reason
+                else:
+                    middle = len(keys) // 2
+                    parts += [{k: part[k] for k in keys[:middle]}, {k: part[k] for k in keys[middle:]}]
+                continue
+            if got is None:
+                return None
+            found.update(got)
+        return found, refused
+
+    @staticmethod
+    def _drop_refused(
+        parsed: list[Parsed], devices: dict[str, str], gateways: dict[str, str], dead: list[DeadLetter]
+    ) -> list[Parsed]:
+        """The messages whose device or gateway the database refused become dead letters at stage device."""
+        kept: list[Parsed] = []
+        for p in parsed:
+            info = p.event.device_info
+            assert info is not None
+            reason = devices.get(info.dev_eui)
+            if reason is None:
+                for rx in getattr(p.event, "rx_info", ()):
+                    reason = gateways.get(rx.gateway_id)
+                    if reason is not None:
+                        reason = f"gateway {rx.gateway_id}: {reason}"
+                        break
+            else:
+                reason = f"device {info.dev_eui}: {reason}"
+            if reason is None:
+                kept.append(p)
+                continue
+            m = p.message
+            log.warning("dead letter at stage device: %s", reason)
+            dead.append(DeadLetter.of(m.topic, m.payload, stage="device", reason=reason, received_at=m.received_at,
+                                      dev_eui=info.dev_eui))
+        return kept
 
     def commit(
         self, batch: Batch, *, stop: threading.Event | None = None, stats: IngestStats | None = None
@@ -207,8 +351,8 @@ class BatchProcessor:
 
         try:
             return self._retrying(write, self._writer, len(batch.messages), stop, stats)
-        except _Refused as refused:
-            return self._isolate(batch.messages, refused.err)
+        except RowRefused as refused:
+            return self._isolate(batch.messages, refused)
 
     def process(
         self, messages: list[InboundMessage], *, stop: threading.Event | None = None,
@@ -221,21 +365,20 @@ class BatchProcessor:
         result = self.commit(batch, stop=stop, stats=stats)
         return None if result is None else (result, batch.event_times)
 
-    def _isolate(self, messages: list[InboundMessage], err: psycopg.Error) -> WriteResult:
+    def _isolate(self, messages: list[InboundMessage], err: RowRefused) -> WriteResult:
         """A batch the database refuses for a reason other than availability: find the message at fault.
 
         Halving keeps the good messages flowing; the one that still fails alone becomes a dead letter.
         """
         if len(messages) == 1:
             message = messages[0]
-            reason = f"database refused the row: {_first_line(err)}"
+            reason = f"database refused the row: {err.reason}"
             letter = DeadLetter.of(message.topic, message.payload, stage="store", reason=reason,
                                    received_at=message.received_at)
-            conn = self.connection()
-            with conn.transaction():
-                written = write_dead_letters(conn, [letter])
             log.warning("stored a message as a dead letter: %s", reason)
-            return WriteResult(0, 0, 0, 0, written, frozenset({letter.fingerprint}))
+            result = self.store_dead_letters([letter])
+            assert result is not None  # no stop event: retries until the database answers
+            return result
         middle = len(messages) // 2
         totals = [0, 0, 0, 0, 0]
         failed: set[uuid.UUID] = set()
@@ -281,7 +424,12 @@ class IngestWorker:
             receive_maximum=config.receive_maximum,
             session_expiry_s=config.session_expiry_s,
             on_message=self._on_message,
+            max_payload=processor.limits.max_event_bytes,
+            keep_payload=processor.limits.keep_bytes,
         )
+        # Crash-loop guard (ingest.crash_guard): set at start when the previous run died holding messages.
+        self._recovering = False
+        self._killer: uuid.UUID | None = None
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
         """Block until the worker's subscription is in place; for callers that publish right after."""
@@ -321,6 +469,13 @@ class IngestWorker:
             self.processor.connection()
         except DatabaseUnavailable as err:
             log.warning("%s; the worker will keep trying", err)
+        if self.config.crash_guard:
+            state = self.processor.guard_begin(self.config.client_id, stop)
+            if state is not None and state.died:
+                self._recovering, self._killer = True, state.killer
+                log.warning("the previous run of %s died holding messages: taking the redelivered ones alone%s",
+                            self.config.client_id,
+                            f"; message {state.killer} killed it and will be set aside" if state.killer else "")
         # Each batch allocates hundreds of thousands of short-lived objects, none in cycles; with CPython's
         # default thresholds the cyclic collector runs thousands of times per batch and rescans
         # everything that survived, start-up objects included. Freeze those and collect less often.
@@ -342,6 +497,7 @@ class IngestWorker:
         handoff: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
         committer = threading.Thread(target=self._commit_loop, args=(handoff, stop), name="ingest-commit")
         committer.start()
+        clean = False
         try:
             while not stop.is_set():
                 self._prepare(self._take(stop), handoff, stop)
@@ -350,6 +506,12 @@ class IngestWorker:
                 rest, self._buffer = self._buffer, []
             for start in range(0, len(rest), self.config.batch_size):
                 self._prepare(rest[start : start + self.config.batch_size], handoff, stop)
+            clean = True
+        except FatalError:
+            # The configuration or the database is at fault, not the message in hand: do not blame it.
+            if self.config.crash_guard:
+                self.processor.guard_trying(self.config.client_id, None)
+            raise
         finally:
             handoff.put(None)
             committer.join()
@@ -359,6 +521,8 @@ class IngestWorker:
                 self._consumer.stop()
                 self.processor.close()
                 raise self._failure
+            if clean and self.config.crash_guard:
+                self.processor.guard_end(self.config.client_id)
             self._consumer.stop()
             self._report()
             self.processor.close()
@@ -368,6 +532,8 @@ class IngestWorker:
 
     def _prepare(self, messages: list[InboundMessage], handoff: queue.Queue[Batch | None],
                  stop: threading.Event) -> None:
+        if messages and self._recovering:
+            messages = self._alone(messages, stop)
         if messages:
             batch = self.processor.prepare(messages, stop=stop, stats=self.stats)
             if batch is not None:
@@ -375,6 +541,55 @@ class IngestWorker:
                 handoff.put(batch)
         if self.stats.due():
             self._report()
+
+    def _alone(self, messages: list[InboundMessage], stop: threading.Event) -> list[InboundMessage]:
+        """Recovery after a run that died: process the redelivered messages one at a time, each marked first.
+
+        Returns the messages that were not redelivered, for the usual batch path. Recovery ends with the
+        first batch that holds no redelivered message: the broker sends those before anything new.
+        """
+        redelivered = [m for m in messages if m.duplicate]
+        if not redelivered:
+            self._recovering = False
+            log.info("crash-loop guard: recovery over, back to batches")
+            return messages
+        worker = self.config.client_id
+        for message in redelivered:
+            started = time.monotonic()
+            identity = fingerprint(message.topic, message.payload)
+            if identity == self._killer:
+                reason = ("the worker died while it processed this message alone, after dying with it in a batch; "
+                          "set aside by the crash-loop guard without being processed again")
+                letter = DeadLetter.of(message.topic, message.payload, stage="crash", reason=reason,
+                                       received_at=message.received_at)
+                log.error("crash-loop guard: message %s (%s) killed the worker; stored as a dead letter",
+                          identity, letter.topic)
+                result = self.processor.store_dead_letters([letter], stop)
+                batch = Batch(messages=[message])
+            else:
+                self.processor.guard_trying(worker, identity, stop)
+                prepared = self.processor.prepare([message], stop=stop, stats=self.stats)
+                result = None if prepared is None else self.processor.commit(prepared, stop=stop, stats=self.stats)
+                batch = prepared or Batch(messages=[message])
+            if result is None:
+                continue  # the database went away at shutdown: the broker delivers it again
+            batch.started = started
+            self._done(batch, result)
+        self.processor.guard_trying(worker, None, stop)
+        return [m for m in messages if not m.duplicate]
+
+    def _done(self, batch: Batch, result: WriteResult) -> None:
+        committed_at = time.time()
+        self._consumer.ack(batch.messages)
+        if self.feed is not None:
+            self.feed.offer(batch, result)
+        self.stats.batch_done(
+            messages=len(batch.messages), uplinks=result.uplinks, duplicates=result.duplicates,
+            measurements=result.measurements, device_events=result.device_events,
+            dead_letters=result.dead_letters, seconds=time.monotonic() - batch.started,
+            event_times=batch.event_times, received_times=[m.received_at for m in batch.messages],
+            committed_at=committed_at,
+        )
 
     def _commit_loop(self, handoff: queue.Queue[Batch | None], stop: threading.Event) -> None:
         try:
@@ -393,17 +608,7 @@ class IngestWorker:
             result = self.processor.commit(batch, stop=stop, stats=self.stats)
             if result is None:
                 continue  # gave up at shutdown: not acked, so the broker delivers these again
-            committed_at = time.time()
-            self._consumer.ack(batch.messages)
-            if self.feed is not None:
-                self.feed.offer(batch, result)
-            self.stats.batch_done(
-                messages=len(batch.messages), uplinks=result.uplinks, duplicates=result.duplicates,
-                measurements=result.measurements, device_events=result.device_events,
-                dead_letters=result.dead_letters, seconds=time.monotonic() - batch.started,
-                event_times=batch.event_times, received_times=[m.received_at for m in batch.messages],
-                committed_at=committed_at,
-            )
+            self._done(batch, result)
 
     def _report(self) -> None:
         if not self.stats.report(self.processor.stats_connection()):
