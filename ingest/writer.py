@@ -90,6 +90,15 @@ def _copy(conn: Connection, table: str, columns: tuple[str, ...], types: tuple[s
 
 def write_batch(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
     """Write ``batch`` and commit; raises psycopg errors for the caller to sort into retry or skip."""
+    try:
+        return _write(conn, batch, mode)
+    except BaseException:
+        # The staging tables may have been created in the transaction that just rolled back.
+        _STAGED.discard(conn)
+        raise
+
+
+def _write(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
     with conn.transaction():
         _ensure_staging(conn)
         if batch.flagged:
