@@ -417,7 +417,7 @@ def _b64(text: str) -> bytes:
         return b""
     try:
         return binascii.a2b_base64(text, strict_mode=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a plain ValueError for a non-ASCII character
         pass
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
