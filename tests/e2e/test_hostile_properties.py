@@ -70,12 +70,11 @@ ALL_PATHS = sorted({p for s in samples() for p in _paths(s["payload"])}, key=str
 def _apply(payload: dict[str, Any], path: Path_, value: Any, delete: bool) -> None:
     target: Any = payload
     for step in path[:-1]:
-        if isinstance(target, dict) and step in target:
-            target = target[step]
-        elif isinstance(target, list) and isinstance(step, int) and step < len(target):
-            target = target[step]
-        else:
+        inside = (step in target) if isinstance(target, dict) else (
+            isinstance(target, list) and isinstance(step, int) and step < len(target))
+        if not inside:
             return  # an earlier mutation replaced the container: nothing left to change here
+        target = target[step]
     last = path[-1]
     if isinstance(target, dict):
         if delete:
