@@ -24,12 +24,15 @@ from gateways.local_mosquitto import LocalMosquitto
 from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
 from ingest.worker import BatchProcessor
+from tests.e2e.test_feed import RunningWorker, Subscriber, _records, cayenne, registry, start_worker
+from tests.e2e.test_feed import _publish as _feed_publish
 from tests.e2e.test_worker import WorkerProcess, _publish, _wait_for, worker_factory
+from tests.events import uplink
 from tests.hostile_events import encode, inbound, sample, topic_for
 
 pytestmark = [pytest.mark.e2e]
 
-__all__ = ["worker_factory"]  # the fixture, shared with test_worker.py
+__all__ = ["registry", "start_worker", "worker_factory"]  # fixtures shared with test_worker.py and test_feed.py
 
 GOOD_EUI = "70b3d57ed0054a1f"  # sample 0's device, used by the neighbours
 
@@ -384,3 +387,32 @@ def _count_rows(db_url: str) -> tuple[int, int]:
         return (-1, -1)
     return int(uplinks), int(dead)
 
+
+
+# --- the open feed: a far-future reading must not pin the retained one ---------------------------------
+
+
+def test_far_future_reading_does_not_pin_the_retained_feed_reading(
+    registry: str, broker: LocalMosquitto, start_worker: Callable[..., RunningWorker]
+) -> None:
+    start_worker(registry)
+    eui = "a000000000000001"
+    _feed_publish(broker, [uplink(eui, 1, cayenne(35.0, 50.0), when=datetime(2099, 1, 1, tzinfo=UTC))])
+    _wait_for(lambda: _count_rows(registry)[0] == 1, 30, "the 2099 uplink")
+    time.sleep(0.5)
+    _feed_publish(broker, [uplink(eui, 2, cayenne(21.0, 60.0))])
+    _wait_for(lambda: _count_rows(registry)[0] == 2, 30, "the uplink after it")
+    late = Subscriber(broker)
+    try:
+        _wait_for(lambda: any(eui in t and late.topics()[t].payload for t in late.topics("/temperature_humidity/")),
+                  10, "the retained reading")
+        time.sleep(0.5)
+        [(topic, message)] = late.topics("/temperature_humidity/").items()
+        assert topic.endswith(eui)
+        measured, _ = _records(message.payload)
+        assert message.retain and measured["temperature"]["v"] == 21.0
+        # And the reading that claimed 2099 is dated when it arrived.
+        [(newest,)] = _rows(registry, "SELECT max(time) FROM uplinks")
+        assert newest <= datetime.now(UTC) + timedelta(seconds=5)
+    finally:
+        late.close()
