@@ -172,10 +172,12 @@ class BatchProcessor:
         return conn
 
     def guard_begin(self, worker: str, stop: threading.Event | None = None) -> crash_guard.GuardState | None:
-        return self._retrying(lambda: crash_guard.begin(self._guard_conn(), worker), self._guard, 0, stop, None)
+        return self._retrying(lambda: crash_guard.begin(self._guard_conn(), worker), self._guard, 0, stop, None,
+                              "crash guard")
 
     def guard_trying(self, worker: str, suspect: uuid.UUID | None, stop: threading.Event | None = None) -> None:
-        self._retrying(lambda: crash_guard.trying(self._guard_conn(), worker, suspect), self._guard, 1, stop, None)
+        self._retrying(lambda: crash_guard.trying(self._guard_conn(), worker, suspect), self._guard, 1, stop, None,
+                       "crash guard")
 
     def guard_end(self, worker: str) -> None:
         try:
@@ -205,6 +207,7 @@ class BatchProcessor:
         what: int,
         stop: threading.Event | None,
         stats: IngestStats | None,
+        label: str = "batch write",
     ) -> _T | None:
         """Run ``step`` until it succeeds; None when ``stop`` is set and the database stays away.
 
@@ -224,7 +227,7 @@ class BatchProcessor:
             except psycopg.Error as err:
                 # A broken connection retries whatever the error says; psycopg reports the break itself.
                 if not link.broken and classify(err) != "retry":
-                    raise translate(err, "batch") from err
+                    raise translate(err, label) from err
                 problem = err
             except Exception as err:
                 if not link.broken:
@@ -260,7 +263,7 @@ class BatchProcessor:
             return self.devices.resolve(conn, infos), self.gateways.resolve(conn, heard)
 
         try:
-            found = self._retrying(look_up, self._lookup, what, stop, stats)
+            found = self._retrying(look_up, self._lookup, what, stop, stats, "device look-up")
         except RowRefused:
             found = None
             # One device or gateway of the batch has values the database refuses (enrolment): find it.
@@ -300,7 +303,7 @@ class BatchProcessor:
                 return resolve(chunk)
 
             try:
-                got = self._retrying(attempt, self._lookup, what, stop, stats)
+                got = self._retrying(attempt, self._lookup, what, stop, stats, "device look-up")
             except RowRefused as err:
                 keys = list(part)
                 if len(keys) == 1:

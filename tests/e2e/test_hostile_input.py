@@ -416,3 +416,16 @@ def test_far_future_reading_does_not_pin_the_retained_feed_reading(
         assert newest <= datetime.now(UTC) + timedelta(seconds=5)
     finally:
         late.close()
+
+
+def test_a_database_error_that_is_not_the_message_s_stops_the_worker_and_blames_no_message(
+    processor: BatchProcessor, db_url: str
+) -> None:
+    """SQLSTATE 42P01 (a table gone: a broken schema) is fatal: it must not turn the batch into dead letters."""
+    from gateways.database import DatabaseFailed  # here: the module stays importable at 47dd00b, to compare
+
+    with psycopg.connect(db_url) as conn:
+        conn.execute("ALTER TABLE measurements RENAME TO measurements_elsewhere")
+    with pytest.raises(DatabaseFailed, match="42P01"):
+        processor.process(_neighbours(4))
+    assert _dead(db_url) == []
