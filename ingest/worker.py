@@ -536,7 +536,7 @@ class IngestWorker:
     def _prepare(self, messages: list[InboundMessage], handoff: queue.Queue[Batch | None],
                  stop: threading.Event) -> None:
         if messages and self._recovering:
-            messages = self._alone(messages, stop)
+            messages = self._recover(messages, stop)
         if messages:
             batch = self.processor.prepare(messages, stop=stop, stats=self.stats)
             if batch is not None:
@@ -545,11 +545,13 @@ class IngestWorker:
         if self.stats.due():
             self._report()
 
-    def _alone(self, messages: list[InboundMessage], stop: threading.Event) -> list[InboundMessage]:
-        """Recovery after a run that died: process the redelivered messages one at a time, each marked first.
+    def _recover(self, messages: list[InboundMessage], stop: threading.Event) -> list[InboundMessage]:
+        """Recovery after a run that died: the redelivered messages one at a time, each marked first.
 
-        Returns the messages that were not redelivered, for the usual batch path. Recovery ends with the
-        first batch that holds no redelivered message: the broker sends those before anything new.
+        Everything is committed here, on this thread, while recovering: the committing thread stays idle,
+        so the two never share the writing connection. Recovery ends with the first batch that holds no
+        redelivered message (the broker resends those before anything new); that batch is returned for the
+        usual path.
         """
         redelivered = [m for m in messages if m.duplicate]
         if not redelivered:
@@ -579,7 +581,15 @@ class IngestWorker:
             batch.started = started
             self._done(batch, result)
         self.processor.guard_trying(worker, None, stop)
-        return [m for m in messages if not m.duplicate]
+        rest = [m for m in messages if not m.duplicate]
+        if rest:
+            started = time.monotonic()
+            prepared = self.processor.prepare(rest, stop=stop, stats=self.stats)
+            result = None if prepared is None else self.processor.commit(prepared, stop=stop, stats=self.stats)
+            if prepared is not None and result is not None:
+                prepared.started = started
+                self._done(prepared, result)
+        return []
 
     def _done(self, batch: Batch, result: WriteResult) -> None:
         committed_at = time.time()
