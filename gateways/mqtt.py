@@ -51,6 +51,8 @@ class InboundMessage(NamedTuple):  # a tuple: created per message, and cheaper t
 
     ``session`` numbers the connection it came on: a packet id is only meaningful on its own connection,
     so an ack for an older connection must not be sent (the broker redelivers those messages instead).
+    ``original_size`` is non-zero when the payload was larger than the consumer's ``max_payload``: then
+    ``payload`` holds only its first bytes, so one huge message cannot hold the worker's memory.
     """
 
     topic: str
@@ -59,6 +61,7 @@ class InboundMessage(NamedTuple):  # a tuple: created per message, and cheaper t
     received_at: float
     session: int
     duplicate: bool
+    original_size: int = 0
 
 
 RawSink = Callable[[str, bytes, int, bool], None]
@@ -184,9 +187,13 @@ class MqttConsumer:
         receive_maximum: int = 20_000,
         session_expiry_s: int = 7 * 24 * 3600,
         ca_file: Path | None = None,
+        max_payload: int | None = None,
+        keep_payload: int = 4096,
     ) -> None:
         self._url = url
         self._topic = f"$share/{share_group}/{topic_filter}" if share_group else topic_filter
+        self._max_payload = max_payload
+        self._keep_payload = keep_payload
         self._sink = on_message
         self._receive_maximum = receive_maximum
         self._session_expiry_s = session_expiry_s
@@ -248,6 +255,12 @@ class MqttConsumer:
 
     def _on_raw(self, topic: str, payload: bytes, mid: int, duplicate: bool) -> None:
         self.delivered += 1
+        limit = self._max_payload
+        if limit is not None and len(payload) > limit:
+            # Cut here, on paho's thread: the batch then holds a few KiB of this message, not all of it.
+            self._sink(InboundMessage(topic, payload[: self._keep_payload], mid, time.time(), self._session,
+                                      duplicate, len(payload)))
+            return
         self._sink(InboundMessage(topic, payload, mid, time.time(), self._session, duplicate))
 
     def start(self, *, wait_s: float = 10.0) -> None:

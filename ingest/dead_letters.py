@@ -7,11 +7,13 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from gateways.chirpstack_events import clean_text
 from gateways.database import Connection
 
 __all__ = ["DeadLetter", "StoredDeadLetter", "fingerprint", "list_dead_letters", "write_dead_letters"]
 
-STAGES = ("parse", "device", "decode", "normalise", "store")
+# crash: the worker died while it processed this message alone (the crash-loop guard, ingest/crash_guard.py).
+STAGES = ("parse", "device", "decode", "normalise", "store", "crash")
 
 
 def fingerprint(topic: str, payload: bytes) -> uuid.UUID:
@@ -42,16 +44,19 @@ class DeadLetter:
         received_at: float,
         dev_eui: str | None = None,
         deduplication_id: uuid.UUID | None = None,
+        identity: uuid.UUID | None = None,
     ) -> DeadLetter:
+        """``identity`` replaces the fingerprint of ``topic`` and ``payload`` when ``payload`` is only the
+        first bytes of the message. Control characters leave the text columns (PostgreSQL refuses a NUL)."""
         return cls(
-            topic=topic,
+            topic=clean_text(topic),
             payload=payload,
             stage=stage,
-            reason=reason[:2000],
+            reason=clean_text(reason[:2000]),
             received_at=datetime.fromtimestamp(received_at, UTC),
             dev_eui=dev_eui,
             deduplication_id=deduplication_id,
-            fingerprint=fingerprint(topic, payload),
+            fingerprint=identity or fingerprint(topic, payload),
         )
 
 

@@ -68,8 +68,10 @@ def normalise(data: Mapping[str, Any], vocabulary: Vocabulary = VOCABULARY) -> N
     items = data.items() if flat else _leaves(data, "")
     for name, value in items:
         kind = type(value)
-        if kind is float or kind is int:
-            number = float(value)
+        if kind is float:
+            number = value
+        elif kind is int:
+            number = _int(value)
         elif kind is bool:
             number = 1.0 if value else 0.0
         else:
@@ -109,10 +111,19 @@ def _leaves(data: Mapping[str, Any], prefix: str) -> list[tuple[str, Any]]:
     return leaves
 
 
+def _int(value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond the double range (hundreds of digits): flagged NOT_FINITE
+        return math.inf if value > 0 else -math.inf
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return 1.0 if value else 0.0
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return _int(value)
+    if isinstance(value, float):
         return float(value)
     return None
 

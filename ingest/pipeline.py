@@ -1,16 +1,19 @@
 """From raw MQTT messages to the rows of one batch: parse, resolve devices, decode, normalise.
 
 The steps are split so the worker can do the database look-ups between them; each step works on the
-whole batch, because per-message round trips are what makes ingest pipelines slow.
+whole batch, because per-message round trips are what makes ingest pipelines slow. Each step also stands
+alone per message: whatever one message raises makes that message a dead letter with its stage and reason,
+and its neighbours go on (docs/ingest-hardening.md).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from gateways.chirpstack_events import (
@@ -35,7 +38,9 @@ from ingest.normalise import Quality, normalise
 from ioc_core.errors import SkippableError
 from ioc_core.metrics import VOCABULARY
 
-__all__ = ["Batch", "CodecLookup", "Parsed", "build_rows", "parse_messages"]
+__all__ = ["Batch", "CodecLookup", "EdgeLimits", "Parsed", "build_rows", "parse_messages"]
+
+log = logging.getLogger(__name__)
 
 _BATTERY = VOCABULARY["battery"].id
 _MARGIN = VOCABULARY["link_margin"].id
@@ -47,9 +52,24 @@ class CodecLookup(Protocol):
     def get(self, codec_id: str) -> Any: ...
 
 
+@dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    """What the ingest accepts from the broker before it trusts a message (IOC_INGEST_* settings)."""
+
+    max_event_bytes: int = 128 * 1024
+    """Larger events are dead letters that keep only their first ``keep_bytes``."""
+    keep_bytes: int = 4096
+    future_s: float = 600.0
+    """An event time further ahead of the receive time than this is not trusted (stored at receive time)."""
+    past_s: float = 730 * 86400.0
+    """Nor is one further behind (default: the raw data's retention)."""
+
+
 class Parsed(NamedTuple):  # a tuple: created per message, and cheaper than a frozen dataclass
     message: InboundMessage
     event: Event
+    claimed: datetime | None = None
+    """The event's own time when it was outside the trusted window; ``event.time`` is then the receive time."""
 
 
 @dataclass(slots=True)
@@ -65,18 +85,63 @@ class Batch:
     event_times: list[float] = field(default_factory=list)
     messages: list[InboundMessage] = field(default_factory=list)
     started: float = 0.0
+    flagged: bool = False
+    """Some row's event time was not trusted (see ``ingest.writer._pin_untrusted_times``)."""
 
 
-def parse_messages(messages: list[InboundMessage]) -> tuple[list[Parsed], list[DeadLetter]]:
+_DEFAULT_LIMITS = EdgeLimits()
+
+
+def parse_messages(
+    messages: list[InboundMessage], limits: EdgeLimits = _DEFAULT_LIMITS
+) -> tuple[list[Parsed], list[DeadLetter]]:
     parsed: list[Parsed] = []
     dead: list[DeadLetter] = []
+    max_bytes = limits.max_event_bytes
+    if not messages:
+        return parsed, dead
+    # One window per batch, from its first arrival (the buffer keeps arrival order): the batch spans less
+    # than a second in the usual case, nothing against minutes of tolerance, and it saves a datetime per
+    # message on the path every uplink takes.
+    first = _received(messages[0])
+    earliest = first - timedelta(seconds=limits.past_s)
+    latest = first + timedelta(seconds=limits.future_s)
     for message in messages:
+        if message.original_size or len(message.payload) > max_bytes:
+            dead.append(_oversized(message, limits))
+            continue
         try:
             topic = parse_topic(message.topic)
-            parsed.append(Parsed(message, parse_event(topic, message.payload)))
+            event = parse_event(topic, message.payload)
         except SkippableError as err:
             dead.append(_dead(message, err.stage, err.reason))
+            continue
+        except Exception as err:  # a parser bug must cost one message, never the worker
+            dead.append(_dead(message, "parse", f"parser raised {type(err).__name__}: {err}"))
+            continue
+        stamp = event.time
+        if stamp is None:
+            parsed.append(Parsed(message, event))
+            continue
+        if earliest <= stamp <= latest:
+            parsed.append(Parsed(message, event))
+        else:
+            # A clock is off (ChirpStack's, or a gateway's GPS: a week-number rollover lands ~20 years back):
+            # the data is kept at the time we know, with the time it claimed beside it.
+            event.time = _received(message)
+            parsed.append(Parsed(message, event, stamp))
     return parsed, dead
+
+
+def _oversized(message: InboundMessage, limits: EdgeLimits) -> DeadLetter:
+    size = message.original_size or len(message.payload)
+    kept = message.payload[: limits.keep_bytes]
+    # The kept bytes alone would give two different huge messages with one beginning the same identity.
+    identity = fingerprint(message.topic, kept + b"\x00" + str(size).encode())
+    reason = (f"event of {size} bytes is larger than IOC_INGEST_MAX_EVENT_BYTES ({limits.max_event_bytes}); "
+              f"the first {len(kept)} bytes are kept")
+    return DeadLetter.of(message.topic, kept, stage="parse", reason=reason, received_at=message.received_at,
+                         identity=identity)
 
 
 def device_infos(parsed: list[Parsed]) -> dict[str, DeviceInfo]:
@@ -107,16 +172,26 @@ def build_rows(
     batch = Batch()
     ahead = getattr(codecs, "decode_ahead", None)
     if ahead is not None:  # JavaScript decodes of the batch run in parallel worker processes first
-        ahead((devices[p.event.device_info.dev_eui].codec_id, p.event) for p in parsed
-              if isinstance(p.event, UplinkEvent) and p.event.device_info is not None)
+        try:
+            ahead((devices[p.event.device_info.dev_eui].codec_id, p.event) for p in parsed
+                  if isinstance(p.event, UplinkEvent) and p.event.device_info is not None)
+        except Exception:  # decoding ahead only saves time: each message is decoded (and judged) below anyway
+            log.exception("decoding the batch's JavaScript uplinks ahead failed; decoding them one by one")
     for p in parsed:
         event = p.event
         assert event.device_info is not None  # parse_event guarantees it
         device = devices[event.device_info.dev_eui]
-        if isinstance(event, UplinkEvent):
-            _uplink(batch, p.message, event, device, gateways, codecs)
-        else:
-            _device_event(batch, p.message, event, device)
+        if p.claimed is not None:
+            batch.flagged = True
+        try:
+            if isinstance(event, UplinkEvent):
+                _uplink(batch, p.message, event, device, gateways, codecs, p.claimed)
+            else:
+                _device_event(batch, p.message, event, device, p.claimed)
+        except Exception as err:  # each step appends only when it is done, so the batch stays consistent
+            batch.dead_letters.append(_dead(p.message, "normalise", f"{type(err).__name__}: {err}",
+                                            dev_eui=device.dev_eui,
+                                            deduplication_id=getattr(event, "deduplication_id", None)))
     return batch
 
 
@@ -161,6 +236,7 @@ def _uplink(
     device: DeviceRef,
     gateways: Mapping[str, int],
     codecs: CodecLookup,
+    claimed: datetime | None,
 ) -> None:
     dedup = event.deduplication_id
     assert dedup is not None  # parse_event refuses uplinks without one
@@ -172,29 +248,38 @@ def _uplink(
         batch.dead_letters.append(_dead(message, err.stage, err.reason, dev_eui=device.dev_eui))
         return
     status, codec_id, data, problem = _decode(event, payload, device, codecs)
-    if problem is not None:
-        batch.dead_letters.append(
-            _dead(message, "decode", problem, dev_eui=device.dev_eui, deduplication_id=dedup)
-        )
     rows = []
     if data is not None:
-        normalised = normalise(data)
-        if normalised.warnings and status == "ok":
-            status = "warning"
-        for r in normalised.readings:
-            rows.append((when, device.id, device.zone_id, r.metric.id, r.value, int(r.quality)))
-    batch.uplink_measurements[dedup] = rows
+        try:
+            normalised = normalise(data)
+        except Exception as err:  # e.g. a shape of decoded data normalise has never seen
+            status, problem = "error", f"normalise raised {type(err).__name__}: {err}"
+            stage = "normalise"
+        else:
+            if normalised.warnings and status == "ok":
+                status = "warning"
+            for r in normalised.readings:
+                rows.append((when, device.id, device.zone_id, r.metric.id, r.value, int(r.quality)))
+            stage = "decode"
+    else:
+        stage = "decode"
 
     best: RxInfo | None = None
+    heard: list[int] = []
     for rx in event.rx_info:
         if best is None or rx.rssi > best.rssi:
             best = rx
         if rx.gateway_id in gateways:
-            gid = gateways[rx.gateway_id]
-            seen = batch.gateways_seen.get(gid)
-            if seen is None or seen < when:
-                batch.gateways_seen[gid] = when
+            heard.append(gateways[rx.gateway_id])
     lora = event.tx_info.modulation.lora if event.tx_info and event.tx_info.modulation else None
+    # Only now, with every value computed, does the message touch the batch.
+    if problem is not None:
+        batch.dead_letters.append(_dead(message, stage, problem, dev_eui=device.dev_eui, deduplication_id=dedup))
+    batch.uplink_measurements[dedup] = rows
+    for gid in heard:
+        seen = batch.gateways_seen.get(gid)
+        if seen is None or seen < when:
+            batch.gateways_seen[gid] = when
     batch.uplinks.append(
         (
             when,
@@ -217,6 +302,7 @@ def _uplink(
             payload,
             codec_id,
             status,
+            claimed,
         )
     )
     batch.event_times.append(when.timestamp())
@@ -232,7 +318,9 @@ _EVENT_TYPE = {
 }
 
 
-def _device_event(batch: Batch, message: InboundMessage, event: Event, device: DeviceRef) -> None:
+def _device_event(
+    batch: Batch, message: InboundMessage, event: Event, device: DeviceRef, claimed: datetime | None
+) -> None:
     received = _received(message)
     when = event.time or received
     kind = _EVENT_TYPE[type(event)]
@@ -265,8 +353,9 @@ def _device_event(batch: Batch, message: InboundMessage, event: Event, device: D
         loc = event.location
         details = {"latitude": loc.latitude, "longitude": loc.longitude, "altitude": loc.altitude,
                    "source": loc.source, "accuracy": loc.accuracy}
-    batch.events.append(
-        (when, received, device.id, kind, key, battery, margin, external, level, code, json.dumps(details))
-    )
+    # allow_nan=False: jsonb has no NaN, and a refusal here is this message's, not the batch's.
+    text = json.dumps(details, allow_nan=False)
+    batch.events.append((when, received, device.id, kind, key, battery, margin, external, level, code, text,
+                         claimed))
     if readings:
         batch.event_measurements[key] = readings

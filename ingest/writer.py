@@ -26,20 +26,21 @@ __all__ = ["WriteResult", "write_batch"]
 _UPLINK_COLUMNS = (
     "time", "received_at", "device_id", "deduplication_id", "zone_id", "dev_addr", "f_cnt", "f_port", "dr",
     "confirmed", "adr", "frequency", "spreading_factor", "rssi", "snr", "gateway_count", "gateway_id",
-    "payload", "codec_id", "decode_status",
+    "payload", "codec_id", "decode_status", "event_time",
 )
 _UPLINK_TYPES = (
     "timestamptz", "timestamptz", "int4", "uuid", "int4", "text", "int8", "int2", "int2", "bool", "bool",
-    "int8", "int2", "int2", "float4", "int2", "int4", "bytea", "text", "text",
+    "int8", "int2", "int2", "float4", "int2", "int4", "bytea", "text", "text", "timestamptz",
 )
 _MEASUREMENT_COLUMNS = ("time", "device_id", "zone_id", "metric_id", "value", "quality")
 _MEASUREMENT_TYPES = ("timestamptz", "int4", "int4", "int2", "float8", "int2")
 _EVENT_COLUMNS = (
     "time", "received_at", "device_id", "event_type", "event_key", "battery_level", "margin",
-    "external_power_source", "level", "code", "details",
+    "external_power_source", "level", "code", "details", "event_time",
 )
 _EVENT_TYPES = (
     "timestamptz", "timestamptz", "int4", "text", "uuid", "float4", "int2", "bool", "text", "text", "jsonb",
+    "timestamptz",
 )
 
 
@@ -89,8 +90,19 @@ def _copy(conn: Connection, table: str, columns: tuple[str, ...], types: tuple[s
 
 def write_batch(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
     """Write ``batch`` and commit; raises psycopg errors for the caller to sort into retry or skip."""
+    try:
+        return _write(conn, batch, mode)
+    except BaseException:
+        # The staging tables may have been created in the transaction that just rolled back.
+        _STAGED.discard(conn)
+        raise
+
+
+def _write(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
     with conn.transaction():
         _ensure_staging(conn)
+        if batch.flagged:
+            _pin_untrusted_times(conn, batch)
         inserted, fresh = _insert_uplinks(conn, batch)
         new_events = _insert_events(conn, batch)
         if len(inserted) == len(batch.uplink_measurements):
@@ -116,6 +128,45 @@ def write_batch(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
         failed=frozenset(d.fingerprint for d in batch.dead_letters),
         stored=tuple(inserted),
     )
+
+
+def _pin_untrusted_times(conn: Connection, batch: Batch) -> None:
+    """Rows whose event time was not trusted carry the receive time, which differs on every delivery; the
+    unique keys hold the time. So such a row takes the time of its copy already stored (or earlier in this
+    batch), and a redelivery stays a duplicate. Rare rows: one look-up per batch that has any."""
+    uplinks = [row for row in batch.uplinks if row[20] is not None]
+    if uplinks:
+        stored = dict(((d, q), t) for d, q, t in conn.execute(
+            """SELECT u.device_id, u.deduplication_id, u.time FROM uplinks u
+               JOIN unnest(%s::int4[], %s::uuid[]) AS k(d, q) ON u.device_id = k.d AND u.deduplication_id = k.q""",
+            ([r[2] for r in uplinks], [r[3] for r in uplinks])).fetchall())
+        pinned: list[tuple[Any, ...]] = []
+        for row in batch.uplinks:
+            if row[20] is not None:
+                when = stored.setdefault((row[2], row[3]), row[0])
+                if when != row[0]:
+                    row = (when, *row[1:])
+                    measurements = batch.uplink_measurements.get(row[3], [])
+                    batch.uplink_measurements[row[3]] = [(when, *m[1:]) for m in measurements]
+            pinned.append(row)
+        batch.uplinks = pinned
+    events = [row for row in batch.events if row[11] is not None]
+    if events:
+        known = dict(((d, k, e), t) for d, k, e, t in conn.execute(
+            """SELECT v.device_id, v.event_key, v.event_type, v.time FROM device_events v
+               JOIN unnest(%s::int4[], %s::uuid[], %s::text[]) AS k(d, q, e)
+                 ON v.device_id = k.d AND v.event_key = k.q AND v.event_type = k.e""",
+            ([r[2] for r in events], [r[4] for r in events], [r[3] for r in events])).fetchall())
+        kept: list[tuple[Any, ...]] = []
+        for row in batch.events:
+            if row[11] is not None:
+                when = known.setdefault((row[2], row[4], row[3]), row[0])
+                if when != row[0]:
+                    row = (when, *row[1:])
+                    readings = batch.event_measurements.get(row[4], [])
+                    batch.event_measurements[row[4]] = [(when, *m[1:]) for m in readings]
+            kept.append(row)
+        batch.events = kept
 
 
 def _insert_uplinks(conn: Connection, batch: Batch) -> tuple[list[uuid.UUID], list[tuple[Any, ...]]]:

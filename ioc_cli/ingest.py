@@ -14,6 +14,7 @@ from gateways.mqtt import MqttBroadcaster
 from ingest.codecs.js_runtime import JsLimits
 from ingest.codecs.registry import CodecRegistry
 from ingest.feed import FeedConfig, OpenFeed
+from ingest.pipeline import EdgeLimits
 from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
 from ioc_cli.logs import setup_logging
 from ioc_core.settings import DatabaseSettings, FeedSettings, IngestSettings, MqttSettings, load
@@ -61,9 +62,16 @@ def build_worker(
         receive_maximum=ingest.ingest_receive_maximum,
         session_expiry_s=ingest.ingest_session_expiry_s,
         stats_interval_s=ingest.ingest_stats_interval_s,
+        crash_guard=ingest.ingest_crash_guard,
+    )
+    limits = EdgeLimits(
+        max_event_bytes=ingest.ingest_max_event_bytes,
+        keep_bytes=ingest.ingest_dead_letter_keep_bytes,
+        future_s=ingest.ingest_future_s,
+        past_s=ingest.ingest_past_days * 86400.0,
     )
     open_feed = build_feed(feed, ingest, database, mqtt) if feed is not None else None
-    return IngestWorker(config, mqtt.url, BatchProcessor(database.dsn, codecs), open_feed)
+    return IngestWorker(config, mqtt.url, BatchProcessor(database.dsn, codecs, limits=limits), open_feed)
 
 
 def stop_on_signals(stop: threading.Event) -> None:

@@ -165,6 +165,23 @@ class IngestSettings(_Base):
         description="how long a disabled codec's uplinks go straight to dead letters (IOC_JS_BREAKER_COOLDOWN_S)",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Hostile input (docs/ingest-hardening.md).
+    ingest_max_event_bytes: int = Field(
+        default=128 * 1024, ge=4096, le=64 * 1024 * 1024,
+        description="larger events are dead letters that keep their first IOC_INGEST_DEAD_LETTER_KEEP_BYTES; "
+        "the largest real ChirpStack uplink (242-byte payload, decoded object, tens of gateways) is a few tens of KiB")
+    ingest_dead_letter_keep_bytes: int = Field(
+        default=4096, ge=64, le=1024 * 1024,
+        description="bytes kept of an event larger than IOC_INGEST_MAX_EVENT_BYTES")
+    ingest_future_s: float = Field(
+        default=600.0, ge=0, description="an event time further ahead of the receive time is not trusted: the "
+        "row takes the receive time and keeps the claimed time in event_time")
+    ingest_past_days: float = Field(
+        default=730.0, gt=0, description="nor is an event time further behind the receive time (default: the "
+        "raw data's retention)")
+    ingest_crash_guard: bool = Field(
+        default=True, description="after a run that died holding messages, take the redelivered ones alone "
+        "and dead-letter the one the worker dies on")
 
 
 def load(cls: type[_S]) -> _S:

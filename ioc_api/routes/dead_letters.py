@@ -19,7 +19,7 @@ router = APIRouter(tags=["dead letters"])
 def get_dead_letters(
     conn: Db,
     _admin: Annotated[Caller, Depends(require_role("admin"))],
-    stage: Literal["parse", "device", "decode", "normalise", "store"] | None = None,
+    stage: Literal["parse", "device", "decode", "normalise", "store", "crash"] | None = None,
     unresolved: Annotated[bool, Query(description="only those no replay has fixed")] = True,
     before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

@@ -53,7 +53,7 @@ def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 class WorkerProcess:
     """``ioc ingest`` as a child process, the way an operator runs it."""
 
-    def __init__(self, db_url: str, mqtt_url: str, log_file: Path, **env: str) -> None:
+    def __init__(self, db_url: str, mqtt_url: str, log_file: Path, argv: list[str] | None = None, **env: str) -> None:
         self.env = {
             **os.environ,
             "IOC_DATABASE_URL": db_url,
@@ -64,12 +64,13 @@ class WorkerProcess:
             **env,
         }
         self.log_file = log_file
+        self.argv = argv or [sys.executable, "-m", "ioc_cli", "ingest"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait_running: bool = True) -> None:
         log = open(self.log_file, "ab")  # noqa: SIM115 - owned by the child
         runs_before = self.log().count("running (batch") if self.log_file.exists() else 0
-        self.proc = subprocess.Popen([sys.executable, "-m", "ioc_cli", "ingest"], env=self.env,
+        self.proc = subprocess.Popen(self.argv, env=self.env,
                                      stdout=log, stderr=log)
         log.close()
         if wait_running:
@@ -102,8 +103,8 @@ class WorkerProcess:
 def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     made: list[WorkerProcess] = []
 
-    def make(db_url: str, mqtt_url: str, **env: str) -> WorkerProcess:
-        w = WorkerProcess(db_url, mqtt_url, tmp_path / f"worker-{len(made)}.log", **env)
+    def make(db_url: str, mqtt_url: str, argv: list[str] | None = None, **env: str) -> WorkerProcess:
+        w = WorkerProcess(db_url, mqtt_url, tmp_path / f"worker-{len(made)}.log", argv, **env)
         made.append(w)
         return w
 
