@@ -19,6 +19,7 @@ from ingest.codecs.js_runtime import JsCodec, JsLimits
 from ingest.codecs.registry import CodecInfo, CodecRegistry
 from ingest.devices import DeviceRef
 from ingest.pipeline import build_rows, parse_messages
+from ingest.writer import _UPLINK_COLUMNS
 from tests.events import uplink
 
 # Backtracking of /(a+)+$/ doubles with every 'a': 26 of them keep QuickJS inside its regular-expression
@@ -143,6 +144,9 @@ def test_an_always_timing_out_codec_is_disabled_by_its_breaker() -> None:
     assert (counts.timeouts, counts.refused, counts.disabled) == (5, 35, 1)
 
 
+_STATUS = _UPLINK_COLUMNS.index("decode_status")
+
+
 def test_a_disabled_codec_dead_letters_its_uplinks_with_the_reason() -> None:
     codec = JsCodec(
         "js:spin", "function decodeUplink(i) { for (;;) {} }",
@@ -168,7 +172,7 @@ def test_a_disabled_codec_dead_letters_its_uplinks_with_the_reason() -> None:
     assert all(r.startswith("codec js:spin: codec disabled after 2 failures in 60 s; retry at 20") for r in reasons[2:])
     assert len(reasons) == 4 and all(letter.stage == "decode" for letter in batch.dead_letters)
     # The uplink rows are kept, marked as failed decodes, as for any other codec error.
-    assert [row[-1] for row in batch.uplinks] == ["error"] * 4
+    assert [row[_STATUS] for row in batch.uplinks] == ["error"] * 4
     assert registry.health is not None and registry.health.disabled() == ["js:spin"]
     registry.close()
 
@@ -190,7 +194,7 @@ def test_a_batch_of_javascript_uplinks_is_decoded_across_the_workers() -> None:
         messages.append(InboundMessage(topic, payload, n + 1, time.time(), 1, False))
     parsed, _ = parse_messages(messages)
     batch = build_rows(parsed, devices, {}, registry)
-    assert not batch.dead_letters and [row[-1] for row in batch.uplinks] == ["ok"] * 12
+    assert not batch.dead_letters and [row[_STATUS] for row in batch.uplinks] == ["ok"] * 12
     # Both workers took part, and the results were handed out, not decoded a second time in line.
     assert codec.runtime.pool.started == 2 and not codec._ahead
     registry.close()
