@@ -27,11 +27,16 @@ import argparse
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from machine_info import host_line  # bench/ is the script's folder, first on sys.path
+
+# The events are built by the tests' helper (chirpstack-api classes); the repository root is not on sys.path
+# when the script is run as `python bench/js_codec_bench.py`.
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 from gateways.mqtt import InboundMessage
 from ingest.codecs.js_runtime import JsLimits
