@@ -13,7 +13,7 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,31 +22,22 @@ import pytest
 
 from gateways.local_mosquitto import LocalMosquitto
 from gateways.mqtt import InboundMessage
-from ingest.codecs.registry import CodecRegistry
 from ingest.worker import BatchProcessor
 from tests.e2e.test_feed import RunningWorker, Subscriber, _records, cayenne, registry, start_worker
 from tests.e2e.test_feed import _publish as _feed_publish
 from tests.e2e.test_worker import WorkerProcess, _publish, _wait_for, worker_factory
 from tests.events import uplink
 from tests.hostile_events import encode, inbound, sample, topic_for
+from tests.integration.test_ingest_batches import codecs, processor
 
 pytestmark = [pytest.mark.e2e]
 
-__all__ = ["registry", "start_worker", "worker_factory"]  # fixtures shared with test_worker.py and test_feed.py
+# Fixtures taken from test_worker.py, test_feed.py and test_ingest_batches.py.
+__all__ = ["codecs", "processor", "registry", "start_worker", "worker_factory"]
 
 GOOD_EUI = "70b3d57ed0054a1f"  # sample 0's device, used by the neighbours
 
 
-@pytest.fixture(scope="module")
-def codecs() -> CodecRegistry:
-    return CodecRegistry.discover()
-
-
-@pytest.fixture
-def processor(db_url: str, codecs: CodecRegistry) -> Iterator[BatchProcessor]:
-    p = BatchProcessor(db_url, codecs)
-    yield p
-    p.close()
 
 
 def _neighbours(n: int = 2) -> list[InboundMessage]:
