@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ingest.codecs.js_worker import take_line
+
 __all__ = ["JsCall", "JsPool", "Outcome", "OutcomeKind"]
 
 # ok: the prelude's envelope; time/memory/stack: a QuickJS limit stopped the call; killed: the deadline
@@ -91,10 +93,8 @@ class _Worker:
     def receive(self, deadline: float) -> bytes | None:
         """The next line, or None when ``deadline`` (monotonic) passes first."""
         while True:
-            end = self._buffer.find(b"\n")
-            if end >= 0:
-                line = bytes(self._buffer[:end])
-                del self._buffer[: end + 1]
+            line = take_line(self._buffer)
+            if line is not None:
                 return line
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._poll.poll(max(1, int(remaining * 1000) + 1)):

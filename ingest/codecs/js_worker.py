@@ -35,6 +35,17 @@ class _Spec:
         return compile_codec(self.source, time_limit_ms=self.time_limit_ms, memory_limit_mb=self.memory_limit_mb)
 
 
+
+def take_line(buffer: bytearray) -> bytes | None:
+    """The first whole line in ``buffer`` without its newline, removed from it; None when there is none yet.
+    Both ends of the pipe (this worker and ``js_pool``) frame their messages this way."""
+    end = buffer.find(b"\n")
+    if end < 0:
+        return None
+    line = bytes(buffer[:end])
+    del buffer[: end + 1]
+    return line
+
 class _Lines:
     """Lines from a file descriptor, with a way to ask whether another one is already waiting."""
 
@@ -50,10 +61,8 @@ class _Lines:
 
     def next(self) -> bytes | None:
         while True:
-            end = self._buffer.find(b"\n")
-            if end >= 0:
-                line = bytes(self._buffer[:end])
-                del self._buffer[: end + 1]
+            line = take_line(self._buffer)
+            if line is not None:
                 return line
             chunk = os.read(self._fd, 1 << 16)
             if not chunk:

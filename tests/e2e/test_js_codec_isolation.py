@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -22,6 +21,7 @@ import pytest
 from gateways.local_mosquitto import LocalMosquitto
 from gateways.mqtt import MqttPublisher
 from ioc_core.settings import MqttUrl
+from tests.e2e.test_worker import _wait_for
 from tests.events import uplink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -36,15 +36,6 @@ function decodeUplink(input) {
   return {data: {level: input.bytes[0]}};
 }
 """
-
-
-def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _scalar(db_url: str, sql: str) -> int:
