@@ -15,7 +15,14 @@ from types import TracebackType
 
 from ioc_core.errors import FatalError
 
-__all__ = ["LocalPostgres", "PostgresNotInstalled", "find_pg_bindir", "free_port", "make_reachable"]
+__all__ = [
+    "LocalPostgres",
+    "PostgresNotInstalled",
+    "find_pg_bindir",
+    "free_port",
+    "make_reachable",
+    "timescaledb_installed",
+]
 
 
 class PostgresNotInstalled(FatalError):
@@ -56,11 +63,29 @@ def find_pg_bindir() -> Path:
     )
 
 
+def timescaledb_installed(bindir: Path | None = None) -> bool:
+    """Whether the TimescaleDB library sits in this server's library folder (``pg_config --pkglibdir``)."""
+    try:
+        bindir = bindir or find_pg_bindir()
+    except PostgresNotInstalled:
+        return False
+    libdir = bindir.parent / "lib"
+    pg_config = bindir / "pg_config"
+    if pg_config.exists():
+        done = subprocess.run([str(pg_config), "--pkglibdir"], capture_output=True, text=True, check=False)
+        if done.returncode == 0 and done.stdout.strip():
+            libdir = Path(done.stdout.strip())
+    return (libdir / "timescaledb.so").exists()
+
+
 class LocalPostgres:
     """initdb + pg_ctl in a folder of our own, listening on loopback only.
 
     PostgreSQL refuses to run as root, so as root the server runs as the ``postgres`` system user
     (Debian's package creates it) and the folder is handed to that user.
+
+    ``timescaledb``: preload the TimescaleDB library (``shared_preload_libraries``), which ``CREATE EXTENSION``
+    needs; None preloads it when it is installed, so the demo shows the mode a deployment would run.
     """
 
     def __init__(
@@ -72,6 +97,7 @@ class LocalPostgres:
         user: str = "ioc",
         durable: bool = True,
         bindir: Path | None = None,
+        timescaledb: bool | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
@@ -79,6 +105,7 @@ class LocalPostgres:
         self.user = user
         self.durable = durable
         self.bindir = bindir or find_pg_bindir()
+        self.timescaledb = timescaledb_installed(self.bindir) if timescaledb is None else timescaledb
         self._runas: str | None = None
         if os.geteuid() == 0:
             try:
@@ -129,9 +156,14 @@ class LocalPostgres:
 
     def start(self, timeout_s: float = 30.0) -> None:
         self.init()
+        options = f"-p {self.port}"
+        if self.timescaledb:
+            # Given at each start rather than written into postgresql.conf, so a folder made with TimescaleDB
+            # still starts once it is gone. Telemetry would try to reach the internet from a server with none.
+            options += " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
         done = self._run(
             str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
-            "-o", f"-p {self.port}", "-w", "-t", str(int(timeout_s)), "start", check=False,
+            "-o", options, "-w", "-t", str(int(timeout_s)), "start", check=False,
         )
         if done.returncode != 0:
             log_tail = self.log_tail()

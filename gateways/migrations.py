@@ -26,6 +26,8 @@ __all__ = [
     "Migration",
     "MigrationError",
     "Mode",
+    "TimescaleChoice",
+    "TimescaleNotLoaded",
     "applied",
     "detect_mode",
     "fingerprint",
@@ -101,7 +103,21 @@ def available() -> list[Migration]:
 _MIN_TIMESCALEDB = (2, 13)
 
 
+class TimescaleNotLoaded(MigrationError):
+    """TimescaleDB is installed on the server but not preloaded, so ``CREATE EXTENSION`` would fail."""
+
+
+def _preloaded(conn: Connection) -> bool:
+    row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+    return row is not None and "timescaledb" in {p.strip().strip('"') for p in str(row[0]).split(",")}
+
+
 def detect_mode(conn: Connection, choice: TimescaleChoice = "auto") -> Mode:
+    """The storage mode to install: TimescaleDB only when its extension can actually be created.
+
+    Installed but not preloaded is neither mode: silently choosing plain PostgreSQL would leave a city that
+    meant to run TimescaleDB without compression or retention, so the operator is told how to choose.
+    """
     if choice == "off":
         return "postgresql"
     row = conn.execute(
@@ -114,6 +130,11 @@ def detect_mode(conn: Connection, choice: TimescaleChoice = "auto") -> Mode:
         version = tuple(int(p) for p in re.findall(r"\d+", str(row[0]))[:2])
         if version < _MIN_TIMESCALEDB:
             problem = f"timescaledb {row[0]} is older than 2.13"
+        elif not _preloaded(conn):
+            raise TimescaleNotLoaded(
+                f"TimescaleDB {row[0]} is installed but not loaded: add shared_preload_libraries = 'timescaledb' "
+                "to postgresql.conf and restart PostgreSQL, or set IOC_TIMESCALEDB=off for plain PostgreSQL"
+            )
         else:
             licence = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
             if licence is not None and licence[0] == "apache":
@@ -170,6 +191,11 @@ def migrate(conn: Connection, choice: TimescaleChoice = "auto") -> tuple[Mode, l
         _ensure_bookkeeping(conn)
         mode = storage_mode(conn) or detect_mode(conn, choice)
         if mode == "timescaledb":
+            if not _preloaded(conn):
+                raise TimescaleNotLoaded(
+                    "this database's schema uses TimescaleDB, which is installed but not loaded: add "
+                    "shared_preload_libraries = 'timescaledb' to postgresql.conf and restart PostgreSQL"
+                )
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         else:
             # The incomplete-bookkeeping column arrived after the first release of this table.

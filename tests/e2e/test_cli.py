@@ -36,13 +36,26 @@ def test_help_everywhere(command: list[str]) -> None:
 
 
 def test_migrate_twice_and_status(empty_db_url: str) -> None:
-    first = ioc("db", "migrate", IOC_DATABASE_URL=empty_db_url)
+    first = ioc("db", "migrate", IOC_DATABASE_URL=empty_db_url, IOC_TIMESCALEDB="off")
     assert first.returncode == 0, first.stderr
     assert "applied 0001_core (postgresql)" in first.stdout
     second = ioc("db", "migrate", IOC_DATABASE_URL=empty_db_url)
     assert second.returncode == 0 and "up to date" in second.stdout
     status = ioc("db", "status", IOC_DATABASE_URL=empty_db_url)
     assert status.returncode == 0 and "0002" in status.stdout and "pending" not in status.stdout
+
+
+def test_timescaledb_installed_but_not_loaded_is_one_line_and_exit_2(empty_db_url: str) -> None:
+    from gateways.local_postgres import timescaledb_installed
+
+    if not timescaledb_installed():
+        pytest.skip("TimescaleDB is not installed on this machine")
+    # The plain test server has the library installed but not in shared_preload_libraries.
+    done = ioc("db", "migrate", IOC_DATABASE_URL=empty_db_url, IOC_TIMESCALEDB="auto")
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert "shared_preload_libraries" in lines[0] and "IOC_TIMESCALEDB=off" in lines[0]
 
 
 @pytest.mark.parametrize(
