@@ -33,7 +33,7 @@ from ioc_core.settings import MqttUrl
 from ioc_core.zones import load_default_zones
 from tests.events import uplink
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.both_modes]
 
 EXAMPLE_SUBSCRIBER = Path(__file__).resolve().parents[2] / "docs" / "examples" / "subscriber.py"
 

@@ -23,7 +23,7 @@ from ingest.codecs.registry import CodecRegistry
 from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
 from ioc_core.settings import MqttUrl
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.both_modes]
 
 
 def test_faulty_fleet_every_message_is_stored_or_a_dead_letter(db_url: str, broker: LocalMosquitto) -> None:

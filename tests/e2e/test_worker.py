@@ -27,7 +27,7 @@ from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
 from ioc_core.settings import MqttUrl
 from tests.events import malformed, uplink
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.both_modes]
 
 CAYENNE = bytes.fromhex("016700fa0268a0")  # 25.0 °C, 80 %RH: two measurements per uplink
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from tests.api_support import HAI_CHAU, LIEN_CHIEU, SON_TRA, device, ingest, key, lpp
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
 APP_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 

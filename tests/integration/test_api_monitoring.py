@@ -19,7 +19,7 @@ from ingest.worker import BatchProcessor
 from tests.api_support import HAI_CHAU, SON_TRA, device, ingest, key, lpp
 from tests.events import malformed
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 LAST = NOW - timedelta(minutes=2)

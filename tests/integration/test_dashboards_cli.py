@@ -12,7 +12,7 @@ import pytest
 
 from tests.grafana_standin import GrafanaStandIn
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
 
 def _ioc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -34,7 +34,7 @@ def test_build_writes_the_files_and_check_finds_them_current(tmp_path: Path) -> 
     assert "Traceback" not in bad.stderr
 
 
-def test_push_creates_then_reports_nothing_changed(db_url: str) -> None:
+def test_push_creates_then_reports_nothing_changed(db_url: str, storage: str) -> None:
     with GrafanaStandIn() as grafana:
         env = {"IOC_DATABASE_URL": db_url, "IOC_GRAFANA_URL": grafana.url, "IOC_GRAFANA_TOKEN": grafana.token}
         first = _ioc("dashboards", "push", env=env)
@@ -42,7 +42,8 @@ def test_push_creates_then_reports_nothing_changed(db_url: str) -> None:
         assert "8 created, 0 updated, 0 unchanged" in first.stdout
         assert set(grafana.dashboards) == {"ioc-city", "ioc-zone", "ioc-device", "ioc-network", "ioc-pipeline"}
         source = grafana.datasources["ioc-postgres"]
-        assert source["jsonData"]["timescaledb"] is False and grafana.secrets["ioc-postgres"] == {}
+        # auto: the datasource follows the storage mode the schema was installed in
+        assert source["jsonData"]["timescaledb"] is (storage == "timescaledb") and grafana.secrets["ioc-postgres"] == {}
         writes = grafana.writes()
         second = _ioc("dashboards", "push", env=env)
         assert second.returncode == 0 and "0 created, 0 updated, 8 unchanged" in second.stdout

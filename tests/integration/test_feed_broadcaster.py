@@ -17,7 +17,7 @@ from gateways.local_postgres import free_port
 from gateways.mqtt import BrokerRefused, MqttBroadcaster
 from ioc_core.settings import MqttUrl
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
 
 class _Sub:

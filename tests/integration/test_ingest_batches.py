@@ -21,7 +21,7 @@ from ingest.dead_letters import list_dead_letters
 from ingest.replay import replay
 from ingest.worker import BatchProcessor
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "chirpstack-sample-events.json"
 

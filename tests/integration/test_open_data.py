@@ -27,7 +27,7 @@ from ioc_core.settings import ApiSettings, DatabaseSettings, OpenDataSettings
 from ioc_core.zones import load_default_zones
 from tests.api_support import HAI_CHAU, SON_TRA, Raw, device, ingest, key, lpp, raw_request
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
 URL = "/api/v1/open/measurements"
 CATALOGUE = "/api/v1/open/catalogue"

@@ -16,7 +16,7 @@ from device_simulators.chirpstack_standin import ChirpStackStandIn
 from ioc_core.settings import ChirpStackSettings
 from tests.api_support import HAI_CHAU, app_for, device, key
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
 APP_KEY = "2b7e151628aed2a6abf7158809cf4f3c"
 NWK_KEY = "000102030405060708090a0b0c0d0e0f"

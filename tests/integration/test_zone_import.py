@@ -21,7 +21,7 @@ from ioc_cli.app import build_app, main
 from ioc_core.zones import Zone, load_default_zones, parse_geojson, zone_at
 from tests.unit.test_zones import DISTRICTS
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
 # (lon, lat): inside the ward drawn below, in Hải Châu outside that ward, and in Hòa Vang.
 IN_WARD = (108.215, 16.050)
