@@ -161,6 +161,10 @@ class LocalPostgres:
             # Given at each start rather than written into postgresql.conf, so a folder made with TimescaleDB
             # still starts once it is gone. Telemetry would try to reach the internet from a server with none.
             options += " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
+            # TimescaleDB runs a scheduler per database plus a worker per running job, all drawn from
+            # max_worker_processes (8 by default, which also serves parallel queries): with a few databases
+            # its jobs "failed to start". Sized as timescaledb-tune would for this many background workers.
+            options += " -c timescaledb.max_background_workers=16 -c max_worker_processes=27"
         done = self._run(
             str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
             "-o", options, "-w", "-t", str(int(timeout_s)), "start", check=False,

@@ -154,6 +154,11 @@ def template_db(pg_server: PgServer, _templates: dict[str, str]) -> str:
         admin.execute(f'CREATE DATABASE "{name}"')
     with psycopg.connect(pg_server.url_for(name)) as conn:
         migrate(conn, pg_server.choice)
+        if pg_server.mode == "timescaledb":
+            # Tests decide when policy jobs run (tests/integration/test_policy_jobs.py runs each): a refresh or
+            # compression started by the scheduler halfway through a test would make it flaky.
+            conn.execute("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
+                         "WHERE hypertable_name IS NOT NULL")
     with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))

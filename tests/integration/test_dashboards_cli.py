@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.conftest import PgServer
 from tests.grafana_standin import GrafanaStandIn
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
@@ -34,7 +35,7 @@ def test_build_writes_the_files_and_check_finds_them_current(tmp_path: Path) -> 
     assert "Traceback" not in bad.stderr
 
 
-def test_push_creates_then_reports_nothing_changed(db_url: str, storage: str) -> None:
+def test_push_creates_then_reports_nothing_changed(db_url: str, pg_server: PgServer) -> None:
     with GrafanaStandIn() as grafana:
         env = {"IOC_DATABASE_URL": db_url, "IOC_GRAFANA_URL": grafana.url, "IOC_GRAFANA_TOKEN": grafana.token}
         first = _ioc("dashboards", "push", env=env)
@@ -43,7 +44,8 @@ def test_push_creates_then_reports_nothing_changed(db_url: str, storage: str) ->
         assert set(grafana.dashboards) == {"ioc-city", "ioc-zone", "ioc-device", "ioc-network", "ioc-pipeline"}
         source = grafana.datasources["ioc-postgres"]
         # auto: the datasource follows the storage mode the schema was installed in
-        assert source["jsonData"]["timescaledb"] is (storage == "timescaledb") and grafana.secrets["ioc-postgres"] == {}
+        assert source["jsonData"]["timescaledb"] is (pg_server.mode == "timescaledb")
+        assert grafana.secrets["ioc-postgres"] == {}
         writes = grafana.writes()
         second = _ioc("dashboards", "push", env=env)
         assert second.returncode == 0 and "0 created, 0 updated, 8 unchanged" in second.stdout
