@@ -104,7 +104,16 @@ class DeviceClaim(_Placement, _Keys):
     model_config = ConfigDict(extra="forbid")
 
 
-ZoneCode = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z0-9-]{1,64}$")]
+def _zone_code(value: object) -> str:
+    code = value.strip().lower() if isinstance(value, str) else ""
+    if not code or len(code) > 64 or any(c not in _ZONE_CHARS for c in code):
+        raise PydanticCustomError("zone_code", "must be a zone code: letters a-z, digits and dashes, e.g. lien-chieu "
+                                  "(GET /api/v1/zones lists them)")
+    return code
+
+
+_ZONE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+ZoneCode = Annotated[str, BeforeValidator(_zone_code), Field(json_schema_extra={"maxLength": 64})]
 
 _ZONE_CHECK = ("a current zone's code (a district or a ward, as GET /api/v1/zones lists them) that the device's "
                "position must lie in: the position sent with it, or the stored one. The zone always comes from the "
