@@ -6,18 +6,15 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-import uvicorn
 
 from gateways.local_postgres import free_port
 from ioc_api.queries.users import create_user
-from tests.api_support import HAI_CHAU, LIEN_CHIEU, SON_TRA, app_for
+from tests.api_support import HAI_CHAU, LIEN_CHIEU, SON_TRA, app_for, served
 
 pytestmark = pytest.mark.e2e
 
@@ -26,22 +23,8 @@ EUI = "a84041000181c9a1"
 
 @pytest.fixture
 def api_url(db_url: str) -> Iterator[str]:
-    """The API on ``db_url`` served by uvicorn in a thread, as `ioc api` serves it."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app_for(db_url), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, name="ioc-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the API did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with served(app_for(db_url)) as url:
+        yield url
 
 
 def _key(db_url: str, name: str, role: str, zones: tuple[str, ...] = ()) -> str:
