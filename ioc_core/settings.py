@@ -277,7 +277,8 @@ class ApiClientSettings(_Base):
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             raise ValueError(f"must be http(s)://host[:port][/path], e.g. http://127.0.0.1:8000; got {value!r}")
-        return value.strip()
+        # The routes' prefix is added by the client: a URL copied from the OpenAPI page works as well.
+        return value.strip().rstrip("/").removesuffix("/api/v1")
 
     def key(self) -> SecretStr:
         """The key, or a clear configuration error: every route of the registry needs one."""
