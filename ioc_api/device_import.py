@@ -19,6 +19,7 @@ from gateways.database import Connection
 from ioc_api.errors import ApiError, Invalid, TooLarge
 from ioc_api.queries.devices import Registry, Scope, create_device
 from ioc_api.schemas.devices import DeviceCreate, ImportReport, ImportRow
+from ioc_core.eui import normalise_eui
 
 __all__ = ["IMPORT_COLUMNS", "REQUIRED_COLUMNS", "ParsedRow", "parse", "store"]
 
@@ -38,16 +39,22 @@ class ParsedRow:
 
 
 def parse(body: bytes, *, max_rows: int) -> list[ParsedRow]:
-    """Every data row of a CSV body; TooLarge on the row past ``max_rows``, Invalid when the file cannot be read."""
+    """Every data row of a CSV body; TooLarge on the row past ``max_rows``, Invalid when the file cannot be read.
+
+    A row is numbered by the line it starts on (the header is line 1). A DevEUI that a row above has already
+    named refuses the later row, so a dry run says so instead of "exists already" on the real run.
+    """
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise Invalid(f"the CSV is not UTF-8 (byte {err.start})", field="body") from err
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        header = [h.strip().lower() for h in reader.fieldnames or ()]
-    except csv.Error as err:
-        raise Invalid(f"the CSV header cannot be read: {err}", field="body") from err
+    records = _records(list(io.StringIO(text, newline="")))
+    first = next(records, None)
+    if first is not None and first.problem == _UNTERMINATED:
+        raise Invalid(f'the CSV header (line {first.line}) has a quote (") that is never closed', field="body")
+    if first is not None and first.problem is not None:
+        raise Invalid(f"the CSV header cannot be read: {first.problem}", field="body")
+    header = [h.strip().lower() for h in (first.cells if first is not None and first.cells else ())]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise Invalid(f"the CSV header lacks {', '.join(missing)} (columns: {', '.join(IMPORT_COLUMNS)})",
@@ -55,49 +62,119 @@ def parse(body: bytes, *, max_rows: int) -> list[ParsedRow]:
     unknown = [h for h in header if h not in IMPORT_COLUMNS]
     if unknown:
         raise Invalid(f"unknown CSV columns: {', '.join(unknown)}", field="body")
-    reader.fieldnames = header
     rows: list[ParsedRow] = []
-    for line, record in _records(reader):
+    seen: dict[str, int] = {}
+    for record in records:
         if len(rows) >= max_rows:
             raise TooLarge(f"more than {max_rows:,} rows; split the file (nothing was stored)", field="body")
-        if record is None:
-            rows.append(ParsedRow(line, None, None, ImportRow(row=line, dev_eui=None, result="refused", field="body",
-                                                              reason="the row cannot be parsed as CSV")))
+        line = record.line
+        if record.problem is not None:
+            reason, column = record.problem, "body"
+            if record.problem == _UNTERMINATED and record.cell is not None:
+                column = header[record.cell] if record.cell < len(header) else "body"
+                reason = (f'line {line}: the quote (") that opens the {column} cell (cell {record.cell + 1}) is '
+                          f'never closed, so every line after it was read into that cell; close the quote or '
+                          f'remove it (the lines after it were read on their own)')
+            eui = _eui_of(record.cells, header) if record.cell != 0 else None
+            rows.append(ParsedRow(line, eui, None, ImportRow(row=line, dev_eui=eui, result="refused", field=column,
+                                                             reason=reason)))
             continue
-        eui = (record.get("dev_eui") or "").strip().lower() or None
+        cells = record.cells
+        eui = _eui_of(cells, header)
+        earlier = seen.setdefault(eui, line) if eui else line
         try:
-            rows.append(ParsedRow(line, eui, DeviceCreate.model_validate(_row_values(record)), None))
+            if earlier != line:
+                raise Invalid(f"DevEUI {eui} is repeated in this file (line {earlier}); a device is registered once",
+                              field="dev_eui")
+            rows.append(ParsedRow(line, eui, DeviceCreate.model_validate(_row_values(header, cells)), None))
         except ValidationError as err:
-            first = err.errors()[0]
+            problem = err.errors()[0]
             rows.append(ParsedRow(line, eui, None, ImportRow(
-                row=line, dev_eui=eui, result="refused", field=".".join(str(p) for p in first["loc"]) or None,
-                reason=first["msg"])))
+                row=line, dev_eui=eui, result="refused", field=".".join(str(p) for p in problem["loc"]) or None,
+                reason=str(problem["msg"]) + record.span_hint)))
         except ApiError as err:
             rows.append(ParsedRow(line, eui, None, ImportRow(row=line, dev_eui=eui, result="refused",
-                                                             field=err.field, reason=err.message)))
+                                                             field=err.field, reason=err.message + record.span_hint)))
     return rows
 
 
-def _records(reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str | Any, str | Any] | None]]:
-    """(line, record) pairs; a record the parser refuses is None, and parsing goes on with the next line."""
-    while True:
+def _eui_of(cells: list[str], header: list[str]) -> str | None:
+    """The DevEUI a row names, normalised when it is one (so repeats in any form are found), as written if not."""
+    column = header.index("dev_eui")
+    raw = cells[column].strip() if column < len(cells) else ""
+    try:
+        return normalise_eui(raw)
+    except ValueError:
+        return raw.lower() or None
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    line: int
+    """The line the record starts on."""
+    last: int
+    cells: list[str]
+    problem: str | None = None
+    cell: int | None = None
+    """The cell (0-based) the problem is in, when it is in one."""
+
+    @property
+    def span_hint(self) -> str:
+        """For a refused record over several lines: most often a closing quote is missing."""
+        if self.last == self.line:
+            return ""
+        return (f' (a quoted cell runs from line {self.line} to line {self.last}: is a closing quote (") '
+                "missing?)")
+
+
+def _records(lines: list[str]) -> Iterator[_Record]:
+    """The file's records, blank lines skipped; parsing goes on after a record the parser refuses.
+
+    Python's csv reader, not strict, reads an unterminated quote to the end of the file as one cell: that record
+    is refused at the line where the quote opens, and reading starts again on the line after it.
+    """
+    start = 0
+    while start < len(lines):
+        rest = lines[start:]
+        reader = csv.reader(rest)
+        done = 0  # lines of ``rest`` read so far
         try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except csv.Error:
-            # The DictReader counts only rows it returns; its reader has counted the refused one too.
-            yield reader.reader.line_num, None
-        else:
-            yield reader.line_num, record
+            for cells in reader:
+                begin, done = start + done + 1, reader.line_num
+                if not cells:
+                    continue
+                if done == len(rest) and _unterminated(lines[begin - 1:]):
+                    yield _Record(begin, start + done, cells, problem=_UNTERMINATED, cell=len(cells) - 1)
+                    start = begin
+                    break
+                yield _Record(begin, start + done, cells)
+            else:
+                return
+        except csv.Error as err:
+            begin, done = start + done + 1, reader.line_num
+            yield _Record(begin, start + done, [], problem=f"the row cannot be parsed as CSV: {err}")
+            start += done
 
 
-def _row_values(record: dict[str | Any, str | Any]) -> dict[str, Any]:
+_UNTERMINATED = "unterminated"
+
+
+def _unterminated(lines: list[str]) -> bool:
+    """True when the record these lines start with ends inside a quoted cell (strict parsing says so)."""
+    try:
+        for _ in csv.reader(lines, strict=True):
+            pass
+    except csv.Error as err:
+        return "unexpected end of data" in str(err)
+    return False
+
+
+def _row_values(header: list[str], cells: list[str]) -> dict[str, Any]:
+    if len(cells) > len(header):
+        raise Invalid("the row has more cells than the header", field="body")
     values: dict[str, Any] = {}
-    for name, raw in record.items():
-        if name is None:  # more cells than header columns
-            raise Invalid("the row has more cells than the header", field="body")
-        value = (raw or "").strip()
+    for name, raw in zip(header, cells, strict=False):
+        value = raw.strip()
         if not value:
             continue
         if "\x00" in value:

@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "ioc_cli.feed",
     "ioc_cli.broker",
     "ioc_cli.dashboards",
+    "ioc_cli.devices",
 )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "DEFAULT_MQTT_URL",
     "DEFAULT_PUBLIC_MQTT_URL",
+    "ApiClientSettings",
     "ApiSettings",
     "BrokerSettings",
     "ChirpStackSettings",
@@ -257,6 +258,34 @@ class ApiSettings(_Base):
         except (ZoneInfoNotFoundError, ValueError) as err:
             raise ValueError(f"unknown time zone {value!r}") from err
         return value
+
+
+class ApiClientSettings(_Base):
+    """How ``ioc devices`` reaches a running IOC API: its URL and the caller's key (roles and audit apply)."""
+
+    api_url: str = Field(default="http://127.0.0.1:8000",
+                         description="base URL of the IOC API, without /api/v1 (IOC_API_URL)")
+    api_key: SecretStr | None = Field(default=None, description="your API key, from `ioc users create` or an "
+                                      "admin (IOC_API_KEY)")
+    api_timeout_s: float = Field(default=60.0, gt=0, le=3600,
+                                 description="longest wait for an answer; an import of thousands of rows takes "
+                                 "seconds (IOC_API_TIMEOUT_S)")
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"must be http(s)://host[:port][/path], e.g. http://127.0.0.1:8000; got {value!r}")
+        # The routes' prefix is added by the client: a URL copied from the OpenAPI page works as well.
+        return value.strip().rstrip("/").removesuffix("/api/v1")
+
+    def key(self) -> SecretStr:
+        """The key, or a clear configuration error: every route of the registry needs one."""
+        if self.api_key is None or not self.api_key.get_secret_value().strip():
+            raise ConfigError("IOC_API_KEY is not set: export the API key an admin gave you "
+                              "(`ioc users create --role technician …` prints one)")
+        return self.api_key
 
 
 class ChirpStackTarget(BaseModel):

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import anyio
 import psycopg
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from gateways.local_postgres import free_port
 from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
 from ingest.registry import seed_zones
@@ -25,7 +29,7 @@ from ioc_core.zones import load_default_zones
 from tests.events import uplink
 
 __all__ = ["HAI_CHAU", "LIEN_CHIEU", "SON_TRA", "Raw", "app_for", "auth", "device", "ingest", "key", "lpp",
-           "raw_request"]
+           "raw_request", "served"]
 
 # Points inside the packaged (approximate) districts.
 HAI_CHAU = (16.0614, 108.2275)
@@ -44,6 +48,25 @@ def app_for(db_url: str, *, chirpstack: ChirpStackSettings | None = None, poll_s
     catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecRegistry.discover().infos())
     return create_app(DatabaseSettings(database_url=db_url), api, catalogue=catalogue,  # type: ignore[arg-type]
                       chirpstack=chirpstack, open_data=open_data, background_poll_s=poll_s)
+
+
+@contextmanager
+def served(app: FastAPI) -> Iterator[str]:
+    """``app`` served over HTTP by uvicorn on a free loopback port, as `ioc api` serves it; yields its URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="ioc-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the API did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def key(db_url: str, name: str, role: str, zones: Iterable[str] = ()) -> dict[str, str]:

@@ -18,12 +18,14 @@ import psycopg
 from gateways.database import Connection
 from ioc_api.errors import Conflict, Forbidden, Invalid, NotFound
 from ioc_api.queries.audit import audit
+from ioc_api.queries.device_zones import check_scope, placed_in, zone_at
 from ioc_api.schemas.devices import (
     Commissioning,
     DeviceClaim,
     DeviceCreate,
     DeviceList,
     DevicePublic,
+    DeviceRecommission,
     DeviceUpdate,
     Provisioning,
     Stage,
@@ -46,6 +48,7 @@ __all__ = [
     "device_id",
     "get_device",
     "list_devices",
+    "recommission_device",
     "refresh_commissioning",
     "scope_params",
     "update_device",
@@ -259,25 +262,6 @@ def refresh_commissioning(conn: Connection, device_ids: list[int] | None = None)
     return moved
 
 
-def _zone_at(conn: Connection, lon: float, lat: float) -> tuple[int, str, str | None]:
-    row = conn.execute(
-        """SELECT z.id, z.code, z.parent_code FROM zone_rings r JOIN zones z ON z.id = r.zone_id
-           WHERE z.valid_to IS NULL AND r.ring @> point(%s, %s)
-           ORDER BY CASE z.level WHEN 'ward' THEN 0 WHEN 'district' THEN 1 ELSE 2 END, z.id
-           LIMIT 1""",
-        (lon, lat),
-    ).fetchone()
-    if row is None:
-        raise Invalid(f"({lat}, {lon}) is outside the city area: no zone contains it", field="latitude")
-    return int(row[0]), str(row[1]), row[2]
-
-
-def _check_scope(scope: Scope, code: str, parent: str | None, what: str) -> None:
-    if scope is not None and code not in scope and (parent is None or parent not in scope):
-        allowed = ", ".join(sorted(scope)) or "none"
-        raise Forbidden(f"{what} is in zone {code!r}; your zones: {allowed}")
-
-
 def _codec(registry: Registry, model: str, codec_id: str | None) -> str:
     catalogue = registry.catalogue
     if codec_id is not None:
@@ -304,7 +288,8 @@ def _targets(registry: Registry, model: str) -> tuple[str | None, str | None, st
     return str(target.application_id), str(target.device_profile_id), "pending"
 
 
-def _store_keys(conn: Connection, ident: int, body: DeviceCreate | DeviceClaim | DeviceUpdate) -> None:
+def _store_keys(conn: Connection, ident: int,
+                body: DeviceCreate | DeviceClaim | DeviceUpdate | DeviceRecommission) -> None:
     if body.app_key is None:
         return
     conn.execute(
@@ -317,15 +302,15 @@ def _store_keys(conn: Connection, ident: int, body: DeviceCreate | DeviceClaim |
 
 def _placement(conn: Connection, registry: Registry, body: DeviceCreate | DeviceClaim, scope: Scope,
                dev_eui: str) -> dict[str, Any]:
-    zone_id, code, parent = _zone_at(conn, body.longitude, body.latitude)
-    _check_scope(scope, code, parent, f"device {dev_eui}")
+    here = zone_at(conn, body.longitude, body.latitude)
+    check_scope(scope, here.code, here.parent, f"device {dev_eui}")
     codec_id = _codec(registry, body.model, body.codec_id)
     app, profile, provisioning = _targets(registry, body.model)
     if provisioning == "pending" and body.app_key is None and isinstance(body, DeviceCreate):
         raise Invalid("an OTAA AppKey is required: the platform registers devices in ChirpStack", field="app_key")
     return {
         "eui": dev_eui, "name": body.name, "description": body.description, "kind": body.kind,
-        "model": body.model, "codec": codec_id, "lat": body.latitude, "lon": body.longitude, "zone": zone_id,
+        "model": body.model, "codec": codec_id, "lat": body.latitude, "lon": body.longitude, "zone": here.zone_id,
         "join_eui": body.join_eui, "interval": body.expected_interval_s, "tags": json.dumps(body.tags),
         "app": app, "profile": profile, "provisioning": provisioning, "public": body.public,
     }
@@ -380,11 +365,26 @@ def _insert_device(conn: Connection, body: DeviceCreate, registry: Registry, sco
                     values,
                 ).fetchone()
         except psycopg.errors.UniqueViolation as err:
-            raise Conflict(f"device {body.dev_eui} exists already", field="dev_eui") from err
+            raise _exists(conn, body.dev_eui) from err
         assert row is not None
         if values["provisioning"] == "pending":
             _store_keys(conn, row[0], body)
         audit(conn, actor, "create", "device", body.dev_eui, _changes(values, body))
+
+
+def _exists(conn: Connection, dev_eui: str) -> Conflict:
+    """Why a DevEUI cannot be registered again, with the way forward for each status."""
+    row = conn.execute("SELECT status, decommissioned_at FROM devices WHERE dev_eui = %s", (dev_eui,)).fetchone()
+    status, since = (row[0], row[1]) if row is not None else ("registered", None)
+    if status == "decommissioned":
+        when = f" on {since:%Y-%m-%d}" if since is not None else ""
+        return Conflict(f"device {dev_eui} was decommissioned{when}: recommission it instead of registering it "
+                        f"again (POST /api/v1/devices/{dev_eui}/recommission, or `ioc devices recommission "
+                        f"{dev_eui}`)", field="dev_eui")
+    if status == "unregistered":
+        return Conflict(f"device {dev_eui} is known from its uplinks but unregistered: claim it "
+                        f"(POST /api/v1/devices/{dev_eui}/claim)", field="dev_eui")
+    return Conflict(f"device {dev_eui} exists already", field="dev_eui")
 
 
 def claim_device(conn: Connection, dev_eui: str, body: DeviceClaim, registry: Registry, scope: Scope, *,
@@ -456,9 +456,17 @@ def update_device(conn: Connection, dev_eui: str, body: DeviceUpdate, registry: 
             new["codec_id"] = _codec(registry, new["model"] or "", body.codec_id if "codec_id" in sent else None)
         if "latitude" in sent:
             assert body.latitude is not None and body.longitude is not None
-            zone_id, code, parent = _zone_at(conn, body.longitude, body.latitude)
-            _check_scope(scope, code, parent, f"the new position of {dev_eui}")
-            new.update(latitude=body.latitude, longitude=body.longitude, zone_id=zone_id)
+            new.update(latitude=body.latitude, longitude=body.longitude)
+        if "zone" in sent:
+            # The zone is checked against the position (sent, or stored), which stays where the zone comes from.
+            assert body.zone is not None
+            here = placed_in(conn, dev_eui, body.zone, (new["latitude"], new["longitude"]), sent="latitude" in sent)
+            check_scope(scope, here.code, here.parent, f"the position of {dev_eui}")
+            new["zone_id"] = here.zone_id
+        elif "latitude" in sent:
+            here = zone_at(conn, new["longitude"], new["latitude"])
+            check_scope(scope, here.code, here.parent, f"the new position of {dev_eui}")
+            new["zone_id"] = here.zone_id
         changes: dict[str, Any] = {k: [old[k], new[k]] for k in new if new[k] != old[k] and k != "zone_id"}
         if new["zone_id"] != old["zone_id"]:
             changes["zone"] = conn.execute(
@@ -517,7 +525,7 @@ def decommission_device(conn: Connection, dev_eui: str, scope: Scope, *, actor: 
             if zone is None or zone[0] is None:
                 raise Forbidden(f"device {dev_eui} has no zone yet: claim it into one of your zones, or ask an "
                                 "admin to decommission it")
-            _check_scope(scope, zone[0], zone[1], f"device {dev_eui}")
+            check_scope(scope, zone[0], zone[1], f"device {dev_eui}")
         conn.execute(
             """UPDATE devices SET status = 'decommissioned', decommissioned_at = now(), updated_at = now(),
                    provisioning = CASE WHEN provisioning IN ('provisioned', 'pending', 'failed')
@@ -531,4 +539,66 @@ def decommission_device(conn: Connection, dev_eui: str, scope: Scope, *, actor: 
         conn.execute("DELETE FROM device_keys WHERE device_id = %s", (ident,))
         audit(conn, actor, "decommission", "device", dev_eui, {"status": [status, "decommissioned"],
                                                                  "reason": reason})
+    return get_device(conn, dev_eui, None)
+
+
+def recommission_device(conn: Connection, dev_eui: str, body: DeviceRecommission, registry: Registry, scope: Scope,
+                        *, actor: str) -> DevicePublic:
+    """Bring a decommissioned device back as it was registered (name, kind, model, tags), where it stood or at a
+    new position; the same zone rules as registering it. ChirpStack forgot its keys, so they are sent again."""
+    dev_eui = dev_eui.lower()
+    sent = body.model_fields_set
+    if ("latitude" in sent) != ("longitude" in sent):
+        raise Invalid("send latitude and longitude together to move a device",
+                      field="longitude" if "latitude" in sent else "latitude")
+    with conn.transaction():
+        ident, status = device_id(conn, dev_eui, scope)
+        if status == "unregistered":
+            raise Conflict(f"device {dev_eui} is unregistered, not decommissioned: claim it "
+                           f"(POST /api/v1/devices/{dev_eui}/claim)", field="dev_eui")
+        if status != "decommissioned":
+            raise Conflict(f"device {dev_eui} is {status}, not decommissioned: nothing to recommission",
+                           field="dev_eui")
+        row = conn.execute(
+            """SELECT d.model, d.codec_id, d.latitude, d.longitude, d.zone_id, z.code
+               FROM devices d LEFT JOIN zones z ON z.id = d.zone_id WHERE d.id = %s FOR UPDATE OF d""",
+            (ident,),
+        ).fetchone()
+        assert row is not None
+        model, codec_id, old_lat, old_lon, old_zone_id, old_code = row
+        lat, lon = (body.latitude, body.longitude) if "latitude" in sent else (old_lat, old_lon)
+        if body.zone is not None:
+            here = placed_in(conn, dev_eui, body.zone, (lat, lon), sent="latitude" in sent)
+        elif lat is None or lon is None:
+            raise Invalid(f"device {dev_eui} has no position: send latitude and longitude", field="latitude")
+        else:
+            here = zone_at(conn, lon, lat)
+        check_scope(scope, here.code, here.parent, f"device {dev_eui}")
+        codec = _codec(registry, model or "", codec_id)
+        app, profile, provisioning = _targets(registry, model or "")
+        if provisioning == "pending" and body.app_key is None:
+            raise Invalid("an OTAA AppKey is required: ChirpStack forgot this device and its keys when it was "
+                          "decommissioned", field="app_key")
+        conn.execute(
+            """UPDATE devices SET status = 'registered', decommissioned_at = NULL, registered_at = now(),
+                   updated_at = now(), latitude = %(lat)s, longitude = %(lon)s, zone_id = %(zone)s,
+                   codec_id = %(codec)s, application_id = coalesce(%(app)s, application_id),
+                   device_profile_id = coalesce(%(profile)s, device_profile_id), provisioning = %(provisioning)s,
+                   provisioning_next_at = CASE WHEN %(provisioning)s = 'pending' THEN now() END,
+                   provisioning_attempts = 0, provisioning_error = NULL
+               WHERE id = %(id)s""",
+            {"lat": lat, "lon": lon, "zone": here.zone_id, "codec": codec, "app": app, "profile": profile,
+             "provisioning": provisioning, "id": ident},
+        )
+        if provisioning == "pending":
+            _store_keys(conn, ident, body)
+        changes: dict[str, Any] = {"status": [status, "registered"], "reason": body.reason,
+                                   "provisioning": provisioning}
+        if (lat, lon) != (old_lat, old_lon):
+            changes["latitude"], changes["longitude"] = [old_lat, lat], [old_lon, lon]
+        if here.zone_id != old_zone_id:
+            changes["zone"] = [old_code, here.code]
+        if body.app_key is not None:
+            changes["app_key"] = "***"
+        audit(conn, actor, "recommission", "device", dev_eui, changes)
     return get_device(conn, dev_eui, None)

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BeforeValidator
 
 from gateways.database import borrow
 from ioc_api import device_import
@@ -23,6 +24,7 @@ from ioc_api.queries.devices import (
     decommission_device,
     get_device,
     list_devices,
+    recommission_device,
     update_device,
 )
 from ioc_api.queries.monitoring import device_overview, device_series
@@ -32,11 +34,14 @@ from ioc_api.schemas.devices import (
     DeviceCreate,
     DeviceList,
     DevicePublic,
+    DeviceRecommission,
     DeviceUpdate,
     ImportReport,
+    parse_eui,
 )
 from ioc_api.schemas.monitoring import DeviceOverview, Series
 from ioc_api.time_range import utc_range
+from ioc_core.eui import EUI_FORMS
 from ioc_core.kinds import Kind
 from ioc_core.settings import ApiSettings
 
@@ -44,8 +49,8 @@ __all__ = ["DevEui", "router"]
 
 router = APIRouter(tags=["devices"])
 
-DevEui = Annotated[str, Path(pattern=r"^[0-9A-Fa-f]{16}$", description="16 hex digits",
-                             examples=["a84041000181c9a1"])]
+DevEui = Annotated[str, BeforeValidator(parse_eui),
+                   Path(description=EUI_FORMS, examples=["a84041000181c9a1"], json_schema_extra={"maxLength": 64})]
 
 IMPORT_BUSY_RETRY_S = 10
 """Retry-After of a refused concurrent import: an import of a few thousand rows takes seconds."""
@@ -90,7 +95,12 @@ def get_devices(
 
 
 @router.post("/devices", response_model=DevicePublic, status_code=201, summary="Register a device",
-             responses={409: {"description": "the DevEUI is registered already"}})
+             description="The DevEUI (and JoinEUI) may be written in any case, with colons, dashes or spaces "
+                         "between the digits; it is stored as 16 lower-case hex digits. The zone comes from "
+                         "latitude and longitude.",
+             responses={409: {"model": ErrorBody, "description": "the DevEUI is registered already, or was "
+                              "decommissioned (recommission it: POST /api/v1/devices/{dev_eui}/recommission), or "
+                              "the ingest enrolled it (claim it: POST /api/v1/devices/{dev_eui}/claim)"}})
 def post_device(body: DeviceCreate, conn: Db, scope: Writer, registry: RegistryDep,
                 provisioner: ProvisionerDep) -> DevicePublic:
     device = create_device(conn, body, registry, scope.zones, actor=scope.caller.name)
@@ -132,7 +142,16 @@ def get_one(dev_eui: DevEui, conn: Db, scope: Reader) -> DevicePublic:
     return get_device(conn, dev_eui, scope.zones)
 
 
-@router.patch("/devices/{dev_eui}", response_model=DevicePublic, summary="Change or move a device")
+@router.patch("/devices/{dev_eui}", response_model=DevicePublic, summary="Change or move a device",
+              description="Only the fields sent change. **Moving a device to another zone**: send its new "
+                          "`latitude` and `longitude` together; the zone is derived from them (the ward when the "
+                          "point lies in one). Add `zone` (a district or ward code) to have the move refused "
+                          "unless the point lies in that zone, e.g. `{\"latitude\": 16.07, \"longitude\": "
+                          "108.15, \"zone\": \"lien-chieu\"}`. `zone` alone checks the stored position and "
+                          "re-derives the zone from it; it never moves a device by itself. Refusals: 422 with "
+                          "`field` `zone` (unknown code, or the position lies in another zone), `latitude` (no "
+                          "position stored, or outside the city), 403 when the position is outside your zones, "
+                          "409 for a decommissioned or unregistered device.")
 def patch_device(dev_eui: DevEui, body: DeviceUpdate, conn: Db, scope: Writer, registry: RegistryDep,
                  provisioner: ProvisionerDep) -> DevicePublic:
     device = update_device(conn, dev_eui, body, registry, scope.zones, actor=scope.caller.name)
@@ -153,6 +172,20 @@ def post_claim(dev_eui: DevEui, body: DeviceClaim, conn: Db, scope: Writer, regi
 def delete_device(dev_eui: DevEui, conn: Db, scope: Writer, provisioner: ProvisionerDep,
                   reason: Annotated[str | None, Query(max_length=500)] = None) -> DevicePublic:
     device = decommission_device(conn, dev_eui, scope.zones, actor=scope.caller.name, reason=reason)
+    return _provisioned(conn, device, provisioner)
+
+
+@router.post("/devices/{dev_eui}/recommission", response_model=DevicePublic,
+             summary="Bring a decommissioned device back into service",
+             description="The device comes back with its registration (name, kind, model, codec, tags) where it "
+                         "stood, or at the `latitude` and `longitude` sent (with `zone` as in a move). With "
+                         "ChirpStack provisioning, send `app_key` again: decommissioning deleted the device and its "
+                         "keys there. The same role and zone rules as registering; audited as `recommission`. "
+                         "The body may be empty. 409 when the device is not decommissioned.")
+def post_recommission(dev_eui: DevEui, conn: Db, scope: Writer, registry: RegistryDep, provisioner: ProvisionerDep,
+                      body: Annotated[DeviceRecommission | None, Body()] = None) -> DevicePublic:
+    device = recommission_device(conn, dev_eui, body or DeviceRecommission(), registry, scope.zones,
+                                 actor=scope.caller.name)
     return _provisioned(conn, device, provisioner)
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
 
+from ioc_core.eui import EUI_FORMS, normalise_eui
 from ioc_core.kinds import Kind
 
 __all__ = [
@@ -19,20 +21,29 @@ __all__ = [
     "DeviceCreate",
     "DeviceList",
     "DevicePublic",
+    "DeviceRecommission",
     "DeviceUpdate",
+    "Eui",
     "ImportReport",
     "ImportRow",
     "Provisioning",
     "Stage",
     "ZoneRef",
+    "parse_eui",
 ]
 
 
-def _lower(value: str) -> str:
-    return value.lower()
+def parse_eui(value: object) -> str:
+    """An EUI in any form people write it, as 16 lower-case hex digits (a 422 naming the forms otherwise)."""
+    if not isinstance(value, str):
+        raise PydanticCustomError("eui", "must be a string of {forms}", {"forms": EUI_FORMS})
+    try:
+        return normalise_eui(value)
+    except ValueError as err:  # a custom error type, so the message has no "Value error, " prefix
+        raise PydanticCustomError("eui", "{reason}", {"reason": str(err)}) from err
 
 
-Eui = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{16}$"), AfterValidator(_lower)]
+Eui = Annotated[str, BeforeValidator(parse_eui), Field(description=EUI_FORMS, json_schema_extra={"maxLength": 64})]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Model = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
@@ -93,8 +104,26 @@ class DeviceClaim(_Placement, _Keys):
     model_config = ConfigDict(extra="forbid")
 
 
+def _zone_code(value: object) -> str:
+    code = value.strip().lower() if isinstance(value, str) else ""
+    if not code or len(code) > 64 or any(c not in _ZONE_CHARS for c in code):
+        raise PydanticCustomError("zone_code", "must be a zone code: letters a-z, digits and dashes, e.g. lien-chieu "
+                                  "(GET /api/v1/zones lists them)")
+    return code
+
+
+_ZONE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+ZoneCode = Annotated[str, BeforeValidator(_zone_code), Field(json_schema_extra={"maxLength": 64})]
+
+_ZONE_CHECK = ("a current zone's code (a district or a ward, as GET /api/v1/zones lists them) that the device's "
+               "position must lie in: the position sent with it, or the stored one. The zone always comes from the "
+               "position (the ward when the point lies in one); a position elsewhere is refused with 422 naming "
+               "`zone`, and a device without a position needs latitude and longitude sent with it.")
+
+
 class DeviceUpdate(_Keys):
-    """Only the fields sent change; moving a device (latitude and longitude together) re-derives its zone."""
+    """Only the fields sent change. Moving a device: latitude and longitude together, which re-derive its zone;
+    add `zone` to have the move refused unless the new position lies in that zone."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -109,6 +138,19 @@ class DeviceUpdate(_Keys):
     expected_interval_s: int | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     tags: Tags | None = None
     public: bool | None = None
+    zone: ZoneCode | None = Field(default=None, description=_ZONE_CHECK, examples=["lien-chieu"])
+
+
+class DeviceRecommission(_Keys):
+    """Brings a decommissioned device back with its registration (name, kind, model, tags) where it stood, or at
+    a new position (latitude and longitude together); `zone` checks the position as in a move."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+    zone: ZoneCode | None = Field(default=None, description=_ZONE_CHECK, examples=["hai-chau"])
+    reason: str | None = Field(default=None, max_length=500, description="kept in the audit log")
 
 
 class ZoneRef(BaseModel):

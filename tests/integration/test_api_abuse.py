@@ -206,7 +206,7 @@ def test_a_cell_the_csv_parser_refuses_names_its_row(client: TestClient, admin: 
     report = response.json()
     assert report["created"] == 1
     assert report["rows"][0] == {"row": 2, "dev_eui": None, "result": "refused", "field": "body",
-                                 "reason": "the row cannot be parsed as CSV"}
+                                 "reason": "the row cannot be parsed as CSV: field larger than field limit (131072)"}
 
 
 # --- the database: a short wait for a connection, then 503 with Retry-After ------------------------------------

@@ -47,9 +47,9 @@ def test_register_derives_the_zone_and_never_returns_the_key(client: TestClient,
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
-        ({"dev_eui": "a84041000181c9"}, "dev_eui", "pattern"),
-        ({"dev_eui": "g84041000181c9a1"}, "dev_eui", "pattern"),
-        ({"join_eui": "70b3d57ed000000"}, "join_eui", "pattern"),
+        ({"dev_eui": "a84041000181c9"}, "dev_eui", "16 hex digits"),
+        ({"dev_eui": "g84041000181c9a1"}, "dev_eui", "16 hex digits"),
+        ({"join_eui": "70b3d57ed000000"}, "join_eui", "16 hex digits"),
         ({"app_key": "00112233445566778899aabbccddeeZZ"}, "app_key", "32 hexadecimal digits"),
         ({"app_key": "0011"}, "app_key", "32 hexadecimal digits"),
         ({"latitude": 10.77, "longitude": 106.70}, "latitude", "outside the city area"),
