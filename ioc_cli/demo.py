@@ -112,8 +112,13 @@ def _forget_stale_database(console: Console, work: Path, mode: str) -> None:
     current = f"{fingerprint()} {mode}"
     stored = marker.read_text().strip() if marker.exists() else ""
     if stored != current and (work / _POSTGRES).exists():
-        why = "the schema changed" if stored.split(" ")[0] != fingerprint() else f"the storage mode is now {mode}"
-        console.print(f"{why} since the last demo: starting with a fresh database")
+        if " " not in stored:
+            why = "an older demo made this database"
+        elif stored.split(" ")[0] != fingerprint():
+            why = "the schema changed since the last demo"
+        else:
+            why = f"the storage mode is now {mode}"
+        console.print(f"{why}: starting with a fresh database")
         shutil.rmtree(work / _POSTGRES)
     marker.write_text(current + "\n")
 
