@@ -41,8 +41,8 @@ class Scenario:
         at = start + self.storm_delay_h * 3600.0 if begins is None else begins
         return RainCell(at, self.storm_hours * 3600.0, self.storm_peak_mm_h)
 
-    def storm_start_for_live(self, live: float, *, lead_s: float = 180.0) -> float | None:
-        """When the storm must begin for the first streets to flood ``lead_s`` after ``live``.
+    def storm_start_for_live(self, live: float, *, lead_s: float = 0.0) -> float | None:
+        """When the storm must begin for the first streets to start flooding ``lead_s`` after ``live``.
 
         The demo backfills the past and then runs in real time; with the storm placed here, a newcomer
         watches the rise happen in the first minutes rather than finding it over in the backfill.
@@ -63,12 +63,12 @@ SCENARIOS: Final[Mapping[str, Scenario]] = MappingProxyType(
         "flood": Scenario(
             "flood",
             "A storm from minute 20: rain building to 90 mm/h over 5 hours, 10 hours in all (450 mm, like "
-            "October 2022); the first streets flood after about 2.5 hours, rivers rise over the following "
-            "hours and reach their alert levels after 8 to 10.",
+            "October 2022); the first streets start to flood after about 2.6 hours and pass 0.2 m half an "
+            "hour later, rivers rise over the following hours and reach their alert levels after 8 to 10.",
             storm_delay_h=1.0 / 3.0,
             storm_hours=10.0,
             storm_peak_mm_h=90.0,
-            streets_flood_after_h=2.5,
+            streets_flood_after_h=2.6,
             loss_ratio=0.01,
             duplicate_ratio=0.005,
         ),

@@ -74,7 +74,7 @@ def plan_backfill(now: datetime, hours: float, stored_until: datetime | None) ->
 
 
 def stream_options(backfill: Backfill, *, seed: int, scenario: str, encoding: EncodingChoice) -> StreamOptions:
-    """The fleet's stream for this run: its storm placed so the first streets flood minutes into real time."""
+    """The fleet's stream for this run: its storm placed so the first streets flood as real time begins."""
     storm = get_scenario(scenario).storm_start_for_live(backfill.live.timestamp())
     # Message ids come from the seed; the start joins them, so a reused database never sees an id twice.
     return StreamOptions(seed=seed, start=backfill.start, scenario=scenario, encoding=encoding,
