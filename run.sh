@@ -3,6 +3,9 @@
 # Each installs what it needs first: Mosquitto and PostgreSQL from the distribution when missing,
 # a virtual environment in .venv, and the platform with its dependencies.
 set -euo pipefail
+# The demo prints commands as they can be typed where this script was started: "./run.sh ioc ...".
+case "$0" in */*) IOC_RUN_SH=$0 ;; *) IOC_RUN_SH=./$0 ;; esac
+export IOC_RUN_SH
 cd "$(dirname "$0")"
 
 usage() {

@@ -75,10 +75,12 @@ class StreamOptions:
     """Start every device with an OTAA join; False starts them mid-session with no join event."""
     stream_id: str = ""
     """Extra seed material for parallel shards, so each draws its own ids and noise (weather is shared)."""
+    storm_start: datetime | None = None
+    """When the scenario's storm (if it has one) begins; None: the scenario's own delay after ``start``."""
 
     def __post_init__(self) -> None:
-        if self.start.tzinfo is None:
-            raise ValueError("start must be timezone-aware")
+        if self.start.tzinfo is None or (self.storm_start is not None and self.storm_start.tzinfo is None):
+            raise ValueError("start and storm_start must be timezone-aware")
         for name in ("loss_ratio", "duplicate_ratio", "malformed_ratio", "retransmission_ratio",
                      "downlink_ratio"):  # fmt: skip
             value = getattr(self, name)
@@ -149,7 +151,8 @@ class EventStream(Iterator[SimMessage]):
         self._duplicates = _ratio(self.options.duplicate_ratio, scenario.duplicate_ratio)
         self._malformed = _ratio(self.options.malformed_ratio, scenario.malformed_ratio)
         self._rng = random.Random(f"ioc-sim/{fleet.seed}/{self.options.seed}{self.options.stream_id}")
-        self._sensors = Sensors(Environment(self.options.seed, scenario.storm(self.start)))
+        begins = None if self.options.storm_start is None else self.options.storm_start.timestamp()
+        self._sensors = Sensors(Environment(self.options.seed, scenario.storm(self.start, begins=begins)))
         self._render = EventRenderer(fleet)
         self._pending: deque[SimMessage] = deque()
         # (due time, tie-breaker, device index, a message due then or None for the device's next uplink)

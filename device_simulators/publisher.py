@@ -1,8 +1,10 @@
 """Drive a message stream at a chosen pace into a sink: the MQTT broker, a JSON-lines file, or a list.
 
-Pacing is either a fixed ``rate`` (messages per real second; 0 means as fast as possible) or, when no rate
-is given, the simulated clock scaled by ``time_scale`` (simulated seconds per real second), so a day of
-city life can be played in 24 minutes at ``time_scale=60``.
+Pacing is either a fixed ``rate`` (messages per real second; 0 means as fast as possible), the simulated
+clock scaled by ``time_scale`` (simulated seconds per real second), so a day of city life can be played in
+24 minutes at ``time_scale=60``, or ``real_time``: each message waits for the wall clock to reach its own
+time, so a stream that starts in the past backfills as fast as the sink takes it and then keeps pace with
+the clock, never publishing an event dated in the future.
 """
 
 from __future__ import annotations
@@ -93,6 +95,9 @@ def run(
     on_progress: Callable[[RunSummary], None] | None = None,
     progress_every: int = 1000,
     should_stop: Callable[[], bool] | None = None,
+    real_time: bool = False,
+    wall_clock: Callable[[], float] = time.time,
+    on_message: Callable[[SimMessage], None] | None = None,
 ) -> RunSummary:
     """Deliver ``messages`` until ``count`` messages or ``duration`` seconds, whichever comes first.
 
@@ -100,8 +105,11 @@ def run(
     0 they go out as fast as ``deliver`` takes them and ``duration`` is simulated time divided by
     ``time_scale``. With no ``rate``, message ``i`` is due when the real clock has advanced by its
     simulated offset divided by ``time_scale``, and ``duration`` is real time (and equals the simulated
-    span divided by ``time_scale``).
+    span divided by ``time_scale``). With ``real_time`` a message is due when ``wall_clock`` (POSIX
+    seconds) reaches its time, and ``duration`` is real time. ``on_message`` sees each delivered message.
     """
+    if real_time and rate is not None:
+        raise ValueError("real_time paces by the wall clock; it takes no rate")
     if rate is not None and rate < 0:
         raise ValueError("rate must be >= 0")
     if time_scale <= 0:
@@ -116,14 +124,20 @@ def run(
             break
         if sim_start is None:
             sim_start = message.time
-            if duration is not None and (unpaced or rate is None):
+            if duration is not None and not real_time and (unpaced or rate is None):
                 sim_limit = sim_start + duration * time_scale
         if sim_limit is not None and message.time > sim_limit:
             break
         now = clock()
         if duration is not None and not unpaced and now - started >= duration:
             break
-        if not unpaced:
+        if real_time:
+            # Wait in short steps, so a stop request is seen within a fraction of a second.
+            while (ahead := message.time - wall_clock()) > 0.002:
+                if should_stop is not None and should_stop():
+                    break
+                sleep(min(ahead, 0.25))
+        elif not unpaced:
             if rate is not None:
                 due = started + summary.messages / rate
             else:
@@ -135,6 +149,8 @@ def run(
             break
         deliver(message)
         summary.add(message)
+        if on_message is not None:
+            on_message(message)
         if on_progress is not None and summary.messages % progress_every == 0:
             summary.elapsed_s = clock() - started
             on_progress(summary)
@@ -218,6 +234,9 @@ def publish_to_broker(
     progress_every: int = 1000,
     should_stop: Callable[[], bool] | None = None,
     flush_timeout_s: float = 60.0,
+    real_time: bool = False,
+    on_message: Callable[[SimMessage], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> RunSummary:
     """Publish a stream through ``gateways.mqtt.MqttPublisher`` (QoS 1 by default) and wait for the acks."""
     with MqttPublisher(url, client_id=client_id, qos=qos, ca_file=ca_file) as broker:
@@ -231,6 +250,9 @@ def publish_to_broker(
             on_progress=on_progress,
             progress_every=progress_every,
             should_stop=should_stop,
+            real_time=real_time,
+            on_message=on_message,
+            sleep=sleep,
         )
         broker.flush(flush_timeout_s)
     return summary

@@ -111,7 +111,8 @@ class Sensors:
         catchment = env.rain_between(t - lag - 12 * 3600.0, t - lag) * state.factor
         # Upstream stations see the tide late and damped.
         tide = env.now(t - 1800.0 * (1.0 - p["tide_gain"])).tide
-        level = p["base"] + p["tide_gain"] * tide + p["rain_gain"] * catchment + rng.gauss(0.0, 0.004)
+        # A stage above the gauge zero, which lies below the lowest water (see ``sites``): never negative.
+        level = max(0.0, p["base"] + p["tide_gain"] * tide + p["rain_gain"] * catchment + rng.gauss(0.0, 0.004))
         return {
             "water_level": level,
             "distance": p["mount"] - level,

@@ -1,7 +1,8 @@
 """Where Da Nang's simulated sensors and gateways stand: named stations, streets and neighbourhoods.
 
 Coordinates are approximate (a few hundred metres) and chosen to fall inside the packaged district
-outlines; parameters give each station its hydrology (datum level, tide and rain response).
+outlines; parameters give each station its hydrology (mean stage above the gauge zero, tide and rain response, warning
+levels).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ __all__ = [
     "GATEWAY_SITES",
     "ROADS",
     "STATIONS",
+    "TIDAL_ZERO_M",
     "Area",
     "GatewaySite",
     "Road",
@@ -65,14 +67,26 @@ class GatewaySite:
     """Antenna gain plus the height advantage of the site over the path-loss model's street level."""
 
 
+# Water levels are stages: metres of water above the station's gauge zero, which sits below the lowest water
+# the station sees, so a level is never negative. At the tidal stations (the coast and the lower Hàn, Cẩm Lệ
+# and Cu Đê rivers) the zero is TIDAL_ZERO_M below mean sea level, under the lowest tide (0.86 m below); up
+# the rivers it is the bed at low flow. Each station has its own alert and danger levels on that scale, like
+# the flood warning levels (báo động) Vietnam sets per hydrological station; the demo registers them as the
+# devices' alert thresholds.
+TIDAL_ZERO_M: Final = 1.0
+_Z: Final = TIDAL_ZERO_M
+
+
 def _wl(
-    base: float, tide: float, rain: float, lag_h: float, mount: float, alarm: float
+    base: float, tide: float, rain: float, lag_h: float, mount: float, alert: float, danger: float
 ) -> Mapping[str, float]:
-    # base: mean level above the station datum (m); tide: share of the sea tide seen here;
+    # base: mean stage in dry weather (m above the gauge zero); tide: share of the sea tide seen here;
     # rain: metres of rise per mm of catchment rain; lag_h: how long the rain takes to arrive;
-    # mount: sensor height above the datum (m); alarm: level (m) at which the device raises its alarm.
+    # mount: sensor height above the gauge zero (m); alert / danger: the station's warning levels (m), the
+    # device raising its own alarm flag at the alert level.
     return MappingProxyType(
-        {"base": base, "tide_gain": tide, "rain_gain": rain, "lag_h": lag_h, "mount": mount, "alarm": alarm}
+        {"base": base, "tide_gain": tide, "rain_gain": rain, "lag_h": lag_h, "mount": mount, "alarm": alert,
+         "danger": danger}
     )
 
 
@@ -91,20 +105,20 @@ def _wq(salinity: float, turbidity: float, oxygen: float) -> Mapping[str, float]
 STATIONS: Final[Mapping[str, tuple[Station, ...]]] = MappingProxyType(
     {
         "water_level": (
-            Station("Hàn river, Dragon bridge", 108.2245, 16.0610, _wl(0.35, 0.95, 0.0035, 2.0, 6.0, 1.6)),
-            Station("Hàn river, Sông Hàn bridge", 108.2248, 16.0720, _wl(0.30, 1.00, 0.0030, 1.8, 6.5, 1.5)),
-            Station("Hàn river, Tiên Sơn bridge", 108.2290, 16.0370, _wl(0.45, 0.85, 0.0042, 2.2, 6.0, 1.8)),
-            Station("Cẩm Lệ river, Cẩm Lệ bridge", 108.2100, 16.0150, _wl(0.80, 0.60, 0.0060, 3.0, 7.0, 2.4)),
-            Station("Cu Đê river, Nam Ô bridge", 108.1250, 16.1170, _wl(0.40, 0.80, 0.0050, 2.5, 6.0, 1.9)),
-            Station("Cu Đê river, Hòa Bắc", 108.0500, 16.1250, _wl(2.10, 0.05, 0.0090, 3.5, 8.0, 4.5)),
-            Station("Túy Loan river, Hòa Phong", 108.1300, 15.9950, _wl(1.50, 0.20, 0.0075, 3.5, 7.5, 3.6)),
+            Station("Hàn river, Dragon bridge", 108.2245, 16.0610, _wl(_Z + 0.35, 0.95, 0.0035, 2.0, 7.0, 2.6, 3.0)),
+            Station("Hàn river, Sông Hàn bridge", 108.2248, 16.0720, _wl(_Z + 0.30, 1.00, 0.0030, 1.8, 7.5, 2.5, 2.9)),
+            Station("Hàn river, Tiên Sơn bridge", 108.2290, 16.0370, _wl(_Z + 0.45, 0.85, 0.0042, 2.2, 7.0, 2.8, 3.3)),
+            Station("Cẩm Lệ river, Cẩm Lệ bridge", 108.2100, 16.0150, _wl(_Z + 0.80, 0.60, 0.0060, 3.0, 8.0, 3.4, 4.2)),
+            Station("Cu Đê river, Nam Ô bridge", 108.1250, 16.1170, _wl(_Z + 0.40, 0.80, 0.0050, 2.5, 7.0, 2.9, 3.6)),
+            Station("Cu Đê river, Hòa Bắc", 108.0500, 16.1250, _wl(2.10, 0.05, 0.0090, 3.5, 8.0, 4.5, 5.5)),
+            Station("Túy Loan river, Hòa Phong", 108.1300, 15.9950, _wl(1.50, 0.20, 0.0075, 3.5, 7.5, 3.6, 4.4)),
             Station("Vu Gia river, Ái Nghĩa ferry", 108.0500, 15.9600,
-                    _wl(2.60, 0.05, 0.0085, 4.5, 9.0, 5.0)),
+                    _wl(2.60, 0.05, 0.0085, 4.5, 9.0, 5.0, 6.0)),
             Station("Coast, Thọ Quang fishing port", 108.2330, 16.1050,
-                    _wl(0.05, 1.00, 0.0008, 1.0, 5.0, 1.2)),
-            Station("Coast, Mỹ Khê beach", 108.2440, 16.0620, _wl(0.00, 1.00, 0.0005, 1.0, 5.0, 1.2)),
-            Station("Coast, Non Nước beach", 108.2620, 15.9960, _wl(0.00, 1.00, 0.0005, 1.0, 5.0, 1.2)),
-            Station("Coast, Kim Liên", 108.1360, 16.0880, _wl(0.05, 1.00, 0.0008, 1.0, 5.0, 1.2)),
+                    _wl(_Z + 0.05, 1.00, 0.0008, 1.0, 6.0, 2.2, 2.6)),
+            Station("Coast, Mỹ Khê beach", 108.2440, 16.0620, _wl(_Z + 0.00, 1.00, 0.0005, 1.0, 6.0, 2.2, 2.6)),
+            Station("Coast, Non Nước beach", 108.2620, 15.9960, _wl(_Z + 0.00, 1.00, 0.0005, 1.0, 6.0, 2.2, 2.6)),
+            Station("Coast, Kim Liên", 108.1360, 16.0880, _wl(_Z + 0.05, 1.00, 0.0008, 1.0, 6.0, 2.2, 2.6)),
         ),
         "flood_depth": (
             Station("Điện Biên Phủ x Hà Huy Tập", 108.1930, 16.0660, _fd(28.0, 0.0060, 0.05)),

@@ -96,7 +96,10 @@ class LocalMosquitto:
         else:
             conf = self._write_config()
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
-        self._proc = subprocess.Popen([str(self.binary), "-c", str(conf)], stdout=log, stderr=log)
+        # A session of its own: Ctrl-C in a terminal signals the whole foreground process group, and the broker
+        # must outlive it until its owner has drained the clients and stops it (PostgreSQL's pg_ctl does the same).
+        self._proc = subprocess.Popen([str(self.binary), "-c", str(conf)], stdout=log, stderr=log,
+                                      start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -77,19 +77,24 @@ class DeviceRecord:
 
 
 def register_devices(conn: Connection, devices: Iterable[DeviceRecord]) -> int:
-    """Insert or update devices as registered, deriving each zone from its coordinates."""
+    """Insert or update devices as registered, deriving each zone from its coordinates.
+
+    ``registered_at`` is set when a device first becomes registered (also one the ingest enrolled) and kept
+    when it is registered again, so the commissioning steps the API shows start from it.
+    """
     count = 0
     with conn.transaction(), conn.cursor() as cur:
         for d in devices:
             cur.execute(
                 """INSERT INTO devices (dev_eui, name, status, kind, model, codec_id, latitude, longitude,
-                       zone_id, application_id, device_profile_id, tags)
+                       zone_id, application_id, device_profile_id, tags, registered_at)
                    VALUES (%(eui)s, %(name)s, 'registered', %(kind)s, %(model)s, %(codec)s, %(lat)s, %(lon)s,
                        (SELECT z.id FROM zone_rings r JOIN zones z ON z.id = r.zone_id
                         WHERE z.valid_to IS NULL AND r.ring @> point(%(lon)s, %(lat)s)
                         ORDER BY CASE z.level WHEN 'ward' THEN 0 WHEN 'district' THEN 1 ELSE 2 END LIMIT 1),
-                       %(app)s, %(profile)s, %(tags)s::jsonb)
+                       %(app)s, %(profile)s, %(tags)s::jsonb, now())
                    ON CONFLICT (dev_eui) DO UPDATE SET name = EXCLUDED.name, status = 'registered',
+                       registered_at = coalesce(devices.registered_at, now()),
                        kind = EXCLUDED.kind, model = EXCLUDED.model, codec_id = EXCLUDED.codec_id,
                        latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude,
                        zone_id = EXCLUDED.zone_id, tags = EXCLUDED.tags, updated_at = now()""",

@@ -1,4 +1,4 @@
-"""``ioc demo``: the whole platform on one machine, with the Da Nang fleet simulated into it."""
+"""``ioc demo``: the whole platform on one machine, with the Da Nang fleet simulated into it in real time."""
 
 from __future__ import annotations
 
@@ -8,22 +8,21 @@ import shutil
 import threading
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from device_simulators.events import StreamOptions, generate
 from device_simulators.fleet import Fleet, build_fleet
-from device_simulators.publisher import publish_to_broker
 from gateways.database import Connection, connect
-from gateways.local_postgres import LocalPostgres, free_port
-from gateways.migrations import fingerprint, migrate
+from gateways.local_postgres import LocalPostgres, free_port, timescaledb_installed
+from gateways.migrations import TimescaleChoice, fingerprint, migrate
 from ingest.registry import DeviceRecord, register_devices, seed_zones
 from ioc_cli.demo_brokers import DemoBrokers, start_demo_brokers
+from ioc_cli.demo_screen import Banner, show_backfill, show_banner, show_districts
+from ioc_cli.demo_timeline import SimulatorRun, plan_backfill, stream_options
 from ioc_cli.ingest import build_worker, stop_on_signals
 from ioc_cli.logs import setup_logging
 from ioc_core.errors import FatalError
@@ -34,27 +33,9 @@ __all__ = ["register"]
 
 log = logging.getLogger("ioc.demo")
 
-# Da Nang's clock, for the simulated time the summary shows.
-_ICT = timezone(timedelta(hours=7), "ICT")
-
-# What an operator looks at first: per district, how many sensors report, and the flood and air numbers.
-_ZONE_SUMMARY = """
-SELECT z.name,
-       count(DISTINCT d.id) FILTER (WHERE d.status <> 'decommissioned') AS devices,
-       (SELECT count(*) FROM uplinks u WHERE u.zone_id = z.id
-          AND u.time > (SELECT max(time) FROM uplinks) - interval '1 hour') AS uplinks_last_hour,
-       (SELECT max(r.maximum) FROM rollup_zone_hourly r JOIN metrics m ON m.id = r.metric_id
-          WHERE r.zone_id = z.id AND m.name = 'water_level'
-            AND r.bucket >= date_trunc('hour', (SELECT max(time) FROM uplinks)) - interval '1 hour')
-          AS max_water_level,
-       (SELECT sum(r.total) / nullif(sum(r.n), 0) FROM rollup_zone_hourly r JOIN metrics m ON m.id = r.metric_id
-          WHERE r.zone_id = z.id AND m.name = 'pm2_5'
-            AND r.bucket >= date_trunc('hour', (SELECT max(time) FROM uplinks)) - interval '1 hour')
-          AS mean_pm2_5
-FROM zones z LEFT JOIN devices d ON d.zone_id = z.id
-WHERE z.valid_to IS NULL
-GROUP BY z.id, z.name ORDER BY z.name
-"""
+# What the demo keeps in its folder; --fresh removes exactly these.
+_POSTGRES, _MARKER, _KEY_FILE, _LOG_FILE = "postgres", "schema.sha256", "api-key", "demo.log"
+_OWNED = (_POSTGRES, _MARKER, _KEY_FILE, _LOG_FILE, "brokers", "mosquitto-internal", "mosquitto-public")
 
 
 def _demo_dir() -> Path:
@@ -62,8 +43,26 @@ def _demo_dir() -> Path:
     return Path(os.environ.get("IOC_DEMO_DIR", f"/var/tmp/ioc-demo-{os.getuid()}"))
 
 
+def _launcher() -> str:
+    """``ioc`` as the user can type it: run.sh sets IOC_RUN_SH to its own path as it was invoked."""
+    run_sh = os.environ.get("IOC_RUN_SH")
+    return f"{run_sh} ioc" if run_sh else "ioc"
+
+
+def _log_to_file(folder: Path) -> Path:
+    """The terminal shows warnings only (the banner and the table stay in view); everything goes to a file."""
+    setup_logging("INFO")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)
+    path = folder / _LOG_FILE
+    to_file = logging.FileHandler(path, encoding="utf-8")
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(to_file)
+    return path
+
+
 def _register_fleet(conn: Connection, fleet: Fleet, unregistered_every: int) -> tuple[int, int]:
-    """Register the fleet in the registry, leaving every n-th device for the ingest to enrol."""
+    """Register the fleet, leaving every n-th device for the ingest to enrol, with the stations' own levels."""
     seed_zones(conn, load_default_zones())
     records = []
     left_out = 0
@@ -78,35 +77,59 @@ def _register_fleet(conn: Connection, fleet: Fleet, unregistered_every: int) -> 
                 device_profile_id=d.device_profile_id, tags=dict(d.tags),
             )
         )
-    return register_devices(conn, records), left_out
+    registered = register_devices(conn, records)
+    # Each water level station has its own warning levels on its gauge's scale (device_simulators.sites).
+    by_eui = fleet.by_eui()
+    with conn.transaction():
+        for r in records:
+            params = by_eui[r.dev_eui].params if r.kind == "water_level" else None
+            if params:
+                conn.execute(
+                    """INSERT INTO alert_thresholds (metric, device_id, alert_above, danger_above)
+                       SELECT 'water_level', id, %s, %s FROM devices WHERE dev_eui = %s
+                       ON CONFLICT (metric, kind, device_id) DO UPDATE
+                           SET alert_above = EXCLUDED.alert_above, danger_above = EXCLUDED.danger_above""",
+                    (params["alarm"], params["danger"], r.dev_eui),
+                )
+    return registered, left_out
 
 
-def _print_summary(console: Console, dsn: str) -> None:
-    try:
-        with connect(dsn, autocommit=True) as conn:
-            rows = conn.execute(_ZONE_SUMMARY).fetchall()
-            totals = conn.execute(
-                """SELECT (SELECT count(*) FROM uplinks), (SELECT count(*) FROM measurements),
-                          (SELECT count(*) FROM device_events), (SELECT count(*) FROM dead_letters),
-                          (SELECT count(*) FROM devices WHERE status = 'unregistered'),
-                          (SELECT max(time) FROM uplinks)"""
-            ).fetchone()
-    except Exception as err:  # the summary is a courtesy; the demo goes on without it
-        log.warning("could not read the summary: %s", err)
-        return
-    assert totals is not None
-    latest = totals[5].astimezone(_ICT).strftime("%Y-%m-%d %H:%M") if totals[5] else "-"
-    table = Table(title=f"Da Nang districts, last simulated hour (simulated clock {latest} ICT)")
-    for col in ("district", "devices", "uplinks/h", "max water level (m)", "mean PM2.5 (µg/m³)"):
-        table.add_column(col, justify="right" if col != "district" else "left")
-    for name, devices, uplinks, water, pm in rows:
-        table.add_row(name, str(devices), str(uplinks), f"{water:.2f}" if water is not None else "-",
-                      f"{pm:.1f}" if pm is not None else "-")
-    console.print(table)
-    console.print(
-        f"stored: {totals[0]} uplinks, {totals[1]} measurements, {totals[2]} device events, "
-        f"{totals[3]} dead letters; {totals[4]} devices enrolled as unregistered"
-    )
+def _wanted_mode(choice: TimescaleChoice) -> tuple[str, str]:
+    """The storage mode of the embedded database, and why."""
+    if choice == "off":
+        return "postgresql", "IOC_TIMESCALEDB=off"
+    if timescaledb_installed():
+        return "timescaledb", f"IOC_TIMESCALEDB={choice}, installed"
+    if choice == "on":
+        raise FatalError("IOC_TIMESCALEDB=on, but TimescaleDB is not installed for this PostgreSQL "
+                         "(pg_config --pkglibdir has no timescaledb.so); install it or use IOC_TIMESCALEDB=auto")
+    return "postgresql", "IOC_TIMESCALEDB=auto, TimescaleDB not installed"
+
+
+def _forget_stale_database(console: Console, work: Path, mode: str) -> None:
+    """The embedded database is disposable: made by other migrations or in another mode, it starts afresh."""
+    marker = work / _MARKER
+    current = f"{fingerprint()} {mode}"
+    stored = marker.read_text().strip() if marker.exists() else ""
+    if stored != current and (work / _POSTGRES).exists():
+        if " " not in stored:
+            why = "an older demo made this database"
+        elif stored.split(" ")[0] != fingerprint():
+            why = "the schema changed since the last demo"
+        else:
+            why = f"the storage mode is now {mode}"
+        console.print(f"{why}: starting with a fresh database")
+        shutil.rmtree(work / _POSTGRES)
+    marker.write_text(current + "\n")
+
+
+def _write_key(folder: Path, key: str) -> Path:
+    path = folder / _KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)  # an older file keeps its mode through O_CREAT
+        out.write(key + "\n")
+    return path
 
 
 def register(app: typer.Typer) -> None:
@@ -114,55 +137,83 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(
         devices: Annotated[int, typer.Option("--devices", "-n", min=1, help="Simulated sensors.")] = 300,
         scenario: Annotated[str, typer.Option(help="normal, flood or faults.")] = "flood",
-        time_scale: Annotated[
-            float, typer.Option(min=1.0, help="Simulated seconds per real second (600: ten minutes a second).")
-        ] = 600.0,
+        backfill_hours: Annotated[
+            float, typer.Option(min=0.0, max=24.0 * 31, help="Hours of the past to simulate first, as fast as "
+                                                             "it goes; then real time.")
+        ] = 48.0,
+        fresh: Annotated[bool, typer.Option(help="Start from an empty demo folder instead of reusing the "
+                                                 "previous run's database.")] = False,
+        timescaledb: Annotated[
+            str, typer.Option(envvar="IOC_TIMESCALEDB", help="auto: TimescaleDB when installed; on: require it; "
+                                                             "off: plain PostgreSQL.")
+        ] = "auto",
         encoding: Annotated[str, typer.Option(help="json, protobuf or mixed, like ChirpStack's json flag.")]
         = "mixed",
         duration: Annotated[
-            float | None, typer.Option(min=1.0, help="Stop after this many seconds (default: until Ctrl-C).")
+            float | None, typer.Option(min=1.0, help="Stop after this many seconds of real time, counted after "
+                                                     "the backfill (default: until Ctrl-C).")
         ] = None,
-        summary_every: Annotated[float, typer.Option(min=1.0, help="Seconds between district summaries.")]
-        = 15.0,
+        summary_every: Annotated[float, typer.Option(min=1.0, help="Seconds between district tables.")] = 60.0,
         seed: Annotated[int, typer.Option(help="Seed of the fleet and its messages.")] = 1,
         api: Annotated[bool, typer.Option(help="Also serve the IOC API, with a demo admin key.")] = True,
         api_port: Annotated[int, typer.Option(min=0, max=65_535, help="API port; 0 picks a free one.")] = 0,
     ) -> None:
-        """Run the platform end to end on this machine: broker, database, simulated Da Nang fleet, ingest.
+        """Run the platform end to end on this machine: database, brokers, simulated Da Nang fleet, ingest, API.
 
-        With nothing configured it starts an embedded PostgreSQL and a local Mosquitto in IOC_DEMO_DIR
-        (default /var/tmp/ioc-demo-<uid>); with IOC_DATABASE_URL / IOC_MQTT_URL set it uses those. The
-        database is migrated, the default (approximate) Da Nang districts and the fleet are registered
-        (every 20th device is left for the ingest to enrol as unregistered), the simulator publishes
-        ChirpStack v4 events, and an ingest worker stores them. The IOC API is served on loopback with a
-        fresh admin key printed at start (--no-api to skip). Ctrl-C stops everything cleanly.
+        With nothing configured it starts an embedded PostgreSQL (with TimescaleDB when installed, see
+        IOC_TIMESCALEDB) and both Mosquitto brokers, as `ioc broker config` writes them, in IOC_DEMO_DIR (default
+        /var/tmp/ioc-demo-<uid>); with IOC_DATABASE_URL / IOC_MQTT_URL set it uses those. A second run reuses
+        the folder (devices, users and readings); --fresh starts from an empty one.
+
+        The fleet is registered (every 20th device is left for the ingest to enrol as unregistered), the past
+        --backfill-hours are simulated as fast as the ingest takes them, then the fleet reports in real time at
+        its own intervals: no reading is ever dated in the future. The flood scenario's storm is placed so the
+        first streets start to flood as real time begins. The IOC API is served on loopback with a new admin key
+        (written to api-key in the demo folder). Ctrl-C stops everything within seconds.
         """
         if scenario not in ("normal", "flood", "faults"):
             raise typer.BadParameter("must be normal, flood or faults", param_hint="--scenario")
         if encoding not in ("json", "protobuf", "mixed"):
             raise typer.BadParameter("must be json, protobuf or mixed", param_hint="--encoding")
-        setup_logging("INFO")
+        if timescaledb not in ("auto", "on", "off"):
+            raise typer.BadParameter("must be auto, on or off", param_hint="--timescaledb / IOC_TIMESCALEDB")
+        choice: TimescaleChoice = timescaledb  # type: ignore[assignment]
+        work = _demo_dir()
+        if fresh:
+            for name in _OWNED:
+                target = work / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        work.mkdir(parents=True, exist_ok=True)
+        log_file = _log_to_file(work)
         console = Console()
         stop = threading.Event()
         stop_on_signals(stop)
         with ExitStack() as stack:
-            work = _demo_dir()
-            work.mkdir(parents=True, exist_ok=True)
+            reused: bool | None = None
             if "IOC_DATABASE_URL" in os.environ:
                 dsn = load(DatabaseSettings).dsn
+                reason = f"IOC_TIMESCALEDB={choice}, the configured database"
             else:
-                _forget_stale_database(console, work)
-                console.print(f"starting an embedded PostgreSQL in {work / 'postgres'} ...")
-                pg = LocalPostgres(work / "postgres")
+                wanted, reason = _wanted_mode(choice)
+                _forget_stale_database(console, work, wanted)
+                reused = (work / _POSTGRES / "PG_VERSION").exists()
+                console.print(f"starting an embedded PostgreSQL in {work / _POSTGRES} ...")
+                pg = LocalPostgres(work / _POSTGRES, timescaledb=wanted == "timescaledb")
                 pg.start()
                 stack.callback(pg.stop)
                 dsn = pg.url
             with connect(dsn) as conn:
-                mode, _ = migrate(conn)
+                mode, _ = migrate(conn, choice)
                 fleet = build_fleet(devices, seed=seed)
                 registered, left_out = _register_fleet(conn, fleet, unregistered_every=20)
-            console.print(f"database ready ({mode}); registered {registered} devices, left {left_out} "
-                          "for the ingest to enrol")
+                row = conn.execute("SELECT max(time) FROM uplinks").fetchone()
+                stored_until: datetime | None = row[0] if row else None
+            log.info("database ready (%s); registered %d devices, left %d for the ingest to enrol",
+                     mode, registered, left_out)
+
             brokers: DemoBrokers | None = None
             if "IOC_MQTT_URL" in os.environ:
                 mqtt, feed, chirpstack_url = load(MqttSettings), load(FeedSettings), load(MqttSettings).mqtt_url
@@ -178,63 +229,65 @@ def register(app: typer.Typer) -> None:
                                   feed=feed)
             worker_stop = threading.Event()
             worker_thread = threading.Thread(target=worker.run, args=(worker_stop,), name="ingest")
-            worker_thread.start()
 
             def stop_worker() -> None:
                 worker_stop.set()
-                worker_thread.join(60)
+                worker_thread.join(30)
 
+            # Closed in reverse: the ingest drains before the API, the brokers and the database stop.
+            worker_thread.start()
             stack.callback(stop_worker)
             # The worker's first subscription creates its session; publishing before it would lose messages.
             if not worker.wait_ready(60):
                 raise FatalError(f"the ingest worker could not subscribe at {mqtt.mqtt_url}")
 
-            start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
-            options = StreamOptions(seed=seed, start=start, scenario=scenario, encoding=encoding)  # type: ignore[arg-type]
-            simulator = threading.Thread(
-                target=publish_to_broker,
-                args=(generate(fleet, options), MqttUrl.parse(chirpstack_url)),
-                kwargs={"client_id": "ioc-demo-simulator", "time_scale": time_scale, "should_stop": stop.is_set},
-                name="simulator",
-                daemon=True,
-            )
-            simulator.start()
-            api_line = _serve_api(stack, dsn, api_port, brokers) if api else None
-            _where_to_look(console, dsn, mqtt.mqtt_url, devices, scenario, time_scale, api_line, brokers)
+            api_url, key_file = None, None
+            if api:
+                api_url, key = _serve_api(stack, dsn, api_port, brokers)
+                key_file = _write_key(work, key)
 
+            backfill = plan_backfill(datetime.now(UTC), backfill_hours, stored_until)
+            options = stream_options(backfill, seed=seed, scenario=scenario, encoding=encoding)  # type: ignore[arg-type]
+            simulator = SimulatorRun(fleet, options, MqttUrl.parse(chirpstack_url), backfill.live, stop)
+            show_banner(console, Banner(
+                dsn=dsn, mode=mode, mode_reason=reason, folder=work, reused=reused, api_url=api_url,
+                key_file=key_file, log_file=log_file, mqtt_url=mqtt.mqtt_url, brokers=brokers, ioc=_launcher(),
+                devices=devices, scenario=scenario, backfill=backfill))
+            simulator.start()
+
+            def newest_uplink() -> float | None:
+                with connect(dsn, autocommit=True) as conn:
+                    found = conn.execute("SELECT extract(epoch FROM max(time))::float8 FROM uplinks").fetchone()
+                return None if found is None or found[0] is None else float(found[0])
+
+            show_backfill(console, simulator, backfill, newest_uplink, stop)
+            if not stop.is_set():
+                console.print("real time from here: each sensor reports at its own interval; a district table "
+                              f"every {summary_every:g} s", highlight=False)
+                show_districts(console, dsn)
             started = time.monotonic()
             next_summary = started + summary_every
             while not stop.is_set():
                 if duration is not None and time.monotonic() - started >= duration:
-                    stop.set()
                     break
                 if not simulator.is_alive():
-                    stop.set()
+                    if simulator.error is not None:
+                        log.error("the simulator stopped: %s", simulator.error)
                     break
-                stop.wait(0.5)
+                stop.wait(0.25)
                 if time.monotonic() >= next_summary:
-                    _print_summary(console, dsn)
+                    show_districts(console, dsn)
                     next_summary += summary_every
-            console.print("stopping: simulator, then the ingest drains, then the broker and database ...")
-            simulator.join(30)
+            stop.set()
+            console.print("stopping: the simulator, then the ingest drains, then the API, brokers and database ...")
+            simulator.join(15)
             stop_worker()
-            _print_summary(console, dsn)
+            show_districts(console, dsn)
         console.print("demo stopped cleanly")
 
 
-def _forget_stale_database(console: Console, work: Path) -> None:
-    """The embedded database is disposable: built by other migrations than these, it starts afresh."""
-    marker = work / "schema.sha256"
-    current = fingerprint()
-    stale = not marker.exists() or marker.read_text().strip() != current
-    if stale and (work / "postgres").exists():
-        console.print("the schema changed since the last demo: starting with a fresh database")
-        shutil.rmtree(work / "postgres")
-    marker.write_text(current + "\n")
-
-
-def _serve_api(stack: ExitStack, dsn: str, port: int, brokers: DemoBrokers | None) -> str:
-    """The API in a thread on loopback, with a new key for a ``demo-admin`` user; returns where to look."""
+def _serve_api(stack: ExitStack, dsn: str, port: int, brokers: DemoBrokers | None) -> tuple[str, str]:
+    """The API in a thread on loopback, with a new key for a ``demo-admin`` user; returns its URL and the key."""
     import uvicorn  # only the demo and `ioc api` need the web stack
 
     from ingest.codecs.registry import CodecRegistry
@@ -264,40 +317,4 @@ def _serve_api(stack: ExitStack, dsn: str, port: int, brokers: DemoBrokers | Non
         time.sleep(0.05)
     if not server.started:
         raise FatalError(f"the IOC API could not listen on 127.0.0.1:{port}")
-    return (f"http://127.0.0.1:{port}/docs\n           curl -H 'Authorization: Bearer {key.key}' "
-            f"http://127.0.0.1:{port}/api/v1/zones")
-
-
-def _where_to_look(console: Console, dsn: str, mqtt_url: str, devices: int, scenario: str,
-                   time_scale: float, api_line: str | None, brokers: DemoBrokers | None) -> None:
-    def say(text: str) -> None:
-        console.print(text, soft_wrap=True)  # commands stay on one line, so they can be copied
-
-    console.rule("IOC platform demo is running")
-    console.print(f"simulating {devices} Da Nang sensors, scenario '{scenario}', {time_scale:.0f}x real time")
-    say(f"[bold]database[/]  {dsn}\n           psql '{dsn}' -c 'SELECT * FROM uplinks LIMIT 5'")
-    if brokers is None:
-        host_port = mqtt_url.split("://", 1)[1].rsplit("@", 1)[-1]
-        host, _, port = host_port.partition(":")
-        say(f"[bold]broker[/]    {MqttUrl.parse(mqtt_url)}\n           mosquitto_sub -h {host} "
-                      f"-p {port or 1883} -t 'application/#' -v")
-    else:
-        ingest = brokers.passwords["ioc-ingest"]
-        username, password = brokers.developer
-        say(f"[bold]internal broker[/] 127.0.0.1:{brokers.internal_port}  ChirpStack's events, for "
-                      "the ingest only (no developer account exists here)\n"
-                      f"           mosquitto_sub -p {brokers.internal_port} -u ioc-ingest -P {ingest} "
-                      "-t 'application/#' -v")
-        say(f"[bold]public broker[/]   127.0.0.1:{brokers.public_port}  the open feed for developers "
-                      "(read-only; credentials from POST /api/v1/mqtt/credentials)\n"
-                      f"           mosquitto_sub -p {brokers.public_port} -u {username} -P {password} "
-                      "-t 'ioc/v1/#' -v")
-        say(f"           broker files in {brokers.directory} (what `ioc broker config` writes)")
-    say(f"[bold]ingest[/]    IOC_DATABASE_URL='{dsn}' ioc deadletters list")
-    say(f"[bold]grafana[/]   IOC_DATABASE_URL='{dsn}' ioc dashboards check   (every board's SQL)\n"
-                  f"           IOC_DATABASE_URL='{dsn}' IOC_GRAFANA_URL=... IOC_GRAFANA_TOKEN=... "
-                  "ioc dashboards push")
-    if api_line:
-        say(f"[bold]API[/]       {api_line}")
-    console.print("Ctrl-C stops everything.")
-    console.rule()
+    return f"http://127.0.0.1:{port}", key.key

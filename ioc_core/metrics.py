@@ -36,7 +36,9 @@ def canonical_key(name: str) -> str:
 
 # Ids are stored in the measurements table: never renumber, only append.
 _METRICS: tuple[Metric, ...] = (
-    Metric(1, "water_level", "m", -5.0, 30.0, "water level above the station datum (rivers, canals, sea)",
+    # Negative values stay valid for stations kept on a national datum (Hòn Dấu), where low tides fall below 0.
+    Metric(1, "water_level", "m", -5.0, 30.0, "stage: water level above the station's gauge zero, which lies "
+           "below the lowest water (rivers, canals, sea); compare with the station's own alert levels",
            ("waterlevel", "riverlevel", "waterheight", "stage")),
     Metric(2, "flood_depth", "m", 0.0, 5.0, "depth of water standing on a street or underpass",
            ("flooddepth", "inundation", "waterdepth")),

@@ -85,6 +85,48 @@ def test_flood_scenario_floods_streets_then_rivers() -> None:
     assert level[28] < level[12] - 1.5  # and falls again
 
 
+def test_water_levels_are_stages_above_the_gauge_zero_and_meet_the_stations_warning_levels() -> None:
+    # A stage is never negative (the gauge zero lies below the lowest water, see sites), stays below the
+    # station's alert level through a dry fortnight of tides and reaches it in the flood scenario's storm.
+    stations = [d for d in build_fleet(400, seed=1).devices if d.kind == "water_level"]
+    dry, wet = Sensors(Environment(2)), Sensors(Environment(1, get_scenario("flood").storm(START)))
+    rng = random.Random(3)
+    for device in stations:
+        dry_state, wet_state = dry.new_state(device, START, rng), wet.new_state(device, START, rng)
+        calm = [dry.read(device, dry_state, START + m * 1800.0, rng)["water_level"] for m in range(48 * 14)]
+        storm = [wet.read(device, wet_state, START + m * 1800.0, rng)["water_level"] for m in range(48 * 2)]
+        assert min(calm + storm) >= 0.0, device.site
+        assert max(calm) < device.params["alarm"] < device.params["danger"], device.site
+        if not device.site.startswith("Coast"):  # the sea hardly rises with the rain
+            assert max(storm) > device.params["alarm"], device.site
+
+
+def test_the_demo_storm_floods_the_first_streets_as_real_time_begins() -> None:
+    scenario = get_scenario("flood")
+    live = START + 48 * HOUR  # the demo backfills two days, then runs in real time
+    begins = scenario.storm_start_for_live(live)
+    assert begins is not None
+    sensors = Sensors(Environment(1, scenario.storm(live - 48 * HOUR, begins=begins)))
+    rng = random.Random(1)
+    streets = [d for d in build_fleet(400, seed=1).devices if d.kind == "flood_depth"]
+    states = [sensors.new_state(d, live - 48 * HOUR, rng) for d in streets]
+
+    def deepest(minute: float) -> float:
+        return max(sensors.read(d, s, live + minute * 60.0, rng)["flood_depth"] for d, s in zip(streets, states,
+                                                                                               strict=True))
+
+    def flooded(minute: float) -> int:
+        return sum(sensors.read(d, s, live + minute * 60.0, rng)["flood_depth"] > 0.05
+                   for d, s in zip(streets, states, strict=True))
+
+    assert max(deepest(m) for m in range(-24 * 60, -30, 10)) < 0.02  # the backfill is dry underfoot
+    assert deepest(0) < 0.1 and flooded(0) <= 1  # real time begins as the first street starts to flood
+    assert flooded(10) < flooded(20) < flooded(30)  # and a newcomer watches the flood spread
+    assert deepest(45) > 0.2  # past the alert depth within the hour
+    assert sensors.env.rain_rate(live) > 30.0  # it is pouring, and getting worse
+    assert sensors.env.rain_rate(live + 1800) > sensors.env.rain_rate(live)
+
+
 def test_normal_day_keeps_streets_mostly_dry() -> None:
     env = Environment(2)
     sensors = Sensors(env)

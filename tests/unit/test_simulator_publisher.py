@@ -164,3 +164,26 @@ def test_a_real_stream_at_a_real_rate() -> None:
     summary = run(stream, mqtt_delivery(sink), rate=500.0, count=250)
     assert summary.messages == len(sink.published) == 250
     assert 0.4 < time.monotonic() - started < 2.0
+
+
+def test_real_time_backfills_the_past_at_once_then_never_runs_ahead_of_the_wall_clock() -> None:
+    clock = FakeClock()
+    clock.now = 5050.0  # the wall clock: the first 51 messages (5000..5050) are the past
+    delivered_at: list[tuple[float, float]] = []
+    summary = run(_messages(100), mqtt_delivery(ListSink(clock)), real_time=True, clock=clock,
+                  wall_clock=clock, sleep=clock.sleep,
+                  on_message=lambda m: delivered_at.append((m.time, clock.now)))
+    assert summary.messages == 100
+    assert all(at == 5050.0 for _, at in delivered_at[:51])  # the backfill went out without waiting
+    assert all(at >= t - 0.002 for t, at in delivered_at)  # nothing before its time
+    assert delivered_at[-1][1] == pytest.approx(5099.0, abs=0.01)  # then one a second, as dated
+    assert max(clock.sleeps) <= 0.25  # short waits, so a stop is seen quickly
+
+
+def test_real_time_stops_while_waiting_for_the_clock() -> None:
+    clock = FakeClock()
+    clock.now = 4000.0  # every message lies an hour and more ahead
+    stop_after = clock.now + 1.0
+    summary = run(_messages(10), mqtt_delivery(ListSink(clock)), real_time=True, clock=clock, wall_clock=clock,
+                  sleep=clock.sleep, should_stop=lambda: clock.now >= stop_after)
+    assert summary.messages == 0 and clock.now < 4002.0

@@ -4,7 +4,8 @@ fPort 10, version 1, 7 bytes, big-endian::
 
     0     header   bits 7-4 version (1); bit 0 mode: 0 level station, 1 street flood depth;
                    bit 1 sensor fault (no echo); bit 2 level alarm raised by the device
-    1-2   int16    level in mm: water level above the station datum, or flood depth in mode 1
+    1-2   int16    level in mm: the stage above the station's gauge zero (signed, for stations kept on a
+                   national datum), or flood depth in mode 1
     3-4   uint16   distance from the sensor to the water surface, mm
     5-6   uint16   battery, mV
 """

@@ -1,0 +1,166 @@
+"""What the demo shows: the banner, the backfill's progress and the district table (the API's own numbers)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gateways.database import connect
+from ioc_api.queries.monitoring import list_gateways, zone_summaries
+from ioc_cli.demo_brokers import DemoBrokers
+from ioc_cli.demo_timeline import ICT, Backfill, SimulatorRun
+from ioc_core.settings import MqttUrl
+
+__all__ = ["Banner", "show_backfill", "show_banner", "show_districts"]
+
+log = logging.getLogger("ioc.demo")
+
+_STORAGE = {
+    "timescaledb": "TimescaleDB: hypertables, compression, retention and continuous aggregates",
+    "postgresql": "plain PostgreSQL: the same schema and the same answers, without TimescaleDB's extras",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Banner:
+    dsn: str
+    mode: str
+    mode_reason: str
+    folder: Path
+    reused: bool | None
+    """Whether the demo folder's database held a previous run's data; None for a configured database."""
+    api_url: str | None
+    key_file: Path | None
+    log_file: Path
+    mqtt_url: str
+    brokers: DemoBrokers | None
+    ioc: str
+    """How to run ``ioc`` as the user started the demo: ``./run.sh ioc`` or ``ioc``."""
+    devices: int
+    scenario: str
+    backfill: Backfill
+
+
+def show_banner(console: Console, b: Banner) -> None:
+    def say(text: str) -> None:
+        console.print(text, soft_wrap=True, highlight=False)  # commands stay on one line, so they can be copied
+
+    console.rule("IOC platform demo")
+    if b.api_url and b.key_file:
+        say(f"[bold]API[/]       {b.api_url}/docs   admin key in {b.key_file} (readable by you only)\n"
+            f"          curl -H \"Authorization: Bearer $(cat {b.key_file})\" {b.api_url}/api/v1/zones")
+    say(f"[bold]storage[/]   {_STORAGE[b.mode]} ({b.mode_reason})")
+    if b.reused is True:
+        say(f"[bold]folder[/]    {b.folder}: [bold]reused[/] from the previous run (its devices, users and readings "
+            "are kept; --fresh starts from an empty folder)")
+    elif b.reused is False:
+        say(f"[bold]folder[/]    {b.folder}: new (a next run reuses it; --fresh starts from an empty one)")
+    say(f"[bold]clock[/]     {b.backfill.note}; then real time, each sensor at its own interval (5 to 30 min). "
+        f"Times are Da Nang's (ICT).")
+    say(f"[bold]fleet[/]     {b.devices} simulated Da Nang sensors, scenario '{b.scenario}'"
+        + (": a storm is under way; the first streets start to flood as real time begins and the flood "
+           "spreads over the first half hour"
+           if b.scenario == "flood" else ""))
+    console.rule(style="dim")
+    say(f"[bold]database[/]  {b.dsn}\n          psql '{b.dsn}' -c 'SELECT * FROM uplinks ORDER BY time DESC LIMIT 5'")
+    if b.brokers is None:
+        url = MqttUrl.parse(b.mqtt_url)
+        say(f"[bold]broker[/]    {url}\n          mosquitto_sub -h {url.host} -p {url.port} -t 'application/#' -v")
+    else:
+        ingest = b.brokers.passwords["ioc-ingest"]
+        username, password = b.brokers.developer
+        say(f"[bold]internal broker[/] 127.0.0.1:{b.brokers.internal_port}  ChirpStack's events, for the ingest "
+            "only (no anonymous or developer access)\n"
+            f"          mosquitto_sub -p {b.brokers.internal_port} -u ioc-ingest -P {ingest} -t 'application/#' -v")
+        say(f"[bold]public broker[/]   127.0.0.1:{b.brokers.public_port}  the open feed for developers (read-only "
+            "ioc/v1/#; more credentials from POST /api/v1/mqtt/credentials)\n"
+            f"          mosquitto_sub -p {b.brokers.public_port} -u {username} -P {password} -t 'ioc/v1/#' -v")
+        say(f"          broker files in {b.brokers.directory} (what `{b.ioc} broker config` writes)")
+    env = f"IOC_DATABASE_URL='{b.dsn}'"
+    say(f"[bold]ingest[/]    {env} {b.ioc} deadletters list\n          log: {b.log_file}")
+    say(f"[bold]grafana[/]   {env} {b.ioc} dashboards check   (every board's SQL)\n"
+        f"          {env} IOC_GRAFANA_URL=... IOC_GRAFANA_TOKEN=... {b.ioc} dashboards push")
+    say("Ctrl-C stops everything.")
+    console.rule(style="dim")
+
+
+def show_backfill(console: Console, run: SimulatorRun, backfill: Backfill, stored_until: Callable[[], float | None],
+                  stop: threading.Event) -> None:
+    """Progress bars of the backfill, published and stored, until the ingest has stored the past."""
+    total = backfill.seconds
+    if total <= 0:
+        return
+    start = backfill.start.timestamp()
+    columns = (TextColumn("{task.description:<28}"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[at]}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        published = progress.add_task("backfill: simulated", total=total, at="")
+        stored = progress.add_task("backfill: stored by the ingest", total=total, at="")
+        last, changed = None, time.monotonic()
+        while not stop.is_set():
+            sent = min(run.published_until, backfill.live.timestamp())
+            progress.update(published, completed=sent - start, at=_clock(sent))
+            newest = stored_until()
+            if newest != last:
+                last, changed = newest, time.monotonic()
+            if newest is not None:
+                progress.update(stored, completed=min(max(newest - start, 0.0), total), at=_clock(newest))
+            if run.backfilled:
+                target = run.last_backfill_uplink
+                if target is None or (newest is not None and newest >= target - 1.0):
+                    progress.update(published, completed=total)
+                    progress.update(stored, completed=total)
+                    break
+                if time.monotonic() - changed > 20.0:
+                    log.warning("the ingest stored nothing new for 20 s; going on to real time")
+                    break
+            stop.wait(0.25)
+
+
+def _clock(at: float) -> str:
+    return datetime.fromtimestamp(at, ICT).strftime("%d %b %H:%M")
+
+
+def show_districts(console: Console, dsn: str) -> None:
+    """The districts as GET /api/v1/zones shows them (the same query), and the gateways' states."""
+    try:
+        with connect(dsn, autocommit=True) as conn:
+            zones = [z for z in zone_summaries(conn, None) if z.level == "district"]
+            gateways = Counter(g.state for g in list_gateways(conn, None))
+            row = conn.execute(
+                """SELECT (SELECT count(*) FROM devices WHERE status = 'unregistered'),
+                          (SELECT count(*) FROM dead_letters), now()"""
+            ).fetchone()
+    except Exception as err:  # the table is a courtesy; the demo goes on without it
+        log.warning("could not read the district summary: %s", err)
+        return
+    assert row is not None
+    unregistered, dead_letters, now = row
+    table = Table(title=f"Da Nang districts at {now.astimezone(ICT):%Y-%m-%d %H:%M} ICT, as GET /api/v1/zones",
+                  caption="uplinks: the last hour; the others: the current hour's readings (rollup)")
+    for col in ("district", "devices", "uplinks last hour", "max water level (m)", "max street flood (m)",
+                "mean PM2.5 (µg/m³)"):
+        table.add_column(col, justify="left" if col == "district" else "right")
+    for z in zones:
+        values = {kv.metric: kv.value for kv in z.key_values}
+
+        def cell(metric: str, digits: int, values: dict[str, float] = values) -> str:
+            value = values.get(metric)
+            return "-" if value is None else f"{value:.{digits}f}"
+
+        table.add_row(z.name, str(z.devices.total), str(z.uplinks_last_hour), cell("water_level", 2),
+                      cell("flood_depth", 2), cell("pm2_5", 1))
+    console.print(table)
+    states = ", ".join(f"{n} {state}" for state, n in sorted(gateways.items()))
+    console.print(f"gateways: {states or 'none seen yet'}; {unregistered} devices enrolled as unregistered; "
+                  f"{dead_letters} dead letters", highlight=False)

@@ -1,0 +1,230 @@
+"""``ioc demo`` as a newcomer runs it: a backfill, then real time; the banner, the key file, the brokers' doors,
+the API agreeing with the demo's table and with the data, a reused folder, and a quiet Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from dashboards.boards.network import GATEWAY_STATUS
+from gateways.local_postgres import timescaledb_installed
+from tests.broker_support import NOT_AUTHORIZED, Probe, eventually
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+STORAGE = "TimescaleDB" if timescaledb_installed() else "plain PostgreSQL"
+
+
+class Demo:
+    """``ioc demo`` in a process group of its own, as a terminal runs it; its output read as it comes."""
+
+    def __init__(self, folder: Path, *args: str, **env: str) -> None:
+        base = {k: v for k, v in os.environ.items()
+                if k not in ("IOC_DATABASE_URL", "IOC_MQTT_URL", "IOC_TIMESCALEDB", "IOC_RUN_SH")}
+        # COLUMNS: rich lays the table out for a wide terminal, one district per line.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ioc_cli", "demo", "--devices", "40", *args],
+            env={**base, "IOC_DEMO_DIR": str(folder), "COLUMNS": "200", **env},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._readers = [threading.Thread(target=self._read, args=(s, to), daemon=True)
+                         for s, to in ((self.proc.stdout, self._out), (self.proc.stderr, self._err))]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: object, into: list[str]) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            into.append(line)
+
+    @property
+    def out(self) -> str:
+        return "".join(self._out)
+
+    @property
+    def err(self) -> str:
+        return "".join(self._err)
+
+    def wait_for(self, text: str, timeout_s: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while text not in self.out:
+            assert self.proc.poll() is None or text in self.out, f"the demo ended early:\n{self.out}\n{self.err}"
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout_s} s:\n{self.out}\n{self.err}"
+            time.sleep(0.2)
+
+    def finish(self, timeout_s: float = 180.0) -> int:
+        code = self.proc.wait(timeout_s)
+        self._close()
+        return code
+
+    def _close(self) -> None:
+        for reader in self._readers:
+            reader.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def ctrl_c(self) -> float:
+        """SIGINT to the whole process group, as a terminal's Ctrl-C; returns how long the demo took to end."""
+        started = time.monotonic()
+        os.killpg(self.proc.pid, signal.SIGINT)
+        self.finish(60)
+        return time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self._close()
+
+
+class Api:
+    """The demo's API over HTTP, as a curl user would reach it, with one key."""
+
+    def __init__(self, base: str, key: str) -> None:
+        self.base, self.key = base, key
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(
+            self.base + path, method=method, data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+
+def _found(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    assert match, f"{pattern!r} not in:\n{text}"
+    return match.group(1)
+
+
+def _table(out: str) -> dict[str, list[str]]:
+    """The newest district table: district name -> its cells."""
+    tables = out.split("as GET /api/v1/zones")
+    rows = [line.split("│") for line in tables[-1].splitlines() if line.startswith("│")]
+    return {cells[1].strip(): [c.strip() for c in cells[2:-1]] for cells in rows}
+
+
+def test_demo_backfills_then_runs_in_real_time_and_stops_quietly_on_ctrl_c(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    demo = Demo(folder, "--backfill-hours", "2", "--summary-every", "3", IOC_RUN_SH="./run.sh")
+    try:
+        demo.wait_for("real time from here")
+        demo.wait_for("as GET /api/v1/zones")
+        out = demo.out
+        # The banner's first lines: where the API is, where its key is, which storage mode runs.
+        first = out.split("IOC platform demo", 1)[1].splitlines()[1:4]
+        assert first[0].startswith("API") and f"admin key in {folder}/api-key" in first[0]
+        assert first[2].startswith("storage") and STORAGE in first[2]
+        assert "new (a next run reuses it" in out and "backfilling the past 2.0 h" in out
+        # Commands that work as printed: started through run.sh, they go through it too.
+        assert re.search(r"IOC_DATABASE_URL='\S+' \./run\.sh ioc deadletters list", out)
+        key_file = folder / "api-key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        api = _found(r"API\s+(http://127\.0\.0\.1:\d+)/docs", out)
+        dsn = _found(r"database\s+(postgresql://\S+)", out)
+        internal = int(_found(r"internal broker 127\.0\.0\.1:(\d+)", out))
+        public = int(_found(r"public broker\s+127\.0\.0\.1:(\d+)", out))
+        dev_user, dev_password = re.findall(r"mosquitto_sub -p \d+ -u (dev-\S+) -P (\S+)", out)[0]
+        admin = Api(api, key_file.read_text().strip())
+
+        # Nothing is dated in the future; the backfill covers the two hours before real time began.
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute("SELECT max(time) <= now(), min(time) > now() - interval '2 hours 5 minutes', "
+                               "max(time) > now() - interval '5 minutes' FROM uplinks").fetchone()
+            assert row == (True, True, True)
+            low = conn.execute("SELECT min(value) FROM measurements v JOIN metrics m ON m.id = v.metric_id "
+                               "WHERE m.name = 'water_level' AND v.quality = 0").fetchone()
+            assert low is not None and low[0] >= 0.0  # stages above each gauge's zero
+            missing = conn.execute("SELECT count(*) FROM devices WHERE status = 'registered' "
+                                   "AND registered_at IS NULL").fetchone()
+            assert missing == (0,)
+            rule = dict(conn.execute(f"SELECT g.gateway_eui, {GATEWAY_STATUS} FROM gateways g").fetchall())
+
+        # The table shows what the API shows.
+        zones = {z["name"]: z for z in admin.call("GET", "/api/v1/zones")}
+        table = _table(demo.out)
+        assert table and set(table) <= set(zones)
+        for name, cells in table.items():
+            assert int(cells[0]) == zones[name]["devices"]["total"]
+            assert abs(int(cells[1]) - zones[name]["uplinks_last_hour"]) <= 3  # a few seconds apart
+        # Gateways: the API's state is the alert rule's, and a gateway that forwarded lately is online.
+        gateways = admin.call("GET", "/api/v1/gateways")
+        assert gateways and {g["gateway_eui"]: g["state"] for g in gateways} == rule
+        assert any(g["state"] == "online" for g in gateways)
+        # Commissioned devices say when they were registered.
+        devices = admin.call("GET", "/api/v1/devices?status=registered&limit=500")
+        commissioned = [d for d in devices["items"] if d["commissioning"]["stage"] == "commissioned"]
+        assert commissioned and all(d["commissioning"]["registered_at"] for d in commissioned)
+
+        # The brokers run the generated configuration: nobody anonymous, no developer on the internal broker.
+        for port in (internal, public):
+            anonymous = Probe(port).connect()
+            assert anonymous is not None and anonymous.is_failure, port
+        refused = Probe(internal, dev_user, dev_password).connect()
+        assert refused is not None and refused.value == NOT_AUTHORIZED
+        # Credentials from the demo's API name the demo's public broker, and it takes them.
+        made = admin.call("POST", "/api/v1/users", {"name": "app-dev", "role": "developer"})
+        credentials = Api(api, made["key"]).call("POST", "/api/v1/mqtt/credentials")
+        assert credentials["broker_url"] == f"mqtt://127.0.0.1:{public}"
+        probes: list[Probe] = []
+
+        def accepted() -> bool:
+            probes.append(Probe(public, credentials["username"], credentials["password"]))
+            reason = probes[-1].connect()
+            return reason is not None and not reason.is_failure
+
+        assert eventually(accepted, 10.0)
+        try:
+            assert not probes[-1].subscribe("ioc/v1/#").is_failure
+        finally:
+            probes[-1].close()
+
+        # Ctrl-C: the whole process group gets SIGINT, as in a terminal; it ends within seconds, quietly.
+        took = demo.ctrl_c()
+        assert demo.proc.returncode == 0, demo.err
+        assert took < 8.0, f"took {took:.1f} s"
+        assert not re.search(r"WARNING|ERROR|Traceback|lost the broker", demo.err), demo.err
+        assert "demo stopped cleanly" in demo.out
+    finally:
+        demo.kill()
+
+
+def test_a_second_run_reuses_the_folder_says_so_and_fresh_starts_empty(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+
+    def run(*args: str, **env: str) -> str:
+        demo = Demo(folder, "--backfill-hours", "1", "--duration", "2", *args, **env)
+        try:
+            assert demo.finish() == 0, demo.err
+            assert not re.search(r"WARNING|ERROR|Traceback", demo.err), demo.err
+            return demo.out
+        finally:
+            demo.kill()
+
+    first = run(IOC_TIMESCALEDB="off")
+    assert "plain PostgreSQL" in first and "IOC_TIMESCALEDB=off" in first and "new (a next run" in first
+    assert re.search(r"IOC_DATABASE_URL='\S+' ioc deadletters list", first)  # not started through run.sh
+    second = run(IOC_TIMESCALEDB="off")
+    assert "reused from the previous run" in second and "--fresh starts from an empty folder" in second
+    assert re.search(r"the stored readings end at .*: backfilling the \d+ min since then", second)
+    if timescaledb_installed():
+        third = run()  # IOC_TIMESCALEDB unset means auto: the embedded database preloads TimescaleDB
+        assert "the storage mode is now timescaledb" in third and "TimescaleDB: hypertables" in third
+    fresh = run("--fresh", IOC_TIMESCALEDB="off")
+    assert "new (a next run" in fresh and "backfilling the past 1.0 h" in fresh
