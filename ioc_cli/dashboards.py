@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -35,6 +36,26 @@ def _timescaledb(choice: str) -> bool:
     if mode is None:
         raise FatalError("the database has no IOC schema yet: run `ioc db migrate` first, or pass --timescaledb on|off")
     return mode == "timescaledb"
+
+
+def _first_rows(rows: list[tuple[Any, ...]], count: int) -> str:
+    """Up to ``count`` rows, one a line, values separated by ' | ' and cut to 24 characters each."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            text = ""
+        elif isinstance(value, datetime):
+            text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        elif isinstance(value, float | Decimal):
+            text = f"{float(value):.6f}".rstrip("0").rstrip(".")  # epoch seconds stay whole, no 1.79e+09
+        else:
+            text = str(value)
+        return text if len(text) <= 24 else text[:23] + "…"
+
+    lines = [" | ".join(cell(v) for v in row) for row in rows[:count]]
+    if len(rows) > count > 0:
+        lines.append(f"… {len(rows) - count} more")
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:
@@ -106,14 +127,20 @@ def register(app: typer.Typer) -> None:
         var: Annotated[
             list[str] | None, typer.Option("--var", help="A board variable's value, NAME=VALUE (repeatable).")
         ] = None,
+        show: Annotated[
+            int, typer.Option("--rows", min=0, help="How many of each query's rows to print (0: only how many).")
+        ] = 3,
     ) -> None:
         """Run every panel's and alert rule's SQL against IOC_DATABASE_URL, expanded as Grafana sends it.
 
-        Prints each query's rows and time; exits 1 when a query fails or lacks a column its panel reads.
+        Prints the variable values each board runs with (--var, else values with data: the Zone board the
+        district and kind heard from last, the Device board the device heard from last), then per query the
+        panel's title with those values filled in, how many rows it returned, the first --rows of them and its
+        time in ms. Exits 1 when a query fails or lacks a column its panel reads.
         """
         from psycopg import Error as PgError
 
-        from dashboards.exercise import all_cases, parse_relative, run_case, sample_variables
+        from dashboards.exercise import all_cases, panel_title, parse_relative, run_case, sample_variables
         from dashboards.macros import Variable
         from gateways.migrations import storage_mode
 
@@ -124,7 +151,8 @@ def register(app: typer.Typer) -> None:
                 raise FatalError(f"--var wants NAME=VALUE, got {item!r}")
             chosen[name] = value
         wanted = None if board is None else board if board == "alerts" else f"ioc-{board}"
-        table = Table("board", "panel", "ref", "rows", "ms", "problem")
+        console = Console()
+        table = Table("board", "panel", "ref", "rows", "ms", "first rows" if show else "problem")
         failures = 0
         now = datetime.now(UTC)
         with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
@@ -140,18 +168,23 @@ def register(app: typer.Typer) -> None:
                 try:
                     if b is not None and b.uid not in sampled:
                         sampled[b.uid] = sample_variables(conn, b, time_range, chosen)
+                        if sampled[b.uid]:
+                            console.print(f"{b.uid}: " + "; ".join(
+                                f"{v.name} = {', '.join(v.values) or '(none)'}" for v in sampled[b.uid]),
+                                highlight=False)
                     runs = run_case(conn, case, time_range, sampled.get(case.board, []), timescaledb=ts)
                 except PgError as err:
                     failures += 1
-                    table.add_row(case.board, case.panel, case.ref_id, "", "", str(err).splitlines()[0])
+                    table.add_row(case.board, panel_title(case.panel, sampled.get(case.board, [])), case.ref_id,
+                                  "", "", "failed: " + str(err).splitlines()[0])
                     continue
                 for run in runs:
                     missing = [c for c in case.columns if c not in run.columns]
                     if missing:
                         failures += 1
-                    table.add_row(case.board, case.panel, case.ref_id, str(len(run.rows)), f"{run.ms:.1f}",
-                                  f"missing columns {missing}" if missing else "")
-        Console().print(table)
+                    shown = f"missing columns {missing}" if missing else _first_rows(run.rows, show)
+                    table.add_row(case.board, run.title, case.ref_id, str(len(run.rows)), f"{run.ms:.1f}", shown)
+        console.print(table)
         if failures:
             raise FatalError(f"{failures} queries failed")
 
