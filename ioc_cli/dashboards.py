@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateways.database import connect
+from ioc_cli.environment import environment
 from ioc_core.errors import FatalError
 from ioc_core.settings import DatabaseSettings, GrafanaSettings, load
 
@@ -69,7 +70,7 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
 
-    @boards.command("build")
+    @boards.command("build", epilog=environment(DatabaseSettings))
     def build_cmd(
         out: Annotated[
             Path | None,
@@ -115,7 +116,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {path}")
         console.print(f"{len(results)} files in {target}, {len(changed)} changed")
 
-    @boards.command("check")
+    @boards.command("check", epilog=environment(DatabaseSettings))
     def check_cmd(
         board: Annotated[
             str | None, typer.Option("--board", help="Only this board (city, zone, device, network, pipeline) "
@@ -188,7 +189,7 @@ def register(app: typer.Typer) -> None:
         if failures:
             raise FatalError(f"{failures} queries failed")
 
-    @boards.command("push")
+    @boards.command("push", epilog=environment(GrafanaSettings, DatabaseSettings))
     def push_cmd(
         resend_secrets: Annotated[
             bool, typer.Option("--resend-secrets", help="Send the datasource password even when nothing visible "
@@ -229,7 +230,7 @@ def register_thresholds(boards: typer.Typer) -> None:
         no_args_is_help=True,
     )
 
-    @thresholds.command("list")
+    @thresholds.command("list", epilog=environment(DatabaseSettings))
     def list_cmd() -> None:
         """Every threshold row, kinds first."""
         table = Table("metric", "kind", "device", "alert above", "danger above", "sustained s")
@@ -243,7 +244,7 @@ def register_thresholds(boards: typer.Typer) -> None:
                 table.add_row(*("" if v is None else str(v) for v in row))
         Console().print(table)
 
-    @thresholds.command("set")
+    @thresholds.command("set", epilog=environment(DatabaseSettings))
     def set_cmd(
         metric: Annotated[str, typer.Argument(help="water_level, flood_depth, pm2_5 (any vocabulary metric), or "
                                               "silence: the seconds without an uplink before 'Device silent' fires.")],
@@ -289,7 +290,7 @@ def register_thresholds(boards: typer.Typer) -> None:
         Console().print(f"{metric} for {'kind ' + kind if kind else 'device ' + str(device)}: alert {alert}, "
                         f"danger {danger}, sustained {sustained} s")
 
-    @thresholds.command("clear")
+    @thresholds.command("clear", epilog=environment(DatabaseSettings))
     def clear_cmd(
         metric: Annotated[str, typer.Argument(help="The metric.")],
         kind: Annotated[str | None, typer.Option("--kind")] = None,

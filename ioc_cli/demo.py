@@ -24,10 +24,21 @@ from gateways.local_postgres import LocalPostgres, free_port
 from gateways.migrations import fingerprint, migrate
 from ingest.registry import DeviceRecord, register_devices, seed_zones
 from ioc_cli.demo_brokers import DemoBrokers, start_demo_brokers
+from ioc_cli.environment import environment
 from ioc_cli.ingest import build_worker, stop_on_signals
 from ioc_cli.logs import setup_logging
 from ioc_core.errors import FatalError
-from ioc_core.settings import DatabaseSettings, FeedSettings, IngestSettings, MqttSettings, MqttUrl, load
+from ioc_core.settings import (
+    ApiSettings,
+    BrokerSettings,
+    DatabaseSettings,
+    FeedSettings,
+    IngestSettings,
+    MqttSettings,
+    MqttUrl,
+    OpenDataSettings,
+    load,
+)
 from ioc_core.zones import load_default_zones
 
 __all__ = ["register"]
@@ -110,7 +121,9 @@ def _print_summary(console: Console, dsn: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo")
+    # The API it serves reads ApiSettings, BrokerSettings (with a configured broker) and OpenDataSettings.
+    @app.command("demo", epilog=environment(DatabaseSettings, MqttSettings, IngestSettings, FeedSettings, ApiSettings,
+                                            BrokerSettings, OpenDataSettings, also=("IOC_DEMO_DIR",)))
     def demo_cmd(
         devices: Annotated[int, typer.Option("--devices", "-n", min=1, help="Simulated sensors.")] = 300,
         scenario: Annotated[str, typer.Option(help="normal, flood or faults.")] = "flood",
