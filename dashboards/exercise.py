@@ -2,8 +2,9 @@
 
 Grafana cannot run everywhere the platform does; this is how ``ioc dashboards check``, the tests and the
 benchmark know each panel's query works on the real schema and returns the columns its panel reads.
-Variables take the first value their own query returns (as Grafana preselects), unless a value is given;
-a panel repeated over a multi-value variable is run once per selected value, as Grafana clones it.
+Variables take the value given, else one with data where the board says how to find it (``VariableSample``),
+else Grafana's preselected value or the first their own query returns; a panel repeated over a multi-value
+variable is run once per selected value, as Grafana clones it.
 """
 
 from __future__ import annotations
@@ -24,10 +25,21 @@ from dashboards.panels import Board
 from dashboards.sql import SqlQuery
 from gateways.database import Connection
 
-__all__ = ["QueryCase", "QueryRun", "board_cases", "parse_relative", "rule_cases", "run_case", "sample_variables"]
+__all__ = [
+    "QueryCase",
+    "QueryRun",
+    "board_cases",
+    "panel_title",
+    "parse_relative",
+    "rule_cases",
+    "run_case",
+    "sample_variables",
+]
 
 _RELATIVE = re.compile(r"^now-(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# $name, ${name}, ${name:format} and [[name]]: how a panel title refers to a variable.
+_REFERENCE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\$(\w+)|\[\[(\w+)(?::[^\]]*)?\]\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +63,25 @@ class QueryRun:
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]] = field(repr=False)
     ms: float
+    variables: tuple[Variable, ...] = ()
+    """The variables it ran with: a repeated panel's own value in place of the whole selection."""
+
+    @property
+    def title(self) -> str:
+        """The panel's title as Grafana shows this run of it."""
+        return panel_title(self.case.panel, self.variables)
+
+
+def panel_title(title: str, variables: Sequence[Variable]) -> str:
+    """``title`` with its variable references replaced by their values (comma-separated when several); a
+    reference to a variable the board does not have stays as written, as in Grafana."""
+    by_name = {v.name: v for v in variables}
+
+    def value(match: re.Match[str]) -> str:
+        variable = by_name.get(match.group(1) or match.group(2) or match.group(3))
+        return match.group(0) if variable is None else ", ".join(variable.values)
+
+    return _REFERENCE.sub(value, title)
 
 
 def parse_relative(text: str, now: datetime) -> TimeRange:
@@ -86,25 +117,43 @@ def rule_cases() -> list[QueryCase]:
             for r in all_rules()]
 
 
-def _variable_queries(board: Board) -> list[tuple[str, str, bool, bool]]:
+@dataclass(frozen=True, slots=True)
+class _QueryVariable:
+    name: str
+    query: str
+    multi: bool
+    include_all: bool
+    current: str | None  # the value Grafana preselects when it is among the options
+
+
+def _variable_queries(board: Board) -> list[_QueryVariable]:
     out = []
     templating = board.model.templating
     for v in (templating.list_val or []) if templating else []:
         if v.type_val == model.VariableType.QUERY and isinstance(v.query, str):
-            out.append((v.name, v.query, bool(v.multi), bool(v.include_all)))
+            current = v.current.value if v.current is not None and isinstance(v.current.value, str) else None
+            out.append(_QueryVariable(v.name, v.query, bool(v.multi), bool(v.include_all), current))
     return out
+
+
+def _column_values(conn: Connection, sql: str) -> tuple[str, ...]:
+    cur = conn.execute(sql)
+    names = [d.name for d in cur.description or ()]
+    at = names.index("__value") if "__value" in names else 0  # Grafana's rule for value/text columns
+    return tuple(str(r[at]) for r in cur.fetchall())
 
 
 def sample_variables(conn: Connection, board: Board, time_range: TimeRange,
                      chosen: Mapping[str, str] | None = None) -> list[Variable]:
-    """Each variable's value: the one chosen, else the first its query returns (all of them for include-all)."""
+    """Each variable's value: the one chosen; else all options for include-all; else, of the values with data
+    the board's ``VariableSample.prefer`` finds, Grafana's preselected one or the first; else Grafana's
+    preselected value or the first option."""
     chosen = chosen or {}
+    prefer = {s.name: s.prefer for s in board.variables if s.prefer}
     variables: list[Variable] = []
-    for name, query, multi, include_all in _variable_queries(board):
-        cur = conn.execute(expand(query, time_range, variables=variables))
-        names = [d.name for d in cur.description or ()]
-        at = names.index("__value") if "__value" in names else 0  # Grafana's rule for value/text columns
-        values = tuple(str(r[at]) for r in cur.fetchall())
+    for v in _variable_queries(board):
+        name, multi, include_all = v.name, v.multi, v.include_all
+        values = _column_values(conn, expand(v.query, time_range, variables=variables))
         if name in chosen:
             picked: tuple[str, ...] = (chosen[name],)
         elif not values:
@@ -112,7 +161,11 @@ def sample_variables(conn: Connection, board: Board, time_range: TimeRange,
         elif include_all:
             picked = values
         else:
-            picked = values[:1]
+            found = _column_values(conn, expand(prefer[name], time_range, variables=variables)) \
+                if name in prefer else ()
+            with_data = [value for value in found if value in values]
+            candidates = with_data or list(values)
+            picked = (v.current if v.current in candidates else candidates[0],)
         every = include_all and name not in chosen and bool(values)
         variables.append(Variable(name, picked, multi=multi, include_all=every))
     return variables
@@ -136,7 +189,7 @@ def run_case(conn: Connection, case: QueryCase, time_range: TimeRange, variables
         rows = cur.fetchall()
         ms = (time.perf_counter() - started) * 1000
         columns = tuple(d.name for d in cur.description or ())
-        runs.append(QueryRun(case, sql, columns, rows, ms))
+        runs.append(QueryRun(case, sql, columns, rows, ms, tuple(these)))
     return runs
 
 

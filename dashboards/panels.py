@@ -36,11 +36,17 @@ STATE_COLOURS = {"reporting": "green", "late": "orange", "silent": "red", "never
 
 @dataclass(frozen=True, slots=True)
 class VariableSample:
-    """How a test or benchmark picks this variable's value: the first row of ``sql`` (already expanded)."""
+    """How a check without Grafana (``ioc dashboards check``, tests, benchmarks) picks this variable's value.
+
+    ``prefer`` is SQL (with the board's macros and the variables before this one) whose rows are values with
+    data, best first: of those among the variable's options, Grafana's preselected value wins if it is one,
+    else the first. Without it, or when none of its rows is an option, the check takes what Grafana would.
+    """
 
     name: str
     multi: bool = False
     include_all: bool = False
+    prefer: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,8 @@ def translate(err: psycopg.Error, what: str) -> DatabaseUnavailable | RowRefused
 
 
 def connect(dsn: str, *, autocommit: bool = False, application_name: str = "ioc") -> Connection:
-    """Open a connection; unreachable is retriable, refused credentials or database are fatal."""
+    """Open a connection; unreachable is retriable, refused credentials or database are fatal. The messages
+    name IOC_DATABASE_URL, where every ``dsn`` of the platform comes from, so the reader knows what to fix."""
     try:
         return psycopg.connect(
             dsn, autocommit=autocommit, application_name=application_name, connect_timeout=10
@@ -116,8 +117,8 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = "ioc"
     except psycopg.OperationalError as err:
         text = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
         if "password authentication failed" in text or "does not exist" in text:
-            raise DatabaseRefused(f"the database refused the connection: {text}") from err
-        raise DatabaseUnavailable(f"cannot reach the database: {text}") from err
+            raise DatabaseRefused(f"the database refused the connection (check IOC_DATABASE_URL): {text}") from err
+        raise DatabaseUnavailable(f"cannot reach the database (check IOC_DATABASE_URL): {text}") from err
 
 
 def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, name: str = "ioc-api") -> ConnectionPool[Connection]:

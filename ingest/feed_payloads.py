@@ -17,7 +17,7 @@ from typing import Any, Literal
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
-from ioc_core.metrics import VOCABULARY, Metric
+from ioc_core.metrics import UNIT_NAMES, VOCABULARY, Metric
 
 __all__ = [
     "BASE_NAME",
@@ -216,13 +216,17 @@ class ZoneSummary(_Payload):
 def senml_schemas(ref_prefix: str = "#/components/schemas/") -> dict[str, dict[str, Any]]:
     """JSON Schemas (draft-07, as AsyncAPI 3 reads them) of a reading pack and its records.
 
-    Made from the vocabulary, so a metric added there is documented here: each name has its one unit.
+    Made from the vocabulary, so a metric added there is documented here: each name has its one unit, its
+    meaning and its valid range.
     """
     names = [m.name for m in VOCABULARY.values()]
     units = sorted({m.unit for m in VOCABULARY.values()} | {"lat", "lon"})
     by_name: list[dict[str, Any]] = [
-        {"if": {"properties": {"n": {"const": m.name}}},
-         "then": {"properties": {"u": {"const": m.unit}}, "required": ["u", "v"]}}
+        {"description": f"{m.name}: {m.description}. Unit {m.unit} ({UNIT_NAMES[m.unit]}); only values from "
+                        f"{m.range_text()} are published",
+         "if": {"properties": {"n": {"const": m.name}}},
+         "then": {"properties": {"u": {"const": m.unit}, "v": {"minimum": m.minimum, "maximum": m.maximum}},
+                  "required": ["u", "v"]}}
         for m in VOCABULARY.values()
     ]
     by_name += [

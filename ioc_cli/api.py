@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateways.database import connect
+from ioc_cli.environment import environment
 from ioc_cli.logs import setup_logging
 from ioc_core.errors import FatalError
 from ioc_core.settings import (
@@ -27,7 +28,8 @@ _ROLES = ("admin", "operator", "technician", "developer")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("api")
+    @app.command("api", epilog=environment(ApiSettings, DatabaseSettings, IngestSettings, ChirpStackSettings,
+                                           BrokerSettings, OpenDataSettings))
     def api_cmd() -> None:
         """Serve the IOC API (OpenAPI at /docs, routes under /api/v1, /healthz and /readyz).
 
@@ -59,7 +61,7 @@ def register(app: typer.Typer) -> None:
 
     users = typer.Typer(help="API users and their keys.", no_args_is_help=True)
 
-    @users.command("create")
+    @users.command("create", epilog=environment(DatabaseSettings))
     def create_cmd(
         name: Annotated[str, typer.Option(help="A unique name, e.g. ops-hai-chau.")],
         role: Annotated[str, typer.Option(help=f"One of {', '.join(_ROLES)}.")],
@@ -79,7 +81,7 @@ def register(app: typer.Typer) -> None:
         Console(stderr=True).print(f"created {user.name} ({user.role}); the key is shown once:")
         print(key.key)
 
-    @users.command("revoke")
+    @users.command("revoke", epilog=environment(DatabaseSettings, BrokerSettings))
     def revoke_cmd(name: Annotated[str, typer.Argument(help="The user whose key stops working.")]) -> None:
         """Revoke a user's key at once, with the user's MQTT credentials (the broker reloads when managed)."""
         from ioc_api.broker import BrokerControl
@@ -99,7 +101,7 @@ def register(app: typer.Typer) -> None:
         if user.role == "developer":
             Console().print(f"broker: {broker.reload().detail}")
 
-    @users.command("list")
+    @users.command("list", epilog=environment(DatabaseSettings))
     def list_cmd() -> None:
         """List users, roles, zones and whether their key still works."""
         from ioc_api.queries.users import list_users

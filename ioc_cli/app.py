@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from ioc_core.errors import IocError
 
@@ -30,6 +32,38 @@ _COMMAND_MODULES = (
 )
 
 
+class _FlagsWithoutType:
+    """Typer's rich help writes ``<bool>`` beside every flag (``--help <bool>``), as if it took a value: a flag
+    shows no type here, as in plain click."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsWithoutType, TyperCommand):
+    pass
+
+
+class _Group(_FlagsWithoutType, TyperGroup):
+    pass
+
+
+def _use_our_classes(app: typer.Typer) -> None:
+    """Every command and group of ``app`` built with the classes above, whichever module registered it."""
+    if app.info.cls in (None, TyperGroup) or not isinstance(app.info.cls, type):  # unset: a placeholder
+        app.info.cls = _Group
+    for command in app.registered_commands:
+        if command.cls in (None, TyperCommand):  # Typer's default; a module's own class stays
+            command.cls = _Command
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            _use_our_classes(group.typer_instance)
+
+
 def build_app() -> typer.Typer:
     app = typer.Typer(
         name="ioc",
@@ -44,6 +78,7 @@ def build_app() -> typer.Typer:
     )
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(app)
+    _use_our_classes(app)
     return app
 
 

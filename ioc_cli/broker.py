@@ -28,6 +28,7 @@ from gateways.mosquitto_files import (
     write_access_files,
     write_config,
 )
+from ioc_cli.environment import environment
 from ioc_core.errors import FatalError
 from ioc_core.mqtt_access import ROLE_PLACE, SERVICE_ACCOUNTS
 from ioc_core.settings import BrokerSettings, DatabaseSettings, load
@@ -73,7 +74,7 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
 
-    @broker.command("config")
+    @broker.command("config", epilog=environment(DatabaseSettings))
     def config_cmd(
         out: Annotated[Path, typer.Option("--out", help="Folder to write internal/ and public/ into (created "
                                           "when missing).", file_okay=False)],
@@ -181,7 +182,7 @@ def register(app: typer.Typer) -> None:
         note.print(f"start the brokers:  mosquitto -c {config.folder(INTERNAL) / CONF_FILE}   and   "
                    f"mosquitto -c {config.folder(PUBLIC) / CONF_FILE}")
 
-    @broker.command("reload")
+    @broker.command("reload", epilog=environment(DatabaseSettings, BrokerSettings))
     def reload_cmd() -> None:
         """Write both brokers' passwords and acl from the database and tell the running brokers to reload them.
 
@@ -197,7 +198,7 @@ def register(app: typer.Typer) -> None:
             apply_current(conn, _writer(settings, required=True))
         _signal(settings, (INTERNAL, PUBLIC))
 
-    @broker.command("rotate")
+    @broker.command("rotate", epilog=environment(DatabaseSettings, BrokerSettings))
     def rotate_cmd(
         username: Annotated[str, typer.Argument(help="The service account: chirpstack, ioc-ingest, ioc-feed or "
                                                 "ioc-api.")],
@@ -219,7 +220,7 @@ def register(app: typer.Typer) -> None:
         print(password)
         _signal(settings, (INTERNAL if ROLE_PLACE[SERVICE_ACCOUNTS[username]] == "internal" else PUBLIC,))
 
-    @broker.command("list")
+    @broker.command("list", epilog=environment(DatabaseSettings))
     def list_cmd(
         all_: Annotated[bool, typer.Option("--all", help="Revoked accounts too.")] = False,
     ) -> None:

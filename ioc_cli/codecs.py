@@ -17,6 +17,7 @@ from ingest.codecs.examples import load_examples, run_examples
 from ingest.codecs.js_runtime import JsCodec, JsLimits
 from ingest.codecs.registry import EXAMPLES_FILE, MANIFEST_FILE, Codec, CodecRegistry
 from ingest.normalise import normalise
+from ioc_cli.environment import environment
 from ioc_core.settings import IngestSettings, load
 
 __all__ = ["register"]
@@ -29,9 +30,9 @@ _HELP = (
 
 def register(app: typer.Typer) -> None:
     codecs = typer.Typer(help=_HELP, no_args_is_help=True)
-    codecs.command("list")(list_codecs)
-    codecs.command("decode")(decode_payload)
-    codecs.command("test")(test_examples)
+    codecs.command("list", epilog=environment(IngestSettings))(list_codecs)
+    codecs.command("decode", epilog=environment(IngestSettings))(decode_payload)
+    codecs.command("test", epilog=environment(IngestSettings))(test_examples)
     app.add_typer(codecs, name="codecs")
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from gateways.database import connect
+from ioc_cli.environment import environment
 from ioc_core.errors import FatalError
 from ioc_core.settings import DatabaseSettings, GrafanaSettings, load
 
@@ -37,6 +39,26 @@ def _timescaledb(choice: str) -> bool:
     return mode == "timescaledb"
 
 
+def _first_rows(rows: list[tuple[Any, ...]], count: int) -> str:
+    """Up to ``count`` rows, one a line, values separated by ' | ' and cut to 24 characters each."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            text = ""
+        elif isinstance(value, datetime):
+            text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        elif isinstance(value, float | Decimal):
+            text = f"{float(value):.6f}".rstrip("0").rstrip(".")  # epoch seconds stay whole, no 1.79e+09
+        else:
+            text = str(value)
+        return text if len(text) <= 24 else text[:23] + "…"
+
+    lines = [" | ".join(cell(v) for v in row) for row in rows[:count]]
+    if len(rows) > count > 0:
+        lines.append(f"… {len(rows) - count} more")
+    return "\n".join(lines)
+
+
 def register(app: typer.Typer) -> None:
     boards = typer.Typer(
         help=(
@@ -48,7 +70,7 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
 
-    @boards.command("build")
+    @boards.command("build", epilog=environment(DatabaseSettings))
     def build_cmd(
         out: Annotated[
             Path | None,
@@ -94,7 +116,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {path}")
         console.print(f"{len(results)} files in {target}, {len(changed)} changed")
 
-    @boards.command("check")
+    @boards.command("check", epilog=environment(DatabaseSettings))
     def check_cmd(
         board: Annotated[
             str | None, typer.Option("--board", help="Only this board (city, zone, device, network, pipeline) "
@@ -106,14 +128,20 @@ def register(app: typer.Typer) -> None:
         var: Annotated[
             list[str] | None, typer.Option("--var", help="A board variable's value, NAME=VALUE (repeatable).")
         ] = None,
+        show: Annotated[
+            int, typer.Option("--rows", min=0, help="How many of each query's rows to print (0: only how many).")
+        ] = 3,
     ) -> None:
         """Run every panel's and alert rule's SQL against IOC_DATABASE_URL, expanded as Grafana sends it.
 
-        Prints each query's rows and time; exits 1 when a query fails or lacks a column its panel reads.
+        Prints the variable values each board runs with (--var, else values with data: the Zone board the
+        district and kind heard from last, the Device board the device heard from last), then per query the
+        panel's title with those values filled in, how many rows it returned, the first --rows of them and its
+        time in ms. Exits 1 when a query fails or lacks a column its panel reads.
         """
         from psycopg import Error as PgError
 
-        from dashboards.exercise import all_cases, parse_relative, run_case, sample_variables
+        from dashboards.exercise import all_cases, panel_title, parse_relative, run_case, sample_variables
         from dashboards.macros import Variable
         from gateways.migrations import storage_mode
 
@@ -124,7 +152,8 @@ def register(app: typer.Typer) -> None:
                 raise FatalError(f"--var wants NAME=VALUE, got {item!r}")
             chosen[name] = value
         wanted = None if board is None else board if board == "alerts" else f"ioc-{board}"
-        table = Table("board", "panel", "ref", "rows", "ms", "problem")
+        console = Console()
+        table = Table("board", "panel", "ref", "rows", "ms", "first rows" if show else "problem")
         failures = 0
         now = datetime.now(UTC)
         with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
@@ -140,22 +169,27 @@ def register(app: typer.Typer) -> None:
                 try:
                     if b is not None and b.uid not in sampled:
                         sampled[b.uid] = sample_variables(conn, b, time_range, chosen)
+                        if sampled[b.uid]:
+                            console.print(f"{b.uid}: " + "; ".join(
+                                f"{v.name} = {', '.join(v.values) or '(none)'}" for v in sampled[b.uid]),
+                                highlight=False)
                     runs = run_case(conn, case, time_range, sampled.get(case.board, []), timescaledb=ts)
                 except PgError as err:
                     failures += 1
-                    table.add_row(case.board, case.panel, case.ref_id, "", "", str(err).splitlines()[0])
+                    table.add_row(case.board, panel_title(case.panel, sampled.get(case.board, [])), case.ref_id,
+                                  "", "", "failed: " + str(err).splitlines()[0])
                     continue
                 for run in runs:
                     missing = [c for c in case.columns if c not in run.columns]
                     if missing:
                         failures += 1
-                    table.add_row(case.board, case.panel, case.ref_id, str(len(run.rows)), f"{run.ms:.1f}",
-                                  f"missing columns {missing}" if missing else "")
-        Console().print(table)
+                    shown = f"missing columns {missing}" if missing else _first_rows(run.rows, show)
+                    table.add_row(case.board, run.title, case.ref_id, str(len(run.rows)), f"{run.ms:.1f}", shown)
+        console.print(table)
         if failures:
             raise FatalError(f"{failures} queries failed")
 
-    @boards.command("push")
+    @boards.command("push", epilog=environment(GrafanaSettings, DatabaseSettings))
     def push_cmd(
         resend_secrets: Annotated[
             bool, typer.Option("--resend-secrets", help="Send the datasource password even when nothing visible "
@@ -196,7 +230,7 @@ def register_thresholds(boards: typer.Typer) -> None:
         no_args_is_help=True,
     )
 
-    @thresholds.command("list")
+    @thresholds.command("list", epilog=environment(DatabaseSettings))
     def list_cmd() -> None:
         """Every threshold row, kinds first."""
         table = Table("metric", "kind", "device", "alert above", "danger above", "sustained s")
@@ -210,7 +244,7 @@ def register_thresholds(boards: typer.Typer) -> None:
                 table.add_row(*("" if v is None else str(v) for v in row))
         Console().print(table)
 
-    @thresholds.command("set")
+    @thresholds.command("set", epilog=environment(DatabaseSettings))
     def set_cmd(
         metric: Annotated[str, typer.Argument(help="water_level, flood_depth, pm2_5 (any vocabulary metric), or "
                                               "silence: the seconds without an uplink before 'Device silent' fires.")],
@@ -256,7 +290,7 @@ def register_thresholds(boards: typer.Typer) -> None:
         Console().print(f"{metric} for {'kind ' + kind if kind else 'device ' + str(device)}: alert {alert}, "
                         f"danger {danger}, sustained {sustained} s")
 
-    @thresholds.command("clear")
+    @thresholds.command("clear", epilog=environment(DatabaseSettings))
     def clear_cmd(
         metric: Annotated[str, typer.Argument(help="The metric.")],
         kind: Annotated[str | None, typer.Option("--kind")] = None,

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from gateways.database import connect
 from gateways.migrations import applied, available, migrate, storage_mode
+from ioc_cli.environment import environment
 from ioc_core.settings import DatabaseSettings, load
 
 __all__ = ["register"]
@@ -27,7 +28,7 @@ TimescaleOption = Annotated[
 def register(app: typer.Typer) -> None:
     db = typer.Typer(help="Database schema: versioned migrations (IOC_DATABASE_URL).", no_args_is_help=True)
 
-    @db.command("migrate")
+    @db.command("migrate", epilog=environment(DatabaseSettings, also=("IOC_TIMESCALEDB",)))
     def migrate_cmd(timescaledb: TimescaleOption = "auto") -> None:
         """Apply the migrations that are missing; safe to run twice and from several machines at once."""
         if timescaledb not in ("auto", "on", "off"):
@@ -42,7 +43,7 @@ def register(app: typer.Typer) -> None:
         else:
             console.print(f"schema is up to date ({mode})")
 
-    @db.command("status")
+    @db.command("status", epilog=environment(DatabaseSettings))
     def status_cmd() -> None:
         """Show which migrations are applied, and whether TimescaleDB or plain PostgreSQL is in use."""
         settings = load(DatabaseSettings)

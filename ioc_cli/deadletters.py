@@ -14,6 +14,7 @@ from ingest.codecs.registry import CodecRegistry
 from ingest.dead_letters import STAGES, list_dead_letters
 from ingest.replay import replay
 from ingest.worker import BatchProcessor
+from ioc_cli.environment import environment
 from ioc_core.errors import FatalError
 from ioc_core.settings import DatabaseSettings, IngestSettings, load
 
@@ -32,7 +33,7 @@ def _check_stage(stage: str | None) -> None:
 def register(app: typer.Typer) -> None:
     dl = typer.Typer(help="Dead letters: messages the ingest could not process.", no_args_is_help=True)
 
-    @dl.command("list")
+    @dl.command("list", epilog=environment(DatabaseSettings))
     def list_cmd(
         stage: StageOption = None,
         reason: ReasonOption = None,
@@ -58,7 +59,7 @@ def register(app: typer.Typer) -> None:
         console.print(table)
         console.print("open by stage: " + (", ".join(f"{s} {n}" for s, n in counts) or "none"))
 
-    @dl.command("replay")
+    @dl.command("replay", epilog=environment(DatabaseSettings, IngestSettings))
     def replay_cmd(
         ids: Annotated[list[int] | None, typer.Argument(help="Dead letter ids; all open ones when omitted.")] = None,
         stage: StageOption = None,

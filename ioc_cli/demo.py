@@ -23,10 +23,21 @@ from ingest.registry import DeviceRecord, register_devices, seed_zones
 from ioc_cli.demo_brokers import DemoBrokers, start_demo_brokers
 from ioc_cli.demo_screen import Banner, show_backfill, show_banner, show_districts
 from ioc_cli.demo_timeline import SimulatorRun, plan_backfill, stream_options
+from ioc_cli.environment import environment
 from ioc_cli.ingest import build_worker, stop_on_signals
 from ioc_cli.logs import setup_logging
 from ioc_core.errors import FatalError
-from ioc_core.settings import DatabaseSettings, FeedSettings, IngestSettings, MqttSettings, MqttUrl, load
+from ioc_core.settings import (
+    ApiSettings,
+    BrokerSettings,
+    DatabaseSettings,
+    FeedSettings,
+    IngestSettings,
+    MqttSettings,
+    MqttUrl,
+    OpenDataSettings,
+    load,
+)
 from ioc_core.zones import load_default_zones
 
 __all__ = ["register"]
@@ -133,7 +144,11 @@ def _write_key(folder: Path, key: str) -> Path:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo")
+    # The API it serves reads ApiSettings, BrokerSettings (with a configured broker) and OpenDataSettings.
+    # IOC_RUN_SH is set by run.sh, so the commands the banner prints start with ./run.sh.
+    @app.command("demo", epilog=environment(DatabaseSettings, MqttSettings, IngestSettings, FeedSettings, ApiSettings,
+                                            BrokerSettings, OpenDataSettings,
+                                            also=("IOC_DEMO_DIR", "IOC_TIMESCALEDB", "IOC_RUN_SH")))
     def demo_cmd(
         devices: Annotated[int, typer.Option("--devices", "-n", min=1, help="Simulated sensors.")] = 300,
         scenario: Annotated[str, typer.Option(help="normal, flood or faults.")] = "flood",

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from rich.table import Table
 
 from ioc_api.schemas.devices import DeviceList, DevicePublic, ImportReport
+from ioc_cli.environment import environment
 from ioc_core.errors import FatalError
 from ioc_core.eui import normalise_eui
 from ioc_core.kinds import KINDS
@@ -28,6 +29,7 @@ ENVIRONMENT = ("Reads IOC_API_URL (the API's base URL, default http://127.0.0.1:
                "and IOC_API_TIMEOUT_S (longest wait for an answer, default 60).")
 """Said in every command's help: each one talks to the API and reads the same variables."""
 
+_EPILOG = environment(ApiClientSettings)
 _KINDS = ", ".join(KINDS)
 _EUI_HELP = "the DevEUI: 16 hex digits; colons, dashes or spaces between them and any case are fine"
 
@@ -109,7 +111,8 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
 
-    @devices.command("list", help=_help("List devices in your zones, with filters; --json for scripts."))
+    @devices.command("list", epilog=_EPILOG,
+                     help=_help("List devices in your zones, with filters; --json for scripts."))
     def list_cmd(
         zone: Annotated[str | None, typer.Option(help="zone code; a district includes its wards")] = None,
         kind: Annotated[str | None, typer.Option(help=f"one of {_KINDS}")] = None,
@@ -138,8 +141,9 @@ def register(app: typer.Typer) -> None:
                           d.commissioning.stage, _when(d.last_seen_at))
         Console().print(table)
 
-    @devices.command("show", help=_help("One device: where it is, its health, ChirpStack state and commissioning "
-                                        "steps; --json for scripts."))
+    @devices.command("show", epilog=_EPILOG,
+                     help=_help("One device: where it is, its health, ChirpStack state and commissioning "
+                                "steps; --json for scripts."))
     def show_cmd(
         dev_eui: DevEuiArg,
         as_json: Annotated[bool, typer.Option("--json", help="print the API's answer as JSON")] = False,
@@ -173,7 +177,7 @@ def register(app: typer.Typer) -> None:
             table.add_row(name, escape(value))
         Console().print(table)
 
-    @devices.command("register", help=_help(
+    @devices.command("register", epilog=_EPILOG, help=_help(
         "Register one device; its zone comes from --lat/--lon. A decommissioned DevEUI is brought back with "
         "`ioc devices recommission` instead."))
     def register_cmd(
@@ -204,7 +208,7 @@ def register(app: typer.Typer) -> None:
             device = DevicePublic.model_validate(api.register_device(body))
         _done("registered", device)
 
-    @devices.command("import", help=_help(
+    @devices.command("import", epilog=_EPILOG, help=_help(
         "Register the devices of a CSV file: a header row with dev_eui, name, kind, model, latitude, longitude "
         "and optionally codec_id, join_eui, app_key, nwk_key, description, expected_interval_s, tags (k=v;k=v), "
         "public. Every row is checked; refused rows are listed with their line and the field at fault, and the "
@@ -242,7 +246,7 @@ def register(app: typer.Typer) -> None:
         if refused:
             raise typer.Exit(1)
 
-    @devices.command("move", help=_help(
+    @devices.command("move", epilog=_EPILOG, help=_help(
         "Move a device: its new --lat/--lon, from which its zone is derived; add --zone to have the move refused "
         "unless the new position lies in that zone. --zone alone checks the stored position and never moves the "
         "device by itself."))
@@ -257,7 +261,7 @@ def register(app: typer.Typer) -> None:
             device = DevicePublic.model_validate(api.update_device(eui, body))
         _done("moved", device)
 
-    @devices.command("decommission", help=_help(
+    @devices.command("decommission", epilog=_EPILOG, help=_help(
         "Retire a device: it stops counting as expected, ChirpStack forgets it (with its keys), its data stays. "
         "`ioc devices recommission` brings it back."))
     def decommission_cmd(dev_eui: DevEuiArg, reason: Reason = None) -> None:
@@ -266,7 +270,7 @@ def register(app: typer.Typer) -> None:
             device = DevicePublic.model_validate(api.decommission_device(eui, reason))
         _done("decommissioned", device)
 
-    @devices.command("recommission", help=_help(
+    @devices.command("recommission", epilog=_EPILOG, help=_help(
         "Bring a decommissioned device back with its registration (name, kind, model, tags), where it stood or "
         "at a new --lat/--lon (checked against --zone when given). With ChirpStack provisioning, give --app-key "
         "again: decommissioning deleted the keys there."))

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ingest.feed_asyncapi import asyncapi_document, render_yaml
+from ioc_cli.environment import environment
 
 __all__ = ["DEFAULT_ASYNCAPI_PATH", "register"]
 
@@ -18,7 +19,7 @@ DEFAULT_ASYNCAPI_PATH = Path("docs/asyncapi.yaml")
 def register(app: typer.Typer) -> None:
     feed = typer.Typer(help="The open MQTT feed (ioc/v1/...) the ingest publishes.", no_args_is_help=True)
 
-    @feed.command("asyncapi")
+    @feed.command("asyncapi", epilog=environment())
     def asyncapi_cmd(
         out: Annotated[
             Path, typer.Option("--out", "-o", help="Where to write the document; '-' for standard output.")

@@ -16,6 +16,7 @@ from ingest.codecs.registry import CodecRegistry
 from ingest.feed import FeedConfig, OpenFeed
 from ingest.pipeline import EdgeLimits
 from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
+from ioc_cli.environment import environment
 from ioc_cli.logs import setup_logging
 from ioc_core.settings import DatabaseSettings, FeedSettings, IngestSettings, MqttSettings, load
 
@@ -89,7 +90,7 @@ def stop_on_signals(stop: threading.Event) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("ingest")
+    @app.command("ingest", epilog=environment(IngestSettings, DatabaseSettings, MqttSettings, FeedSettings))
     def ingest_cmd(
         codec_dir: Annotated[
             str | None, typer.Option(help="Folder of JavaScript codecs (overrides IOC_CODEC_DIR).")

@@ -22,6 +22,7 @@ from device_simulators.fleet import Fleet, build_fleet
 from device_simulators.parallel import ParallelStream, publish_sharded
 from device_simulators.publisher import JsonLinesWriter, RunSummary, publish_to_broker, read_json_lines, run
 from device_simulators.scenarios import SCENARIOS
+from ioc_cli.environment import environment
 from ioc_core.errors import ConfigError
 from ioc_core.settings import MqttSettings, load
 
@@ -43,7 +44,7 @@ class EncodingName(StrEnum):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("simulate")(simulate)
+    app.command("simulate", epilog=environment(MqttSettings))(simulate)
 
 
 def simulate(

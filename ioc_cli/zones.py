@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateways.database import connect
+from ioc_cli.environment import environment
 from ioc_core.errors import FatalError
 from ioc_core.settings import DatabaseSettings, load
 from ioc_core.zones import parse_geojson
@@ -27,7 +28,7 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
 
-    @zones.command("import")
+    @zones.command("import", epilog=environment(DatabaseSettings))
     def import_cmd(
         file: Annotated[
             Path,
@@ -109,7 +110,7 @@ def register(app: typer.Typer) -> None:
             + (" (dry run)" if dry_run else "")
         )
 
-    @zones.command("list")
+    @zones.command("list", epilog=environment(DatabaseSettings))
     def list_cmd(
         history: Annotated[
             bool, typer.Option("--history", help="Show every version, closed ones included.")

@@ -15,6 +15,7 @@ Developers are never in the internal broker's files, so no developer credential 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -32,6 +33,8 @@ __all__ = [
     "Grant",
     "MqttRole",
     "Place",
+    "developer_username",
+    "label_slug",
 ]
 
 MqttRole = Literal["chirpstack", "ingest", "feed", "api", "developer"]
@@ -82,3 +85,29 @@ GRANTS: Final[Mapping[MqttRole, tuple[Grant, ...]]] = MappingProxyType(
 SERVICE_ACCOUNTS: Final[Mapping[str, MqttRole]] = MappingProxyType(
     {"chirpstack": "chirpstack", "ioc-ingest": "ingest", "ioc-feed": "feed", "ioc-api": "api"}
 )
+
+
+# A label's slug in the username; the label itself is kept whole beside it.
+_SLUG_LENGTH = 24
+# Letters NFKD does not take apart: Vietnamese đ is not d plus a mark.
+_UNDECOMPOSED = str.maketrans({"đ": "d", "Đ": "D", "ø": "o", "Ø": "O", "ß": "ss", "æ": "ae", "Æ": "AE"})
+
+
+def label_slug(label: str) -> str:
+    """What a label becomes in a username: accents dropped (``lũ lụt`` → ``lu_lut``), every run of anything
+    but ASCII letters and digits one ``_``, at most 24 characters; empty when the label has no letter or digit
+    to keep. Dashes go too, so a username always has the same four dash-separated parts."""
+    ascii_only = unicodedata.normalize("NFKD", label.translate(_UNDECOMPOSED)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9]+", "_", ascii_only).strip("_")[:_SLUG_LENGTH].strip("_")
+
+
+def developer_username(user_id: int, owner: str, suffix: str) -> str:
+    """``dev-<user id>-<name>-<suffix>``: the user id (digits up to the first dash) makes two developers' names
+    differ whatever their user names (``dev@x`` and ``dev_x`` both sanitise to ``dev_x``), so a name can only
+    ever collide with one of the same developer's own accounts. A name that already starts with ``dev``
+    (``dev-anna``, ``dev_anna``, ``dev``) loses it, so no username reads ``dev-7-dev-anna-…``."""
+    head = f"{DEVELOPER_PREFIX}{user_id}-"
+    stem = re.sub(r"[^A-Za-z0-9._]", "_", owner)
+    stem = re.sub(r"^dev(?:[._]+|$)", "", stem, flags=re.IGNORECASE).strip("._")
+    stem = stem[: max(0, 64 - len(head) - len(suffix) - 1)]
+    return f"{head}{stem}-{suffix}" if stem else f"{head}{suffix}"

@@ -10,21 +10,17 @@ import copy
 import json
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from chirpstack_api import integration
 from google.protobuf import json_format
 
 from gateways.mqtt import InboundMessage
+from tests.reference import CHIRPSTACK_SAMPLES
 
 __all__ = ["SAMPLE_PATH", "encode", "inbound", "sample", "samples", "topic_for"]
 
-_HERE = Path(__file__).resolve()
-# The repository's checkout sits beside shared/ (…/main/tests) or one level deeper in a worktree (…/wt/x/tests).
-_CANDIDATES = [_HERE.parents[2] / "shared", _HERE.parents[3] / "shared", Path("/work/shared")]
-SAMPLE_PATH = next((p for p in _CANDIDATES if (p / "reference").is_dir()), _CANDIDATES[0]) / "reference" / (
-    "chirpstack-sample-events.json")
+SAMPLE_PATH = CHIRPSTACK_SAMPLES
 
 
 def samples() -> list[dict[str, Any]]:

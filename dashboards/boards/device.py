@@ -118,6 +118,12 @@ _DEVICES = """
     ORDER BY d.name
 """
 
+# For checks without Grafana: the device heard last.
+_DEVICE_WITH_DATA = f"""
+    SELECT d.dev_eui FROM devices d {LAST_SEEN}
+    WHERE ls.t IS NOT NULL AND d.status <> 'decommissioned' ORDER BY ls.t DESC LIMIT 1
+"""
+
 # Metrics the device reported at all: one probe per vocabulary metric on the rollup's primary key.
 _DEVICE_METRICS = """
     SELECT mt.name FROM metrics mt
@@ -195,5 +201,5 @@ def build() -> Board:
         .with_panel(events)
     )
     return Board(UID, "Device", board.build(), (
-        VariableSample("device"), VariableSample("dmetric", multi=True, include_all=True),
+        VariableSample("device", prefer=_DEVICE_WITH_DATA), VariableSample("dmetric", multi=True, include_all=True),
     ), "now-7d")

@@ -9,7 +9,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-from dashboards.fragments import LAST_SEEN, LONG_RANGE, SHORT_RANGE, STATE, ZONE_IDS, metric_id
+from dashboards.fragments import DISTRICT_OF, LAST_SEEN, LONG_RANGE, SHORT_RANGE, STATE, ZONE_IDS, metric_id
 from dashboards.panels import (
     Board,
     VariableSample,
@@ -90,6 +90,17 @@ _ZONES = """
     ORDER BY CASE level WHEN 'ward' THEN parent_code ELSE code END, level, name
 """
 
+# For checks without Grafana: the district of the device heard last, then the kinds heard in it, newest first.
+_ZONE_WITH_DATA = f"""
+    SELECT {DISTRICT_OF} FROM devices d JOIN zones z ON z.id = d.zone_id {LAST_SEEN}
+    WHERE ls.t IS NOT NULL ORDER BY ls.t DESC LIMIT 1
+"""
+_KINDS_WITH_DATA = f"""
+    SELECT d.kind FROM devices d {LAST_SEEN}
+    WHERE d.zone_id IN {ZONE_IDS} AND ls.t IS NOT NULL AND d.kind IS NOT NULL
+    GROUP BY d.kind ORDER BY max(ls.t) DESC
+"""
+
 
 def _series() -> timeseries.Panel:
     return (
@@ -159,5 +170,6 @@ def build() -> Board:
         .with_panel(devices)
     )
     return Board(UID, "Zone", board.build(), (
-        VariableSample("zone"), VariableSample("kind"), VariableSample("metric", multi=True, include_all=True),
+        VariableSample("zone", prefer=_ZONE_WITH_DATA), VariableSample("kind", prefer=_KINDS_WITH_DATA),
+        VariableSample("metric", multi=True, include_all=True),
     ), "now-7d")

@@ -7,7 +7,6 @@ rolls the change back, and two changes can never write the files out of order.
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,9 +17,9 @@ import psycopg
 
 from gateways.database import Connection
 from gateways.mosquitto_files import BrokerUser, hash_password
-from ioc_api.errors import Conflict, NotFound
+from ioc_api.errors import Conflict, Invalid, NotFound
 from ioc_api.queries.audit import audit
-from ioc_core.mqtt_access import DEVELOPER_PREFIX, GRANTS, ROLE_PLACE, SERVICE_ACCOUNTS, MqttRole
+from ioc_core.mqtt_access import GRANTS, ROLE_PLACE, SERVICE_ACCOUNTS, MqttRole, developer_username, label_slug
 
 __all__ = [
     "Apply",
@@ -52,14 +51,15 @@ class MqttAccount:
     created_at: datetime
     revoked_at: datetime | None
     password_hash: str = ""
+    label: str | None = None  # a developer's name for it, as given
 
 
-_SELECT = """SELECT m.id, m.username, m.role, u.name, m.created_at, m.revoked_at, m.password_hash
+_SELECT = """SELECT m.id, m.username, m.role, u.name, m.created_at, m.revoked_at, m.password_hash, m.label
              FROM mqtt_accounts m LEFT JOIN api_users u ON u.id = m.user_id"""
 
 
 def _account(row: tuple[Any, ...]) -> MqttAccount:
-    return MqttAccount(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+    return MqttAccount(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
 
 
 def new_password() -> str:
@@ -105,20 +105,14 @@ def apply_current(conn: Connection, apply: Apply) -> None:
         apply(conn)
 
 
-def _developer_username(user_id: int, owner: str, suffix: str) -> str:
-    """``dev-<user id>-<name>-<suffix>``: the user id (digits up to the first dash) makes two developers' names
-    differ whatever their user names (``dev@x`` and ``dev_x`` both sanitise to ``dev_x``), so a name can only
-    ever collide with one of the same developer's own accounts."""
-    head = f"{DEVELOPER_PREFIX}{user_id}-"
-    stem = re.sub(r"[^A-Za-z0-9._]", "_", owner)[: max(0, 64 - len(head) - len(suffix) - 1)]
-    return f"{head}{stem}-{suffix}" if stem else f"{head}{suffix}"
-
-
 def create_developer_account(
     conn: Connection, owner: str, *, label: str | None, limit: int, actor: str, apply: Apply
 ) -> tuple[MqttAccount, str]:
-    """A new account for developer ``owner``, named ``dev-<user id>-<owner>-<label or 4 hex digits>``; the
-    password is returned once and only its hash is stored."""
+    """A new account for developer ``owner``, named ``dev-<user id>-<owner>-<label's slug or 4 hex digits>``;
+    the label is kept as given. The password is returned once and only its hash is stored."""
+    slug = label_slug(label) if label is not None else ""
+    if label is not None and not slug:
+        raise Invalid("a label needs at least one letter or digit", field="label")
     password = new_password()
     with conn.transaction():
         _lock(conn)
@@ -136,24 +130,24 @@ def create_developer_account(
             raise Conflict(f"you hold {count_row[0]} active MQTT credentials, the most allowed; revoke one first")
         # A random suffix may meet an earlier account of the same developer (revoked ones keep their names).
         for _attempt in range(1 if label else 8):
-            username = _developer_username(user_id, owner, label or secrets.token_hex(2))
+            username = developer_username(user_id, owner, slug or secrets.token_hex(2))
             try:
                 with conn.transaction():
                     conn.execute(
-                        """INSERT INTO mqtt_accounts (username, role, user_id, password_hash)
-                           VALUES (%s, 'developer', %s, %s)""",
-                        (username, user_id, hash_password(password)),
+                        """INSERT INTO mqtt_accounts (username, role, user_id, password_hash, label)
+                           VALUES (%s, 'developer', %s, %s, %s)""",
+                        (username, user_id, hash_password(password), label),
                     )
                 break
             except psycopg.errors.UniqueViolation:
                 continue
         else:
             # Only this developer's own accounts can hold the name (the user id is in it).
-            what = f"you already have (or had) credentials labelled {label!r}; revoked names stay taken" if label \
-                else "no free name was found"
+            what = (f"the label {label!r} gives the username {username!r}, which you already have (or had); "
+                    "revoked names stay taken") if label else "no free name was found"
             raise Conflict(f"cannot create the MQTT credentials: {what}", field="label" if label else None)
         audit(conn, actor, "create", "mqtt_account", username,
-              {"owner": owner, "role": "developer", "password": "***"})
+              {"owner": owner, "role": "developer", "label": label, "password": "***"})
         apply(conn)
         account = find_account(conn, username)
     assert account is not None

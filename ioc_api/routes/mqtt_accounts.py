@@ -37,7 +37,8 @@ AdminOrDeveloper = Annotated[Caller, Depends(require_role("admin", "developer"))
 
 def _public(account: MqttAccount) -> CredentialPublic:
     return CredentialPublic(username=account.username, role=account.role,  # type: ignore[arg-type]
-                            owner=account.owner, created_at=account.created_at, revoked_at=account.revoked_at)
+                            owner=account.owner, label=account.label, created_at=account.created_at,
+                            revoked_at=account.revoked_at)
 
 
 def _status(outcome: BrokerOutcome) -> BrokerStatus:

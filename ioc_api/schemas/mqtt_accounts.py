@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from ioc_core.mqtt_access import label_slug
 
 __all__ = ["BrokerStatus", "CredentialCreate", "CredentialCreated", "CredentialPublic", "CredentialRevoked"]
 
@@ -14,10 +16,22 @@ __all__ = ["BrokerStatus", "CredentialCreate", "CredentialCreated", "CredentialP
 class CredentialCreate(BaseModel):
     label: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9_]{1,24}$",
-        description="ends the username, `dev-<your name>-<label>`; without it four random hex digits do",
-        examples=["flood_app"],
+        min_length=1,
+        max_length=64,
+        # No control characters: the label is shown back in listings and the audit log.
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="your name for these credentials, kept as given; the username ends with it made safe "
+        "(`my flood app` gives `dev-<user id>-<your name>-my_flood_app`: accents dropped, anything but letters "
+        "and digits `_`, at most 24 characters). Without it four random hex digits end the username",
+        examples=["my flood app"],
     )
+
+    @field_validator("label")
+    @classmethod
+    def _has_a_letter_or_digit(cls, label: str | None) -> str | None:
+        if label is not None and not label_slug(label):
+            raise ValueError("a label needs at least one letter or digit")
+        return label
 
 
 class BrokerStatus(BaseModel):
@@ -35,9 +49,11 @@ class BrokerStatus(BaseModel):
 
 
 class CredentialPublic(BaseModel):
-    username: str = Field(examples=["dev-flood-watch-3f9a"])
+    username: str = Field(examples=["dev-7-anna-my_flood_app"])
     role: Literal["chirpstack", "ingest", "feed", "api", "developer"]
     owner: str | None = Field(description="the developer (API user) it belongs to; none for service accounts")
+    label: str | None = Field(default=None, description="the label it was created with, as given",
+                              examples=["my flood app"])
     created_at: datetime
     revoked_at: datetime | None
 

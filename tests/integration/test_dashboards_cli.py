@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from device_simulators.events import StreamOptions, generate
+from device_simulators.fleet import build_fleet
+from gateways.mqtt import InboundMessage
+from ingest.codecs.registry import CodecRegistry
+from ingest.registry import DeviceRecord, register_devices, seed_zones
+from ingest.worker import BatchProcessor
+from ioc_core.zones import load_default_zones
 from tests.conftest import PgServer
 from tests.grafana_standin import GrafanaStandIn
 
@@ -72,6 +83,66 @@ def test_check_runs_every_query_on_an_empty_database(db_url: str) -> None:
     done = _ioc("dashboards", "check", env={"IOC_DATABASE_URL": db_url})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr
     assert "Uplinks per gateway" in done.stdout and "Dead letters rising" in done.stdout
+
+
+def _fill(db_url: str, district: str) -> str:
+    """Three hours of a small fleet's uplinks, from the devices of one district only (neither the first zone nor
+    the first device by name), through the real batch path; the DevEUI of the device heard last."""
+    fleet = build_fleet(40, seed=5)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        seed_zones(conn, load_default_zones())
+        register_devices(conn, [DeviceRecord(
+            dev_eui=d.dev_eui, name=d.name, kind=d.kind, model=d.model_id, codec_id=d.codec_id, latitude=d.lat,
+            longitude=d.lon, application_id=d.application_id, device_profile_id=d.device_profile_id,
+            tags=dict(d.tags)) for d in fleet.devices])
+        conn.execute("INSERT INTO devices (dev_eui, name, kind) VALUES ('0000000000000001', 'A quiet one', "
+                     "'water_level')")
+        reporting = {str(r[0]) for r in conn.execute(
+            """SELECT d.dev_eui FROM devices d JOIN zones z ON z.id = d.zone_id
+               WHERE coalesce(z.parent_code, z.code) = %s OR z.code = %s""", (district, district))}
+    now = datetime.now(UTC)
+    options = StreamOptions(seed=5, start=now - timedelta(hours=3))
+    messages = [m for m in itertools.takewhile(lambda m: m.time <= now.timestamp(), generate(fleet, options))
+                if m.dev_eui in reporting]
+    assert messages, f"the fleet has devices in {district}"
+    processor = BatchProcessor(db_url, CodecRegistry.discover())
+    try:
+        processor.process([InboundMessage(m.topic, m.payload, mid=1, received_at=time.time(), session=0,
+                                          duplicate=False) for m in messages])
+    finally:
+        processor.close()
+    return max(messages, key=lambda m: m.time).dev_eui
+
+
+def _table_rows(output: str) -> dict[tuple[str, str], int]:
+    """(board, panel title) -> the rows its query returned, from the check's table (summed over refs)."""
+    found: dict[tuple[str, str], int] = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃]", line)[1:-1]]
+        if len(cells) == 6 and cells[0].startswith(("ioc-", "alerts")) and cells[3].isdigit():
+            found[(cells[0], cells[1])] = found.get((cells[0], cells[1]), 0) + int(cells[3])
+    return found
+
+
+def test_check_picks_values_with_data_and_prints_rows_and_titles(db_url: str) -> None:
+    """Without --var the Zone and Device boards run with a zone, kind and device that have data, so their
+    panels return rows; titles show the values (`${metric}` becomes each metric), and rows are printed."""
+    last = _fill(db_url, "son-tra")
+    done = _ioc("dashboards", "check", "--rows", "1", env={"IOC_DATABASE_URL": db_url})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    zone = re.search(r"^ioc-zone: zone = son-tra; kind = (\w+); metric = (.+)$", done.stdout, re.MULTILINE)
+    assert zone is not None, done.stdout[:2000]
+    assert f"ioc-device: device = {last}; dmetric = " in done.stdout
+    rows = _table_rows(done.stdout)
+    for panel in ("Devices by state", "Devices", *zone.group(2).split(", ")):
+        assert rows.get(("ioc-zone", panel), 0) > 0, (panel, rows)
+    for panel in ("Device", "battery_voltage", "Battery", "Radio link", "Recent events"):
+        assert rows.get(("ioc-device", panel), 0) > 0, (panel, rows)
+    assert "${" not in done.stdout and "$metric" not in done.stdout
+    assert last in done.stdout.split("ioc-device: device")[1].split("\n", 1)[1]  # the Device panel's first row
+    given = _ioc("dashboards", "check", "--board", "device", "--var", "device=0000000000000001",
+                 env={"IOC_DATABASE_URL": db_url})
+    assert given.returncode == 0 and "ioc-device: device = 0000000000000001" in given.stdout
 
 
 def test_thresholds_per_kind_and_device(db_url: str) -> None:

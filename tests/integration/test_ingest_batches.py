@@ -7,7 +7,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,10 +19,11 @@ from ingest.codecs.registry import CodecRegistry
 from ingest.dead_letters import list_dead_letters
 from ingest.replay import replay
 from ingest.worker import BatchProcessor
+from tests.reference import CHIRPSTACK_SAMPLES
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "chirpstack-sample-events.json"
+SAMPLES = CHIRPSTACK_SAMPLES
 
 
 def _message(topic: str, payload: bytes) -> InboundMessage:

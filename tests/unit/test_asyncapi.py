@@ -12,7 +12,7 @@ import yaml
 
 from ingest.feed_asyncapi import asyncapi_document, example_payloads, render_yaml
 from ingest.feed_payloads import FeedDevice, SenMLPacker
-from ioc_core.metrics import VOCABULARY
+from ioc_core.metrics import UNIT_NAMES, VOCABULARY
 
 jsonschema_rs = pytest.importorskip("jsonschema_rs", reason="the schema checks need jsonschema-rs (dev extra)")
 
@@ -102,3 +102,28 @@ def test_the_command_writes_the_document(tmp_path: Path) -> None:
     done = CliRunner().invoke(build_app(), ["feed", "asyncapi", "--out", str(out)])
     assert done.exit_code == 0, done.output
     assert out.read_text(encoding="utf-8") == render_yaml(asyncapi_document())
+
+
+def test_every_metric_is_explained_in_the_document() -> None:
+    """A developer meeting `distance` or `occupied` on the feed finds its meaning, unit and range."""
+    record = asyncapi_document()["components"]["schemas"]["SenMLRecord"]
+    explained = {branch["if"]["properties"]["n"].get("const"): branch for branch in record["allOf"]}
+    for metric in VOCABULARY.values():
+        branch = explained.get(metric.name)
+        assert branch is not None, metric.name
+        assert metric.description in branch["description"] and UNIT_NAMES[metric.unit] in branch["description"]
+        assert metric.range_text() in branch["description"], metric.name
+        assert branch["then"]["properties"]["v"] == {"minimum": metric.minimum, "maximum": metric.maximum}
+
+
+def test_every_metric_is_explained_in_the_open_data_guide() -> None:
+    """docs/open-data.md's metric table has one row per metric of the vocabulary, with its meaning, unit and range."""
+    guide = (COMMITTED.parent / "open-data.md").read_text(encoding="utf-8")
+    rows = {match[0]: match[1:] for match in re.findall(
+        r"^\| `([a-z0-9_]+)` \| (.+?) \| `([^`]+)` \((.+?)\) \| (.+?) \|$", guide, flags=re.MULTILINE)}
+    for metric in VOCABULARY.values():
+        expected = (metric.description, metric.unit, UNIT_NAMES[metric.unit], metric.range_text())
+        assert rows.get(metric.name) == expected, (
+            f"docs/open-data.md: the Metrics table needs the row | `{metric.name}` | {metric.description} | "
+            f"`{metric.unit}` ({UNIT_NAMES[metric.unit]}) | {metric.range_text()} |")
+    assert set(rows) == set(VOCABULARY), "the Metrics table names a metric the vocabulary does not have"

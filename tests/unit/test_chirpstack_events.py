@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -15,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateways import chirpstack_events as ce
+from tests.reference import CHIRPSTACK_SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "chirpstack-sample-events.json"
+SAMPLES = CHIRPSTACK_SAMPLES
 
 
 def _samples() -> list[dict[str, Any]]:

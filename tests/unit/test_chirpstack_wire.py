@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +22,9 @@ from gateways.chirpstack_wire import (
     render_json,
     topic_for,
 )
+from tests.reference import CHIRPSTACK_SAMPLES
 
-SAMPLES = Path("/work/shared/reference/chirpstack-sample-events.json")
+SAMPLES = CHIRPSTACK_SAMPLES
 
 
 def _samples() -> list[dict[str, Any]]:
