@@ -30,7 +30,7 @@ from ingest.stats import IngestStats
 from ingest.worker import BatchProcessor
 from ioc_core.zones import load_default_zones
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_modes]
 
 HOURS = 50
 SILENCED_FOR = timedelta(hours=8)
