@@ -7,14 +7,16 @@ the real `ioc api` in a subprocess, and keep-alive HTTP clients in this process,
 database share the cores. Other work on the machine shows in the tails: the load average is printed.
 
     python bench/api_bench.py                                  # 5,000 devices, 30 days, 200 requests each
-    python bench/api_bench.py --devices 500 --days 3 --requests 50   # a quick run
+    python bench/api_bench.py --devices 200 --days 2 --requests 20   # a quick run (seconds)
+    python bench/api_bench.py --mode timescaledb               # one storage mode (default: both if installed)
     python bench/api_bench.py --keep                           # leave the filled database running for EXPLAIN
 
 The fill is set-based SQL, one session per core, and deterministic for a given end time (hashes, no
 random()): devices spread over the districts at points inside their polygons, with the fleet mix of
 device_simulators.catalogue (models, codecs, fPorts); one uplink per device per hour with a few lost frames
-(f_cnt gaps) and decode errors, two measurements per decoded uplink, and the hourly rollups computed from
-those measurements as ingest/writer.py keeps them. In the last two hours most devices report at their
+(f_cnt gaps) and decode errors, two measurements per decoded uplink; then the hourly rollups are brought up
+to date as the storage mode does it (bench/storage_mode.py: the writer's aggregates on plain PostgreSQL,
+every policy job run once on TimescaleDB). In the last two hours most devices report at their
 kind's interval, a few only hourly (late or silent); 2 % went quiet days ago and 1 % never sent anything,
 so the health counts and the "last hour" figures have something to count. Then VACUUM ANALYZE, as
 autovacuum would have done over a month.
@@ -473,7 +475,7 @@ def main() -> None:
     try:
         for mode in modes:
             with mode_database(root, mode, args.database_url, keep=args.keep) as url:
-                installed, results = _bench_mode(url, mode, args)
+                installed, results = _bench_mode(url, mode, args, root)
                 measured[installed] = results
     finally:
         if not args.keep:
@@ -492,7 +494,7 @@ def main() -> None:
     side_by_side(rows, shown, label="request")
 
 
-def _bench_mode(url: str, mode: Mode | None, args: argparse.Namespace) -> tuple[Mode, list[Result]]:
+def _bench_mode(url: str, mode: Mode | None, args: argparse.Namespace, root: Path) -> tuple[Mode, list[Result]]:
     """Fill (unless --skip-fill) and measure one database; the sequential results, in endpoint order."""
     server: ApiServer | None = None
     try:
@@ -532,7 +534,7 @@ def _bench_mode(url: str, mode: Mode | None, args: argparse.Namespace) -> tuple[
         if not devices:
             raise SystemExit("no devices with uplinks to measure")
 
-        server = ApiServer(url, Path(tempfile.gettempdir()) / f"ioc-api-bench-{os.getpid()}-{installed}.log")
+        server = ApiServer(url, root / f"api-{installed}.log")
         started = time.monotonic()
         server.wait_ready()
         print(f"\n`ioc api` ready on 127.0.0.1:{server.port} in {time.monotonic() - started:.1f} s "

@@ -6,13 +6,15 @@ send it (dashboards/macros.py: $__timeFilter, $__timeGroupAlias, $__interval, va
 psycopg against a local PostgreSQL (durable settings, as the other benchmarks), timed from send to last row.
 
     python bench/dashboards_bench.py                       # 5,000 devices, 30 days, 20 runs per query
-    python bench/dashboards_bench.py --devices 500 --days 3 --runs 5     # a quick run
+    python bench/dashboards_bench.py --devices 200 --days 3 --runs 3     # a quick run (seconds)
+    python bench/dashboards_bench.py --mode timescaledb    # one storage mode (default: both if installed)
     python bench/dashboards_bench.py --database-url URL --skip-fill      # a database left by --keep
 
-The fill is bench/api_bench.py's (devices over the districts, gateways, uplinks, measurements and hourly
-rollups; hourly uplinks for older days), with the last 48 hours at each kind's real interval, because that
+The fill is bench/api_bench.py's (devices over the districts, gateways, uplinks, measurements; hourly
+uplinks for older days), with the last 48 hours at each kind's real interval, because that
 is the raw data short ranges read. On top: LoRaWAN status events every six hours and joins, ingest_stats
-from two workers every 10 s for the whole month, and dead letters. Each query runs at its board's default
+from two workers every 10 s for the whole month, and dead letters; then the four hourly rollups are brought
+up to date as the storage mode does it (bench/storage_mode.py). Each query runs at its board's default
 range and over the full 30 days; the variables take the values an operator
 would pick (a district, water level stations, one station).
 """
