@@ -7,14 +7,16 @@ the real `ioc api` in a subprocess, and keep-alive HTTP clients in this process,
 database share the cores. Other work on the machine shows in the tails: the load average is printed.
 
     python bench/api_bench.py                                  # 5,000 devices, 30 days, 200 requests each
-    python bench/api_bench.py --devices 500 --days 3 --requests 50   # a quick run
+    python bench/api_bench.py --devices 200 --days 2 --requests 20   # a quick run (seconds)
+    python bench/api_bench.py --mode timescaledb               # one storage mode (default: both if installed)
     python bench/api_bench.py --keep                           # leave the filled database running for EXPLAIN
 
 The fill is set-based SQL, one session per core, and deterministic for a given end time (hashes, no
 random()): devices spread over the districts at points inside their polygons, with the fleet mix of
 device_simulators.catalogue (models, codecs, fPorts); one uplink per device per hour with a few lost frames
-(f_cnt gaps) and decode errors, two measurements per decoded uplink, and the hourly rollups computed from
-those measurements as ingest/writer.py keeps them. In the last two hours most devices report at their
+(f_cnt gaps) and decode errors, two measurements per decoded uplink; then the hourly rollups are brought up
+to date as the storage mode does it (bench/storage_mode.py: the writer's aggregates on plain PostgreSQL,
+every policy job run once on TimescaleDB). In the last two hours most devices report at their
 kind's interval, a few only hourly (late or silent); 2 % went quiet days ago and 1 % never sent anything,
 so the health counts and the "last hour" figures have something to count. Then VACUUM ANALYZE, as
 autovacuum would have done over a month.
@@ -45,12 +47,24 @@ from types import FrameType
 
 import numpy as np
 import psycopg
-from machine_info import host_line  # bench/ is the script's folder, first on sys.path
+from storage_mode import (  # bench/ is the script's folder, first on sys.path
+    MODES,
+    Mode,
+    add_mode_argument,
+    bring_rollups_up_to_date,
+    cpu_parts,
+    install_schema,
+    machine,
+    mode_database,
+    modes_for,
+    pause_jobs,
+    relation_size,
+    side_by_side,
+)
 
 from device_simulators.catalogue import MODELS
 from gateways.database import Connection
-from gateways.local_postgres import LocalPostgres, free_port
-from gateways.migrations import migrate
+from gateways.local_postgres import free_port
 from ingest.registry import seed_zones
 from ioc_api.queries.devices import refresh_commissioning
 from ioc_api.queries.users import create_user
@@ -90,16 +104,11 @@ METRICS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
 }
 
 
-def machine(conn: Connection) -> str:
-    row = conn.execute("SELECT current_setting('server_version'), current_setting('shared_buffers'), "
-                       "current_setting('work_mem'), current_setting('fsync')").fetchone()
-    assert row is not None
-    return (f"{host_line()}\n"
-            f"postgresql {row[0]} (shared_buffers {row[1]}, work_mem {row[2]}, fsync {row[3]}, plain PostgreSQL mode)")
-
-
 def fill(url: str, devices: int, days: int, now: datetime, *, dense_hours: int = 2) -> None:
-    """Devices, gateways, uplinks, measurements and rollups; ``now`` is where the data ends.
+    """Devices, gateways, uplinks and measurements; ``now`` is where the data ends.
+
+    Raw rows only, as the ingest writes them: storage_mode.bring_rollups_up_to_date brings the rollups
+    up to date afterwards, the way the database's mode does.
 
     Uplinks are hourly until ``dense_hours`` before ``now``, then at each device's own interval.
 
@@ -158,20 +167,7 @@ def fill(url: str, devices: int, days: int, now: datetime, *, dense_hours: int =
             WHERE u.decode_status <> 'error' AND u.device_id %% %(parts)s = %(part)s
             ORDER BY u.time, u.device_id, p.slot""", {})
         done("measurements")
-        # What ingest/writer.py adds batch by batch, here in one pass: UTC hours, good values only.
-        _parallel(url, """INSERT INTO rollup_device_hourly
-            SELECT date_trunc('hour', time, 'UTC'), device_id, metric_id, count(*), sum(value), min(value),
-                   max(value)
-            FROM measurements WHERE quality = 0 AND device_id %% %(parts)s = %(part)s
-            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""", {})
-        done("rollup_device_hourly")
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("SET work_mem = '512MB'")
-            conn.execute("""INSERT INTO rollup_zone_hourly
-                SELECT date_trunc('hour', time, 'UTC'), zone_id, metric_id, count(*), sum(value), min(value),
-                       max(value)
-                FROM measurements WHERE quality = 0 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""")
-            done("rollup_zone_hourly")
             conn.execute("UPDATE gateways g SET last_seen_at = (SELECT max(time) FROM uplinks u "
                          "WHERE u.gateway_id = g.id)")
             refresh_commissioning(conn)  # first uplink, decoding verified, commissioned: as the API's background
@@ -182,31 +178,9 @@ def fill(url: str, devices: int, days: int, now: datetime, *, dense_hours: int =
                          "api_bench_dev")
 
 
-def open_database(root: Path, database_url: str | None) -> tuple[LocalPostgres | None, str]:
-    """The database a benchmark fills: the one given, or a durable local PostgreSQL under ``root``."""
-    if database_url:
-        return None, database_url
-    pg = LocalPostgres(root / "pg", durable=True)
-    pg.start()
-    return pg, pg.url
-
-
-def close_database(pg: LocalPostgres | None, root: Path, *, keep: bool) -> None:
-    """Stop the local server and remove its files, or with ``keep`` leave it running and say how to stop it."""
-    if pg is not None:
-        if keep:
-            runas = "runuser -u postgres -- " if os.geteuid() == 0 else ""
-            print(f"\nkept: {pg.url}\n  stop with: {runas}{pg.bindir / 'pg_ctl'} -D {pg.data_dir} stop"
-                  f" && rm -rf {root}")
-        else:
-            pg.stop("immediate")
-    if not keep:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def _parallel(url: str, statement: str, params: dict[str, object]) -> None:
     """Run ``statement`` once per core, each session with ``part`` of ``parts`` set; re-raise the first error."""
-    parts = max(1, min(4, os.cpu_count() or 1))
+    parts = cpu_parts()
     failures: list[BaseException] = []
 
     def one(part: int) -> None:
@@ -313,14 +287,17 @@ def _setup(conn: Connection, devices: int, days: int, now: datetime) -> None:
     conn.execute("ANALYZE api_bench_kind, api_bench_pair, api_bench_dev")
 
 
-def table_sizes(conn: Connection) -> None:
+TABLES = ("devices", "gateways", "uplinks", "measurements", "rollup_device_hourly", "rollup_zone_hourly")
+
+
+def table_sizes(conn: Connection, tables: tuple[str, ...] = TABLES) -> None:
+    """Rows and bytes per table; hypertables and continuous aggregates with all their chunks (compressed too)."""
     print(f"  {'table':<22}{'rows':>12}{'heap':>11}{'indexes':>11}{'total':>11}")
-    for table in ("devices", "gateways", "uplinks", "measurements", "rollup_device_hourly", "rollup_zone_hourly"):
-        row = conn.execute(f"SELECT (SELECT count(*) FROM {table}), pg_table_size(%(t)s), pg_indexes_size(%(t)s), "
-                           "pg_total_relation_size(%(t)s)", {"t": table}).fetchone()
-        assert row is not None
-        mib = [f"{int(v) / 2**20:,.0f} MiB" for v in row[1:]]
-        print(f"  {table:<22}{int(row[0]):>12,}{mib[0]:>11}{mib[1]:>11}{mib[2]:>11}")
+    for table in tables:
+        count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        assert count is not None
+        mib = [f"{v / 2**20:,.0f} MiB" for v in relation_size(conn, table)]
+        print(f"  {table:<22}{int(count[0]):>12,}{mib[0]:>11}{mib[1]:>11}{mib[2]:>11}")
     size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()
     print(f"  database: {size[0] if size else '?'}")
 
@@ -477,7 +454,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed requests first (default 10)")
     parser.add_argument("--clients", type=int, default=2, help="clients of the concurrent pass over the required "
                         "endpoints; 0 skips it (default 2)")
-    parser.add_argument("--database-url", help="fill and measure this (empty) database instead of starting one")
+    add_mode_argument(parser)
+    parser.add_argument("--database-url", help="fill and measure this (empty) database instead of starting one; "
+                        "its server decides the mode unless --mode names one")
     parser.add_argument("--skip-fill", action="store_true", help="with --database-url: measure the data already "
                         "there, e.g. a database left by --keep (its 'last hour' is then older)")
     parser.add_argument("--keep", action="store_true", help="leave the local PostgreSQL running with its data, "
@@ -489,15 +468,39 @@ def main() -> None:
         parser.error("--skip-fill needs --database-url")
     signal.signal(signal.SIGTERM, _on_sigterm)
 
+    # One database per mode, filled and measured one after the other so they never share the cores.
+    modes = modes_for(args.mode, args.database_url)
     root = Path(tempfile.mkdtemp(prefix="ioc-api-bench-"))
-    pg: LocalPostgres | None = None
-    server: ApiServer | None = None
-    keep = False
+    measured: dict[Mode, list[Result]] = {}
     try:
-        pg, url = open_database(root, args.database_url)
+        for mode in modes:
+            with mode_database(root, mode, args.database_url, keep=args.keep) as url:
+                installed, results = _bench_mode(url, mode, args, root)
+                measured[installed] = results
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+    shown = [m for m in MODES if m in measured]
+    print(f"\nsummary: p95 with {args.devices} devices and {args.days} days, one client; "
+          f"target < {TARGET_MS:.0f} ms for the required requests (*)")
+    names = [r.name for r in measured[shown[0]]]
+    rows = []
+    for at, name in enumerate(names):
+        required = measured[shown[0]][at].required
+        rows.append((f"{'*' if required else ' '} {name}",
+                     {m: float(np.percentile(measured[m][at].latencies_ms, 95)) for m in shown},
+                     TARGET_MS if required else None))
+    side_by_side(rows, shown, label="request")
+
+
+def _bench_mode(url: str, mode: Mode | None, args: argparse.Namespace, root: Path) -> tuple[Mode, list[Result]]:
+    """Fill (unless --skip-fill) and measure one database; the sequential results, in endpoint order."""
+    server: ApiServer | None = None
+    try:
         with psycopg.connect(url) as conn:
-            migrate(conn, "off")  # leaves the connection in autocommit
-            print(f"machine: {machine(conn)}")
+            installed = install_schema(conn, mode)  # leaves the connection in autocommit
+            print(f"\n=== {installed} mode ===\nmachine: {machine(conn)}")
             seed_zones(conn, load_default_zones())
             existing = conn.execute("SELECT count(*) FROM devices").fetchone()
             if args.skip_fill:
@@ -509,7 +512,9 @@ def main() -> None:
                 now = datetime.now(UTC)
                 print(f"\nfilling: {args.devices} devices, {args.days} days up to {iso(now)}", flush=True)
                 started = time.monotonic()
+                pause_jobs(conn)
                 fill(url, args.devices, args.days, now)
+                bring_rollups_up_to_date(url, parts=cpu_parts())
                 vacuum = time.monotonic()
                 conn.execute("VACUUM ANALYZE")
                 print(f"  VACUUM ANALYZE: {time.monotonic() - vacuum:.1f} s")
@@ -529,85 +534,82 @@ def main() -> None:
         if not devices:
             raise SystemExit("no devices with uplinks to measure")
 
-        server = ApiServer(url, root / "api.log")
+        server = ApiServer(url, root / f"api-{installed}.log")
         started = time.monotonic()
         server.wait_ready()
         print(f"\n`ioc api` ready on 127.0.0.1:{server.port} in {time.monotonic() - started:.1f} s "
               f"(log: {server.log})")
-
-        order = np.random.default_rng(42).permutation(len(devices))
-
-        def device(i: int) -> tuple[str, str]:
-            return devices[int(order[i % len(order)])]
-
-        def series(i: int, span: timedelta, bucket: str = "auto", fmt: str = "json") -> str:
-            eui, metric = device(i)
-            end = datetime.now(UTC)
-            return (f"/api/v1/devices/{eui}/measurements?metric={metric}&from={iso(end - span)}&to={iso(end)}"
-                    f"&bucket={bucket}&format={fmt}")
-
-        long = timedelta(days=args.days)
-        endpoints = [
-            Endpoint("GET /zones (city operator, all zones)", keys["city"], lambda i: "/api/v1/zones", True),
-            Endpoint(f"GET /zones/{district_code} (district operator)", keys["district"],
-                     lambda i: f"/api/v1/zones/{district_code}", True),
-            Endpoint(f"series {args.days} d, auto bucket, JSON", keys["city"], lambda i: series(i, long), True),
-            Endpoint(f"series {args.days} d, auto bucket, CSV", keys["city"],
-                     lambda i: series(i, long, fmt="csv"), True),
-            Endpoint("series 7 d, bucket=5m (measurements)", keys["city"],
-                     lambda i: series(i, timedelta(days=7), "5m")),
-            Endpoint("GET /devices?limit=50", keys["city"], lambda i: "/api/v1/devices?limit=50"),
-            Endpoint(f"GET /devices?limit=50&zone={district_code}", keys["city"],
-                     lambda i: f"/api/v1/devices?limit=50&zone={district_code}"),
-            Endpoint("GET /devices?limit=50&health=silent", keys["city"],
-                     lambda i: "/api/v1/devices?limit=50&health=silent"),
-            Endpoint("GET /devices/{eui}/overview", keys["city"], lambda i: f"/api/v1/devices/{device(i)[0]}/overview"),
-            Endpoint("GET /gateways", keys["city"], lambda i: "/api/v1/gateways"),
-        ]
-
-        probe = Client(server.port, keys["city"])
-        status, body, _ = probe.get("/api/v1/zones")
-        if status != 200:
-            raise SystemExit(f"GET /api/v1/zones answered {status}: {body[:300]!r}")
-        summaries = json.loads(body)
-        health = {k: sum(z["devices"][k] for z in summaries) for k in ("reporting", "late", "silent", "never_seen")}
-        print(f"zones: {len(summaries)}, devices by health {health}, uplinks in the last hour "
-              f"{sum(z['uplinks_last_hour'] for z in summaries):,}, key values per zone "
-              f"{min(len(z['key_values']) for z in summaries)}-{max(len(z['key_values']) for z in summaries)}")
-        status, body, _ = probe.get(series(0, long))
-        if status != 200:
-            raise SystemExit(f"the {args.days}-day series answered {status}: {body[:300]!r}")
-        found = json.loads(body)
-        print(f"a {args.days}-day series (auto): bucket {found['bucket']} from {found['source']}, "
-              f"{len(found['points'])} points")
-
-        # Anything else running on these cores (tests, builds) shows up in the tail latencies.
-        print("load average before measuring: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
-        print(f"\nsequential, one keep-alive client, {args.requests} requests each after {args.warmup} warm-up:")
-        print(HEADER)
-        results = []
-        for endpoint in endpoints:
-            results.append(run(server.port, endpoint, args.requests, args.warmup))
-            print(results[-1].row(), flush=True)
-        if args.clients:
-            print(f"\n{args.clients} concurrent clients, {args.requests} requests each (req/s: all clients):")
-            print(HEADER)
-            for endpoint in endpoints:
-                if endpoint.required:
-                    print(run(server.port, endpoint, args.requests, args.warmup, args.clients).row(), flush=True)
-
-        print("load average after measuring: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
-        print(f"\nsummary: target p95 < {TARGET_MS:.0f} ms with {args.devices} devices and {args.days} days, "
-              "one client")
-        for r in results:
-            if r.required:
-                p95 = float(np.percentile(r.latencies_ms, 95))
-                print(f"  {'PASS' if p95 < TARGET_MS and not r.errors else 'FAIL'}  {r.name}: p95 {p95:.1f} ms")
-        keep = args.keep
+        return installed, _measure(server, args, keys, devices, district_code)
     finally:
         if server is not None:
             server.stop()
-        close_database(pg, root, keep=keep)
+
+
+def _measure(server: ApiServer, args: argparse.Namespace, keys: dict[str, str], devices: list[tuple[str, str]],
+             district_code: str) -> list[Result]:
+    order = np.random.default_rng(42).permutation(len(devices))
+
+    def device(i: int) -> tuple[str, str]:
+        return devices[int(order[i % len(order)])]
+
+    def series(i: int, span: timedelta, bucket: str = "auto", fmt: str = "json") -> str:
+        eui, metric = device(i)
+        end = datetime.now(UTC)
+        return (f"/api/v1/devices/{eui}/measurements?metric={metric}&from={iso(end - span)}&to={iso(end)}"
+                f"&bucket={bucket}&format={fmt}")
+
+    long = timedelta(days=args.days)
+    endpoints = [
+        Endpoint("GET /zones (city operator, all zones)", keys["city"], lambda i: "/api/v1/zones", True),
+        Endpoint(f"GET /zones/{district_code} (district operator)", keys["district"],
+                 lambda i: f"/api/v1/zones/{district_code}", True),
+        Endpoint(f"series {args.days} d, auto bucket, JSON", keys["city"], lambda i: series(i, long), True),
+        Endpoint(f"series {args.days} d, auto bucket, CSV", keys["city"],
+                 lambda i: series(i, long, fmt="csv"), True),
+        Endpoint("series 7 d, bucket=5m (measurements)", keys["city"],
+                 lambda i: series(i, timedelta(days=7), "5m")),
+        Endpoint("GET /devices?limit=50", keys["city"], lambda i: "/api/v1/devices?limit=50"),
+        Endpoint(f"GET /devices?limit=50&zone={district_code}", keys["city"],
+                 lambda i: f"/api/v1/devices?limit=50&zone={district_code}"),
+        Endpoint("GET /devices?limit=50&health=silent", keys["city"],
+                 lambda i: "/api/v1/devices?limit=50&health=silent"),
+        Endpoint("GET /devices/{eui}/overview", keys["city"], lambda i: f"/api/v1/devices/{device(i)[0]}/overview"),
+        Endpoint("GET /gateways", keys["city"], lambda i: "/api/v1/gateways"),
+    ]
+
+    probe = Client(server.port, keys["city"])
+    status, body, _ = probe.get("/api/v1/zones")
+    if status != 200:
+        raise SystemExit(f"GET /api/v1/zones answered {status}: {body[:300]!r}")
+    summaries = json.loads(body)
+    health = {k: sum(z["devices"][k] for z in summaries) for k in ("reporting", "late", "silent", "never_seen")}
+    print(f"zones: {len(summaries)}, devices by health {health}, uplinks in the last hour "
+          f"{sum(z['uplinks_last_hour'] for z in summaries):,}, key values per zone "
+          f"{min(len(z['key_values']) for z in summaries)}-{max(len(z['key_values']) for z in summaries)}")
+    status, body, _ = probe.get(series(0, long))
+    if status != 200:
+        raise SystemExit(f"the {args.days}-day series answered {status}: {body[:300]!r}")
+    found = json.loads(body)
+    print(f"a {args.days}-day series (auto): bucket {found['bucket']} from {found['source']}, "
+          f"{len(found['points'])} points")
+
+    # Anything else running on these cores (tests, builds) shows up in the tail latencies.
+    print("load average before measuring: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print(f"\nsequential, one keep-alive client, {args.requests} requests each after {args.warmup} warm-up:")
+    print(HEADER)
+    results = []
+    for endpoint in endpoints:
+        results.append(run(server.port, endpoint, args.requests, args.warmup))
+        print(results[-1].row(), flush=True)
+    if args.clients:
+        print(f"\n{args.clients} concurrent clients, {args.requests} requests each (req/s: all clients):")
+        print(HEADER)
+        for endpoint in endpoints:
+            if endpoint.required:
+                print(run(server.port, endpoint, args.requests, args.warmup, args.clients).row(), flush=True)
+
+    print("load average after measuring: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    return results
 
 
 if __name__ == "__main__":

@@ -27,14 +27,23 @@ __all__ = ["build"]
 
 UID = "ioc-zone"
 
-_ZONE_DEVICES = f"SELECT d.id FROM devices d WHERE d.zone_id IN {ZONE_IDS} AND d.kind = ${{kind:sqlstring}}"
+# The zone's devices of the kind as one array, computed once (an InitPlan), so "device_id = ANY(...)" is a
+# plain condition on the table read rather than a semi-join. It drives index probes on (device_id, metric_id,
+# time) in measurements and (device_id, metric_id, bucket) in the device rollup. In TimescaleDB mode the
+# rollup is a continuous aggregate with real-time aggregation: a view that adds, to the materialised hours,
+# the raw rows newer than the last refresh, grouped on the fly. A condition can be pushed into that
+# grouping only if it is a plain one on a grouping column; "device_id IN (SELECT ...)" is not, so every
+# device's recent raw rows of the city were grouped, and the materialised part was read through the
+# metric's index (1.8 s for a month; 30 ms with this form and 0010's index).
+_ZONE_DEVICES = (f"ARRAY(SELECT d.id FROM devices d WHERE d.zone_id IN {ZONE_IDS} "
+                 f"AND d.kind = ${{kind:sqlstring}})")
 
-# Raw readings for short ranges; device_id IN (...) drives index probes on (device_id, metric_id, time).
+# Raw readings for short ranges.
 _RAW = f"""
     SELECT $__timeGroupAlias(m.time, $__interval), avg(m.value) AS "mean", min(m.value) AS "min",
            max(m.value) AS "max"
     FROM measurements m
-    WHERE m.device_id IN ({_ZONE_DEVICES})
+    WHERE m.device_id = ANY({_ZONE_DEVICES})
       AND m.metric_id = {metric_id("${metric:sqlstring}")} AND m.quality = 0
       AND $__timeFilter(m.time) AND {SHORT_RANGE}
     GROUP BY 1 ORDER BY 1
@@ -45,7 +54,7 @@ _ROLLUP = f"""
     SELECT $__timeGroupAlias(r.bucket, $__interval), sum(r.total) / sum(r.n) AS "mean", min(r.minimum) AS "min",
            max(r.maximum) AS "max"
     FROM rollup_device_hourly r
-    WHERE r.device_id IN ({_ZONE_DEVICES})
+    WHERE r.device_id = ANY({_ZONE_DEVICES})
       AND r.metric_id = {metric_id("${metric:sqlstring}")}
       AND $__timeFilter(r.bucket) AND {LONG_RANGE}
     GROUP BY 1 ORDER BY 1
