@@ -69,8 +69,9 @@ def show_banner(console: Console, b: Banner) -> None:
     say(f"[bold]clock[/]     {b.backfill.note}; then real time, each sensor at its own interval (5 to 30 min). "
         f"Times are Da Nang's (ICT).")
     say(f"[bold]fleet[/]     {b.devices} simulated Da Nang sensors, scenario '{b.scenario}'"
-        + (": a storm is under way; the first streets start to flood as real time begins and the flood "
-           "spreads over the first half hour"
+        + (": a storm has been pouring for hours and the streets are flooding; the rivers rise from the "
+           "first minute, the first station passes its alert level about 3 minutes in, the first its danger "
+           "level within 20 (level sensors then report every minute)"
            if b.scenario == "flood" else ""))
     console.rule(style="dim")
     say(f"[bold]database[/]  {b.dsn}\n          psql '{b.dsn}' -c 'SELECT * FROM uplinks ORDER BY time DESC LIMIT 5'")
