@@ -19,7 +19,16 @@ from dashboards.fragments import INTERVAL, LAST_SEEN
 from dashboards.sql import DATASOURCE_UID, SqlTarget
 from ioc_core.kinds import LATE_AFTER, SILENT_AFTER
 
-__all__ = ["DEAD_LETTERS_FLOOR", "FOLDER_UID", "GROUP", "LOOK_BACK_S", "AlertRule", "all_rules", "rule_group"]
+__all__ = [
+    "DEAD_LETTERS_FLOOR",
+    "FOLDER_UID",
+    "GROUP",
+    "LOOK_BACK_S",
+    "AlertRule",
+    "all_rules",
+    "rule_group",
+    "water_levels",
+]
 
 FOLDER_UID = "ioc"
 GROUP = "IOC city"
@@ -59,26 +68,40 @@ def _threshold(metrics: str, level: str) -> str:
 LOOK_BACK_S = 86400
 
 
-# The lower of the two newest good readings, so one spike does not page anyone; within three reporting
-# intervals (at least 30 minutes), so a station that stops reporting leaves this rule for the silence rule.
+# Every registered level sensor (water levels, street floods) with its two levels, its newest good reading and
+# the value the water rules compare: the lower of the two newest good readings, so one spike does not page
+# anyone; within three reporting intervals (at least 30 minutes), so a station that stops reporting leaves the
+# water rules for the silence rule. The demo's district table counts the stations above their levels from it.
+# ``since`` bounds the readings' time as LOOK_BACK_S explains: the rules pass Grafana's $__timeFrom().
+def water_levels(since: str) -> str:
+    return f"""
+    SELECT d.dev_eui, d.name AS device, coalesce(z.name, 'no zone') AS zone, z.code AS zone_code, t.metric,
+           t.alert_above, t.danger_above, lv.value, lv.newest
+    FROM devices d
+    LEFT JOIN zones z ON z.id = d.zone_id
+    LEFT JOIN device_kinds k ON k.kind = d.kind
+    CROSS JOIN LATERAL (SELECT th.metric, th.alert_above, th.danger_above FROM alert_thresholds th
+        WHERE th.metric IN ('water_level', 'flood_depth')
+          AND (th.device_id = d.id OR (th.device_id IS NULL AND th.kind = d.kind))
+        ORDER BY th.device_id IS NULL, th.metric LIMIT 1) t
+    JOIN LATERAL (
+        SELECT min(r.value) AS value, (array_agg(r.value ORDER BY r.time DESC))[1] AS newest FROM (
+            SELECT m.value, m.time FROM measurements m
+            WHERE m.device_id = d.id AND m.metric_id = (SELECT id FROM metrics WHERE name = t.metric)
+              AND m.quality = 0 AND m.time > now() - make_interval(secs => greatest(1800, 3 * {INTERVAL}))
+              AND m.time > {since}
+            ORDER BY m.time DESC LIMIT 2
+        ) r
+    ) lv ON lv.value IS NOT NULL
+    WHERE d.status = 'registered'
+"""
+
+
 def _water(level: str) -> str:
     return f"""
-        SELECT d.dev_eui, d.name AS device, coalesce(z.name, 'no zone') AS zone, t.metric,
-               t.level::text AS threshold_m, lv.value - t.level AS excess_m
-        FROM devices d
-        LEFT JOIN zones z ON z.id = d.zone_id
-        LEFT JOIN device_kinds k ON k.kind = d.kind
-        {_threshold("'water_level', 'flood_depth'", level)}
-        JOIN LATERAL (
-            SELECT min(r.value) AS value FROM (
-                SELECT m.value FROM measurements m
-                WHERE m.device_id = d.id AND m.metric_id = (SELECT id FROM metrics WHERE name = t.metric)
-                  AND m.quality = 0 AND m.time > now() - make_interval(secs => greatest(1800, 3 * {INTERVAL}))
-                  AND m.time > $__timeFrom()
-                ORDER BY m.time DESC LIMIT 2
-            ) r
-        ) lv ON lv.value IS NOT NULL
-        WHERE d.status = 'registered' AND t.level IS NOT NULL
+        SELECT w.dev_eui, w.device, w.zone, w.metric, w.{level}::text AS threshold_m, w.value - w.{level} AS excess_m
+        FROM ({water_levels("$__timeFrom()")}) w
+        WHERE w.{level} IS NOT NULL
     """
 
 

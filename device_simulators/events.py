@@ -38,6 +38,7 @@ from device_simulators.rendering import EventRenderer, RxFrame
 from device_simulators.scenarios import Scenario, get_scenario
 from device_simulators.sensors import (
     DEAD_BATTERY_V,
+    FAST_INTERVAL_S,
     Sensors,
     SensorState,
     battery_percent,
@@ -216,7 +217,9 @@ class EventStream(Iterator[SimMessage]):
             return
         if self._uplink(rt, t):
             drift = 1.0 + self._rng.uniform(-0.02, 0.02)
-            self._push(t + rt.device.uplink_interval_s * drift, index, None)
+            # A level sensor in alarm mode (its level above alert, or rising fast) reports every minute.
+            interval = FAST_INTERVAL_S if rt.sensor.alarm_mode else rt.device.uplink_interval_s
+            self._push(t + interval * drift, index, None)
         else:
             self.stats.silenced += 1
 

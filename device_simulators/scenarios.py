@@ -20,8 +20,6 @@ class Scenario:
     """Hours after the start when the storm begins; None for no storm."""
     storm_hours: float = 0.0
     storm_peak_mm_h: float = 0.0
-    streets_flood_after_h: float = 0.0
-    """Hours from the storm's start until the first streets flood (the drains are overwhelmed)."""
     dead_battery_share: float = 0.0
     """Battery devices whose battery collapses within hours, then go silent."""
     silent_share: float = 0.0
@@ -41,16 +39,6 @@ class Scenario:
         at = start + self.storm_delay_h * 3600.0 if begins is None else begins
         return RainCell(at, self.storm_hours * 3600.0, self.storm_peak_mm_h)
 
-    def storm_start_for_live(self, live: float, *, lead_s: float = 0.0) -> float | None:
-        """When the storm must begin for the first streets to start flooding ``lead_s`` after ``live``.
-
-        The demo backfills the past and then runs in real time; with the storm placed here, a newcomer
-        watches the rise happen in the first minutes rather than finding it over in the backfill.
-        """
-        if self.storm_delay_h is None:
-            return None
-        return live + lead_s - self.streets_flood_after_h * 3600.0
-
 
 SCENARIOS: Final[Mapping[str, Scenario]] = MappingProxyType(
     {
@@ -62,13 +50,12 @@ SCENARIOS: Final[Mapping[str, Scenario]] = MappingProxyType(
         ),
         "flood": Scenario(
             "flood",
-            "A storm from minute 20: rain building to 90 mm/h over 5 hours, 10 hours in all (450 mm, like "
-            "October 2022); the first streets start to flood after about 2.6 hours and pass 0.2 m half an "
-            "hour later, rivers rise over the following hours and reach their alert levels after 8 to 10.",
+            "A storm from minute 20: rain building to 110 mm/h over 4 hours, 8 hours in all (440 mm, like "
+            "October 2022); streets flood from the third hour and deepen as the Hàn backs up their drains, "
+            "the rivers rise up to a metre or two an hour and pass their alert levels from the fifth hour.",
             storm_delay_h=1.0 / 3.0,
-            storm_hours=10.0,
-            storm_peak_mm_h=90.0,
-            streets_flood_after_h=2.6,
+            storm_hours=8.0,
+            storm_peak_mm_h=110.0,
             loss_ratio=0.01,
             duplicate_ratio=0.005,
         ),

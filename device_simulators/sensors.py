@@ -4,17 +4,45 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from device_simulators.environment import Environment
 from device_simulators.fleet import Device
+from device_simulators.sites import STATIONS, TIDAL_ZERO_M
 
-__all__ = ["DEAD_BATTERY_V", "Reading", "SensorState", "Sensors", "battery_percent", "fault_flag", "glitch"]
+__all__ = [
+    "DEAD_BATTERY_V",
+    "FAST_INTERVAL_S",
+    "Reading",
+    "SensorState",
+    "Sensors",
+    "battery_percent",
+    "fault_flag",
+    "glitch",
+]
 
 DEAD_BATTERY_V: Final = 2.9
 """Below this the radio brown-outs: the device falls silent."""
+
+FAST_INTERVAL_S: Final = 60
+"""The reporting interval of a water level station or street flood sensor in alarm mode."""
+
+# Alarm mode: a level sensor reports every minute while its level is above the alert level or rising faster
+# than this (metres per hour, over the last 15 minutes of its own samples). The river threshold lies above the
+# fastest tide (about 0.27 m/h), so the tide alone never switches a tidal station into alarm mode.
+_RISING_FAST_M_H: Final = {"water_level": 0.4, "flood_depth": 0.1}
+_STREET_ALERT_M: Final = 0.2
+
+# What the catchment soaks up before rain runs off to the rivers (the SCS curve-number method's potential
+# retention S, wet-season soils; the first 0.2 S never runs off): an ordinary shower hardly moves a river,
+# a storm's second hundred millimetres mostly does.
+_SOIL_STORAGE_MM: Final = 120.0
+
+# The street drains' outfalls: the Hàn at the Dragon bridge. Backed up, the drains still carry a little.
+_OUTFALL: Final = STATIONS["water_level"][0]
+_DRAINS_MOSTLY_BLOCKED: Final = 0.1
 
 _FULL_BATTERY_V: Final = 3.65
 _EMPTY_BATTERY_V: Final = 3.0
@@ -40,6 +68,8 @@ class SensorState:
     occupied: bool = False
     energy_kwh: float = 0.0
     empties_twice: bool = False
+    alarm_mode: bool = False
+    """A level sensor reporting at ``FAST_INTERVAL_S``: its level is above the alert level or rising fast."""
 
 
 def battery_percent(voltage: float) -> float:
@@ -72,7 +102,7 @@ class Sensors:
             start=start, battery_v0=rng.uniform(3.55, 3.66), drain_v_per_day=rng.uniform(2e-4, 8e-4)
         )
         kind = device.kind
-        if kind in ("rain_gauge", "water_level", "flood_depth"):
+        if kind in ("rain_gauge", "flood_depth"):  # a river station's catchment is the river's: no factor
             state.factor = rng.uniform(0.85, 1.15)
         elif kind == "air_quality":
             state.factor = rng.uniform(0.6, 1.4)
@@ -105,14 +135,41 @@ class Sensors:
 
     # --- kinds -----------------------------------------------------------------------------------------
 
-    def _water_level(self, device: Device, state: SensorState, t: float, rng: random.Random) -> Reading:
-        p, env = device.params, self.env
+    def river_stage(self, params: Mapping[str, float], t: float) -> float:
+        """A river or sea station's stage (m above its gauge zero) at ``t``, without the sensor's noise.
+
+        The rain of the last 12 hours on the catchment arrives ``lag_h`` later; what the soil does not soak
+        up runs off (SCS curve number) and raises the river, less and less once it spills over its banks onto
+        the flood plain (``rise``: the most it rises above ``base``). Upstream stations see the tide late and
+        damped.
+        """
+        p, env = params, self.env
         lag = p["lag_h"] * 3600.0
-        catchment = env.rain_between(t - lag - 12 * 3600.0, t - lag) * state.factor
-        # Upstream stations see the tide late and damped.
+        runoff = _runoff(env.rain_between(t - lag - 12 * 3600.0, t - lag))
         tide = env.now(t - 1800.0 * (1.0 - p["tide_gain"])).tide
+        rise = _spill(p["rain_gain"] * runoff, p["rise"])
         # A stage above the gauge zero, which lies below the lowest water (see ``sites``): never negative.
-        level = max(0.0, p["base"] + p["tide_gain"] * tide + p["rain_gain"] * catchment + rng.gauss(0.0, 0.004))
+        return max(0.0, p["base"] + p["tide_gain"] * tide + rise)
+
+    def street_depth(self, params: Mapping[str, float], factor: float, t: float) -> float:
+        """Water standing on a street at ``t`` (m), without the sensor's noise.
+
+        The drains empty into the Hàn and the sea: as the river rises over its normal range their outfalls back
+        up, they carry less and less, and the streets flood after the river.
+        """
+        p, env = params, self.env
+        outfall = self.river_stage(_OUTFALL.params, t) - TIDAL_ZERO_M  # metres above mean sea level
+        free = min(1.0, max(_DRAINS_MOSTLY_BLOCKED, 1.0 - (outfall - 1.0) / 1.2))
+        # Water stands once the last 75 minutes brought more than the drains carry; it drains 15 min late.
+        excess = env.rain_between(t - 5400.0, t - 900.0) * factor - p["capacity"] * free * 1.25
+        return max(0.0, excess * p["gain"]) + max(0.0, outfall - 0.4) * p["tidal"]
+
+    def _water_level(self, device: Device, state: SensorState, t: float, rng: random.Random) -> Reading:
+        p = device.params
+        stage = self.river_stage(p, t)
+        rising = (stage - self.river_stage(p, t - 900.0)) * 4.0
+        state.alarm_mode = stage >= p["alarm"] or rising >= _RISING_FAST_M_H["water_level"]
+        level = max(0.0, stage + rng.gauss(0.0, 0.004))
         return {
             "water_level": level,
             "distance": p["mount"] - level,
@@ -120,13 +177,14 @@ class Sensors:
         }
 
     def _flood_depth(self, device: Device, state: SensorState, t: float, rng: random.Random) -> Reading:
-        p, env = device.params, self.env
-        # Water stands once the last 75 minutes brought more than the drains carry; it drains 15 min late.
-        excess = env.rain_between(t - 5400.0, t - 900.0) * state.factor - p["capacity"] * 1.25
-        depth = max(0.0, excess * p["gain"]) + max(0.0, env.now(t).tide - 0.4) * p["tidal"]
+        p = device.params
+        depth = self.street_depth(p, state.factor, t)
+        rising = (depth - self.street_depth(p, state.factor, t - 900.0)) * 4.0
+        state.alarm_mode = depth >= _STREET_ALERT_M or rising >= _RISING_FAST_M_H["flood_depth"]
         if depth > 0.0:
             depth = max(0.0, depth + rng.gauss(0.0, 0.003))
-        return {"flood_depth": depth, "distance": p["mount"] - depth, "alarm": 1.0 if depth >= 0.2 else 0.0}
+        return {"flood_depth": depth, "distance": p["mount"] - depth,
+                "alarm": 1.0 if depth >= _STREET_ALERT_M else 0.0}
 
     def _rain_gauge(self, device: Device, state: SensorState, t: float, rng: random.Random) -> Reading:
         since = state.last_t if state.last_t is not None else t - device.uplink_interval_s
@@ -259,3 +317,14 @@ def fault_flag(kind: str, values: Reading) -> None:
         values[flag] = 1.0
         if kind == "street_light":
             values["power"] = 0.0
+
+
+def _runoff(rain_mm: float) -> float:
+    """Millimetres that run off from ``rain_mm`` on the catchment (SCS curve number, S = 120 mm)."""
+    initial = 0.2 * _SOIL_STORAGE_MM
+    return 0.0 if rain_mm <= initial else (rain_mm - initial) ** 2 / (rain_mm - initial + _SOIL_STORAGE_MM)
+
+
+def _spill(rise: float, most: float) -> float:
+    """``rise`` in the river's banks, flattening towards ``most`` as the water spreads over the flood plain."""
+    return float(rise / (1.0 + (rise / most) ** 8) ** 0.125)

@@ -78,21 +78,22 @@ _Z: Final = TIDAL_ZERO_M
 
 
 def _wl(
-    base: float, tide: float, rain: float, lag_h: float, mount: float, alert: float, danger: float
+    base: float, tide: float, rain: float, lag_h: float, mount: float, alert: float, danger: float, rise: float
 ) -> Mapping[str, float]:
     # base: mean stage in dry weather (m above the gauge zero); tide: share of the sea tide seen here;
-    # rain: metres of rise per mm of catchment rain; lag_h: how long the rain takes to arrive;
+    # rain: metres of rise per mm of the catchment's runoff; lag_h: how long the rain takes to arrive;
     # mount: sensor height above the gauge zero (m); alert / danger: the station's warning levels (m), the
-    # device raising its own alarm flag at the alert level.
+    # device raising its own alarm flag at the alert level; rise: the most the rain raises it above base
+    # (beyond its banks the water spreads over the flood plain), so a flood peaks a metre or so above danger.
     return MappingProxyType(
         {"base": base, "tide_gain": tide, "rain_gain": rain, "lag_h": lag_h, "mount": mount, "alarm": alert,
-         "danger": danger}
+         "danger": danger, "rise": rise}
     )
 
 
 def _fd(capacity: float, gain: float, tidal: float) -> Mapping[str, float]:
-    # capacity: mm/h the drains carry away; gain: metres of water per mm of excess rain;
-    # tidal: extra depth per metre of tide above 0.4 m (outfalls blocked at high tide).
+    # capacity: mm/h the drains carry away while their outfalls are free; gain: metres of water per mm of
+    # excess rain; tidal: extra depth per metre of water above 0.4 m at the outfalls (high tide, a high Hàn).
     return MappingProxyType({"capacity": capacity, "gain": gain, "tidal": tidal, "mount": 3.0})
 
 
@@ -105,32 +106,37 @@ def _wq(salinity: float, turbidity: float, oxygen: float) -> Mapping[str, float]
 STATIONS: Final[Mapping[str, tuple[Station, ...]]] = MappingProxyType(
     {
         "water_level": (
-            Station("Hàn river, Dragon bridge", 108.2245, 16.0610, _wl(_Z + 0.35, 0.95, 0.0035, 2.0, 7.0, 2.6, 3.0)),
-            Station("Hàn river, Sông Hàn bridge", 108.2248, 16.0720, _wl(_Z + 0.30, 1.00, 0.0030, 1.8, 7.5, 2.5, 2.9)),
-            Station("Hàn river, Tiên Sơn bridge", 108.2290, 16.0370, _wl(_Z + 0.45, 0.85, 0.0042, 2.2, 7.0, 2.8, 3.3)),
-            Station("Cẩm Lệ river, Cẩm Lệ bridge", 108.2100, 16.0150, _wl(_Z + 0.80, 0.60, 0.0060, 3.0, 8.0, 3.4, 4.2)),
-            Station("Cu Đê river, Nam Ô bridge", 108.1250, 16.1170, _wl(_Z + 0.40, 0.80, 0.0050, 2.5, 7.0, 2.9, 3.6)),
-            Station("Cu Đê river, Hòa Bắc", 108.0500, 16.1250, _wl(2.10, 0.05, 0.0090, 3.5, 8.0, 4.5, 5.5)),
-            Station("Túy Loan river, Hòa Phong", 108.1300, 15.9950, _wl(1.50, 0.20, 0.0075, 3.5, 7.5, 3.6, 4.4)),
+            Station("Hàn river, Dragon bridge", 108.2245, 16.0610,
+                    _wl(_Z + 0.35, 0.95, 0.0200, 1.5, 7.0, 2.6, 3.0, 2.6)),
+            Station("Hàn river, Sông Hàn bridge", 108.2248, 16.0720,
+                    _wl(_Z + 0.30, 1.00, 0.0190, 1.5, 7.5, 2.5, 2.9, 2.6)),
+            Station("Hàn river, Tiên Sơn bridge", 108.2290, 16.0370,
+                    _wl(_Z + 0.45, 0.85, 0.0210, 1.5, 7.0, 2.8, 3.3, 2.8)),
+            Station("Cẩm Lệ river, Cẩm Lệ bridge", 108.2100, 16.0150,
+                    _wl(_Z + 0.80, 0.60, 0.0170, 2.0, 8.0, 3.4, 4.2, 3.6)),
+            Station("Cu Đê river, Nam Ô bridge", 108.1250, 16.1170,
+                    _wl(_Z + 0.40, 0.80, 0.0140, 1.5, 7.0, 2.9, 3.6, 3.2)),
+            Station("Cu Đê river, Hòa Bắc", 108.0500, 16.1250, _wl(2.10, 0.05, 0.0300, 0.75, 8.0, 4.5, 5.2, 4.6)),
+            Station("Túy Loan river, Hòa Phong", 108.1300, 15.9950, _wl(1.50, 0.20, 0.0200, 1.25, 7.5, 3.6, 4.4, 3.9)),
             Station("Vu Gia river, Ái Nghĩa ferry", 108.0500, 15.9600,
-                    _wl(2.60, 0.05, 0.0085, 4.5, 9.0, 5.0, 6.0)),
+                    _wl(2.60, 0.05, 0.0200, 2.5, 9.0, 5.0, 6.0, 4.6)),
             Station("Coast, Thọ Quang fishing port", 108.2330, 16.1050,
-                    _wl(_Z + 0.05, 1.00, 0.0008, 1.0, 6.0, 2.2, 2.6)),
-            Station("Coast, Mỹ Khê beach", 108.2440, 16.0620, _wl(_Z + 0.00, 1.00, 0.0005, 1.0, 6.0, 2.2, 2.6)),
-            Station("Coast, Non Nước beach", 108.2620, 15.9960, _wl(_Z + 0.00, 1.00, 0.0005, 1.0, 6.0, 2.2, 2.6)),
-            Station("Coast, Kim Liên", 108.1360, 16.0880, _wl(_Z + 0.05, 1.00, 0.0008, 1.0, 6.0, 2.2, 2.6)),
+                    _wl(_Z + 0.05, 1.00, 0.0010, 1.0, 6.0, 2.2, 2.6, 0.3)),
+            Station("Coast, Mỹ Khê beach", 108.2440, 16.0620, _wl(_Z + 0.00, 1.00, 0.0006, 1.0, 6.0, 2.2, 2.6, 0.2)),
+            Station("Coast, Non Nước beach", 108.2620, 15.9960, _wl(_Z + 0.00, 1.00, 0.0006, 1.0, 6.0, 2.2, 2.6, 0.2)),
+            Station("Coast, Kim Liên", 108.1360, 16.0880, _wl(_Z + 0.05, 1.00, 0.0010, 1.0, 6.0, 2.2, 2.6, 0.3)),
         ),
         "flood_depth": (
-            Station("Điện Biên Phủ x Hà Huy Tập", 108.1930, 16.0660, _fd(28.0, 0.0060, 0.05)),
-            Station("Hoàng Diệu x Nguyễn Văn Linh", 108.2150, 16.0600, _fd(32.0, 0.0050, 0.08)),
-            Station("Phan Đăng Lưu", 108.2140, 16.0380, _fd(25.0, 0.0065, 0.04)),
-            Station("Tôn Đức Thắng, Hòa Khánh", 108.1560, 16.0640, _fd(24.0, 0.0070, 0.02)),
-            Station("Trường Chinh, An Khê", 108.1840, 16.0450, _fd(26.0, 0.0060, 0.02)),
-            Station("Hàm Nghi x Lê Duẩn", 108.2080, 16.0700, _fd(30.0, 0.0055, 0.06)),
-            Station("Ngô Quyền, An Hải Bắc", 108.2360, 16.0760, _fd(30.0, 0.0050, 0.10)),
-            Station("Lê Văn Hiến, Khuê Mỹ", 108.2450, 16.0200, _fd(27.0, 0.0060, 0.05)),
-            Station("Nguyễn Tất Thành, Xuân Hà", 108.1950, 16.0790, _fd(29.0, 0.0055, 0.12)),
-            Station("Ông Ích Khiêm underpass", 108.2090, 16.0640, _fd(22.0, 0.0080, 0.03)),
+            Station("Điện Biên Phủ x Hà Huy Tập", 108.1930, 16.0660, _fd(61.6, 0.0060, 0.05)),
+            Station("Hoàng Diệu x Nguyễn Văn Linh", 108.2150, 16.0600, _fd(70.4, 0.0050, 0.08)),
+            Station("Phan Đăng Lưu", 108.2140, 16.0380, _fd(55.0, 0.0065, 0.04)),
+            Station("Tôn Đức Thắng, Hòa Khánh", 108.1560, 16.0640, _fd(52.8, 0.0070, 0.02)),
+            Station("Trường Chinh, An Khê", 108.1840, 16.0450, _fd(57.2, 0.0060, 0.02)),
+            Station("Hàm Nghi x Lê Duẩn", 108.2080, 16.0700, _fd(66.0, 0.0055, 0.06)),
+            Station("Ngô Quyền, An Hải Bắc", 108.2360, 16.0760, _fd(66.0, 0.0050, 0.10)),
+            Station("Lê Văn Hiến, Khuê Mỹ", 108.2450, 16.0200, _fd(59.4, 0.0060, 0.05)),
+            Station("Nguyễn Tất Thành, Xuân Hà", 108.1950, 16.0790, _fd(63.8, 0.0055, 0.12)),
+            Station("Ông Ích Khiêm underpass", 108.2090, 16.0640, _fd(48.4, 0.0080, 0.03)),
         ),
         "water_quality": (
             Station("Hàn river, Bạch Đằng", 108.2250, 16.0780, _wq(2500.0, 12.0, 0.85)),

@@ -183,8 +183,9 @@ def register(app: typer.Typer) -> None:
         The fleet is registered (every 20th device is left for the ingest to enrol as unregistered), the past
         --backfill-hours are simulated as fast as the ingest takes them, then the fleet reports in real time at
         its own intervals: no reading is ever dated in the future. The flood scenario's storm is placed so the
-        first streets start to flood as real time begins. The IOC API is served on loopback with a new admin key
-        (written to api-key in the demo folder). Ctrl-C stops everything within seconds.
+        first river station passes its alert level about three minutes into real time. The IOC API is served on
+        loopback with a new admin key (written to api-key in the demo folder). Ctrl-C stops everything within
+        seconds.
         """
         if scenario not in ("normal", "flood", "faults"):
             raise typer.BadParameter("must be normal, flood or faults", param_hint="--scenario")

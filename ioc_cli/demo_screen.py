@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dashboards.alerts import LOOK_BACK_S, water_levels
 from gateways.database import connect
 from ioc_api.queries.monitoring import list_gateways, zone_summaries
 from ioc_cli.demo_brokers import DemoBrokers
@@ -68,8 +69,9 @@ def show_banner(console: Console, b: Banner) -> None:
     say(f"[bold]clock[/]     {b.backfill.note}; then real time, each sensor at its own interval (5 to 30 min). "
         f"Times are Da Nang's (ICT).")
     say(f"[bold]fleet[/]     {b.devices} simulated Da Nang sensors, scenario '{b.scenario}'"
-        + (": a storm is under way; the first streets start to flood as real time begins and the flood "
-           "spreads over the first half hour"
+        + (": a storm has been pouring for hours and the streets are flooding; the rivers rise from the "
+           "first minute, the first station passes its alert level about 3 minutes in, the first its danger "
+           "level within 20 (level sensors then report every minute)"
            if b.scenario == "flood" else ""))
     console.rule(style="dim")
     say(f"[bold]database[/]  {b.dsn}\n          psql '{b.dsn}' -c 'SELECT * FROM uplinks ORDER BY time DESC LIMIT 5'")
@@ -131,12 +133,42 @@ def _clock(at: float) -> str:
     return datetime.fromtimestamp(at, ICT).strftime("%d %b %H:%M")
 
 
+@dataclass(slots=True)
+class _Water:
+    """A district's level sensors of one kind: the highest newest reading, and how many are above each level."""
+
+    newest: float | None = None
+    alert: int = 0
+    danger: int = 0
+
+    def add(self, newest: float, value: float, alert: float | None, danger: float | None) -> None:
+        self.newest = newest if self.newest is None else max(self.newest, newest)
+        if danger is not None and value > danger:
+            self.danger += 1
+        elif alert is not None and value > alert:
+            self.alert += 1
+
+    def level(self) -> str:
+        return "-" if self.newest is None else f"{self.newest:.2f}"
+
+    def warnings(self) -> str:
+        if self.newest is None:
+            return "-"
+        said = [f"[bold red]{self.danger} danger[/]" if self.danger else "",
+                f"[yellow]{self.alert} alert[/]" if self.alert else ""]
+        return ", ".join(x for x in said if x) or "[green]normal[/]"
+
+
 def show_districts(console: Console, dsn: str) -> None:
-    """The districts as GET /api/v1/zones shows them (the same query), and the gateways' states."""
+    """The districts as GET /api/v1/zones shows them (the same query), the water levels as the alert rules see
+    them (the same query), and the gateways' states."""
     try:
         with connect(dsn, autocommit=True) as conn:
             zones = [z for z in zone_summaries(conn, None) if z.level == "district"]
             gateways = Counter(g.state for g in list_gateways(conn, None))
+            levels_sql = water_levels(f"now() - make_interval(secs => {LOOK_BACK_S})")
+            levels = conn.execute(f"SELECT w.zone_code, w.metric, w.newest, w.value, w.alert_above, w.danger_above "
+                                  f"FROM ({levels_sql}) w").fetchall()
             row = conn.execute(
                 """SELECT (SELECT count(*) FROM devices WHERE status = 'unregistered'),
                           (SELECT count(*) FROM dead_letters), now()"""
@@ -146,21 +178,25 @@ def show_districts(console: Console, dsn: str) -> None:
         return
     assert row is not None
     unregistered, dead_letters, now = row
+    water: dict[tuple[str, str], _Water] = defaultdict(_Water)
+    for zone_code, metric, newest, value, alert, danger in levels:
+        water[zone_code, metric].add(newest, value, alert, danger)
     table = Table(title=f"Da Nang districts at {now.astimezone(ICT):%Y-%m-%d %H:%M} ICT, as GET /api/v1/zones",
-                  caption="uplinks: the last hour; the others: the current hour's readings (rollup)")
-    for col in ("district", "devices", "uplinks last hour", "max water level (m)", "max street flood (m)",
-                "mean PM2.5 (µg/m³)"):
-        table.add_column(col, justify="left" if col == "district" else "right")
+                  caption="water level: the highest of the stations' newest readings (m above each gauge's zero); "
+                          "street flood: the deepest newest reading; warnings: stations or streets above their "
+                          "danger or alert level, as the Grafana water alerts count them (the lower of the two "
+                          "newest readings); uplinks: the last hour; PM2.5: the current hour's mean",
+                  caption_justify="left")
+    for col in ("district", "devices", "uplinks\nlast hour", "water level\nnow (m)", "river and sea\nwarnings",
+                "street flood\nnow (m)", "street\nwarnings", "PM2.5\n(µg/m³)"):
+        table.add_column(col, justify="left" if col == "district" or "warnings" in col else "right")
     for z in zones:
         values = {kv.metric: kv.value for kv in z.key_values}
-
-        def cell(metric: str, digits: int, values: dict[str, float] = values) -> str:
-            value = values.get(metric)
-            return "-" if value is None else f"{value:.{digits}f}"
-
-        table.add_row(z.name, str(z.devices.total), str(z.uplinks_last_hour), cell("water_level", 2),
-                      cell("flood_depth", 2), cell("pm2_5", 1))
-    console.print(table)
+        pm2_5 = values.get("pm2_5")
+        rivers, streets = water[z.code, "water_level"], water[z.code, "flood_depth"]
+        table.add_row(z.name, str(z.devices.total), str(z.uplinks_last_hour), rivers.level(), rivers.warnings(),
+                      streets.level(), streets.warnings(), "-" if pm2_5 is None else f"{pm2_5:.1f}")
+    console.print(table, width=min(console.width, 120))
     states = ", ".join(f"{n} {state}" for state, n in sorted(gateways.items()))
     console.print(f"gateways: {states or 'none seen yet'}; {unregistered} devices enrolled as unregistered; "
                   f"{dead_letters} dead letters", highlight=False)

@@ -11,15 +11,17 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Final
 
 from device_simulators.events import StreamOptions, generate
 from device_simulators.fleet import Fleet
+from device_simulators.flood_timing import storm_start_for_alert
 from device_simulators.messages import EncodingChoice, SimMessage
 from device_simulators.publisher import publish_to_broker
 from device_simulators.scenarios import get_scenario
 from ioc_core.settings import MqttUrl
 
-__all__ = ["ICT", "Backfill", "SimulatorRun", "plan_backfill", "stream_options"]
+__all__ = ["FIRST_ALERT_AFTER_S", "ICT", "Backfill", "SimulatorRun", "plan_backfill", "stream_options"]
 
 log = logging.getLogger("ioc.demo")
 
@@ -73,9 +75,14 @@ def plan_backfill(now: datetime, hours: float, stored_until: datetime | None) ->
                                  "(a gap remains before it)")
 
 
+# The first river station reaches its alert level this long after real time begins: the newcomer sees the
+# rivers rising from the first minute and the first alerts a few minutes in.
+FIRST_ALERT_AFTER_S: Final = 180.0
+
+
 def stream_options(backfill: Backfill, *, seed: int, scenario: str, encoding: EncodingChoice) -> StreamOptions:
-    """The fleet's stream for this run: its storm placed so the first streets flood as real time begins."""
-    storm = get_scenario(scenario).storm_start_for_live(backfill.live.timestamp())
+    """The fleet's stream for this run: its storm placed so the first river alert comes minutes into real time."""
+    storm = storm_start_for_alert(get_scenario(scenario), seed, backfill.live.timestamp() + FIRST_ALERT_AFTER_S)
     # Message ids come from the seed; the start joins them, so a reused database never sees an id twice.
     return StreamOptions(seed=seed, start=backfill.start, scenario=scenario, encoding=encoding,
                          stream_id=f"@{int(backfill.start.timestamp())}",

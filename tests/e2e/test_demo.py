@@ -163,6 +163,9 @@ def test_demo_backfills_then_runs_in_real_time_and_stops_quietly_on_ctrl_c(tmp_p
         for name, cells in table.items():
             assert int(cells[0]) == zones[name]["devices"]["total"]
             assert abs(int(cells[1]) - zones[name]["uplinks_last_hour"]) <= 3  # a few seconds apart
+            # The newest levels, and the stations above their levels in words, as the water alerts count them.
+            for warnings in (cells[3], cells[5]):
+                assert re.fullmatch(r"-|normal|\d+ danger(, \d+ alert)?|\d+ alert", warnings), cells
         # Gateways: the API's state is the alert rule's, and a gateway that forwarded lately is online.
         gateways = admin.call("GET", "/api/v1/gateways")
         assert gateways and {g["gateway_eui"]: g["state"] for g in gateways} == rule

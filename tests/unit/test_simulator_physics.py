@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 from datetime import UTC, datetime
 
+import pytest
+
 from device_simulators.environment import Environment, RainCell
 from device_simulators.fleet import Device, build_fleet
+from device_simulators.flood_timing import storm_start_for_alert
 from device_simulators.scenarios import SCENARIOS, get_scenario
 from device_simulators.sensors import Sensors, battery_percent
 
@@ -101,30 +105,55 @@ def test_water_levels_are_stages_above_the_gauge_zero_and_meet_the_stations_warn
             assert max(storm) > device.params["alarm"], device.site
 
 
-def test_the_demo_storm_floods_the_first_streets_as_real_time_begins() -> None:
+@pytest.mark.parametrize("hour", [0, 5, 10, 15, 20])  # real time beginning at every phase of the tide
+def test_the_demo_flood_rises_in_the_first_minutes_of_real_time(hour: int) -> None:
     scenario = get_scenario("flood")
-    live = START + 48 * HOUR  # the demo backfills two days, then runs in real time
-    begins = scenario.storm_start_for_live(live)
-    assert begins is not None
+    live = START + (48 + hour) * HOUR  # the demo backfills two days, then runs in real time
+    begins = storm_start_for_alert(scenario, 1, live + 180.0)
+    assert begins is not None and live - 6 * HOUR < begins < live - 2 * HOUR  # the storm's start is backfilled
     sensors = Sensors(Environment(1, scenario.storm(live - 48 * HOUR, begins=begins)))
+    fleet = build_fleet(300, seed=1).devices  # the demo's fleet
+    rivers = [d for d in fleet if d.kind == "water_level" and not d.site.startswith("Coast")]
+    streets = [d for d in fleet if d.kind == "flood_depth"]
+
+    def above(level: str, minute: float) -> int:
+        return sum(sensors.river_stage(d.params, live + minute * 60.0) > d.params[level] for d in rivers)
+
+    # Before the storm the backfill shows ordinary days: every station below its alert level.
+    before = range(int(live - 48 * HOUR), int(begins), 600)
+    assert all(sensors.river_stage(d.params, t) < d.params["alarm"] for d in rivers for t in before)
+    # Real time begins with no station at its alert level, the rivers rising visibly minute by minute ...
+    assert above("alarm", 0) == 0
+    assert max(sensors.river_stage(d.params, live + 60.0) - sensors.river_stage(d.params, live)
+               for d in rivers) > 0.015
+    # ... the first alert within five minutes, the first danger within twenty, more stations following.
+    assert above("alarm", 5) >= 1 and above("danger", 20) >= 1 and above("alarm", 45) >= 3
+    # Streets, flooded by the downpour, deepen as the Hàn backs up their drains.
+    depth = {m: max(sensors.street_depth(d.params, 1.0, live + m * 60.0) for d in streets) for m in (0, 30)}
+    assert 0.2 < depth[0] < depth[30] < 1.5
+    # Plausible rivers: never negative, below the sensor, rising at most a few metres an hour.
+    for d in rivers:
+        stages = [sensors.river_stage(d.params, live + m * 60.0) for m in range(-120, 12 * 60, 5)]
+        assert min(stages) >= 0.0 and max(stages) < d.params["mount"] - 0.5, d.site
+        assert max(b - a for a, b in itertools.pairwise(stages)) * 12 < 3.0, d.site
+
+
+def test_level_sensors_report_every_minute_while_rising_fast_or_above_alert() -> None:
+    sensors = Sensors(Environment(1, get_scenario("flood").storm(START)))
     rng = random.Random(1)
-    streets = [d for d in build_fleet(400, seed=1).devices if d.kind == "flood_depth"]
-    states = [sensors.new_state(d, live - 48 * HOUR, rng) for d in streets]
-
-    def deepest(minute: float) -> float:
-        return max(sensors.read(d, s, live + minute * 60.0, rng)["flood_depth"] for d, s in zip(streets, states,
-                                                                                               strict=True))
-
-    def flooded(minute: float) -> int:
-        return sum(sensors.read(d, s, live + minute * 60.0, rng)["flood_depth"] > 0.05
-                   for d, s in zip(streets, states, strict=True))
-
-    assert max(deepest(m) for m in range(-24 * 60, -30, 10)) < 0.02  # the backfill is dry underfoot
-    assert deepest(0) < 0.1 and flooded(0) <= 1  # real time begins as the first street starts to flood
-    assert flooded(10) < flooded(20) < flooded(30)  # and a newcomer watches the flood spread
-    assert deepest(45) > 0.2  # past the alert depth within the hour
-    assert sensors.env.rain_rate(live) > 30.0  # it is pouring, and getting worse
-    assert sensors.env.rain_rate(live + 1800) > sensors.env.rain_rate(live)
+    river, street = _device("water_level", "Hàn river, Dragon"), _device("flood_depth")
+    states = {d.dev_eui: sensors.new_state(d, START, rng) for d in (river, street)}
+    modes: dict[str, list[bool]] = {d.kind: [] for d in (river, street)}
+    alarms: dict[str, list[bool]] = {d.kind: [] for d in (river, street)}
+    for minute in range(0, 36 * 60, 5):
+        for d in (river, street):
+            reading = sensors.read(d, states[d.dev_eui], START + minute * 60.0, rng)
+            modes[d.kind].append(states[d.dev_eui].alarm_mode)
+            alarms[d.kind].append(reading["alarm"] == 1.0)
+    for kind, series in modes.items():
+        assert not series[0] and any(series) and not series[-1], kind  # normal, alarm in the storm, normal again
+        # Rising fast switches the alarm mode on before the level reaches alert.
+        assert series.index(True) < alarms[kind].index(True), kind
 
 
 def test_normal_day_keeps_streets_mostly_dry() -> None:
