@@ -19,7 +19,8 @@ TimescaleOption = Annotated[
     str,
     typer.Option(
         "--timescaledb",
-        help="auto: use TimescaleDB when the extension is available; on: require it; off: plain PostgreSQL.",
+        help="auto: TimescaleDB when the extension is installed and preloaded (installed but not preloaded is an "
+        "error that says how to load it); on: require it; off: plain PostgreSQL.",
         envvar="IOC_TIMESCALEDB",
     ),
 ]
