@@ -59,6 +59,7 @@ from storage_mode import (  # bench/ is the script's folder, first on sys.path
     modes_for,
     pause_jobs,
     relation_size,
+    run_in_parts,
     side_by_side,
 )
 
@@ -179,25 +180,8 @@ def fill(url: str, devices: int, days: int, now: datetime, *, dense_hours: int =
 
 
 def _parallel(url: str, statement: str, params: dict[str, object]) -> None:
-    """Run ``statement`` once per core, each session with ``part`` of ``parts`` set; re-raise the first error."""
-    parts = cpu_parts()
-    failures: list[BaseException] = []
-
-    def one(part: int) -> None:
-        try:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("SET work_mem = '256MB'")
-                conn.execute(statement, {**params, "part": part, "parts": parts})
-        except BaseException as err:  # handed to the caller's thread
-            failures.append(err)
-
-    threads = [threading.Thread(target=one, args=(p,), daemon=True) for p in range(parts)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failures:
-        raise failures[0]
+    """Run ``statement`` once per core, each session with ``part`` of ``parts`` set."""
+    run_in_parts(url, statement, params, cpu_parts())
 
 
 def _setup(conn: Connection, devices: int, days: int, now: datetime) -> None:

@@ -180,23 +180,7 @@ def _plain_rollups(url: str, parts: int) -> None:
             FROM ingest_stats GROUP BY 1, 2 ORDER BY 1, 2"""),
     )
     step = time.monotonic()
-    failures: list[BaseException] = []
-
-    def one(part: int) -> None:
-        try:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("SET work_mem = '256MB'")
-                conn.execute(device, {"part": part, "parts": parts})
-        except BaseException as err:  # handed to the caller's thread
-            failures.append(err)
-
-    threads = [threading.Thread(target=one, args=(p,), daemon=True) for p in range(parts)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failures:
-        raise failures[0]
+    run_in_parts(url, device, {}, parts)
     print(f"  rollup_device_hourly: {time.monotonic() - step:.1f} s", flush=True)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET work_mem = '512MB'")
@@ -264,6 +248,28 @@ def side_by_side(rows: Sequence[tuple[str, dict[Mode, float], float | None]], mo
         if target is not None:
             verdict = "ok" if by_mode and max(by_mode.values()) < target else f"OVER {target:.0f} ms"
         print(f"  {name[:65]:<66}{cells}  {verdict}")
+
+
+def run_in_parts(url: str, statement: str, params: dict[str, object], parts: int) -> None:
+    """Run ``statement`` in ``parts`` sessions at once, each with its ``part`` of ``parts`` set (a filter such
+    as ``device_id % parts = part`` splits the work); re-raise the first error."""
+    failures: list[BaseException] = []
+
+    def one(part: int) -> None:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("SET work_mem = '256MB'")
+                conn.execute(statement, {**params, "part": part, "parts": parts})
+        except BaseException as err:  # handed to the caller's thread
+            failures.append(err)
+
+    threads = [threading.Thread(target=one, args=(p,), daemon=True) for p in range(parts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
 
 
 def cpu_parts() -> int:
