@@ -145,6 +145,21 @@ def test_every_policy_job_runs_and_rollups_equal_a_fresh_group_by(
                 """SELECT count(*) FROM timescaledb_information.chunks
                    WHERE hypertable_name = 'measurements' AND is_compressed""").fetchone()
             assert compressed is not None and compressed[0] >= 2, "the 20-day-old chunks are compressed"
+            # The last complete hour is materialised at the first refresh after it ends (0012), so reads
+            # aggregate at most the open hour and a schedule's worth of raw rows in real time.
+            offsets = conn.execute(
+                """SELECT hypertable_name, config->>'end_offset' FROM timescaledb_information.jobs
+                   WHERE proc_name = 'policy_refresh_continuous_aggregate'""").fetchall()
+            assert sorted(offsets) == sorted((name, "00:05:00") for name in _ROLLUPS)
+            watermarks = conn.execute(
+                """SELECT a.view_name, _timescaledb_functions.to_timestamp(
+                              _timescaledb_functions.cagg_watermark(c.mat_hypertable_id))
+                          >= date_trunc('hour', now() - interval '6 minutes')
+                   FROM timescaledb_information.continuous_aggregates a
+                   JOIN _timescaledb_catalog.continuous_agg c ON c.user_view_name = a.view_name
+                   WHERE a.view_name IN ('rollup_device_hourly', 'rollup_zone_hourly', 'rollup_gateway_hourly')
+                """).fetchall()
+            assert len(watermarks) == 3 and all(ok for _, ok in watermarks), watermarks
         _assert_rollups_equal_fresh_aggregates(conn)
 
     # Late rows: into buckets already materialised and chunks already compressed (a gateway back from an
