@@ -51,15 +51,9 @@ def _polygon_text(ring: Iterable[tuple[float, float]]) -> str:
 
 
 def zone_id_at(conn: Connection, lon: float, lat: float) -> int | None:
-    """The current zone containing the point (PostgreSQL's polygon ``@>`` point test)."""
-    row = conn.execute(
-        """SELECT z.id FROM zone_rings r JOIN zones z ON z.id = r.zone_id
-           WHERE z.valid_to IS NULL AND r.ring @> point(%s, %s)
-           ORDER BY CASE z.level WHEN 'ward' THEN 0 WHEN 'district' THEN 1 ELSE 2 END
-           LIMIT 1""",
-        (lon, lat),
-    ).fetchone()
-    return int(row[0]) if row else None
+    """The current zone containing the point: the database's ``zone_at`` (the smallest, then the lowest id)."""
+    row = conn.execute("SELECT zone_at(%s, %s)", (lon, lat)).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +83,7 @@ def register_devices(conn: Connection, devices: Iterable[DeviceRecord]) -> int:
                 """INSERT INTO devices (dev_eui, name, status, kind, model, codec_id, latitude, longitude,
                        zone_id, application_id, device_profile_id, tags, registered_at)
                    VALUES (%(eui)s, %(name)s, 'registered', %(kind)s, %(model)s, %(codec)s, %(lat)s, %(lon)s,
-                       (SELECT z.id FROM zone_rings r JOIN zones z ON z.id = r.zone_id
-                        WHERE z.valid_to IS NULL AND r.ring @> point(%(lon)s, %(lat)s)
-                        ORDER BY CASE z.level WHEN 'ward' THEN 0 WHEN 'district' THEN 1 ELSE 2 END LIMIT 1),
+                       zone_at(%(lon)s, %(lat)s),
                        %(app)s, %(profile)s, %(tags)s::jsonb, now())
                    ON CONFLICT (dev_eui) DO UPDATE SET name = EXCLUDED.name, status = 'registered',
                        registered_at = coalesce(devices.registered_at, now()),

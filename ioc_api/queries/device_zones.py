@@ -29,10 +29,7 @@ class Placed:
 def zone_at(conn: Connection, lon: float, lat: float) -> Placed:
     """The most precise current zone containing the point; Invalid (field latitude) outside the city."""
     row = conn.execute(
-        """SELECT z.id, z.code, z.parent_code FROM zone_rings r JOIN zones z ON z.id = r.zone_id
-           WHERE z.valid_to IS NULL AND r.ring @> point(%s, %s)
-           ORDER BY CASE z.level WHEN 'ward' THEN 0 WHEN 'district' THEN 1 ELSE 2 END, z.id
-           LIMIT 1""",
+        "SELECT z.id, z.code, z.parent_code FROM zones z WHERE z.id = zone_at(%s, %s)",
         (lon, lat),
     ).fetchone()
     if row is None:

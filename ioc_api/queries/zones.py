@@ -16,9 +16,6 @@ from ioc_core.zones import PARENT_LEVEL, Zone, multipolygon
 
 __all__ = ["DeviceRezone", "ZoneImportReport", "ZoneRecord", "import_zones", "list_zones"]
 
-# Wards before districts before the city: a point gets the smallest zone that holds it (as ingest's zone_id_at).
-_LEVEL_RANK = "CASE z.level WHEN 'ward' THEN 0 WHEN 'district' THEN 1 ELSE 2 END"
-
 
 @dataclass(frozen=True, slots=True)
 class ZoneRecord:
@@ -260,7 +257,7 @@ def _rezone(conn: Connection, *, closed: list[str], new: list[str]) -> list[Devi
     if not closed and not new:
         return []
     rows = conn.execute(
-        f"""WITH candidates AS (
+        """WITH candidates AS (
                 SELECT d.id, d.zone_id, d.longitude, d.latitude FROM devices d
                 WHERE d.zone_id IN (SELECT id FROM zones WHERE code = ANY(%(closed)s) AND valid_to = now())
                    OR (d.longitude IS NOT NULL AND d.latitude IS NOT NULL AND EXISTS (
@@ -270,9 +267,7 @@ def _rezone(conn: Connection, *, closed: list[str], new: list[str]) -> list[Devi
             ), derived AS (
                 SELECT c.id, c.zone_id AS old_id,
                        CASE WHEN c.longitude IS NOT NULL AND c.latitude IS NOT NULL THEN
-                           (SELECT z.id FROM zone_rings r JOIN zones z ON z.id = r.zone_id
-                            WHERE z.valid_to IS NULL AND r.ring @> point(c.longitude, c.latitude)
-                            ORDER BY {_LEVEL_RANK}, z.id LIMIT 1)
+                           zone_at(c.longitude, c.latitude)
                        ELSE
                            (SELECT z.id FROM zones z JOIN zones o ON o.code = z.code
                             WHERE o.id = c.zone_id AND z.valid_to IS NULL)
