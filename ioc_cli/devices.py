@@ -25,17 +25,10 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-ENVIRONMENT = ("Reads IOC_API_URL (the API's base URL, default http://127.0.0.1:8000), IOC_API_KEY (your API key) "
-               "and IOC_API_TIMEOUT_S (longest wait for an answer, default 60).")
-"""Said in every command's help: each one talks to the API and reads the same variables."""
-
+# Every command talks to the API and reads the same variables, listed at the end of each help.
 _EPILOG = environment(ApiClientSettings)
 _KINDS = ", ".join(KINDS)
 _EUI_HELP = "the DevEUI: 16 hex digits; colons, dashes or spaces between them and any case are fine"
-
-
-def _help(text: str) -> str:
-    return f"{text}\n\n{ENVIRONMENT}"
 
 
 @contextmanager
@@ -105,14 +98,15 @@ DevEuiArg = Annotated[str, typer.Argument(metavar="DEV_EUI", help=_EUI_HELP)]
 
 def register(app: typer.Typer) -> None:
     devices = typer.Typer(
-        help=_help("The device registry through the IOC API: list, show, register, import a CSV, move, "
+        help=("The device registry through the IOC API: list, show, register, import a CSV, move, "
                    "decommission and recommission devices, with your key's role and zones, audited under your "
                    "name."),
         no_args_is_help=True,
+        epilog=_EPILOG,
     )
 
     @devices.command("list", epilog=_EPILOG,
-                     help=_help("List devices in your zones, with filters; --json for scripts."))
+                     help=("List devices in your zones, with filters; --json for scripts."))
     def list_cmd(
         zone: Annotated[str | None, typer.Option(help="zone code; a district includes its wards")] = None,
         kind: Annotated[str | None, typer.Option(help=f"one of {_KINDS}")] = None,
@@ -142,7 +136,7 @@ def register(app: typer.Typer) -> None:
         Console().print(table)
 
     @devices.command("show", epilog=_EPILOG,
-                     help=_help("One device: where it is, its health, ChirpStack state and commissioning "
+                     help=("One device: where it is, its health, ChirpStack state and commissioning "
                                 "steps; --json for scripts."))
     def show_cmd(
         dev_eui: DevEuiArg,
@@ -177,7 +171,7 @@ def register(app: typer.Typer) -> None:
             table.add_row(name, escape(value))
         Console().print(table)
 
-    @devices.command("register", epilog=_EPILOG, help=_help(
+    @devices.command("register", epilog=_EPILOG, help=(
         "Register one device; its zone comes from --lat/--lon. A decommissioned DevEUI is brought back with "
         "`ioc devices recommission` instead."))
     def register_cmd(
@@ -208,7 +202,7 @@ def register(app: typer.Typer) -> None:
             device = DevicePublic.model_validate(api.register_device(body))
         _done("registered", device)
 
-    @devices.command("import", epilog=_EPILOG, help=_help(
+    @devices.command("import", epilog=_EPILOG, help=(
         "Register the devices of a CSV file: a header row with dev_eui, name, kind, model, latitude, longitude "
         "and optionally codec_id, join_eui, app_key, nwk_key, description, expected_interval_s, tags (k=v;k=v), "
         "public. Every row is checked; refused rows are listed with their line and the field at fault, and the "
@@ -246,7 +240,7 @@ def register(app: typer.Typer) -> None:
         if refused:
             raise typer.Exit(1)
 
-    @devices.command("move", epilog=_EPILOG, help=_help(
+    @devices.command("move", epilog=_EPILOG, help=(
         "Move a device: its new --lat/--lon, from which its zone is derived; add --zone to have the move refused "
         "unless the new position lies in that zone. --zone alone checks the stored position and never moves the "
         "device by itself."))
@@ -261,7 +255,7 @@ def register(app: typer.Typer) -> None:
             device = DevicePublic.model_validate(api.update_device(eui, body))
         _done("moved", device)
 
-    @devices.command("decommission", epilog=_EPILOG, help=_help(
+    @devices.command("decommission", epilog=_EPILOG, help=(
         "Retire a device: it stops counting as expected, ChirpStack forgets it (with its keys), its data stays. "
         "`ioc devices recommission` brings it back."))
     def decommission_cmd(dev_eui: DevEuiArg, reason: Reason = None) -> None:
@@ -270,7 +264,7 @@ def register(app: typer.Typer) -> None:
             device = DevicePublic.model_validate(api.decommission_device(eui, reason))
         _done("decommissioned", device)
 
-    @devices.command("recommission", epilog=_EPILOG, help=_help(
+    @devices.command("recommission", epilog=_EPILOG, help=(
         "Bring a decommissioned device back with its registration (name, kind, model, tags), where it stood or "
         "at a new --lat/--lon (checked against --zone when given). With ChirpStack provisioning, give --app-key "
         "again: decommissioning deleted the keys there."))
