@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from device_simulators.fleet import Fleet, build_fleet
+from device_simulators.fleet import Device, Fleet, build_fleet
 from gateways.database import Connection, connect
 from gateways.local_postgres import LocalPostgres, free_port, timescaledb_installed
 from gateways.migrations import TimescaleChoice, fingerprint, migrate
@@ -40,7 +40,7 @@ from ioc_core.settings import (
 )
 from ioc_core.zones import load_default_zones
 
-__all__ = ["register"]
+__all__ = ["device_record", "register"]
 
 log = logging.getLogger("ioc.demo")
 
@@ -72,6 +72,13 @@ def _log_to_file(folder: Path) -> Path:
     return path
 
 
+def device_record(d: Device) -> DeviceRecord:
+    """What registering a simulated device tells the registry (the demo's fleet, tests that need a city)."""
+    return DeviceRecord(dev_eui=d.dev_eui, name=d.name, kind=d.kind, model=d.model_id, codec_id=d.codec_id,
+                        latitude=d.lat, longitude=d.lon, application_id=d.application_id,
+                        device_profile_id=d.device_profile_id, tags=dict(d.tags))
+
+
 def _register_fleet(conn: Connection, fleet: Fleet, unregistered_every: int) -> tuple[int, int]:
     """Register the fleet, leaving every n-th device for the ingest to enrol, with the stations' own levels."""
     seed_zones(conn, load_default_zones())
@@ -81,13 +88,7 @@ def _register_fleet(conn: Connection, fleet: Fleet, unregistered_every: int) -> 
         if unregistered_every and i % unregistered_every == unregistered_every - 1:
             left_out += 1
             continue
-        records.append(
-            DeviceRecord(
-                dev_eui=d.dev_eui, name=d.name, kind=d.kind, model=d.model_id, codec_id=d.codec_id,
-                latitude=d.lat, longitude=d.lon, application_id=d.application_id,
-                device_profile_id=d.device_profile_id, tags=dict(d.tags),
-            )
-        )
+        records.append(device_record(d))
     registered = register_devices(conn, records)
     # Each water level station has its own warning levels on its gauge's scale (device_simulators.sites).
     by_eui = fleet.by_eui()

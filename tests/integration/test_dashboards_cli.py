@@ -18,8 +18,9 @@ from device_simulators.events import StreamOptions, generate
 from device_simulators.fleet import build_fleet
 from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
-from ingest.registry import DeviceRecord, register_devices, seed_zones
+from ingest.registry import register_devices, seed_zones
 from ingest.worker import BatchProcessor
+from ioc_cli.demo import device_record
 from ioc_core.zones import load_default_zones
 from tests.conftest import PgServer
 from tests.grafana_standin import GrafanaStandIn
@@ -91,10 +92,7 @@ def _fill(db_url: str, district: str) -> str:
     fleet = build_fleet(40, seed=5)
     with psycopg.connect(db_url, autocommit=True) as conn:
         seed_zones(conn, load_default_zones())
-        register_devices(conn, [DeviceRecord(
-            dev_eui=d.dev_eui, name=d.name, kind=d.kind, model=d.model_id, codec_id=d.codec_id, latitude=d.lat,
-            longitude=d.lon, application_id=d.application_id, device_profile_id=d.device_profile_id,
-            tags=dict(d.tags)) for d in fleet.devices])
+        register_devices(conn, [device_record(d) for d in fleet.devices])
         conn.execute("INSERT INTO devices (dev_eui, name, kind) VALUES ('0000000000000001', 'A quiet one', "
                      "'water_level')")
         reporting = {str(r[0]) for r in conn.execute(

@@ -25,9 +25,10 @@ from device_simulators.events import StreamOptions, generate
 from device_simulators.fleet import build_fleet
 from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
-from ingest.registry import DeviceRecord, register_devices, seed_zones
+from ingest.registry import register_devices, seed_zones
 from ingest.stats import IngestStats
 from ingest.worker import BatchProcessor
+from ioc_cli.demo import device_record
 from ioc_core.zones import load_default_zones
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_modes]
@@ -58,10 +59,7 @@ def city(pg_server: Any, template_db: str) -> Iterator[City]:
     fleet = build_fleet(160, seed=23)
     with psycopg.connect(url, autocommit=True) as conn:
         seed_zones(conn, load_default_zones())
-        register_devices(conn, [DeviceRecord(
-            dev_eui=d.dev_eui, name=d.name, kind=d.kind, model=d.model_id, codec_id=d.codec_id, latitude=d.lat,
-            longitude=d.lon, application_id=d.application_id, device_profile_id=d.device_profile_id,
-            tags=dict(d.tags)) for d in fleet.devices])
+        register_devices(conn, [device_record(d) for d in fleet.devices])
         row = conn.execute("""SELECT d.dev_eui, z.code FROM devices d JOIN zones z ON z.id = d.zone_id
                               WHERE d.kind = 'water_level' ORDER BY d.dev_eui""").fetchall()
     stations = [(str(r[0]), str(r[1])) for r in row]
