@@ -32,6 +32,7 @@ from machine_info import host_line  # bench/ is the script's folder, first on sy
 from gateways.database import Connection
 from gateways.local_postgres import LocalPostgres, timescaledb_installed
 from gateways.migrations import TimescaleChoice, migrate
+from gateways.timescale_jobs import PolicyJob, pause_policy_jobs, resume_policy_jobs, run_policy_jobs
 
 __all__ = [
     "MODES",
@@ -55,9 +56,6 @@ MODES: tuple[Mode, ...] = ("postgresql", "timescaledb")
 
 # Policy jobs in the order a deployment's scheduler settles into: rollups materialised from raw chunks,
 # then raw chunks compressed, then anything past retention dropped.
-_JOB_ORDER = ("policy_refresh_continuous_aggregate", "policy_compression", "policy_retention")
-
-
 def add_mode_argument(parser: argparse.ArgumentParser) -> None:
     """``--mode postgresql|timescaledb|both``; see ``modes_for`` for what no choice means."""
     default = "both" if timescaledb_installed() else "postgresql"
@@ -143,8 +141,7 @@ def machine(conn: Connection) -> str:
 def pause_jobs(conn: Connection) -> None:
     """Keep TimescaleDB's scheduler off the tables while the fill writes them (a no-op in plain mode)."""
     if detected_mode(conn) == "timescaledb":
-        conn.execute("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
-                     "WHERE proc_name = ANY(%s)", (list(_JOB_ORDER),))
+        pause_policy_jobs(conn)
 
 
 def bring_rollups_up_to_date(url: str, *, parts: int = 1) -> None:
@@ -191,17 +188,16 @@ def _plain_rollups(url: str, parts: int) -> None:
 
 
 def _run_policy_jobs(conn: Connection) -> None:
-    jobs = conn.execute(
-        """SELECT job_id, proc_name, coalesce(hypertable_name, '')
-           FROM timescaledb_information.jobs WHERE proc_name = ANY(%s)
-           ORDER BY array_position(%s, proc_name::text), job_id""", (list(_JOB_ORDER), list(_JOB_ORDER))).fetchall()
-    for job_id, proc, table in jobs:
-        step = time.monotonic()
-        conn.execute("CALL run_job(%s)", (job_id,))
-        print(f"  job {job_id} {proc} on {_relation_name(conn, str(table))}: {time.monotonic() - step:.1f} s",
+    step = time.monotonic()
+
+    def done(job: PolicyJob) -> None:
+        nonlocal step
+        print(f"  job {job.job_id} {job.proc} on {_relation_name(conn, job.table)}: {time.monotonic() - step:.1f} s",
               flush=True)
-    conn.execute("SELECT alter_job(job_id, scheduled => true) FROM timescaledb_information.jobs "
-                 "WHERE proc_name = ANY(%s)", (list(_JOB_ORDER),))
+        step = time.monotonic()
+
+    run_policy_jobs(conn, done)
+    resume_policy_jobs(conn)
     row = conn.execute("""SELECT count(*) FILTER (WHERE is_compressed), count(*)
                           FROM timescaledb_information.chunks""").fetchone()
     assert row is not None

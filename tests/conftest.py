@@ -25,6 +25,7 @@ import pytest
 from gateways.local_mosquitto import LocalMosquitto, find_mosquitto
 from gateways.local_postgres import LocalPostgres, find_pg_bindir, timescaledb_installed
 from gateways.migrations import Mode, TimescaleChoice, migrate
+from gateways.timescale_jobs import pause_policy_jobs
 from ioc_core.errors import FatalError
 
 _counter = itertools.count()
@@ -157,8 +158,7 @@ def template_db(pg_server: PgServer, _templates: dict[str, str]) -> str:
         if pg_server.mode == "timescaledb":
             # Tests decide when policy jobs run (tests/integration/test_policy_jobs.py runs each): a refresh or
             # compression started by the scheduler halfway through a test would make it flaky.
-            conn.execute("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
-                         "WHERE hypertable_name IS NOT NULL")
+            pause_policy_jobs(conn)
     with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))

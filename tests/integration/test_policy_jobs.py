@@ -19,6 +19,7 @@ import pytest
 from chirpstack_api import gw, integration
 
 from gateways.mqtt import InboundMessage
+from gateways.timescale_jobs import PolicyJob, policy_jobs, run_policy_jobs
 from ingest.codecs.registry import CodecRegistry
 from ingest.stats import IngestStats
 from ingest.worker import BatchProcessor
@@ -88,22 +89,10 @@ def _fleet(start: datetime, hours: int, f_cnt0: int) -> list[InboundMessage]:
     return out
 
 
-def _policy_jobs(conn: psycopg.Connection[Any]) -> list[tuple[int, str, str]]:
-    """The jobs the schema installed (not TimescaleDB's own telemetry and maintenance)."""
-    return [(int(r[0]), str(r[1]), str(r[2])) for r in conn.execute(
-        """SELECT job_id, proc_name, hypertable_name FROM timescaledb_information.jobs
-           WHERE hypertable_name IS NOT NULL ORDER BY job_id""")]
-
-
-def _run_every_job(conn: psycopg.Connection[Any]) -> list[tuple[int, str, str]]:
-    jobs = _policy_jobs(conn)
-    # Refreshes first, then compression and retention, as their schedules would over time; a second round
-    # shows the jobs are safe to repeat on what they already did.
-    order = {"policy_refresh_continuous_aggregate": 0, "policy_compression": 1, "policy_retention": 2}
-    for _ in range(2):
-        for job_id, _proc, _table in sorted(jobs, key=lambda j: order.get(j[1], 3)):
-            conn.execute("CALL run_job(%s)", (job_id,))
-    return jobs
+def _run_every_job(conn: psycopg.Connection[Any]) -> list[PolicyJob]:
+    # A second round shows the jobs are safe to repeat on what they already did.
+    run_policy_jobs(conn)
+    return run_policy_jobs(conn)
 
 
 def _assert_rollups_equal_fresh_aggregates(conn: psycopg.Connection[Any]) -> None:
@@ -137,9 +126,9 @@ def test_every_policy_job_runs_and_rollups_equal_a_fresh_group_by(
         assert conn.execute("SELECT count(*) FROM measurements WHERE quality <> 0").fetchone() != (0,)
         if storage == "timescaledb":
             jobs = _run_every_job(conn)
-            kinds = {proc for _, proc, _ in jobs}
+            kinds = {job.proc for job in jobs}
             assert {"policy_refresh_continuous_aggregate", "policy_compression", "policy_retention"} <= kinds
-            refreshed = {table for _, proc, table in jobs if proc == "policy_refresh_continuous_aggregate"}
+            refreshed = {job.table for job in jobs if job.proc == "policy_refresh_continuous_aggregate"}
             assert set(_ROLLUPS) <= refreshed
             compressed = conn.execute(
                 """SELECT count(*) FROM timescaledb_information.chunks
@@ -180,10 +169,9 @@ def test_the_scheduler_runs_the_jobs_in_the_background(db_url: str, storage: str
     if storage != "timescaledb":
         pytest.skip("plain PostgreSQL has no background jobs: the ingest keeps the rollups")
     with psycopg.connect(db_url, autocommit=True) as conn:
-        jobs = _policy_jobs(conn)
-        chosen = {}
-        for job_id, proc, _table in jobs:
-            chosen.setdefault(proc, job_id)
+        chosen: dict[str, int] = {}
+        for job in policy_jobs(conn):
+            chosen.setdefault(job.proc, job.job_id)
         for job_id in chosen.values():
             # The test databases' jobs are paused (tests/conftest.py): this one is handed to the scheduler.
             conn.execute("SELECT alter_job(%s, scheduled => true, next_start => now())", (job_id,))
