@@ -1,7 +1,7 @@
 """ChirpStack event bodies for simulated devices, in both encodings and fast.
 
 ``up`` events in JSON come from pre-rendered per-device and per-gateway fragments joined with the variable
-parts; every other body is a real ``chirpstack_api`` message rendered by ``gateways.chirpstack_wire``. The
+parts; every other body is a real ``chirpstack_api`` message rendered by ``gateways.chirpstack.wire``. The
 unit tests check that the fast path gives the same bytes as the generic renderer.
 """
 
@@ -20,7 +20,7 @@ from chirpstack_api import common, gw, integration
 from device_simulators.fleet import Device, Fleet
 from device_simulators.messages import Encoding
 from device_simulators.radio import BANDWIDTH_HZ, REGION_CONFIG_ID
-from gateways.chirpstack_wire import format_f32, format_f64, json_string, render, render_json
+from gateways.chirpstack.wire import format_f32, format_f64, json_string, render, render_json
 
 __all__ = ["EventRenderer", "RxFrame", "split_time"]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
-from gateways.chirpstack_events import (
+from gateways.chirpstack.events import (
     AckEvent,
     DeviceInfo,
     Event,

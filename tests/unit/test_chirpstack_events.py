@@ -13,7 +13,7 @@ from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateways import chirpstack_events as ce
+from gateways.chirpstack import events as ce
 from tests.reference import CHIRPSTACK_SAMPLES
 
 SAMPLES = CHIRPSTACK_SAMPLES

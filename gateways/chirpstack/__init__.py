@@ -1,0 +1,1 @@
+"""ChirpStack v4: the MQTT integration event contract (moved here in the next commit) and the gRPC adapter."""
