@@ -42,7 +42,7 @@ from chirpstack_api import common, gw, integration
 from machine_info import host_line  # bench/ is the script's folder, first on sys.path
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateways.chirpstack_wire import render_json
+from gateways.chirpstack import render_json
 from gateways.local_mosquitto import LocalMosquitto
 from gateways.local_postgres import LocalPostgres
 from gateways.migrations import migrate

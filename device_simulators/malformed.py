@@ -7,7 +7,7 @@ import random
 from typing import Any, Final
 
 from device_simulators.messages import Encoding
-from gateways.chirpstack_wire import EVENT_MESSAGES
+from gateways.chirpstack import EVENT_MESSAGES
 
 __all__ = ["break_body"]
 

@@ -1,7 +1,7 @@
 """ChirpStack event bodies for simulated devices, in both encodings and fast.
 
 ``up`` events in JSON come from pre-rendered per-device and per-gateway fragments joined with the variable
-parts; every other body is a real ``chirpstack_api`` message rendered by ``gateways.chirpstack_wire``. The
+parts; every other body is a real ``chirpstack_api`` message rendered by ``gateways.chirpstack.wire``. The
 unit tests check that the fast path gives the same bytes as the generic renderer.
 """
 
@@ -20,7 +20,7 @@ from chirpstack_api import common, gw, integration
 from device_simulators.fleet import Device, Fleet
 from device_simulators.messages import Encoding
 from device_simulators.radio import BANDWIDTH_HZ, REGION_CONFIG_ID
-from gateways.chirpstack_wire import format_f32, format_f64, json_string, render, render_json
+from gateways.chirpstack import format_f32, format_f64, format_fraction, json_string, render, render_json
 
 __all__ = ["EventRenderer", "RxFrame", "split_time"]
 
@@ -47,16 +47,6 @@ def split_time(t: float) -> tuple[int, int]:
     return seconds, min(int((t - seconds) * 1e9), 999_999_999)
 
 
-def _fraction(nanos: int) -> str:
-    if nanos == 0:
-        return ""
-    if nanos % 1_000_000 == 0:
-        return f".{nanos // 1_000_000:03d}"
-    if nanos % 1_000 == 0:
-        return f".{nanos // 1_000:06d}"
-    return f".{nanos:09d}"
-
-
 class _Stamps:
     """RFC 3339 timestamps with the date-time up to the minute cached (events arrive roughly in order)."""
 
@@ -74,7 +64,7 @@ class _Stamps:
             self._heads[minute] = head
         if nanos % 1000:
             return f"{head}{seconds - minute * 60:02d}.{nanos:09d}+00:00"
-        return f"{head}{seconds - minute * 60:02d}{_fraction(nanos)}+00:00"
+        return f"{head}{seconds - minute * 60:02d}{format_fraction(nanos)}+00:00"
 
 
 @functools.cache
@@ -211,7 +201,7 @@ class EventRenderer:
                 if not gnss_part:
                     seconds, nanos = split_time(t)
                     gps = seconds - _GPS_EPOCH_UNIX + _GPS_LEAP_SECONDS
-                    gnss_part = f',"timeSinceGpsEpoch":"{gps}{_fraction(nanos)}s"'
+                    gnss_part = f',"timeSinceGpsEpoch":"{gps}{format_fraction(nanos)}s"'
                 times = f',"gwTime":"{at}","nsTime":"{stamp(f.ns_time)}"{gnss_part}'
             else:
                 times = f',"nsTime":"{stamp(f.ns_time)}"'

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from gateways.chirpstack_events import clean_text
+from gateways.chirpstack import clean_text
 from gateways.database import Connection
 
 __all__ = ["DeadLetter", "StoredDeadLetter", "fingerprint", "list_dead_letters", "write_dead_letters"]

@@ -8,7 +8,7 @@ import time
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
-from gateways.chirpstack_events import DeviceInfo, RxInfo
+from gateways.chirpstack import DeviceInfo, RxInfo
 from gateways.database import Connection
 
 __all__ = ["DeviceDirectory", "DeviceRef", "GatewayDirectory"]

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
-from gateways.chirpstack_events import (
+from gateways.chirpstack import (
+    EVENT_TYPE_OF,
     AckEvent,
     DeviceInfo,
     Event,
@@ -308,22 +309,12 @@ def _uplink(
     batch.event_times.append(when.timestamp())
 
 
-_EVENT_TYPE = {
-    JoinEvent: "join",
-    StatusEvent: "status",
-    AckEvent: "ack",
-    TxAckEvent: "txack",
-    LogEvent: "log",
-    LocationEvent: "location",
-}
-
-
 def _device_event(
     batch: Batch, message: InboundMessage, event: Event, device: DeviceRef, claimed: datetime | None
 ) -> None:
     received = _received(message)
     when = event.time or received
-    kind = _EVENT_TYPE[type(event)]
+    kind = EVENT_TYPE_OF[type(event)]
     dedup: uuid.UUID | None = getattr(event, "deduplication_id", None)
     # Events without a deduplication id (txack, log) are identified by their bytes.
     key = dedup or fingerprint(message.topic, message.payload)

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateways.chirpstack_api import (
+from gateways.chirpstack.api import (
     ChirpStackClient,
     ChirpStackError,
     ChirpStackRefused,

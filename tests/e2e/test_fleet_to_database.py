@@ -12,7 +12,7 @@ import pytest
 from device_simulators.events import StreamOptions, generate
 from device_simulators.fleet import build_fleet
 from device_simulators.publisher import publish_to_broker
-from gateways import chirpstack_events as ce
+from gateways import chirpstack as ce
 from gateways.local_mosquitto import LocalMosquitto
 from ingest.codecs.registry import CodecRegistry
 from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig

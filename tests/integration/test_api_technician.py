@@ -8,9 +8,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from device_simulators.chirpstack_standin import ChirpStackStandIn
 from ioc_core.settings import ChirpStackSettings
 from tests.api_support import HAI_CHAU, LIEN_CHIEU, SON_TRA, app_for, device, key
+from tests.standins.chirpstack import ChirpStackStandIn
 
 pytestmark = pytest.mark.integration
 

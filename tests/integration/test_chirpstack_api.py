@@ -14,8 +14,7 @@ import grpc
 import pytest
 from chirpstack_api import api
 
-from device_simulators.chirpstack_standin import ChirpStackStandIn
-from gateways.chirpstack_api import (
+from gateways.chirpstack.api import (
     ChirpStackClient,
     ChirpStackError,
     ChirpStackRefused,
@@ -23,6 +22,7 @@ from gateways.chirpstack_api import (
     DeviceSpec,
 )
 from ioc_core.errors import RetriableError
+from tests.standins.chirpstack import ChirpStackStandIn
 
 pytestmark = pytest.mark.integration
 

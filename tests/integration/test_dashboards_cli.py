@@ -23,7 +23,7 @@ from ingest.worker import BatchProcessor
 from ioc_cli.demo import device_record
 from ioc_core.zones import load_default_zones
 from tests.conftest import PgServer
-from tests.grafana_standin import GrafanaStandIn
+from tests.standins.grafana import GrafanaStandIn
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 

@@ -15,7 +15,7 @@ from dashboards.bundle import Bundle
 from dashboards.push import PushReport, format_report, push
 from gateways.grafana import GrafanaClient, GrafanaError, GrafanaRefused, GrafanaUnavailable
 from ioc_core.errors import RetriableError
-from tests.grafana_standin import GrafanaStandIn
+from tests.standins.grafana import GrafanaStandIn
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from device_simulators.chirpstack_standin import ChirpStackStandIn
 from ioc_core.settings import ChirpStackSettings
 from tests.api_support import HAI_CHAU, app_for, device, key
+from tests.standins.chirpstack import ChirpStackStandIn
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
@@ -148,7 +148,7 @@ def test_claiming_an_enrolled_device_updates_chirpstack_without_keys(chirpstack:
             conn.execute("""INSERT INTO devices (dev_eui, name, status, application_id, device_profile_id)
                             VALUES ('70b3d57ed0054a1f', 'gh-north-th-01', 'unregistered', %s, %s)""",
                          (str(target.application_id), str(target.device_profile_id)))
-        from gateways.chirpstack_api import ChirpStackClient, DeviceSpec
+        from gateways.chirpstack.api import ChirpStackClient, DeviceSpec
 
         with ChirpStackClient(chirpstack.target, chirpstack.token) as grpc_client:
             grpc_client.ensure_device(DeviceSpec("70b3d57ed0054a1f", "gh-north-th-01", str(target.application_id),

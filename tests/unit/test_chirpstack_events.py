@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateways import chirpstack_events as ce
+from gateways import chirpstack as ce
 from tests.reference import CHIRPSTACK_SAMPLES
 
 SAMPLES = CHIRPSTACK_SAMPLES
@@ -144,10 +145,8 @@ def test_bad_payloads_are_skippable_with_a_reason(payload: bytes, fragment: str)
 
 
 _STRUCT_TO_PROTO = {
-    ce.UplinkEvent: integration.UplinkEvent, ce.JoinEvent: integration.JoinEvent,
-    ce.StatusEvent: integration.StatusEvent, ce.AckEvent: integration.AckEvent,
-    ce.TxAckEvent: integration.TxAckEvent, ce.LogEvent: integration.LogEvent,
-    ce.LocationEvent: integration.LocationEvent, ce.DeviceInfo: integration.DeviceInfo,
+    **{spec.struct: spec.message for spec in ce.EVENT_SPECS.values()},
+    ce.DeviceInfo: integration.DeviceInfo,
     ce.RxInfo: gw.UplinkRxInfo, ce.TxInfo: gw.UplinkTxInfo, ce.Location: common.Location,
     ce.LoraModulation: gw.LoraModulationInfo, ce.Modulation: gw.Modulation,
 }
@@ -183,3 +182,8 @@ def test_garbage_json_never_crashes_the_parser(doc: Any) -> None:
         ce.parse_event(topic, payload)
     except ce.EventParseError as err:
         assert err.reason
+
+
+def test_the_event_type_literal_is_the_table() -> None:
+    assert typing.get_args(ce.EventType) == ce.EVENT_TYPES
+    assert all(name == spec.name for name, spec in ce.EVENT_SPECS.items())

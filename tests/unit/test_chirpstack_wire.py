@@ -10,7 +10,7 @@ import pytest
 from chirpstack_api import common, gw, integration
 from google.protobuf import json_format
 
-from gateways.chirpstack_wire import (
+from gateways.chirpstack import (
     EVENT_MESSAGES,
     EVENT_TYPES,
     format_duration,

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from gateways.chirpstack_events import (
+from gateways.chirpstack import (
     MAX_OBJECT_DEPTH,
     EventParseError,
     StatusEvent,

@@ -19,13 +19,13 @@ from device_simulators.events import EventStream, StreamOptions, generate
 from device_simulators.fleet import Fleet, build_fleet
 from device_simulators.messages import SimMessage
 from device_simulators.payloads import FORMATS
-from gateways.chirpstack_wire import EVENT_MESSAGES, render_json
+from gateways.chirpstack import EVENT_MESSAGES, EVENT_TYPES, render_json
 from ingest.codecs.builtin.ioc_water_level import codec as water_level_codec
 from ingest.normalise import Quality, normalise
 
 TOPIC = re.compile(
     r"^application/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/device/[0-9a-f]{16}"
-    r"/event/(up|join|status|ack|txack|log|location)$"
+    rf"/event/({'|'.join(EVENT_TYPES)})$"
 )
 
 
@@ -89,7 +89,7 @@ def test_every_event_type_appears(fleet: Fleet) -> None:
 
 
 def test_json_is_what_the_generic_renderer_writes(fleet: Fleet) -> None:
-    # Same seed, two encodings: the fast JSON templates must equal the chirpstack_wire rendering of the
+    # Same seed, two encodings: the fast JSON templates must equal the gateways.chirpstack.wire rendering of the
     # protobuf twin, and parsing the JSON must give the same message.
     options = {"seed": 11, "scenario": "flood", "malformed_ratio": 0.0, "duplicate_ratio": 0.05}
     as_json, _ = _take(fleet, 3000, encoding="json", **options)

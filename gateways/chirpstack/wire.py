@@ -25,38 +25,19 @@ import re
 import struct
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
-
-from chirpstack_api import integration
+from typing import Any, Final
 
 __all__ = [
-    "EVENT_MESSAGES",
-    "EVENT_TYPES",
-    "EventType",
     "format_duration",
     "format_f32",
     "format_f64",
+    "format_fraction",
     "format_timestamp",
     "json_string",
     "render",
     "render_json",
     "render_protobuf",
-    "topic_for",
 ]
-
-EventType = Literal["up", "join", "status", "ack", "txack", "log", "location"]
-EVENT_TYPES: Final[tuple[EventType, ...]] = ("up", "join", "status", "ack", "txack", "log", "location")
-
-# The message class ChirpStack publishes on each ``…/event/<type>`` topic.
-EVENT_MESSAGES: Final[Mapping[str, Any]] = {
-    "up": integration.UplinkEvent,
-    "join": integration.JoinEvent,
-    "status": integration.StatusEvent,
-    "ack": integration.AckEvent,
-    "txack": integration.TxAckEvent,
-    "log": integration.LogEvent,
-    "location": integration.LocationEvent,
-}
 
 # ChirpStack's api/rust/build.rs turns on ``emit_fields`` for this package only.
 _EMIT_DEFAULTS_PACKAGES: Final = frozenset({"integration"})
@@ -71,15 +52,6 @@ _INT64_TYPES: Final = frozenset({_INT64, _UINT64, _FIXED64, _SFIXED64, _SINT64})
 
 Message = Any
 """A ``chirpstack_api`` (protobuf) message."""
-
-
-def topic_for(application_id: str, dev_eui: str, event: str) -> str:
-    """The topic of ChirpStack's default ``event_topic`` template."""
-    if event not in EVENT_MESSAGES:
-        raise ValueError(f"unknown ChirpStack event type {event!r}; expected one of {', '.join(EVENT_TYPES)}")
-    if len(dev_eui) != 16:
-        raise ValueError(f"DevEUI must be 16 hex characters, got {dev_eui!r}")
-    return f"application/{application_id}/device/{dev_eui.lower()}/event/{event}"
 
 
 def render(message: Message, *, json: bool) -> bytes:
@@ -115,16 +87,17 @@ def json_string(text: str) -> str:
 def format_timestamp(seconds: int, nanos: int = 0) -> str:
     """chrono ``DateTime<Utc>::to_rfc3339()``: ``+00:00`` offset, fraction of 0, 3, 6 or 9 digits."""
     stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return stamp + _fraction(nanos) + "+00:00"
+    return stamp + format_fraction(nanos) + "+00:00"
 
 
 def format_duration(seconds: int, nanos: int = 0) -> str:
     """pbjson-types ``Duration``: ``"1s"``, ``"1.500s"``, ``"1457515631.589793238s"``."""
     head = "-0" if seconds == 0 and nanos < 0 else str(seconds)
-    return head + _fraction(abs(nanos)) + "s"
+    return head + format_fraction(abs(nanos)) + "s"
 
 
-def _fraction(nanos: int) -> str:
+def format_fraction(nanos: int) -> str:
+    """The fraction of a second chrono and pbjson write: none, or 3, 6 or 9 digits after the point."""
     if nanos == 0:
         return ""
     if nanos % 1_000_000 == 0:
