@@ -171,7 +171,7 @@ def _publishing_shard(
 
         summary = publish_to_broker(
             stream,
-            MqttUrl.parse(broker["url"]),
+            broker["url"],
             client_id=f"{broker['client_id']}-{shard}" if broker["client_id"] else None,
             qos=broker["qos"],
             ca_file=broker["ca_file"],
@@ -195,7 +195,7 @@ def publish_sharded(
     options: StreamOptions,
     *,
     workers: int,
-    url: str,
+    url: MqttUrl,
     seed: int = 1,
     cayenne_runtime_share: float = 0.5,
     client_id: str | None = None,

@@ -47,17 +47,17 @@ def create_app(
     ``broker`` defaults to the IOC_BROKER_* environment (unset: developers' MQTT credentials are stored only),
     ``open_data`` (licence, per-key limits of the open-data routes) to the IOC_OPEN_* environment.
     """
-    settings = api or ApiSettings()
-    registry = Registry(catalogue or DeviceCatalogue(), chirpstack or ChirpStackSettings(chirpstack_api=None))
+    settings = api or load(ApiSettings)
+    registry = Registry(catalogue or DeviceCatalogue(), chirpstack or ChirpStackSettings.model_construct(api=None))
     broker_control = BrokerControl.from_settings(broker if broker is not None else load(BrokerSettings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = open_pool(database.dsn, max_size=settings.api_pool_size)
+        app.state.pool = open_pool(database.dsn, max_size=settings.pool_size)
         app.state.registry = registry
         app.state.broker = broker_control
-        app.state.timezone = settings.api_timezone
-        app.state.pool_timeout_s = settings.api_pool_timeout_s
+        app.state.timezone = settings.timezone
+        app.state.pool_timeout_s = settings.pool_timeout_s
         app.state.provisioner = Provisioner(app.state.pool, registry.chirpstack, poll_s=background_poll_s)
         app.state.provisioner.start()
         try:
@@ -72,15 +72,15 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
-    errors.install(app, retry_after_s=settings.api_retry_after_s)
+    errors.install(app, retry_after_s=settings.retry_after_s)
     app.state.limits = settings
-    app.state.imports = Slots(settings.api_imports_max, settings.api_imports_per_key, what="import",
+    app.state.imports = Slots(settings.imports_max, settings.imports_per_key, what="import",
                               verbs=("runs", "running"))
-    limits = BodyLimits(default=settings.api_body_max_bytes, timeout_s=settings.api_body_timeout_s,
-                        paths={f"{API_PREFIX}/devices:import": settings.api_import_max_bytes,
-                               **settings.api_route_body_max_bytes})
-    app.add_middleware(BodyGuard, limits=limits, prefix=API_PREFIX, retry_after_s=settings.api_retry_after_s,
-                       authenticate=authenticator(lambda: app.state.pool, settings.api_pool_timeout_s))
+    limits = BodyLimits(default=settings.body_max_bytes, timeout_s=settings.body_timeout_s,
+                        paths={f"{API_PREFIX}/devices:import": settings.import_max_bytes,
+                               **settings.route_body_max_bytes})
+    app.add_middleware(BodyGuard, limits=limits, prefix=API_PREFIX, retry_after_s=settings.retry_after_s,
+                       authenticate=authenticator(lambda: app.state.pool, settings.pool_timeout_s))
     app.state.open_data = open_data_routes.OpenData.from_settings(
         open_data if open_data is not None else load(OpenDataSettings))
     app.include_router(health.router)

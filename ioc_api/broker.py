@@ -66,8 +66,8 @@ class BrokerControl:
 
     @classmethod
     def from_settings(cls, settings: BrokerSettings) -> BrokerControl:
-        return cls(settings.broker_config_dir, settings.broker_pid_file, settings.broker_public_url,
-                   settings.broker_credentials_per_developer, settings.admin_url)
+        return cls(settings.config_dir, settings.pid_file, settings.public_url,
+                   settings.credentials_per_developer, settings.admin_url)
 
     def write(self, conn: Connection) -> None:
         """Write the password and ACL files from what ``conn`` sees (its open transaction included)."""

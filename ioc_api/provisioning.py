@@ -85,12 +85,12 @@ class Provisioner:
         self._poll_s = poll_s
         self._gateway_sync_s = gateway_sync_s
         self._gateways_synced = float("-inf")
-        self._limiter = RateLimiter(settings.chirpstack_calls_per_s)
+        self._limiter = RateLimiter(settings.calls_per_s)
         self._client: ChirpStackClient | None = None
         if settings.enabled:
-            assert settings.chirpstack_api is not None and settings.chirpstack_token is not None
-            self._client = ChirpStackClient(settings.chirpstack_api, settings.chirpstack_token.get_secret_value(),
-                                            tls=settings.chirpstack_tls, timeout_s=settings.chirpstack_timeout_s,
+            assert settings.api is not None and settings.token is not None
+            self._client = ChirpStackClient(settings.api, settings.token.get_secret_value(),
+                                            tls=settings.tls, timeout_s=settings.timeout_s,
                                             before_call=self._limiter.acquire)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -108,7 +108,7 @@ class Provisioner:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=self._settings.chirpstack_timeout_s * 3 + 5)
+            self._thread.join(timeout=self._settings.timeout_s * 3 + 5)
         if self._client is not None:
             self._client.close()
 
@@ -225,7 +225,7 @@ class Provisioner:
         log.info("device %s %s in ChirpStack", due.dev_eui, state)
 
     def _failed(self, conn: Connection, due: _Due, err: ChirpStackError) -> None:
-        delay = min(self._settings.chirpstack_retry_s * 2 ** min(due.attempts, 16), _MAX_DELAY_S)
+        delay = min(self._settings.retry_s * 2 ** min(due.attempts, 16), _MAX_DELAY_S)
         if due.provisioning == "deprovision_pending":
             state = "deprovision_pending"
         else:

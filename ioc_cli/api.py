@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         app = create_app(load(DatabaseSettings), settings, catalogue=catalogue, chirpstack=load(ChirpStackSettings),
                          open_data=load(OpenDataSettings))
         setup_logging("INFO")
-        uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
 
     users = typer.Typer(help="API users and their keys.", no_args_is_help=True)
 

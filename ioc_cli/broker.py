@@ -245,7 +245,7 @@ def register(app: typer.Typer) -> None:
 def _writer(settings: BrokerSettings, *, required: bool = False) -> Callable[[Connection], None]:
     from ioc_api.queries.mqtt_accounts import broker_users
 
-    directory = settings.broker_config_dir
+    directory = settings.config_dir
     if directory is None:
         if required:
             raise FatalError("IOC_BROKER_CONFIG_DIR is not set: name the folder `ioc broker config --out` wrote")
@@ -260,11 +260,11 @@ def _writer(settings: BrokerSettings, *, required: bool = False) -> Callable[[Co
 
 def _signal(settings: BrokerSettings, brokers: tuple[str, ...]) -> None:
     err = Console(stderr=True, highlight=False)
-    directory = settings.broker_config_dir
+    directory = settings.config_dir
     if directory is None:
         return
     for name in brokers:
-        path = settings.broker_pid_file if name == PUBLIC and settings.broker_pid_file else pid_file(directory, name)
+        path = settings.pid_file if name == PUBLIC and settings.pid_file else pid_file(directory, name)
         if not path.exists():
             err.print(f"wrote the {name} broker's passwords and acl; it is not running here ({path} does not "
                       "exist), so it applies them when it starts")

@@ -207,12 +207,12 @@ def register(app: typer.Typer) -> None:
         from gateways.grafana import GrafanaClient
 
         grafana = load(GrafanaSettings)
-        token = grafana.token()
+        token = grafana.required_token()
         database = load(DatabaseSettings)
-        url = grafana.grafana_db_url.get_secret_value() if grafana.grafana_db_url else database.dsn
+        url = grafana.db_url.get_secret_value() if grafana.db_url else database.dsn
         ts = _timescaledb("auto")
-        target = DatabaseTarget.from_url(url, grafana.grafana_db_sslmode)
-        with GrafanaClient(grafana.grafana_url, token, timeout_s=grafana.grafana_timeout_s) as client:
+        target = DatabaseTarget.from_url(url, grafana.db_sslmode)
+        with GrafanaClient(grafana.url, token, timeout_s=grafana.timeout_s) as client:
             report = push(bundle(target, timescaledb=ts), client, resend_secrets=resend_secrets)
         Console().print(format_report(report), highlight=False)
         if not report.ok:

@@ -233,16 +233,16 @@ def register(app: typer.Typer) -> None:
 
             brokers: DemoBrokers | None = None
             if "IOC_MQTT_URL" in os.environ:
-                mqtt, feed, chirpstack_url = load(MqttSettings), load(FeedSettings), load(MqttSettings).mqtt_url
+                mqtt, feed, chirpstack_url = load(MqttSettings), load(FeedSettings), load(MqttSettings).url
             else:
                 with connect(dsn, autocommit=True) as conn:
                     brokers = start_demo_brokers(stack, conn, work)
-                mqtt = MqttSettings(mqtt_url=brokers.ingest_url)
-                feed = load(FeedSettings).model_copy(update={"feed_url": brokers.feed_url})
-                chirpstack_url = brokers.chirpstack_url
+                mqtt = MqttSettings(url=MqttUrl.parse(brokers.ingest_url))
+                feed = load(FeedSettings).model_copy(update={"url": brokers.feed_url})
+                chirpstack_url = MqttUrl.parse(brokers.chirpstack_url)
 
-            ingest = load(IngestSettings).model_copy(update={"ingest_client_id": "ioc-demo-worker"})
-            worker = build_worker(ingest, DatabaseSettings(database_url=dsn), mqtt,  # type: ignore[arg-type]
+            ingest = load(IngestSettings).model_copy(update={"client_id": "ioc-demo-worker"})
+            worker = build_worker(ingest, DatabaseSettings(url=dsn), mqtt,  # type: ignore[arg-type]
                                   feed=feed)
             worker_stop = threading.Event()
             worker_thread = threading.Thread(target=worker.run, args=(worker_stop,), name="ingest")
@@ -256,7 +256,7 @@ def register(app: typer.Typer) -> None:
             stack.callback(stop_worker)
             # The worker's first subscription creates its session; publishing before it would lose messages.
             if not worker.wait_ready(60):
-                raise FatalError(f"the ingest worker could not subscribe at {mqtt.mqtt_url}")
+                raise FatalError(f"the ingest worker could not subscribe at {mqtt.url}")
 
             api_url, key_file = None, None
             if api:
@@ -265,10 +265,10 @@ def register(app: typer.Typer) -> None:
 
             backfill = plan_backfill(datetime.now(UTC), backfill_hours, stored_until)
             options = stream_options(backfill, seed=seed, scenario=scenario, encoding=encoding)  # type: ignore[arg-type]
-            simulator = SimulatorRun(fleet, options, MqttUrl.parse(chirpstack_url), backfill.live, stop)
+            simulator = SimulatorRun(fleet, options, chirpstack_url, backfill.live, stop)
             show_banner(console, Banner(
                 dsn=dsn, mode=mode, mode_reason=reason, folder=work, reused=reused, api_url=api_url,
-                key_file=key_file, log_file=log_file, mqtt_url=mqtt.mqtt_url, brokers=brokers, ioc=_launcher(),
+                key_file=key_file, log_file=log_file, mqtt_url=str(mqtt.url), brokers=brokers, ioc=_launcher(),
                 devices=devices, scenario=scenario, backfill=backfill))
             simulator.start()
 
@@ -317,7 +317,7 @@ def _serve_api(stack: ExitStack, dsn: str, port: int, brokers: DemoBrokers | Non
         conn.execute("DELETE FROM api_users WHERE name = 'demo-admin'")
         _user, key = create_user(conn, "demo-admin", "admin", [], actor="ioc demo")
     catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecRegistry.discover().infos())
-    app = create_app(DatabaseSettings(database_url=dsn), catalogue=catalogue,  # type: ignore[arg-type]
+    app = create_app(DatabaseSettings(url=dsn), catalogue=catalogue,  # type: ignore[arg-type]
                      broker=brokers.api_settings() if brokers else None)
     port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -24,7 +24,7 @@ from ioc_api.queries.mqtt_accounts import (
 )
 from ioc_api.queries.users import create_user
 from ioc_core.mqtt_access import SERVICE_ACCOUNTS
-from ioc_core.settings import BrokerSettings
+from ioc_core.settings import BrokerSettings, MqttUrl
 
 __all__ = ["DemoBrokers", "start_demo_brokers"]
 
@@ -57,9 +57,9 @@ class DemoBrokers:
 
     def api_settings(self) -> BrokerSettings:
         """The API manages developers' credentials on the public broker and ends revoked sessions."""
-        return BrokerSettings(broker_config_dir=self.directory, broker_pid_file=pid_file(self.directory, PUBLIC),
-                              broker_public_url=f"mqtt://127.0.0.1:{self.public_port}",
-                              broker_admin_url=self.url("ioc-api", self.service_port))
+        return BrokerSettings(config_dir=self.directory, pid_file=pid_file(self.directory, PUBLIC),
+                              public_url=f"mqtt://127.0.0.1:{self.public_port}",
+                              admin_url=MqttUrl.parse(self.url("ioc-api", self.service_port)))
 
 
 def start_demo_brokers(stack: ExitStack, conn: Connection, work: Path) -> DemoBrokers:

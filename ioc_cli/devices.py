@@ -38,7 +38,7 @@ def _api() -> Iterator[IocApiClient]:
     from gateways.ioc_api_client import IocApiClient, IocApiRefused
 
     settings = load(ApiClientSettings)
-    with IocApiClient(settings.api_url, settings.key(), timeout_s=settings.api_timeout_s) as client:
+    with IocApiClient(settings.url, settings.required_key(), timeout_s=settings.timeout_s) as client:
         try:
             yield client
         except IocApiRefused as err:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings
 
+from ioc_core.settings import variable
+
 __all__ = ["MARKER", "environment", "settings_variables"]
 
 # The help's last paragraph starts with it; tests find the declaration by it.
@@ -11,9 +13,8 @@ MARKER = "Environment:"
 
 
 def settings_variables(settings: type[BaseSettings]) -> tuple[str, ...]:
-    """Every variable a settings class reads: its prefix and each field's name, upper-case."""
-    prefix = str(settings.model_config.get("env_prefix", ""))
-    return tuple(f"{prefix}{name}".upper() for name in settings.model_fields)
+    """Every variable a settings class reads, in the order of its fields."""
+    return tuple(variable(settings, name) for name in settings.model_fields)
 
 
 def environment(*settings: type[BaseSettings], also: tuple[str, ...] = ()) -> str:

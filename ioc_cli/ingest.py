@@ -28,19 +28,19 @@ log = logging.getLogger("ioc.ingest")
 def build_feed(feed: FeedSettings, ingest: IngestSettings, database: DatabaseSettings,
                mqtt: MqttSettings) -> OpenFeed | None:
     """The open feed of one worker, or None when IOC_FEED_ENABLED is off."""
-    if not feed.feed_enabled:
+    if not feed.enabled:
         return None
-    client_id = feed.feed_client_id or f"{ingest.ingest_client_id[:59]}-feed"
-    url = feed.url(mqtt)
-    if feed.feed_url is None and url.username == "ioc-ingest":
+    client_id = feed.client_id or f"{ingest.client_id[:59]}-feed"
+    url = feed.broker_url(mqtt)
+    if feed.url is None and url.username == "ioc-ingest":
         # The two-broker layout `ioc broker config` writes: ioc-ingest may not publish on the internal broker.
         log.warning("IOC_FEED_URL is not set, so the open feed would go to the internal broker, where "
                     "ioc-ingest may not publish: set it to the public broker's service listener "
                     "(mqtt://ioc-feed:<password>@host:1885) or IOC_FEED_ENABLED=false")
     log.info("open feed: publishing to %s as %s", url, client_id)
-    broadcaster = MqttBroadcaster(url, client_id=client_id, ca_file=feed.ca_file(mqtt))
-    config = FeedConfig(prefix=feed.feed_prefix, queue_size=feed.feed_queue, qos=feed.feed_qos,
-                        status_interval_s=feed.feed_status_interval_s)
+    broadcaster = MqttBroadcaster(url, client_id=client_id, ca_file=feed.broker_ca_file(mqtt))
+    config = FeedConfig(prefix=feed.prefix, queue_size=feed.queue, qos=feed.qos,
+                        status_interval_s=feed.status_interval_s)
     return OpenFeed(database.dsn, broadcaster, config)
 
 
@@ -54,22 +54,22 @@ def build_worker(
         js_limits=JsLimits(time_limit_ms=ingest.js_time_limit_ms, memory_limit_mb=ingest.js_memory_limit_mb),
     )
     config = WorkerConfig(
-        name=name or ingest.ingest_client_id,
-        client_id=ingest.ingest_client_id,
-        topic_filter=ingest.ingest_topic,
-        share_group=ingest.ingest_share_group or None,
-        batch_size=ingest.ingest_batch_size,
-        batch_age_s=ingest.ingest_batch_age_ms / 1000.0,
-        receive_maximum=ingest.ingest_receive_maximum,
-        session_expiry_s=ingest.ingest_session_expiry_s,
-        stats_interval_s=ingest.ingest_stats_interval_s,
-        crash_guard=ingest.ingest_crash_guard,
+        name=name or ingest.client_id,
+        client_id=ingest.client_id,
+        topic_filter=ingest.topic,
+        share_group=ingest.share_group or None,
+        batch_size=ingest.batch_size,
+        batch_age_s=ingest.batch_age_ms / 1000.0,
+        receive_maximum=ingest.receive_maximum,
+        session_expiry_s=ingest.session_expiry_s,
+        stats_interval_s=ingest.stats_interval_s,
+        crash_guard=ingest.crash_guard,
     )
     limits = EdgeLimits(
-        max_event_bytes=ingest.ingest_max_event_bytes,
-        keep_bytes=ingest.ingest_dead_letter_keep_bytes,
-        future_s=ingest.ingest_future_s,
-        past_s=ingest.ingest_past_days * 86400.0,
+        max_event_bytes=ingest.max_event_bytes,
+        keep_bytes=ingest.dead_letter_keep_bytes,
+        future_s=ingest.future_s,
+        past_s=ingest.past_days * 86400.0,
     )
     open_feed = build_feed(feed, ingest, database, mqtt) if feed is not None else None
     return IngestWorker(config, mqtt.url, BatchProcessor(database.dsn, codecs, limits=limits), open_feed)

@@ -186,9 +186,9 @@ def simulate(
                 # Each shard simulates and publishes on its own connection: one paho client publishes only
                 # a few thousand QoS 1 messages a second.
                 summary, stream_stats = publish_sharded(
-                    devices, options, workers=workers, url=settings.mqtt_url, seed=seed,
+                    devices, options, workers=workers, url=settings.url, seed=seed,
                     cayenne_runtime_share=cayenne_object, client_id=client_id, qos=qos,
-                    ca_file=settings.mqtt_ca_file, **pacing,
+                    ca_file=settings.ca_file, **pacing,
                 )  # fmt: skip
             else:
                 if replay is not None:
@@ -202,7 +202,7 @@ def simulate(
                     summary = _write(messages, out, pacing)
                 else:
                     summary = publish_to_broker(
-                        messages, settings.url, client_id=client_id, qos=qos, ca_file=settings.mqtt_ca_file,
+                        messages, settings.url, client_id=client_id, qos=qos, ca_file=settings.ca_file,
                         **pacing,
                     )  # fmt: skip
     finally:

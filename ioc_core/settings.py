@@ -5,14 +5,14 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ioc_core.errors import ConfigError
 
@@ -33,6 +33,7 @@ __all__ = [
     "MqttUrl",
     "OpenDataSettings",
     "load",
+    "variable",
 ]
 
 DEFAULT_DATABASE_URL = "postgresql://ioc@127.0.0.1:5432/ioc"
@@ -88,16 +89,21 @@ _S = TypeVar("_S", bound=BaseSettings)
 
 
 class _Base(BaseSettings):
+    """Each settings class reads the variables ``IOC_<AREA>_<FIELD>``: its own ``env_prefix`` names the area, so
+    field names do not repeat it (``IngestSettings.batch_size`` is ``IOC_INGEST_BATCH_SIZE``)."""
+
     model_config = SettingsConfigDict(env_prefix="IOC_", extra="ignore")
 
 
 class DatabaseSettings(_Base):
-    database_url: SecretStr = Field(
+    model_config = SettingsConfigDict(env_prefix="IOC_DATABASE_", extra="ignore")
+
+    url: SecretStr = Field(
         default=SecretStr(DEFAULT_DATABASE_URL),
         description="libpq URL of the platform database (IOC_DATABASE_URL)",
     )
 
-    @field_validator("database_url")
+    @field_validator("url")
     @classmethod
     def _libpq_url(cls, value: SecretStr) -> SecretStr:
         raw = value.get_secret_value()
@@ -107,82 +113,100 @@ class DatabaseSettings(_Base):
 
     @property
     def dsn(self) -> str:
-        return self.database_url.get_secret_value()
+        return self.url.get_secret_value()
 
 
 class MqttSettings(_Base):
-    mqtt_url: str = Field(default=DEFAULT_MQTT_URL, description="broker URL (IOC_MQTT_URL)")
-    mqtt_ca_file: Path | None = Field(default=None, description="CA bundle for mqtts:// (IOC_MQTT_CA_FILE)")
+    model_config = SettingsConfigDict(env_prefix="IOC_MQTT_", extra="ignore")
 
-    @property
-    def url(self) -> MqttUrl:
-        return MqttUrl.parse(self.mqtt_url)
+    url: Annotated[MqttUrl, NoDecode] = Field(default_factory=lambda: MqttUrl.parse(DEFAULT_MQTT_URL),
+                                              description="broker URL (IOC_MQTT_URL)")
+    ca_file: Path | None = Field(default=None, description="CA bundle for mqtts:// (IOC_MQTT_CA_FILE)")
 
-    @field_validator("mqtt_url")
+    @field_validator("url", mode="before")
     @classmethod
-    def _parses(cls, value: str) -> str:
+    def _parses(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
         try:
-            MqttUrl.parse(value)
+            return MqttUrl.parse(value)
         except ConfigError as err:
             raise ValueError(str(err)) from err
-        return value
 
 
 class IngestSettings(_Base):
     """Knobs of ``ioc ingest``; the defaults suit one worker on a small machine."""
 
-    ingest_client_id: str = Field(
+    # The codec and log variables are not ingest-only (``ioc api`` reads the codecs too), so they keep their
+    # own names through aliases; populate_by_name lets code and tests pass them by field name.
+    model_config = SettingsConfigDict(env_prefix="IOC_INGEST_", extra="ignore", populate_by_name=True)
+
+
+    client_id: str = Field(
         default_factory=lambda: f"ioc-ingest-{socket.gethostname()}"[:64],
         description="MQTT client id; keep it stable so the broker keeps the session across restarts",
     )
-    ingest_share_group: str = Field(
+    share_group: str = Field(
         default="ioc-ingest",
         pattern=r"^[^/+#$]*$",
         description="shared-subscription group; empty subscribes without sharing (one worker)",
     )
-    ingest_topic: str = "application/+/device/+/event/+"
-    ingest_batch_size: int = Field(default=5000, ge=1, le=50_000)
-    ingest_batch_age_ms: int = Field(default=200, ge=1, le=60_000)
-    ingest_receive_maximum: int = Field(default=20_000, ge=10, le=65_535)
-    ingest_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
-    ingest_stats_interval_s: float = Field(default=10.0, gt=0)
-    codec_dir: Path | None = Field(default=None, description="folder of JavaScript codecs (IOC_CODEC_DIR)")
-    js_time_limit_ms: int = Field(default=100, ge=1, le=10_000)
-    js_memory_limit_mb: int = Field(default=32, ge=1, le=1024)
-    js_workers: int = Field(default=2, ge=1, le=64, description="JavaScript decoder processes (IOC_JS_WORKERS)")
+    topic: str = "application/+/device/+/event/+"
+    batch_size: int = Field(default=5000, ge=1, le=50_000)
+    batch_age_ms: int = Field(default=200, ge=1, le=60_000)
+    receive_maximum: int = Field(default=20_000, ge=10, le=65_535)
+    session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    stats_interval_s: float = Field(default=10.0, gt=0)
+    codec_dir: Path | None = Field(default=None, validation_alias="IOC_CODEC_DIR",
+                                   description="folder of JavaScript codecs (IOC_CODEC_DIR)")
+    js_time_limit_ms: int = Field(default=100, ge=1, le=10_000, validation_alias="IOC_JS_TIME_LIMIT_MS")
+    js_memory_limit_mb: int = Field(default=32, ge=1, le=1024, validation_alias="IOC_JS_MEMORY_LIMIT_MB")
+    js_workers: int = Field(default=2, ge=1, le=64, validation_alias="IOC_JS_WORKERS",
+                            description="JavaScript decoder processes (IOC_JS_WORKERS)")
     js_kill_grace_ms: int = Field(
-        default=150, ge=10, le=60_000,
+        default=150, ge=10, le=60_000, validation_alias="IOC_JS_KILL_GRACE_MS",
         description="a decode still running this long after the time limit has its worker killed "
         "(IOC_JS_KILL_GRACE_MS)",
     )
     js_breaker_failures: int = Field(
-        default=5, ge=1, le=10_000,
+        default=5, ge=1, le=10_000, validation_alias="IOC_JS_BREAKER_FAILURES",
         description="timeouts, crashes or memory exhaustions within the window that disable a JavaScript codec "
         "(IOC_JS_BREAKER_FAILURES)",
     )
-    js_breaker_window_s: float = Field(default=60.0, gt=0, le=86_400, description="(IOC_JS_BREAKER_WINDOW_S)")
+    js_breaker_window_s: float = Field(default=60.0, gt=0, le=86_400, validation_alias="IOC_JS_BREAKER_WINDOW_S",
+                                       description="(IOC_JS_BREAKER_WINDOW_S)")
     js_breaker_cooldown_s: float = Field(
-        default=300.0, gt=0, le=86_400,
+        default=300.0, gt=0, le=86_400, validation_alias="IOC_JS_BREAKER_COOLDOWN_S",
         description="how long a disabled codec's uplinks go straight to dead letters (IOC_JS_BREAKER_COOLDOWN_S)",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", validation_alias="IOC_LOG_LEVEL")
     # Hostile input (docs/ingest-hardening.md).
-    ingest_max_event_bytes: int = Field(
+    max_event_bytes: int = Field(
         default=128 * 1024, ge=4096, le=64 * 1024 * 1024,
         description="larger events are dead letters that keep their first IOC_INGEST_DEAD_LETTER_KEEP_BYTES; "
         "the largest real ChirpStack uplink (242-byte payload, decoded object, tens of gateways) is a few tens of KiB")
-    ingest_dead_letter_keep_bytes: int = Field(
+    dead_letter_keep_bytes: int = Field(
         default=4096, ge=64, le=1024 * 1024,
         description="bytes kept of an event larger than IOC_INGEST_MAX_EVENT_BYTES")
-    ingest_future_s: float = Field(
+    future_s: float = Field(
         default=600.0, ge=0, description="an event time further ahead of the receive time is not trusted: the "
         "row takes the receive time and keeps the claimed time in event_time")
-    ingest_past_days: float = Field(
+    past_days: float = Field(
         default=730.0, gt=0, description="nor is an event time further behind the receive time (default: the "
         "raw data's retention)")
-    ingest_crash_guard: bool = Field(
+    crash_guard: bool = Field(
         default=True, description="after a run that died holding messages, take the redelivered ones alone "
         "and dead-letter the one the worker dies on")
+
+
+def variable(cls: type[BaseSettings], field: str) -> str:
+    """The environment variable a settings field is read from: its alias, or the class prefix and its name."""
+    info = cls.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, str):
+        return info.validation_alias.upper()
+    if field.upper().startswith("IOC_"):
+        return field.upper()  # pydantic reports an aliased field by its alias
+    return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
 
 
 def load(cls: type[_S]) -> _S:
@@ -194,7 +218,8 @@ def load(cls: type[_S]) -> _S:
         for problem in err.errors():
             message = str(problem["msg"]).removeprefix("Value error, ")
             if problem["loc"]:
-                message = "IOC_" + "_".join(str(p) for p in problem["loc"]).upper() + ": " + message
+                name = "_".join([variable(cls, str(problem["loc"][0])), *(str(p).upper() for p in problem["loc"][1:])])
+                message = f"{name}: {message}"
             lines.append(message)
         raise ConfigError("bad configuration:\n  " + "\n  ".join(lines)) from err
 
@@ -202,47 +227,50 @@ def load(cls: type[_S]) -> _S:
 class ApiSettings(_Base):
     """Knobs of ``ioc api``; loopback by default, so exposing the API is a deliberate choice."""
 
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8000, ge=1, le=65_535)
-    api_pool_size: int = Field(default=10, ge=1, le=200)
-    api_timezone: str = Field(default="Asia/Ho_Chi_Minh", description="the city's time zone; day buckets start at "
+    model_config = SettingsConfigDict(env_prefix="IOC_API_", extra="ignore")
+
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65_535)
+    pool_size: int = Field(default=10, ge=1, le=200)
+    timezone: str = Field(default="Asia/Ho_Chi_Minh", description="the city's time zone; day buckets start at "
                               "its midnight (IOC_API_TIMEZONE)")
-    api_body_max_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024,
+    body_max_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024,
                                     description="largest request body of a JSON route, counted as it streams in; "
                                     "past it the answer is 413 (IOC_API_BODY_MAX_BYTES)")
-    api_import_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024,
+    import_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024,
                                       description="largest CSV a device import takes (IOC_API_IMPORT_MAX_BYTES)")
-    api_route_body_max_bytes: dict[str, int] = Field(
+    route_body_max_bytes: dict[str, int] = Field(
         default_factory=dict,
         description="JSON: a route's path -> its own body limit in bytes, over the two above, e.g. "
         '{"/api/v1/users": 4096} (IOC_API_ROUTE_BODY_MAX_BYTES)')
-    api_import_max_rows: int = Field(default=20_000, ge=1, le=1_000_000,
+    import_max_rows: int = Field(default=20_000, ge=1, le=1_000_000,
                                      description="most rows of one device import, counted while the CSV is parsed "
                                      "and before anything is stored (IOC_API_IMPORT_MAX_ROWS)")
-    api_imports_per_key: int = Field(default=1, ge=1, le=100,
+    imports_per_key: int = Field(default=1, ge=1, le=100,
                                      description="device imports one key may run at once (IOC_API_IMPORTS_PER_KEY)")
-    api_imports_max: int = Field(default=2, ge=1, le=100,
+    imports_max: int = Field(default=2, ge=1, le=100,
                                  description="device imports running at once in this process; each holds a "
                                  "database connection for its whole transaction (IOC_API_IMPORTS_MAX)")
-    api_body_timeout_s: float = Field(default=30.0, gt=0, le=3600,
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600,
                                       description="longest wait for the next part of a request body; past it the "
                                       "answer is 408 (IOC_API_BODY_TIMEOUT_S)")
-    api_pool_timeout_s: float = Field(default=2.0, gt=0, le=60,
+    pool_timeout_s: float = Field(default=2.0, gt=0, le=60,
                                       description="longest a request waits for a database connection; past it the "
                                       "answer is 503 with Retry-After (IOC_API_POOL_TIMEOUT_S)")
-    api_retry_after_s: int = Field(default=5, ge=1, le=3600,
+    retry_after_s: int = Field(default=5, ge=1, le=3600,
                                    description="Retry-After of a 503 while the database is unavailable or busy "
                                    "(IOC_API_RETRY_AFTER_S)")
-    api_export_idle_timeout_s: float = Field(default=30.0, gt=0, le=3600,
+    export_idle_timeout_s: float = Field(default=30.0, gt=0, le=3600,
                                              description="longest a client may leave an export's next chunk "
                                              "unread before the export is dropped and its slot freed "
                                              "(IOC_API_EXPORT_IDLE_TIMEOUT_S)")
-    api_export_send_timeout_s: float = Field(default=900.0, gt=0, le=86_400,
+    export_send_timeout_s: float = Field(default=900.0, gt=0, le=86_400,
                                              description="longest an export may take to send in full, so a "
                                              "client reading a trickle cannot keep its slot for ever "
                                              "(IOC_API_EXPORT_SEND_TIMEOUT_S)")
 
-    @field_validator("api_route_body_max_bytes")
+    @field_validator("route_body_max_bytes")
     @classmethod
     def _route_limits(cls, value: dict[str, int]) -> dict[str, int]:
         for path, limit in value.items():
@@ -250,7 +278,7 @@ class ApiSettings(_Base):
                 raise ValueError(f"{path!r}: {limit}: paths start with /, limits are bytes (0 or more)")
         return value
 
-    @field_validator("api_timezone")
+    @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         try:
@@ -263,15 +291,18 @@ class ApiSettings(_Base):
 class ApiClientSettings(_Base):
     """How ``ioc devices`` reaches a running IOC API: its URL and the caller's key (roles and audit apply)."""
 
-    api_url: str = Field(default="http://127.0.0.1:8000",
+    model_config = SettingsConfigDict(env_prefix="IOC_API_", extra="ignore")
+
+
+    url: str = Field(default="http://127.0.0.1:8000",
                          description="base URL of the IOC API, without /api/v1 (IOC_API_URL)")
-    api_key: SecretStr | None = Field(default=None, description="your API key, from `ioc users create` or an "
+    key: SecretStr | None = Field(default=None, description="your API key, from `ioc users create` or an "
                                       "admin (IOC_API_KEY)")
-    api_timeout_s: float = Field(default=60.0, gt=0, le=3600,
+    timeout_s: float = Field(default=60.0, gt=0, le=3600,
                                  description="longest wait for an answer; an import of thousands of rows takes "
                                  "seconds (IOC_API_TIMEOUT_S)")
 
-    @field_validator("api_url")
+    @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         parts = urlsplit(value.strip())
@@ -280,12 +311,12 @@ class ApiClientSettings(_Base):
         # The routes' prefix is added by the client: a URL copied from the OpenAPI page works as well.
         return value.strip().rstrip("/").removesuffix("/api/v1")
 
-    def key(self) -> SecretStr:
+    def required_key(self) -> SecretStr:
         """The key, or a clear configuration error: every route of the registry needs one."""
-        if self.api_key is None or not self.api_key.get_secret_value().strip():
+        if self.key is None or not self.key.get_secret_value().strip():
             raise ConfigError("IOC_API_KEY is not set: export the API key an admin gave you "
                               "(`ioc users create --role technician …` prints one)")
-        return self.api_key
+        return self.key
 
 
 class ChirpStackTarget(BaseModel):
@@ -298,38 +329,41 @@ class ChirpStackTarget(BaseModel):
 class ChirpStackSettings(_Base):
     """How the API provisions devices in ChirpStack; without ``IOC_CHIRPSTACK_API`` it does not try."""
 
-    chirpstack_api: str | None = Field(default=None, description="gRPC host:port, e.g. chirpstack:8080")
-    chirpstack_token: SecretStr | None = Field(default=None, description="API token (a JWT from ChirpStack's UI)")
-    chirpstack_tls: bool = False
-    chirpstack_timeout_s: float = Field(default=5.0, gt=0, le=120)
-    chirpstack_profiles: dict[str, ChirpStackTarget] = Field(
+    model_config = SettingsConfigDict(env_prefix="IOC_CHIRPSTACK_", extra="ignore")
+
+
+    api: str | None = Field(default=None, description="gRPC host:port, e.g. chirpstack:8080")
+    token: SecretStr | None = Field(default=None, description="API token (a JWT from ChirpStack's UI)")
+    tls: bool = False
+    timeout_s: float = Field(default=5.0, gt=0, le=120)
+    profiles: dict[str, ChirpStackTarget] = Field(
         default_factory=dict,
         description="JSON: device model (or \"*\" for any) -> {application_id, device_profile_id}",
     )
-    chirpstack_profiles_file: Path | None = Field(default=None, description="the same mapping as a YAML/JSON file")
-    chirpstack_calls_per_s: float = Field(default=20.0, gt=0, le=1000,
+    profiles_file: Path | None = Field(default=None, description="the same mapping as a YAML/JSON file")
+    calls_per_s: float = Field(default=20.0, gt=0, le=1000,
                                           description="ceiling on provisioning calls, so bulk imports stay gentle")
-    chirpstack_retry_s: float = Field(default=30.0, gt=0, description="first retry delay; doubles up to 1 hour")
+    retry_s: float = Field(default=30.0, gt=0, description="first retry delay; doubles up to 1 hour")
 
     @model_validator(mode="after")
     def _complete(self) -> ChirpStackSettings:
-        if self.chirpstack_api is None:
+        if self.api is None:
             return self
-        if self.chirpstack_token is None or not self.chirpstack_token.get_secret_value():
+        if self.token is None or not self.token.get_secret_value():
             raise ValueError("IOC_CHIRPSTACK_TOKEN is required when IOC_CHIRPSTACK_API is set")
-        if self.chirpstack_profiles_file is not None:
-            self.chirpstack_profiles = {**_read_targets(self.chirpstack_profiles_file), **self.chirpstack_profiles}
-        if not self.chirpstack_profiles:
+        if self.profiles_file is not None:
+            self.profiles = {**_read_targets(self.profiles_file), **self.profiles}
+        if not self.profiles:
             raise ValueError("IOC_CHIRPSTACK_PROFILES or IOC_CHIRPSTACK_PROFILES_FILE must map device models "
                              "to a ChirpStack application and device profile")
         return self
 
     @property
     def enabled(self) -> bool:
-        return self.chirpstack_api is not None
+        return self.api is not None
 
     def target_for(self, model: str | None) -> ChirpStackTarget | None:
-        return self.chirpstack_profiles.get(model or "") or self.chirpstack_profiles.get("*")
+        return self.profiles.get(model or "") or self.profiles.get("*")
 
 
 def _read_targets(path: Path) -> dict[str, ChirpStackTarget]:
@@ -345,31 +379,34 @@ def _read_targets(path: Path) -> dict[str, ChirpStackTarget]:
 class BrokerSettings(_Base):
     """How the API manages developers' broker accounts; without ``IOC_BROKER_CONFIG_DIR`` it only stores them."""
 
-    broker_config_dir: Path | None = Field(
+    model_config = SettingsConfigDict(env_prefix="IOC_BROKER_", extra="ignore")
+
+
+    config_dir: Path | None = Field(
         default=None,
         description="the folder `ioc broker config --out` wrote (internal/ and public/); the API rewrites the "
         "public broker's password and acl files in it on every change (IOC_BROKER_CONFIG_DIR)",
     )
-    broker_pid_file: Path | None = Field(
+    pid_file: Path | None = Field(
         default=None,
         description="the public broker's pid file (<dir>/public/mosquitto.pid); the API sends it SIGHUP after a "
         "change (IOC_BROKER_PID_FILE)",
     )
-    broker_admin_url: str | None = Field(
+    admin_url: Annotated[MqttUrl | None, NoDecode] = Field(
         default=None,
         description="the public broker's service listener with the ioc-api account, "
         "mqtt://ioc-api:<password>@127.0.0.1:1885; the API ends the sessions of revoked credentials through it "
         "(IOC_BROKER_ADMIN_URL). Unset: a revoked credential's parked session lasts until its expiry",
     )
-    broker_public_url: str = Field(
+    public_url: str = Field(
         default=DEFAULT_PUBLIC_MQTT_URL,
         description="the broker as developers reach it, e.g. mqtts://iot.danang.gov.vn:8883 (IOC_BROKER_PUBLIC_URL)",
     )
-    broker_credentials_per_developer: int = Field(
+    credentials_per_developer: int = Field(
         default=5, ge=1, le=100, description="most active MQTT credentials one developer may hold"
     )
 
-    @field_validator("broker_public_url")
+    @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
         try:
@@ -380,10 +417,12 @@ class BrokerSettings(_Base):
             raise ValueError("must not hold a user name or password: every developer gets their own")
         return value
 
-    @field_validator("broker_admin_url")
+    @field_validator("admin_url", mode="before")
     @classmethod
-    def _admin_url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
+    def _admin_url(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
             return None
         try:
             url = MqttUrl.parse(value)
@@ -391,13 +430,9 @@ class BrokerSettings(_Base):
             raise ValueError(str(err).replace("IOC_MQTT_URL", "the URL")) from err
         if not url.username or not url.password:
             raise ValueError("needs the ioc-api account: mqtt://ioc-api:<password>@host:port")
-        return value
+        return url
 
-    @property
-    def admin_url(self) -> MqttUrl | None:
-        return MqttUrl.parse(self.broker_admin_url) if self.broker_admin_url else None
-
-    @field_validator("broker_config_dir")
+    @field_validator("config_dir")
     @classmethod
     def _existing_dir(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_dir():
@@ -408,49 +443,55 @@ class BrokerSettings(_Base):
 class OpenDataSettings(_Base):
     """The open-data routes: the licence the catalogue states, and each key's share of the API."""
 
-    open_data_licence: str = Field(
+    model_config = SettingsConfigDict(env_prefix="IOC_OPEN_", extra="ignore")
+
+
+    data_licence: str = Field(
         default="https://creativecommons.org/licenses/by/4.0/",
         pattern=r"^https?://\S+$",
         description="URL of the licence every published dataset carries (IOC_OPEN_DATA_LICENCE)",
     )
-    open_base_url: str | None = Field(
+    base_url: str | None = Field(
         default=None,
         pattern=r"^https?://\S+$",
         description="the API as the public reaches it, for the catalogue's download links; unset: the request's own "
         "URL (IOC_OPEN_BASE_URL)",
     )
-    open_rate_per_minute: float = Field(default=60.0, gt=0, le=60_000,
+    rate_per_minute: float = Field(default=60.0, gt=0, le=60_000,
                                         description="open-data requests per minute and key (IOC_OPEN_RATE_PER_MINUTE)")
-    open_rate_burst: int = Field(default=10, ge=1, le=10_000,
+    rate_burst: int = Field(default=10, ge=1, le=10_000,
                                  description="requests a key may make at once after a quiet spell "
                                  "(IOC_OPEN_RATE_BURST)")
-    open_exports_max: int = Field(default=3, ge=1, le=100,
+    exports_max: int = Field(default=3, ge=1, le=100,
                                   description="exports streaming at once in this process; each holds a database "
                                   "connection while it streams (IOC_OPEN_EXPORTS_MAX)")
-    open_exports_per_key: int = Field(default=2, ge=1, le=100,
+    exports_per_key: int = Field(default=2, ge=1, le=100,
                                       description="exports one key may stream at once (IOC_OPEN_EXPORTS_PER_KEY)")
 
 
 class FeedSettings(_Base):
     """The open MQTT feed the ingest publishes: readings, device status and zone summaries under a prefix."""
 
-    feed_enabled: bool = Field(default=True, description="publish the open feed (IOC_FEED_ENABLED)")
-    feed_url: str | None = Field(
+    model_config = SettingsConfigDict(env_prefix="IOC_FEED_", extra="ignore")
+
+
+    enabled: bool = Field(default=True, description="publish the open feed (IOC_FEED_ENABLED)")
+    url: str | None = Field(
         default=None, description="broker URL of the feed (IOC_FEED_URL); default: IOC_MQTT_URL, whose ingest "
         "account may write ioc/#")
-    feed_ca_file: Path | None = Field(default=None, description="CA bundle for an mqtts:// feed URL; default: "
+    ca_file: Path | None = Field(default=None, description="CA bundle for an mqtts:// feed URL; default: "
                                       "IOC_MQTT_CA_FILE")
-    feed_client_id: str | None = Field(default=None, max_length=64,
+    client_id: str | None = Field(default=None, max_length=64,
                                        description="MQTT client id of the feed; default: <ingest client id>-feed")
-    feed_prefix: str = Field(default="ioc/v1", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+    prefix: str = Field(default="ioc/v1", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
                              description="topic prefix: no wildcards, no leading or trailing slash")
-    feed_queue: int = Field(default=50_000, ge=100, le=5_000_000,
+    queue: int = Field(default=50_000, ge=100, le=5_000_000,
                             description="readings that may wait for the broker; beyond it the oldest are dropped")
-    feed_qos: Literal[0, 1] = Field(default=0, description="QoS of readings (status and summaries use 1)")
-    feed_status_interval_s: float = Field(default=30.0, ge=0, le=3600,
+    qos: Literal[0, 1] = Field(default=0, description="QoS of readings (status and summaries use 1)")
+    status_interval_s: float = Field(default=30.0, ge=0, le=3600,
                                           description="seconds between device status and zone summary rounds; 0: off")
 
-    @field_validator("feed_url")
+    @field_validator("url")
     @classmethod
     def _parses(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
@@ -461,38 +502,41 @@ class FeedSettings(_Base):
             raise ValueError(str(err).replace("IOC_MQTT_URL", "IOC_FEED_URL")) from err
         return value
 
-    def url(self, mqtt: MqttSettings) -> MqttUrl:
-        return MqttUrl.parse(self.feed_url) if self.feed_url else mqtt.url
+    def broker_url(self, mqtt: MqttSettings) -> MqttUrl:
+        return MqttUrl.parse(self.url) if self.url else mqtt.url
 
-    def ca_file(self, mqtt: MqttSettings) -> Path | None:
-        return self.feed_ca_file or mqtt.mqtt_ca_file
+    def broker_ca_file(self, mqtt: MqttSettings) -> Path | None:
+        return self.ca_file or mqtt.ca_file
 
 
 class GrafanaSettings(_Base):
     """Where ``ioc dashboards push`` finds Grafana, and how Grafana reaches the platform's database."""
 
-    grafana_url: str = Field(default="http://127.0.0.1:3000", pattern=r"^https?://\S+$",
+    model_config = SettingsConfigDict(env_prefix="IOC_GRAFANA_", extra="ignore")
+
+
+    url: str = Field(default="http://127.0.0.1:3000", pattern=r"^https?://\S+$",
                              description="Grafana's base URL (IOC_GRAFANA_URL)")
-    grafana_token: SecretStr | None = Field(
+    token: SecretStr | None = Field(
         default=None, description="a service account token with the Editor role, or Admin to create the "
         "datasource (IOC_GRAFANA_TOKEN)")
-    grafana_db_url: SecretStr | None = Field(
+    db_url: SecretStr | None = Field(
         default=None, description="libpq URL Grafana uses to read the platform database, ideally a read-only "
         "role (IOC_GRAFANA_DB_URL); default: IOC_DATABASE_URL")
-    grafana_db_sslmode: Literal["disable", "require", "verify-ca", "verify-full"] = Field(
+    db_sslmode: Literal["disable", "require", "verify-ca", "verify-full"] = Field(
         default="disable", description="TLS mode of Grafana's database connections (IOC_GRAFANA_DB_SSLMODE)")
-    grafana_timeout_s: float = Field(default=10.0, gt=0, le=300, description="HTTP timeout (IOC_GRAFANA_TIMEOUT_S)")
+    timeout_s: float = Field(default=10.0, gt=0, le=300, description="HTTP timeout (IOC_GRAFANA_TIMEOUT_S)")
 
-    @field_validator("grafana_db_url")
+    @field_validator("db_url")
     @classmethod
     def _libpq(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a libpq URL starting with postgresql://")
         return value
 
-    def token(self) -> SecretStr:
+    def required_token(self) -> SecretStr:
         """The token, or a clear configuration error: push cannot work without one."""
-        if self.grafana_token is None or not self.grafana_token.get_secret_value().strip():
+        if self.token is None or not self.token.get_secret_value().strip():
             raise ConfigError("IOC_GRAFANA_TOKEN is not set: create a service account token in Grafana "
                               "(Administration → Service accounts) and export it")
-        return self.grafana_token
+        return self.token

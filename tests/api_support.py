@@ -46,7 +46,7 @@ def app_for(db_url: str, *, chirpstack: ChirpStackSettings | None = None, poll_s
     with psycopg.connect(db_url, autocommit=True) as conn:
         seed_zones(conn, load_default_zones())
     catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecRegistry.discover().infos())
-    return create_app(DatabaseSettings(database_url=db_url), api, catalogue=catalogue,  # type: ignore[arg-type]
+    return create_app(DatabaseSettings(url=db_url), api, catalogue=catalogue,  # type: ignore[arg-type]
                       chirpstack=chirpstack, open_data=open_data, background_poll_s=poll_s)
 
 

@@ -178,9 +178,9 @@ class PlatformBroker:
         return probe
 
     def settings(self, *, pid_file: Path | None = None, admin: bool = True) -> BrokerSettings:
-        return BrokerSettings(broker_config_dir=self.directory, broker_pid_file=pid_file or self.pid_file,
-                              broker_public_url=f"mqtt://127.0.0.1:{self.public_port}",
-                              broker_admin_url=self.url("ioc-api") if admin else None)
+        return BrokerSettings(config_dir=self.directory, pid_file=pid_file or self.pid_file,
+                              public_url=f"mqtt://127.0.0.1:{self.public_port}",
+                              admin_url=self.url("ioc-api") if admin else None)
 
     def stop(self) -> None:
         self.public.stop()

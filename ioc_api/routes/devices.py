@@ -123,7 +123,7 @@ async def import_devices(request: Request, scope: ImportSlot, registry: Registry
         body += chunk
     # Parsing and row work are blocking: off the event loop, like any sync route. The connection is taken only
     # now, so a slow upload holds none.
-    rows = await run_in_threadpool(device_import.parse, bytes(body), max_rows=settings.api_import_max_rows)
+    rows = await run_in_threadpool(device_import.parse, bytes(body), max_rows=settings.import_max_rows)
     del body
     report = await run_in_threadpool(_store, request, rows, scope, registry, dry_run)
     if report.created and not dry_run:

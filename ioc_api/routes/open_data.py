@@ -92,8 +92,8 @@ class OpenData:
 
     @classmethod
     def from_settings(cls, settings: OpenDataSettings) -> OpenData:
-        return cls(settings, TokenBuckets(settings.open_rate_per_minute, settings.open_rate_burst),
-                   ExportSlots(settings.open_exports_max, settings.open_exports_per_key))
+        return cls(settings, TokenBuckets(settings.rate_per_minute, settings.rate_burst),
+                   ExportSlots(settings.exports_max, settings.exports_per_key))
 
 
 def _open_data(request: Request) -> OpenData:
@@ -137,10 +137,10 @@ ExportSlot = Annotated[Caller, Depends(_export_slot)]
                 JSON_LD: {"schema": {"$ref": "#/components/schemas/Catalogue"}}}}, **RATE_LIMITED})
 def get_catalogue(request: Request, conn: Db, _caller: RateLimited) -> JSONResponse:
     state = _open_data(request)
-    base = (state.settings.open_base_url or str(request.base_url)).rstrip("/")
+    base = (state.settings.base_url or str(request.base_url)).rstrip("/")
     here = base + request.app.url_path_for("open_catalogue")
     export = base + request.app.url_path_for("open_measurements")
-    licence = state.settings.open_data_licence
+    licence = state.settings.data_licence
     catalogue = Catalogue(
         context={**CONTEXT, "ioc": here + "#"},
         id=here,
@@ -246,8 +246,8 @@ def get_measurements(
     limits: ApiSettings = request.app.state.limits
     return BoundedStream(body, media_type="text/csv; charset=utf-8" if format == "csv" else NDJSON,
                          headers={"Content-Disposition": f'attachment; filename="{name}"'},
-                         idle_timeout_s=limits.api_export_idle_timeout_s,
-                         send_timeout_s=limits.api_export_send_timeout_s)
+                         idle_timeout_s=limits.export_idle_timeout_s,
+                         send_timeout_s=limits.export_send_timeout_s)
 
 
 def stream_export(pool: ConnectionPool[Connection], export: Export, format: Literal["csv", "json"], *,

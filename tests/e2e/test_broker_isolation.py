@@ -106,7 +106,7 @@ def stack(db_url: str, tmp_path: Path) -> Iterator[Stack]:
     env.pop("IOC_INGEST_CLIENT_ID", None)  # the default, predictable id
     with open(log, "ab") as out:
         worker = subprocess.Popen([sys.executable, "-m", "ioc_cli", "ingest"], env=env, stdout=out, stderr=out)
-    api = TestClient(create_app(DatabaseSettings(database_url=db_url),  # type: ignore[arg-type]
+    api = TestClient(create_app(DatabaseSettings(url=db_url),  # type: ignore[arg-type]
                                 broker=brokers.settings()))
     api.__enter__()
     try:

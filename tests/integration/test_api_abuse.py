@@ -104,8 +104,8 @@ def test_a_streamed_body_stops_being_read_at_the_route_limit(client: TestClient,
 
 def test_the_body_limits_are_settings(db_url: str) -> None:
     admin = key(db_url, "root", "admin")
-    api = ApiSettings(api_body_max_bytes=2048, api_import_max_bytes=4096,
-                      api_route_body_max_bytes={"/api/v1/users": 40})
+    api = ApiSettings(body_max_bytes=2048, import_max_bytes=4096,
+                      route_body_max_bytes={"/api/v1/users": 40})
     with TestClient(app_for(db_url, api=api)) as client:
         assert client.post("/api/v1/devices", headers=admin, json=device("00000000000000a1")).status_code == 201
         padded = device("00000000000000a2", description="d" * 900, tags={f"t{i}": "v" * 40 for i in range(25)})
@@ -121,7 +121,7 @@ def test_the_body_limits_are_settings(db_url: str) -> None:
 
 def test_a_stalled_body_is_408(db_url: str) -> None:
     admin = key(db_url, "root", "admin")
-    with TestClient(app_for(db_url, api=ApiSettings(api_body_timeout_s=0.3))) as client:
+    with TestClient(app_for(db_url, api=ApiSettings(body_timeout_s=0.3))) as client:
         began = time.monotonic()
         raw = raw_request(client, "POST", IMPORT, pause_s=1.0, chunks=[CSV_HEADER.encode()] * 30, headers={
             "authorization": admin["Authorization"], "content-type": "text/csv", "transfer-encoding": "chunked"})
@@ -155,7 +155,7 @@ def test_an_import_past_the_row_limit_is_refused_before_anything_is_stored(clien
 
 
 def test_one_key_runs_one_import_at_a_time_and_the_pool_stays_free(db_url: str) -> None:
-    app = app_for(db_url, api=ApiSettings(api_pool_size=2, api_pool_timeout_s=1.0))
+    app = app_for(db_url, api=ApiSettings(pool_size=2, pool_timeout_s=1.0))
     tech = key(db_url, "tech-hc", "technician", ["hai-chau"])
     admin = key(db_url, "root", "admin")
     with TestClient(app) as client:
@@ -213,7 +213,7 @@ def test_a_cell_the_csv_parser_refuses_names_its_row(client: TestClient, admin: 
 
 def test_no_free_connection_is_503_with_retry_after_in_the_error_shape(db_url: str) -> None:
     admin = key(db_url, "root", "admin")
-    api = ApiSettings(api_pool_size=1, api_pool_timeout_s=0.3, api_retry_after_s=7)
+    api = ApiSettings(pool_size=1, pool_timeout_s=0.3, retry_after_s=7)
     with TestClient(app_for(db_url, api=api)) as client:
         pool = client.app.state.pool  # type: ignore[attr-defined]
         pool.wait(5)
@@ -233,8 +233,8 @@ def test_no_free_connection_is_503_with_retry_after_in_the_error_shape(db_url: s
 
 
 def test_a_database_outage_is_503_in_the_error_shape(db_url: str) -> None:
-    nowhere = DatabaseSettings(database_url=f"postgresql://ioc@127.0.0.1:{free_port()}/ioc")  # type: ignore[arg-type]
-    app = create_app(nowhere, ApiSettings(api_pool_timeout_s=0.5), catalogue=DeviceCatalogue(), chirpstack=None)
+    nowhere = DatabaseSettings(url=f"postgresql://ioc@127.0.0.1:{free_port()}/ioc")  # type: ignore[arg-type]
+    app = create_app(nowhere, ApiSettings(pool_timeout_s=0.5), catalogue=DeviceCatalogue(), chirpstack=None)
     headers = {"Authorization": "Bearer ioc_deadbeef_whatever"}
     with TestClient(app) as client:
         began = time.monotonic()

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 def client(db_url: str) -> Iterator[TestClient]:
     with psycopg.connect(db_url, autocommit=True) as conn:
         seed_zones(conn, load_default_zones())
-    app = create_app(DatabaseSettings(database_url=db_url))  # type: ignore[arg-type]
+    app = create_app(DatabaseSettings(url=db_url))  # type: ignore[arg-type]
     with TestClient(app) as test_client:
         yield test_client
 

@@ -66,7 +66,7 @@ SETTINGS = settings(max_examples=30, deadline=None, derandomize=True, database=N
                     suppress_health_check=list(HealthCheck))
 EDGE_TIMES = ["0001-01-01T00:00:00+14:00", "0001-01-01T12:00:00Z", "9999-12-31T23:59:59-14:00",
               "9999-12-31T23:59:59Z", "2026-01-01T00:00:00+07:00"]
-LIMITS = ApiSettings(api_body_timeout_s=0.5)
+LIMITS = ApiSettings(body_timeout_s=0.5)
 """The API's default body limits, and a short wait for a stalled body so the slow cases stay quick."""
 
 
@@ -123,8 +123,8 @@ def fuzz(db_url: str) -> Iterator[Fuzz]:
     codecs = CodecRegistry.discover()
     catalogue = DeviceCatalogue.of((info.id, info.models) for info in codecs.infos())
     # Limits high enough that generated requests reach the export code instead of the 429 in front of it.
-    open_data = OpenDataSettings(open_rate_per_minute=60_000, open_rate_burst=10_000)
-    app = create_app(DatabaseSettings(database_url=db_url), LIMITS, catalogue=catalogue,  # type: ignore[arg-type]
+    open_data = OpenDataSettings(rate_per_minute=60_000, rate_burst=10_000)
+    app = create_app(DatabaseSettings(url=db_url), LIMITS, catalogue=catalogue,  # type: ignore[arg-type]
                      chirpstack=None, open_data=open_data)
     with TestClient(app) as client:
         for i, (eui, (latitude, longitude)) in enumerate(DEVICES.items()):
@@ -237,7 +237,7 @@ def test_no_generated_request_is_a_server_error(fuzz: Fuzz, caller: str, subtest
 
 
 def _limit(operation: Operation) -> int:
-    return LIMITS.api_import_max_bytes if operation.path.endswith(":import") else LIMITS.api_body_max_bytes
+    return LIMITS.import_max_bytes if operation.path.endswith(":import") else LIMITS.body_max_bytes
 
 
 def _oversized(body: Any, limit: int) -> Any:
@@ -285,7 +285,7 @@ def test_stalled_bodies_are_408_and_never_held(db_url: str, caller: str) -> None
     with psycopg.connect(db_url, autocommit=True) as conn:
         seed_zones(conn, load_default_zones())
         api_key = create_user(conn, "slow-admin", "admin", [], actor="test")[1].key
-    app = create_app(DatabaseSettings(database_url=db_url), LIMITS, catalogue=DeviceCatalogue(),  # type: ignore[arg-type]
+    app = create_app(DatabaseSettings(url=db_url), LIMITS, catalogue=DeviceCatalogue(),  # type: ignore[arg-type]
                      chirpstack=None)
     headers = {"authorization": f"Bearer {api_key}"} if caller == "admin" else {}
     schema = schemathesis.openapi.from_dict(app.openapi())

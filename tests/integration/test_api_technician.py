@@ -155,8 +155,8 @@ def test_recommissioning_with_chirpstack_needs_the_keys_again(db_url: str) -> No
     with ChirpStackStandIn() as standin:
         target = {"application_id": standin.add_application("dn"),
                   "device_profile_id": standin.add_device_profile("TH 1.0.3", "1.0.3")}
-        chirpstack = ChirpStackSettings(chirpstack_api=standin.target,  # type: ignore[arg-type]
-                                        chirpstack_token=standin.token, chirpstack_profiles={"*": target})
+        chirpstack = ChirpStackSettings(api=standin.target,  # type: ignore[arg-type]
+                                        token=standin.token, profiles={"*": target})
         _recommission_with_keys(db_url, chirpstack)
         assert EUI in standin.devices() and standin.keys(EUI) is not None
 

@@ -139,7 +139,7 @@ def _name(db_url: str, user: str, suffix: str) -> str:
 
 
 def _api(db_url: str, settings: BrokerSettings) -> TestClient:
-    return TestClient(create_app(DatabaseSettings(database_url=db_url), broker=settings))  # type: ignore[arg-type]
+    return TestClient(create_app(DatabaseSettings(url=db_url), broker=settings))  # type: ignore[arg-type]
 
 
 def test_credentials_from_the_api_work_until_revoked(db_url: str, platform: PlatformBroker) -> None:
@@ -194,7 +194,7 @@ def test_credentials_from_the_api_work_until_revoked(db_url: str, platform: Plat
 def test_developers_see_only_their_own_and_admins_see_all(db_url: str, tmp_path: Path) -> None:
     alice, bob = key(db_url, "alice", "developer"), key(db_url, "bob", "developer")
     admin = key(db_url, "root", "admin")
-    settings = BrokerSettings(broker_config_dir=tmp_path, broker_pid_file=None)
+    settings = BrokerSettings(config_dir=tmp_path, pid_file=None)
     (tmp_path / "public").mkdir()
     a1, b1 = _name(db_url, "alice", "a1"), _name(db_url, "bob", "b1")
     with _api(db_url, settings) as client:
@@ -233,7 +233,7 @@ def test_developers_see_only_their_own_and_admins_see_all(db_url: str, tmp_path:
 
 def test_limits_and_labels(db_url: str) -> None:
     alice = key(db_url, "alice", "developer")
-    with _api(db_url, BrokerSettings(broker_config_dir=None, broker_credentials_per_developer=3)) as client:
+    with _api(db_url, BrokerSettings(config_dir=None, credentials_per_developer=3)) as client:
         made = [client.post("/api/v1/mqtt/credentials", headers=alice) for _ in range(3)]
         assert [r.status_code for r in made] == [201, 201, 201]
         assert {r.json()["broker"]["state"] for r in made} == {"not_managed"}
@@ -255,7 +255,7 @@ def test_the_documented_label_works(db_url: str) -> None:
     """docs/open-data.md creates credentials with ``{"label": "my flood app"}``: the label is kept as given
     and the username carries its slug; a developer whose name starts with ``dev-`` gets no second prefix."""
     anna = key(db_url, "dev-anna", "developer")
-    with _api(db_url, BrokerSettings(broker_config_dir=None)) as client:
+    with _api(db_url, BrokerSettings(config_dir=None)) as client:
         created = client.post("/api/v1/mqtt/credentials", headers=anna, json={"label": "my flood app"})
         assert created.status_code == 201, created.text
         body = created.json()
@@ -271,7 +271,7 @@ def test_two_developers_names_never_collide(db_url: str) -> None:
     """``dev@x`` and ``dev_x`` used to both become ``dev-dev_x-<label>``: the second got a 409 naming the
     first developer's account. The user id in the name keeps them apart."""
     first, second = key(db_url, "dev@x", "developer"), key(db_url, "dev_x", "developer")
-    with _api(db_url, BrokerSettings(broker_config_dir=None)) as client:
+    with _api(db_url, BrokerSettings(config_dir=None)) as client:
         a = client.post("/api/v1/mqtt/credentials", headers=first, json={"label": "app"})
         b = client.post("/api/v1/mqtt/credentials", headers=second, json={"label": "app"})
         assert (a.status_code, b.status_code) == (201, 201), b.text
@@ -296,7 +296,7 @@ def test_unwritable_files_change_nothing(db_url: str, tmp_path: Path) -> None:
     alice = key(db_url, "alice", "developer")
     directory = tmp_path / "broker"
     directory.mkdir()
-    with _api(db_url, BrokerSettings(broker_config_dir=directory)) as client:
+    with _api(db_url, BrokerSettings(config_dir=directory)) as client:
         directory.rmdir()  # the folder goes away under the running API
         response = client.post("/api/v1/mqtt/credentials", headers=alice)
         assert response.status_code == 503

@@ -56,8 +56,8 @@ def _app(db_url: str, api: ApiSettings | None = None, **open_data: Any) -> FastA
     with psycopg.connect(db_url, autocommit=True) as conn:
         seed_zones(conn, load_default_zones())
     catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecRegistry.discover().infos())
-    limits = {"open_rate_per_minute": 60_000, "open_rate_burst": 10_000, **open_data}
-    return create_app(DatabaseSettings(database_url=db_url), api, catalogue=catalogue,  # type: ignore[arg-type]
+    limits = {"rate_per_minute": 60_000, "rate_burst": 10_000, **open_data}
+    return create_app(DatabaseSettings(url=db_url), api, catalogue=catalogue,  # type: ignore[arg-type]
                       open_data=OpenDataSettings(**limits), background_poll_s=3600.0)
 
 
@@ -216,7 +216,7 @@ def test_private_and_retired_devices_never_appear(client: TestClient, admin: dic
 
 def test_the_catalogue_lists_a_dataset_per_kind_and_zone(db_url: str, developer: dict[str, str],
                                                           fleet: None) -> None:
-    app = _app(db_url, open_base_url="https://data.danang.example/", open_data_licence="https://example.org/odbl")
+    app = _app(db_url, base_url="https://data.danang.example/", data_licence="https://example.org/odbl")
     with TestClient(app) as client:
         response = client.get(CATALOGUE, headers=developer)
         assert response.status_code == 200, response.text
@@ -308,7 +308,7 @@ def test_bad_filters_are_422_naming_the_filter(client: TestClient, developer: di
 
 def test_a_key_past_its_rate_gets_429_and_other_keys_do_not(db_url: str) -> None:
     first, second = key(db_url, "dev-a", "developer"), key(db_url, "dev-b", "developer")
-    with TestClient(_app(db_url, open_rate_per_minute=6, open_rate_burst=3)) as client:
+    with TestClient(_app(db_url, rate_per_minute=6, rate_burst=3)) as client:
         for _ in range(3):
             assert client.get(CATALOGUE, headers=first).status_code == 200
         refused = client.get(URL, headers=first)
@@ -322,7 +322,7 @@ def test_a_key_past_its_rate_gets_429_and_other_keys_do_not(db_url: str) -> None
 
 def test_a_key_streams_a_bounded_number_of_exports_at_once(db_url: str, fleet: None) -> None:
     first, second = key(db_url, "dev-a", "developer"), key(db_url, "dev-b", "developer")
-    app = _app(db_url, open_exports_per_key=1, open_exports_max=2)
+    app = _app(db_url, exports_per_key=1, exports_max=2)
     with TestClient(app) as client:
         with client.stream("GET", URL, headers=first, params=SPAN) as running:
             assert running.status_code == 200
@@ -416,7 +416,7 @@ async def _stall(message: dict[str, Any]) -> None:
 
 def test_clients_that_stop_reading_lose_their_exports_and_the_slots_come_back(db_url: str, fleet: None) -> None:
     first, second, third = (key(db_url, f"dev-{n}", "developer") for n in "abc")
-    app = _app(db_url, ApiSettings(api_export_idle_timeout_s=1.0), open_exports_per_key=1, open_exports_max=2)
+    app = _app(db_url, ApiSettings(export_idle_timeout_s=1.0), exports_per_key=1, exports_max=2)
     query = "&".join(f"{k}={v.replace('+', '%2B')}" for k, v in SPAN.items())
     with TestClient(app) as client:
         stalled: list[Raw] = []
@@ -443,7 +443,7 @@ def test_clients_that_stop_reading_lose_their_exports_and_the_slots_come_back(db
 
 def test_an_export_read_too_slowly_is_cut_at_the_send_timeout(db_url: str, fleet: None) -> None:
     developer = key(db_url, "dev-slow", "developer")
-    app = _app(db_url, ApiSettings(api_export_idle_timeout_s=10, api_export_send_timeout_s=0.5))
+    app = _app(db_url, ApiSettings(export_idle_timeout_s=10, export_send_timeout_s=0.5))
 
     async def trickle(message: dict[str, Any]) -> None:
         await anyio.sleep(0.3)  # each piece taken, but slowly

@@ -34,9 +34,9 @@ def _settings(standin: ChirpStackStandIn, *, rate: float = 200.0, **profiles: st
                                      "device_profile_id": standin.add_device_profile("TH 1.0.3", "1.0.3")}}
     for model, mac in profiles.items():
         targets[model] = {"application_id": app, "device_profile_id": standin.add_device_profile(model, mac)}
-    return ChirpStackSettings(chirpstack_api=standin.target, chirpstack_token=standin.token,  # type: ignore[arg-type]
-                              chirpstack_profiles=targets, chirpstack_calls_per_s=rate, chirpstack_retry_s=0.2,
-                              chirpstack_timeout_s=2.0)
+    return ChirpStackSettings(api=standin.target, token=standin.token,  # type: ignore[arg-type]
+                              profiles=targets, calls_per_s=rate, retry_s=0.2,
+                              timeout_s=2.0)
 
 
 def _client(db_url: str, settings: ChirpStackSettings, poll_s: float = 3600.0) -> TestClient:

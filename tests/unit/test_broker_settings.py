@@ -14,10 +14,10 @@ def test_unset_means_not_managed(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("IOC_BROKER_CONFIG_DIR", "IOC_BROKER_PID_FILE", "IOC_BROKER_PUBLIC_URL", "IOC_BROKER_ADMIN_URL"):
         monkeypatch.delenv(name, raising=False)
     settings = load(BrokerSettings)
-    assert settings.broker_config_dir is None and settings.broker_pid_file is None
-    assert settings.broker_public_url == "mqtt://127.0.0.1:1884"
-    assert settings.broker_credentials_per_developer == 5
-    assert settings.broker_admin_url is None and settings.admin_url is None
+    assert settings.config_dir is None and settings.pid_file is None
+    assert settings.public_url == "mqtt://127.0.0.1:1884"
+    assert settings.credentials_per_developer == 5
+    assert settings.admin_url is None
 
 
 def test_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -25,8 +25,8 @@ def test_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.setenv("IOC_BROKER_PID_FILE", str(tmp_path / "mosquitto.pid"))
     monkeypatch.setenv("IOC_BROKER_PUBLIC_URL", "mqtts://iot.danang.gov.vn:8883")
     settings = load(BrokerSettings)
-    assert settings.broker_config_dir == tmp_path and settings.broker_pid_file == tmp_path / "mosquitto.pid"
-    assert settings.broker_public_url == "mqtts://iot.danang.gov.vn:8883"
+    assert settings.config_dir == tmp_path and settings.pid_file == tmp_path / "mosquitto.pid"
+    assert settings.public_url == "mqtts://iot.danang.gov.vn:8883"
 
 
 @pytest.mark.parametrize(

@@ -34,9 +34,9 @@ def test_the_api_url_takes_a_copied_prefix_and_the_key_is_required(monkeypatch: 
     monkeypatch.setenv("IOC_API_URL", "https://ioc.example.vn/api/v1/")
     monkeypatch.delenv("IOC_API_KEY", raising=False)
     settings = load(ApiClientSettings)
-    assert settings.api_url == "https://ioc.example.vn"
+    assert settings.url == "https://ioc.example.vn"
     with pytest.raises(ConfigError, match="IOC_API_KEY is not set"):
-        settings.key()
+        settings.required_key()
     monkeypatch.setenv("IOC_API_URL", "ioc.example.vn")
     with pytest.raises(ConfigError, match="IOC_API_URL: must be http"):
         load(ApiClientSettings)

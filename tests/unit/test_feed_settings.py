@@ -14,15 +14,15 @@ def test_defaults_follow_the_ingest(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("IOC_MQTT_URL", "mqtt://ingest:secret@broker.local:1884")
     feed, mqtt = load(FeedSettings), load(MqttSettings)
-    assert feed.feed_enabled and feed.feed_prefix == "ioc/v1" and feed.feed_qos == 0
-    url = feed.url(mqtt)
+    assert feed.enabled and feed.prefix == "ioc/v1" and feed.qos == 0
+    url = feed.broker_url(mqtt)
     assert (url.host, url.port, url.username) == ("broker.local", 1884, "ingest")
-    assert feed.feed_status_interval_s == 30.0
+    assert feed.status_interval_s == 30.0
 
 
 def test_a_separate_feed_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IOC_FEED_URL", "mqtts://feed@public.example.org")
-    url = load(FeedSettings).url(MqttSettings())
+    url = load(FeedSettings).broker_url(MqttSettings())
     assert (url.host, url.port, url.tls) == ("public.example.org", 8883, True)
 
 
@@ -45,7 +45,7 @@ def test_turned_off_means_no_feed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_feed_gets_a_client_id_of_its_own() -> None:
-    feed = build_feed(FeedSettings(), IngestSettings(ingest_client_id="ioc-ingest-host-1"), DatabaseSettings(),
+    feed = build_feed(FeedSettings(), IngestSettings(client_id="ioc-ingest-host-1"), DatabaseSettings(),
                       MqttSettings())
     assert feed is not None
     assert feed._broadcaster._client._client_id == b"ioc-ingest-host-1-feed"
@@ -53,12 +53,12 @@ def test_the_feed_gets_a_client_id_of_its_own() -> None:
 
 def test_a_feed_left_on_the_internal_broker_is_pointed_out(caplog: pytest.LogCaptureFixture) -> None:
     """With two brokers the ingest's account may not publish where it reads: say so at start-up."""
-    internal = MqttSettings(mqtt_url="mqtt://ioc-ingest:secret@127.0.0.1:1883")
+    internal = MqttSettings(url="mqtt://ioc-ingest:secret@127.0.0.1:1883")
     with caplog.at_level("WARNING", logger="ioc.ingest"):
         build_feed(FeedSettings(), IngestSettings(), DatabaseSettings(), internal)
     assert "IOC_FEED_URL is not set" in caplog.text and "secret" not in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="ioc.ingest"):
-        build_feed(FeedSettings(feed_url="mqtt://ioc-feed:x@127.0.0.1:1885"), IngestSettings(), DatabaseSettings(),
+        build_feed(FeedSettings(url="mqtt://ioc-feed:x@127.0.0.1:1885"), IngestSettings(), DatabaseSettings(),
                    internal)
     assert "IOC_FEED_URL is not set" not in caplog.text

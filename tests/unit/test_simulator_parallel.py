@@ -11,6 +11,7 @@ from device_simulators.events import StreamOptions
 from device_simulators.messages import SimMessage
 from device_simulators.parallel import ParallelStream, publish_sharded
 from ioc_core.errors import FatalError
+from ioc_core.settings import MqttUrl
 
 
 def _take(workers: int, n: int) -> tuple[list[SimMessage], dict[str, int]]:
@@ -39,4 +40,4 @@ def test_one_worker_covers_the_whole_fleet() -> None:
 def test_sharded_publishing_reports_a_broker_that_is_not_there() -> None:
     # Port 1 on loopback refuses at once; each shard reports the failure and the run fails with it.
     with pytest.raises(FatalError, match=r"simulator publishers failed.*cannot reach the broker"):
-        publish_sharded(10, StreamOptions(), workers=2, url="mqtt://127.0.0.1:1", rate=0, count=10)
+        publish_sharded(10, StreamOptions(), workers=2, url=MqttUrl.parse("mqtt://127.0.0.1:1"), rate=0, count=10)
