@@ -8,7 +8,7 @@
                    the change is stored and waits for `ioc broker reload` (or, for a revocation, a repeat)
     not_managed    no IOC_BROKER_CONFIG_DIR: the change is stored only; the operator writes the files
 
-A revocation also ends the credential's session on the public broker (``gateways.mqtt_sessions``) when
+A revocation also ends the credential's session on the public broker (``gateways.mqtt.sessions``) when
 IOC_BROKER_ADMIN_URL is set: the connection is dropped and a parked session with its queue is discarded at
 once, instead of lasting until it expires. ``sessions`` in the outcome says which.
 
@@ -27,7 +27,7 @@ from fastapi import Depends, Request
 
 from gateways.database import Connection
 from gateways.mosquitto_files import BrokerFilesError, BrokerReloadFailed, reload, write_access_files
-from gateways.mqtt_sessions import end_sessions
+from gateways.mqtt import end_sessions
 from ioc_api.errors import ApiError
 from ioc_api.queries.mqtt_accounts import broker_users
 from ioc_core.errors import IocError

@@ -10,52 +10,29 @@ account may pick a client id, as each revoked username, with a clean start and n
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateways.mqtt import BrokerRefused, BrokerUnavailable
+from gateways.mqtt.connection import BrokerConnection
+from gateways.mqtt.errors import BrokerUnavailable
 from ioc_core.settings import MqttUrl
 
 __all__ = ["end_sessions"]
 
 
 def _take_over(url: MqttUrl, client_id: str, ca_file: Path | None, timeout_s: float) -> None:
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    if url.username:
-        client.username_pw_set(url.username, url.password.get_secret_value() if url.password else None)
-    if url.tls:
-        client.tls_set(ca_certs=str(ca_file) if ca_file else None)
-    answered = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def on_connect(_c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        outcome["reason"] = reason
-        answered.set()
-
-    client.on_connect = on_connect
+    link = BrokerConnection(url, client_id=client_id, role=f"{url.username or 'anonymous'} (taking over {client_id})",
+                            ca_file=ca_file)
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = 0  # the session ends with this connection
     try:
-        client.connect(url.host, url.port, keepalive=30, clean_start=True, properties=properties)
-    except OSError as err:
-        raise BrokerUnavailable(f"cannot reach the public broker at {url}: {err}") from err
-    client.loop_start()
-    try:
-        if not answered.wait(timeout_s):
+        if not link.open(timeout_s=timeout_s, background=False, clean_start=True, properties=properties):
             raise BrokerUnavailable(f"the public broker at {url} did not answer within {timeout_s:.0f} s")
-        reason = outcome["reason"]
-        if reason.is_failure:
-            raise BrokerRefused(f"the public broker at {url} refused {url.username or 'anonymous'}: {reason}")
     finally:
-        client.disconnect()
-        client.loop_stop()
+        link.close()
 
 
 def end_sessions(url: MqttUrl, client_ids: Iterable[str], *, ca_file: Path | None = None,
