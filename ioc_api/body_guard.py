@@ -26,8 +26,8 @@ import anyio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ioc_api.errors import ApiError, BodyTimeout, TooLarge, response, unavailable
-from ioc_core.errors import RetriableError
+from ioc_api.errors import ApiError, BodyTimeout, TooLarge, response
+from ioc_core.errors import IocError
 
 __all__ = ["CALLER_SCOPE_KEY", "BodyGuard", "BodyLimits"]
 
@@ -55,7 +55,8 @@ class _Refused(Exception):
 
 
 class BodyGuard:
-    """ASGI middleware; ``authenticate`` turns an ``Authorization`` header into a caller or raises ApiError."""
+    """ASGI middleware; ``authenticate`` turns an ``Authorization`` header into a caller or raises an error the
+    API answers (``ioc_api.errors``): Unauthorized, or DatabaseUnavailable."""
 
     def __init__(self, app: ASGIApp, *, limits: BodyLimits, prefix: str,
                  authenticate: Callable[[str | None], Awaitable[object]], retry_after_s: int) -> None:
@@ -76,30 +77,28 @@ class BodyGuard:
             return
         limit = self.limits.for_path(scope["path"])
         if declared == -1:
-            await _answer(send, scope, ApiError("Content-Length is not a number", field="body"))
+            await _answer(send, scope, ApiError("Content-Length is not a number", field="body"), self.retry_after_s)
             return
         if scope["path"].startswith(self.prefix):
             try:
                 scope[CALLER_SCOPE_KEY] = await self.authenticate(headers.get("authorization"))
-            except ApiError as err:
-                await _answer(send, scope, err)
-                return
-            except RetriableError as err:
-                await unavailable(err, self.retry_after_s)(scope, receive, send)
+            except IocError as err:
+                await _answer(send, scope, err, self.retry_after_s)
                 return
         if declared is not None and declared > limit:
-            await _answer(send, scope, _too_large(limit))
+            await _answer(send, scope, _too_large(limit), self.retry_after_s)
             return
-        await _Counted(self.app, limit, self.limits.timeout_s)(scope, receive, send)
+        await _Counted(self.app, limit, self.limits.timeout_s, self.retry_after_s)(scope, receive, send)
 
 
 class _Counted:
     """One request whose body is counted and timed; a refusal replaces whatever the route was about to answer."""
 
-    def __init__(self, app: ASGIApp, limit: int, timeout_s: float) -> None:
+    def __init__(self, app: ASGIApp, limit: int, timeout_s: float, retry_after_s: int) -> None:
         self.app = app
         self.limit = limit
         self.timeout_s = timeout_s
+        self.retry_after_s = retry_after_s
         self.read = 0
         self.body_done = False
         self.refusal: ApiError | None = None
@@ -131,7 +130,7 @@ class _Counted:
                 # The route turned the stopped read into an answer of its own (FastAPI makes it a 400): ours wins.
                 if not self.started:
                     self.started = True
-                    await _answer(send, scope, self.refusal)
+                    await _answer(send, scope, self.refusal, self.retry_after_s)
                 return
             if message["type"] == "http.response.start":
                 self.started = True
@@ -142,14 +141,17 @@ class _Counted:
         except _Refused as refused:
             if not self.started:
                 self.started = True
-                await _answer(send, scope, refused.error)
+                await _answer(send, scope, refused.error, self.retry_after_s)
 
 
-async def _answer(send: Send, scope: Scope, error: ApiError) -> None:
+async def _answer(send: Send, scope: Scope, error: IocError, retry_after_s: int) -> None:
     async def nothing() -> Message:
         return {"type": "http.disconnect"}
 
-    await response(error)(scope, nothing, send)
+    reply = response(error, retry_after_s=retry_after_s)
+    if reply is None:  # not an error the API answers: a bug, which the server answers with 500
+        raise error
+    await reply(scope, nothing, send)
 
 
 def _too_large(limit: int) -> TooLarge:

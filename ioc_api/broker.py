@@ -12,7 +12,8 @@ A revocation also ends the credential's session on the public broker (``gateways
 IOC_BROKER_ADMIN_URL is set: the connection is dropped and a parked session with its queue is discarded at
 once, instead of lasting until it expires. ``sessions`` in the outcome says which.
 
-A file that cannot be written stops the change itself (``BrokerUnwritable``, 503): nothing is stored.
+A file that cannot be written stops the change itself (``BrokerUnwritable``; the API answers 503, the CLI exits
+with it): nothing is stored.
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ from fastapi import Depends, Request
 from gateways.database import Connection
 from gateways.mosquitto_files import BrokerFilesError, BrokerReloadFailed, reload, write_access_files
 from gateways.mqtt import end_sessions
-from ioc_api.errors import ApiError
 from ioc_api.queries.mqtt_accounts import broker_users
-from ioc_core.errors import IocError
+from ioc_core.errors import FatalError, IocError
 from ioc_core.settings import BrokerSettings, MqttUrl
 
 __all__ = ["BrokerControl", "BrokerDep", "BrokerOutcome", "BrokerState", "BrokerUnwritable"]
@@ -42,11 +42,8 @@ _RELOAD_SETTLE_S = 0.3
 BrokerState = Literal["reloaded", "files_written", "reload_failed", "not_managed"]
 
 
-class BrokerUnwritable(ApiError):
-    """The broker's files could not be written, so the change was rolled back."""
-
-    status = 503
-    code = "broker_unavailable"
+class BrokerUnwritable(FatalError):
+    """The broker's files could not be written, so the change was rolled back; an operator must fix the folder."""
 
 
 @dataclass(frozen=True, slots=True)

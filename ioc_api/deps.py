@@ -12,11 +12,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateways.database import Connection, ConnectionPool, borrow
 from ioc_api.body_guard import CALLER_SCOPE_KEY
-from ioc_api.errors import Forbidden, Unauthorized
+from ioc_api.errors import Unauthorized
 from ioc_api.keys import prefix_of, verify
 from ioc_api.provisioning import Provisioner
 from ioc_api.queries.devices import Registry
 from ioc_api.queries.users import find_by_prefix
+from ioc_core.errors import NotAllowed
 
 __all__ = [
     "Caller",
@@ -122,7 +123,7 @@ CurrentCaller = Annotated[Caller, Depends(_caller)]
 def require_role(*roles: str) -> Callable[[Caller], Caller]:
     def check(caller: CurrentCaller) -> Caller:
         if caller.role not in roles:
-            raise Forbidden(f"role {caller.role!r} may not do this; needs {' or '.join(roles)}")
+            raise NotAllowed(f"role {caller.role!r} may not do this; needs {' or '.join(roles)}")
         return caller
 
     return check
@@ -134,7 +135,7 @@ def read_scope(caller: Caller) -> frozenset[str] | None:
         return None
     if caller.role in ("operator", "technician"):
         return frozenset(caller.zones)
-    raise Forbidden(f"role {caller.role!r} may read open data only")
+    raise NotAllowed(f"role {caller.role!r} may read open data only")
 
 
 def write_scope(caller: Caller) -> frozenset[str] | None:
@@ -143,9 +144,9 @@ def write_scope(caller: Caller) -> frozenset[str] | None:
         return None
     if caller.role == "technician":
         if not caller.zones:
-            raise Forbidden("no zones are assigned to you; ask an admin to add some")
+            raise NotAllowed("no zones are assigned to you; ask an admin to add some")
         return frozenset(caller.zones)
-    raise Forbidden(f"role {caller.role!r} may not change devices; needs admin or technician")
+    raise NotAllowed(f"role {caller.role!r} may not change devices; needs admin or technician")
 
 
 def _reader(caller: CurrentCaller) -> Scope:

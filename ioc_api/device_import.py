@@ -16,9 +16,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateways.database import Connection
-from ioc_api.errors import ApiError, Invalid, TooLarge
 from ioc_api.queries.devices import Registry, Scope, create_device
 from ioc_api.schemas.devices import DeviceCreate, ImportReport, ImportRow
+from ioc_core.errors import Invalid, OverLimit, RefusedError
 from ioc_core.eui import normalise_eui
 
 __all__ = ["IMPORT_COLUMNS", "REQUIRED_COLUMNS", "ParsedRow", "parse", "store"]
@@ -39,7 +39,7 @@ class ParsedRow:
 
 
 def parse(body: bytes, *, max_rows: int) -> list[ParsedRow]:
-    """Every data row of a CSV body; TooLarge on the row past ``max_rows``, Invalid when the file cannot be read.
+    """Every data row of a CSV body; OverLimit on the row past ``max_rows``, Invalid when the file cannot be read.
 
     A row is numbered by the line it starts on (the header is line 1). A DevEUI that a row above has already
     named refuses the later row, so a dry run says so instead of "exists already" on the real run.
@@ -66,7 +66,7 @@ def parse(body: bytes, *, max_rows: int) -> list[ParsedRow]:
     seen: dict[str, int] = {}
     for record in records:
         if len(rows) >= max_rows:
-            raise TooLarge(f"more than {max_rows:,} rows; split the file (nothing was stored)", field="body")
+            raise OverLimit(f"more than {max_rows:,} rows; split the file (nothing was stored)", field="body")
         line = record.line
         if record.problem is not None:
             reason, column = record.problem, "body"
@@ -92,7 +92,7 @@ def parse(body: bytes, *, max_rows: int) -> list[ParsedRow]:
             rows.append(ParsedRow(line, eui, None, ImportRow(
                 row=line, dev_eui=eui, result="refused", field=".".join(str(p) for p in problem["loc"]) or None,
                 reason=str(problem["msg"]) + record.span_hint)))
-        except ApiError as err:
+        except RefusedError as err:
             rows.append(ParsedRow(line, eui, None, ImportRow(row=line, dev_eui=eui, result="refused",
                                                              field=err.field, reason=err.message + record.span_hint)))
     return rows
@@ -203,7 +203,7 @@ def store(conn: Connection, rows: list[ParsedRow], registry: Registry, zones: Sc
                 continue
             try:
                 create_device(conn, row.device, registry, zones, actor=actor)
-            except ApiError as err:
+            except RefusedError as err:
                 report.append(ImportRow(row=row.line, dev_eui=row.dev_eui, result="refused", field=err.field,
                                         reason=err.message))
             else:

@@ -1,54 +1,66 @@
-"""API errors and their HTTP mapping, handled in one place (``install``).
+"""The API's answer to every error, chosen in one place: ``STATUSES`` maps an error class to its HTTP status and code.
 
-    ApiError                 JSON body {"error": {"code", "message", "field"?}}
-    ├── Unauthorized   401   missing, malformed, unknown or revoked key
-    ├── Forbidden      403   a known key whose role or zones do not allow the request
-    ├── NotFound       404
-    ├── Conflict       409   the thing exists already
-    ├── Invalid        422   a value breaks a rule the schema cannot express (outside the city, unknown model)
-    ├── BodyTimeout    408   a request body that stopped arriving
-    ├── TooLarge       413   a request body (or a CSV's rows) past its limit
-    └── TooManyRequests 429  a key past its rate, its concurrent exports or imports; ``Retry-After`` says when
+    error                                   status  code
+    RefusedError (ioc_core.errors)                         a domain rule refused the request
+    ├── NotFound                            404     not_found
+    ├── NotAllowed                          403     forbidden
+    ├── Conflict, AlreadyExists             409     conflict
+    ├── Invalid                             422     invalid            ``field`` names the value
+    └── OverLimit                           413     too_large
+    ValueRefused (gateways.database)        422     invalid            a request value PostgreSQL cannot take
+    RetriableError                          503     unavailable        database unreachable, no connection free in
+                                                                       time, or the connection lost mid-request;
+                                                                       ``Retry-After`` says when to come back
+    BrokerUnwritable (ioc_api.broker)       503     broker_unavailable nothing was stored
+    ApiError                                400     bad_request        HTTP itself, raised in this layer only:
+    ├── Unauthorized                        401     unauthorized       missing, malformed, unknown or revoked key
+    ├── BodyTimeout                         408     body_timeout       a request body that stopped arriving
+    ├── TooLarge                            413     too_large          a request body past its limit
+    └── TooManyRequests                     429     rate_limited       a key past its rate, its concurrent exports
+                                                                       or imports; ``Retry-After`` says when
 
-    RetriableError     503   the database is unreachable or no connection freed up in time; ``Retry-After``
-    psycopg.OperationalError 503   the connection broke during the request (the same reaction)
-    psycopg.DataError  422   a request value PostgreSQL cannot take (NUL in text, a time out of range)
+Every answer has the body {"error": {"code", "message", "field"?}}. Any other error is a bug: 500.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ioc_core.errors import IocError, RetriableError
+from gateways.database import ConnectionLost, ValueRefused
+from ioc_api.broker import BrokerUnwritable
+from ioc_core.errors import (
+    Conflict,
+    Invalid,
+    IocError,
+    NotAllowed,
+    NotFound,
+    OverLimit,
+    RefusedError,
+    RetriableError,
+)
 
 __all__ = [
     "RESPONSES",
+    "STATUSES",
     "ApiError",
     "BodyTimeout",
-    "Conflict",
     "ErrorBody",
-    "Forbidden",
-    "Invalid",
-    "NotFound",
     "TooLarge",
     "TooManyRequests",
     "Unauthorized",
     "install",
     "response",
-    "unavailable",
 ]
 
 
 class ApiError(IocError):
-    status = 400
-    code = "bad_request"
+    """An error of HTTP itself (a key, a body, a rate), raised by the API layer only; the rest are domain errors."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -57,47 +69,39 @@ class ApiError(IocError):
 
 
 class Unauthorized(ApiError):
-    status = 401
-    code = "unauthorized"
-
-
-class Forbidden(ApiError):
-    status = 403
-    code = "forbidden"
-
-
-class NotFound(ApiError):
-    status = 404
-    code = "not_found"
-
-
-class Conflict(ApiError):
-    status = 409
-    code = "conflict"
-
-
-class Invalid(ApiError):
-    status = 422
-    code = "invalid"
+    pass
 
 
 class BodyTimeout(ApiError):
-    status = 408
-    code = "body_timeout"
+    pass
 
 
 class TooLarge(ApiError):
-    status = 413
-    code = "too_large"
+    pass
 
 
 class TooManyRequests(ApiError):
-    status = 429
-    code = "rate_limited"
-
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = max(1, retry_after_s)
+
+
+STATUSES: dict[type[IocError], tuple[int, str]] = {
+    NotFound: (404, "not_found"),
+    NotAllowed: (403, "forbidden"),
+    Conflict: (409, "conflict"),
+    Invalid: (422, "invalid"),
+    OverLimit: (413, "too_large"),
+    ValueRefused: (422, "invalid"),
+    RetriableError: (503, "unavailable"),
+    BrokerUnwritable: (503, "broker_unavailable"),
+    ApiError: (400, "bad_request"),
+    Unauthorized: (401, "unauthorized"),
+    BodyTimeout: (408, "body_timeout"),
+    TooLarge: (413, "too_large"),
+    TooManyRequests: (429, "rate_limited"),
+}
+"""The HTTP status and code of each error class; an error takes the row of its nearest class here."""
 
 
 class ErrorDetail(BaseModel):
@@ -134,37 +138,62 @@ def _body(code: str, message: str, field: str | None = None) -> dict[str, dict[s
     return {"error": error}
 
 
-def response(exc: ApiError) -> JSONResponse:
-    """The answer to an API error; also sent by the body guard, which runs before routing."""
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    if isinstance(exc, TooManyRequests):
+def _status(exc: IocError) -> tuple[int, str] | None:
+    for cls in type(exc).__mro__:
+        if cls in STATUSES:
+            return STATUSES[cls]
+    return None
+
+
+def _message(exc: IocError) -> str:
+    if isinstance(exc, RefusedError | ApiError):
+        return exc.message
+    if isinstance(exc, ConnectionLost):
+        return "the database connection was lost; retry"  # the driver's words mean nothing to a client
+    if isinstance(exc, ValueRefused):
+        # SQL here is parameterised, so a data exception (SQLSTATE class 22) is a value from the request.
+        return exc.detail or "a value cannot be stored"
+    if isinstance(exc, RetriableError):
+        return _first_line(exc) or "the database is unavailable"
+    return str(exc)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def response(exc: IocError, *, retry_after_s: int) -> JSONResponse | None:
+    """The answer to ``exc``, from ``STATUSES``; None for an error the table does not know (a bug: 500). Also
+    used by the body guard, which runs before routing."""
+    found = _status(exc)
+    if found is None:
+        return None
+    status, code = found
+    headers: dict[str, str] | None = None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, TooManyRequests):
         headers = {"Retry-After": str(exc.retry_after_s)}
-    if exc.status in (408, 413):
+    elif isinstance(exc, RetriableError):
+        # The database is down or has no connection free: the client should come back, not give up.
+        headers = {"Retry-After": str(retry_after_s)}
+    elif status in (408, 413):
         # The rest of the body is not read, so the connection cannot carry another request.
         headers = {"Connection": "close"}
-    return JSONResponse(_body(exc.code, exc.message, exc.field), status_code=exc.status, headers=headers)
-
-
-def unavailable(exc: Exception, retry_after_s: int) -> JSONResponse:
-    """503 for a database that is down or has no connection free: the client should come back, not give up."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else "the database is unavailable"
-    return JSONResponse(_body("unavailable", message), status_code=503,
-                        headers={"Retry-After": str(retry_after_s)})
+    field = exc.field if isinstance(exc, RefusedError | ApiError) else None
+    return JSONResponse(_body(code, _message(exc), field), status_code=status, headers=headers)
 
 
 def install(app: FastAPI, *, retry_after_s: int = 5) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return response(exc)
+    async def answer(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, IocError)
+        reply = response(exc, retry_after_s=retry_after_s)
+        assert reply is not None  # registered only for the classes of the table
+        return reply
 
-    @app.exception_handler(RetriableError)
-    async def retriable(_request: Request, exc: RetriableError) -> JSONResponse:
-        return unavailable(exc, retry_after_s)
-
-    @app.exception_handler(psycopg.OperationalError)
-    async def broken(_request: Request, exc: psycopg.OperationalError) -> JSONResponse:
-        # A connection that broke mid-request (a restart, a network cut): the same reaction as no connection.
-        return unavailable(Exception("the database connection was lost; retry"), retry_after_s)
+    for cls in STATUSES:
+        app.add_exception_handler(cls, answer)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -183,9 +212,3 @@ def install(app: FastAPI, *, retry_after_s: int = 5) -> None:
         code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                 413: "too_large"}.get(exc.status_code, "error")
         return JSONResponse(_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(psycopg.DataError)
-    async def unstorable(_request: Request, exc: psycopg.DataError) -> JSONResponse:
-        # SQL here is parameterised, so a data exception (SQLSTATE class 22) is a value from the request.
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else "a value cannot be stored"
-        return JSONResponse(_body("invalid", message), status_code=422)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ioc_api.errors import Invalid
+from ioc_core.errors import Invalid
 
 __all__ = ["utc_range"]
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from gateways.database import connect
 from ioc_cli.environment import environment
 from ioc_cli.logs import setup_logging
-from ioc_core.errors import FatalError
+from ioc_core.errors import FatalError, RefusedError
 from ioc_core.settings import (
     ApiSettings,
     BrokerSettings,
@@ -68,7 +68,6 @@ def register(app: typer.Typer) -> None:
         zone: Annotated[list[str] | None, typer.Option(help="Zone code this user is limited to; repeatable.")] = None,
     ) -> None:
         """Create a user and print its API key (shown this once; only a hash is stored)."""
-        from ioc_api.errors import ApiError
         from ioc_api.queries.users import create_user
 
         if role not in _ROLES:
@@ -76,7 +75,7 @@ def register(app: typer.Typer) -> None:
         with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
             try:
                 user, key = create_user(conn, name, role, zone or [], actor="cli")
-            except ApiError as err:
+            except RefusedError as err:
                 raise FatalError(err.message) from err
         Console(stderr=True).print(f"created {user.name} ({user.role}); the key is shown once:")
         print(key.key)
@@ -85,7 +84,6 @@ def register(app: typer.Typer) -> None:
     def revoke_cmd(name: Annotated[str, typer.Argument(help="The user whose key stops working.")]) -> None:
         """Revoke a user's key at once, with the user's MQTT credentials (the broker reloads when managed)."""
         from ioc_api.broker import BrokerControl
-        from ioc_api.errors import ApiError
         from ioc_api.queries.mqtt_accounts import apply_current
         from ioc_api.queries.users import revoke_user
 
@@ -95,7 +93,7 @@ def register(app: typer.Typer) -> None:
                 user = revoke_user(conn, name, actor="cli")
                 if user.role == "developer":
                     apply_current(conn, broker.write)
-            except ApiError as err:
+            except RefusedError as err:
                 raise FatalError(err.message) from err
         Console().print(f"revoked {name}")
         if user.role == "developer":

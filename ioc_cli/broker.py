@@ -29,7 +29,7 @@ from gateways.mosquitto_files import (
     write_config,
 )
 from ioc_cli.environment import environment
-from ioc_core.errors import FatalError
+from ioc_core.errors import FatalError, RefusedError
 from ioc_core.mqtt_access import ROLE_PLACE, SERVICE_ACCOUNTS
 from ioc_core.settings import BrokerSettings, DatabaseSettings, load
 
@@ -123,7 +123,6 @@ def register(app: typer.Typer) -> None:
 
         Run it again after changing options: accounts and passwords stay as they are.
         """
-        from ioc_api.errors import ApiError
         from ioc_api.queries.mqtt_accounts import broker_users, ensure_service_accounts
 
         if run_as is not None and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", run_as):
@@ -155,7 +154,7 @@ def register(app: typer.Typer) -> None:
         with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
             try:
                 created = ensure_service_accounts(conn, actor="cli", apply=apply)
-            except ApiError as err:
+            except RefusedError as err:
                 raise FatalError(err.message) from err
         note = Console(stderr=True, highlight=False)
         note.print(f"wrote the internal broker into {config.folder(INTERNAL)} and the public one into "
@@ -207,14 +206,13 @@ def register(app: typer.Typer) -> None:
 
         Writes the files into IOC_BROKER_CONFIG_DIR and reloads the account's broker when they are set.
         """
-        from ioc_api.errors import ApiError
         from ioc_api.queries.mqtt_accounts import rotate_service_account
 
         settings = load(BrokerSettings)
         with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
             try:
                 password = rotate_service_account(conn, username, actor="cli", apply=_writer(settings))
-            except ApiError as err:
+            except RefusedError as err:
                 raise FatalError(err.message) from err
         Console(stderr=True).print(f"new password of {username}, shown once:")
         print(password)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateways.database import connect
+from gateways.database import DatabaseError, connect, database_errors
 from ioc_cli.environment import environment
 from ioc_core.errors import FatalError
 from ioc_core.settings import DatabaseSettings, GrafanaSettings, load
@@ -139,8 +139,6 @@ def register(app: typer.Typer) -> None:
         panel's title with those values filled in, how many rows it returned, the first --rows of them and its
         time in ms. Exits 1 when a query fails or lacks a column its panel reads.
         """
-        from psycopg import Error as PgError
-
         from dashboards.exercise import all_cases, panel_title, parse_relative, run_case, sample_variables
         from dashboards.macros import Variable
         from gateways.migrations import storage_mode
@@ -167,17 +165,18 @@ def register(app: typer.Typer) -> None:
                 except ValueError as err:
                     raise FatalError(str(err)) from err
                 try:
-                    if b is not None and b.uid not in sampled:
-                        sampled[b.uid] = sample_variables(conn, b, time_range, chosen)
-                        if sampled[b.uid]:
-                            console.print(f"{b.uid}: " + "; ".join(
-                                f"{v.name} = {', '.join(v.values) or '(none)'}" for v in sampled[b.uid]),
-                                highlight=False)
-                    runs = run_case(conn, case, time_range, sampled.get(case.board, []), timescaledb=ts)
-                except PgError as err:
+                    with database_errors(f"{case.board} {case.ref_id}"):
+                        if b is not None and b.uid not in sampled:
+                            sampled[b.uid] = sample_variables(conn, b, time_range, chosen)
+                            if sampled[b.uid]:
+                                console.print(f"{b.uid}: " + "; ".join(
+                                    f"{v.name} = {', '.join(v.values) or '(none)'}" for v in sampled[b.uid]),
+                                    highlight=False)
+                        runs = run_case(conn, case, time_range, sampled.get(case.board, []), timescaledb=ts)
+                except DatabaseError as err:
                     failures += 1
                     table.add_row(case.board, panel_title(case.panel, sampled.get(case.board, [])), case.ref_id,
-                                  "", "", "failed: " + str(err).splitlines()[0])
+                                  "", "", "failed: " + err.detail)
                     continue
                 for run in runs:
                     missing = [c for c in case.columns if c not in run.columns]

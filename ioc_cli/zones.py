@@ -12,7 +12,7 @@ from rich.table import Table
 
 from gateways.database import connect
 from ioc_cli.environment import environment
-from ioc_core.errors import FatalError
+from ioc_core.errors import FatalError, RefusedError
 from ioc_core.settings import DatabaseSettings, load
 from ioc_core.zones import parse_geojson
 
@@ -65,7 +65,6 @@ def register(app: typer.Typer) -> None:
 
         Every change goes to the audit log with actor "cli". Reads IOC_DATABASE_URL.
         """
-        from ioc_api.errors import ApiError
         from ioc_api.queries.zones import import_zones
 
         try:
@@ -76,7 +75,7 @@ def register(app: typer.Typer) -> None:
             try:
                 report = import_zones(conn, parsed, actor="cli", approximate=not official,
                                       retire_missing=retire_missing, dry_run=dry_run)
-            except ApiError as err:
+            except RefusedError as err:
                 raise FatalError(f"{file}: {err.message}") from err
 
         title = f"zones from {file.name}" + (" (dry run: nothing written)" if dry_run else "")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateways.database import Connection
-from ioc_api.errors import Forbidden, Invalid
+from ioc_core.errors import Invalid, NotAllowed
 
 __all__ = ["Placed", "check_scope", "placed_in", "zone_at"]
 
@@ -40,7 +40,7 @@ def zone_at(conn: Connection, lon: float, lat: float) -> Placed:
 def check_scope(scope: Scope, code: str, parent: str | None, what: str) -> None:
     if scope is not None and code not in scope and (parent is None or parent not in scope):
         allowed = ", ".join(sorted(scope)) or "none"
-        raise Forbidden(f"{what} is in zone {code!r}; your zones: {allowed}")
+        raise NotAllowed(f"{what} is in zone {code!r}; your zones: {allowed}")
 
 
 def placed_in(conn: Connection, dev_eui: str, zone: str, position: tuple[float | None, float | None], *,

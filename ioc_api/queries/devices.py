@@ -13,10 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
-from gateways.database import Connection
-from ioc_api.errors import Conflict, Forbidden, Invalid, NotFound
+from gateways.database import Connection, DuplicateKey, ValueRefused, database_errors
 from ioc_api.queries.audit import audit
 from ioc_api.queries.device_zones import check_scope, placed_in, zone_at
 from ioc_api.schemas.devices import (
@@ -32,6 +29,7 @@ from ioc_api.schemas.devices import (
     ZoneRef,
 )
 from ioc_core.catalogue import DeviceCatalogue
+from ioc_core.errors import AlreadyExists, Conflict, Invalid, NotAllowed, NotFound
 from ioc_core.kinds import DEFAULT_INTERVAL_S, KINDS, LATE_AFTER, SILENT_AFTER
 from ioc_core.settings import ChirpStackSettings
 
@@ -155,7 +153,7 @@ def scope_params(scope: Scope, **more: Any) -> dict[str, Any]:
 
 
 def device_id(conn: Connection, dev_eui: str, scope: Scope) -> tuple[int, str]:
-    """The device's row id and status; NotFound when it does not exist, Forbidden outside the scope."""
+    """The device's row id and status; NotFound when it does not exist, NotAllowed outside the scope."""
     row = conn.execute(
         f"""SELECT d.id, d.status, {SCOPE_SQL} FROM devices d LEFT JOIN zones z ON z.id = d.zone_id
             WHERE d.dev_eui = %(eui)s""",
@@ -164,7 +162,7 @@ def device_id(conn: Connection, dev_eui: str, scope: Scope) -> tuple[int, str]:
     if row is None:
         raise NotFound(f"device {dev_eui} is not registered", field="dev_eui")
     if not row[2]:
-        raise Forbidden(f"device {dev_eui} is outside your zones")
+        raise NotAllowed(f"device {dev_eui} is outside your zones")
     return int(row[0]), str(row[1])
 
 
@@ -335,24 +333,20 @@ def _changes(values: Mapping[str, Any], body: DeviceCreate | DeviceClaim) -> dic
 def create_device(conn: Connection, body: DeviceCreate, registry: Registry, scope: Scope, *,
                   actor: str) -> DevicePublic:
     try:
-        _insert_device(conn, body, registry, scope, actor=actor)
-    except psycopg.DataError as err:
+        with database_errors("register the device"):
+            _insert_device(conn, body, registry, scope, actor=actor)
+    except ValueRefused as err:
         # A value PostgreSQL cannot store (NUL in text, a bad Unicode escape in a tag): this device's fault, so
         # an import refuses its row and goes on (the savepoint is rolled back already).
-        raise Invalid(_first_line(err) or "a value cannot be stored") from err
+        raise Invalid(err.detail or "a value cannot be stored") from err
     return get_device(conn, body.dev_eui, None)
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def _insert_device(conn: Connection, body: DeviceCreate, registry: Registry, scope: Scope, *, actor: str) -> None:
     with conn.transaction():
         values = _placement(conn, registry, body, scope, body.dev_eui)
         try:
-            with conn.transaction():
+            with database_errors("register the device"), conn.transaction():
                 row = conn.execute(
                     """INSERT INTO devices (dev_eui, name, description, status, kind, model, codec_id, latitude,
                            longitude, zone_id, join_eui, expected_interval_s, tags, application_id,
@@ -364,27 +358,27 @@ def _insert_device(conn: Connection, body: DeviceCreate, registry: Registry, sco
                        RETURNING id""",
                     values,
                 ).fetchone()
-        except psycopg.errors.UniqueViolation as err:
-            raise _exists(conn, body.dev_eui) from err
+        except DuplicateKey as err:
+            raise _exists(conn, body.dev_eui, err.constraint) from err
         assert row is not None
         if values["provisioning"] == "pending":
             _store_keys(conn, row[0], body)
         audit(conn, actor, "create", "device", body.dev_eui, _changes(values, body))
 
 
-def _exists(conn: Connection, dev_eui: str) -> Conflict:
+def _exists(conn: Connection, dev_eui: str, constraint: str | None) -> AlreadyExists:
     """Why a DevEUI cannot be registered again, with the way forward for each status."""
     row = conn.execute("SELECT status, decommissioned_at FROM devices WHERE dev_eui = %s", (dev_eui,)).fetchone()
     status, since = (row[0], row[1]) if row is not None else ("registered", None)
     if status == "decommissioned":
         when = f" on {since:%Y-%m-%d}" if since is not None else ""
-        return Conflict(f"device {dev_eui} was decommissioned{when}: recommission it instead of registering it "
-                        f"again (POST /api/v1/devices/{dev_eui}/recommission, or `ioc devices recommission "
-                        f"{dev_eui}`)", field="dev_eui")
+        return AlreadyExists(f"device {dev_eui} was decommissioned{when}: recommission it instead of registering "
+                             f"it again (POST /api/v1/devices/{dev_eui}/recommission, or `ioc devices recommission "
+                             f"{dev_eui}`)", field="dev_eui", constraint=constraint)
     if status == "unregistered":
-        return Conflict(f"device {dev_eui} is known from its uplinks but unregistered: claim it "
-                        f"(POST /api/v1/devices/{dev_eui}/claim)", field="dev_eui")
-    return Conflict(f"device {dev_eui} exists already", field="dev_eui")
+        return AlreadyExists(f"device {dev_eui} is known from its uplinks but unregistered: claim it "
+                             f"(POST /api/v1/devices/{dev_eui}/claim)", field="dev_eui", constraint=constraint)
+    return AlreadyExists(f"device {dev_eui} exists already", field="dev_eui", constraint=constraint)
 
 
 def claim_device(conn: Connection, dev_eui: str, body: DeviceClaim, registry: Registry, scope: Scope, *,
@@ -523,8 +517,8 @@ def decommission_device(conn: Connection, dev_eui: str, scope: Scope, *, actor: 
             zone = conn.execute("""SELECT z.code, z.parent_code FROM devices d LEFT JOIN zones z ON z.id = d.zone_id
                                    WHERE d.id = %s""", (ident,)).fetchone()
             if zone is None or zone[0] is None:
-                raise Forbidden(f"device {dev_eui} has no zone yet: claim it into one of your zones, or ask an "
-                                "admin to decommission it")
+                raise NotAllowed(f"device {dev_eui} has no zone yet: claim it into one of your zones, or ask an "
+                                 "admin to decommission it")
             check_scope(scope, zone[0], zone[1], f"device {dev_eui}")
         conn.execute(
             """UPDATE devices SET status = 'decommissioned', decommissioned_at = now(), updated_at = now(),

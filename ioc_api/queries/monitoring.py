@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateways.database import Connection
-from ioc_api.errors import Invalid, NotFound
 from ioc_api.queries.devices import HEALTH_SQL, LAST_SEEN_JOINS, SCOPE_SQL, get_device, scope_params
 from ioc_api.schemas.monitoring import (
     Battery,
@@ -32,6 +31,7 @@ from ioc_api.schemas.monitoring import (
     SeriesPoint,
     ZoneSummary,
 )
+from ioc_core.errors import Invalid, NotFound
 from ioc_core.kinds import ZONE_KEY_VALUES
 
 __all__ = [

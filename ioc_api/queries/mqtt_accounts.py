@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
-from gateways.database import Connection
+from gateways.database import Connection, DuplicateKey, database_errors
 from gateways.mosquitto_files import BrokerUser, hash_password
-from ioc_api.errors import Conflict, Invalid, NotFound
 from ioc_api.queries.audit import audit
+from ioc_core.errors import AlreadyExists, Conflict, Invalid, NotFound
 from ioc_core.mqtt_access import GRANTS, ROLE_PLACE, SERVICE_ACCOUNTS, MqttRole, developer_username, label_slug
 
 __all__ = [
@@ -132,20 +130,20 @@ def create_developer_account(
         for _attempt in range(1 if label else 8):
             username = developer_username(user_id, owner, slug or secrets.token_hex(2))
             try:
-                with conn.transaction():
+                with database_errors("create the MQTT account"), conn.transaction():
                     conn.execute(
                         """INSERT INTO mqtt_accounts (username, role, user_id, password_hash, label)
                            VALUES (%s, 'developer', %s, %s, %s)""",
                         (username, user_id, hash_password(password), label),
                     )
                 break
-            except psycopg.errors.UniqueViolation:
+            except DuplicateKey:
                 continue
         else:
             # Only this developer's own accounts can hold the name (the user id is in it).
             what = (f"the label {label!r} gives the username {username!r}, which you already have (or had); "
                     "revoked names stay taken") if label else "no free name was found"
-            raise Conflict(f"cannot create the MQTT credentials: {what}", field="label" if label else None)
+            raise AlreadyExists(f"cannot create the MQTT credentials: {what}", field="label" if label else None)
         audit(conn, actor, "create", "mqtt_account", username,
               {"owner": owner, "role": "developer", "label": label, "password": "***"})
         apply(conn)

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from gateways.database import Connection, ConnectionPool
-from ioc_api.errors import Invalid
+from ioc_core.errors import Invalid
 from ioc_core.kinds import KINDS
 from ioc_core.metrics import VOCABULARY
 

@@ -7,12 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
-from gateways.database import Connection
-from ioc_api.errors import Conflict, Invalid, NotFound
+from gateways.database import Connection, ConstraintViolated, DuplicateKey, database_errors
 from ioc_api.keys import NewKey, new_key
 from ioc_api.queries.audit import audit
+from ioc_core.errors import AlreadyExists, Invalid, NotFound
 
 __all__ = ["NAME_PATTERN", "ROLES", "ApiUser", "create_user", "find_by_prefix", "list_users", "revoke_user"]
 
@@ -71,16 +69,16 @@ def create_user(conn: Connection, name: str, role: str, zones: list[str], *, act
                 raise NotFound(f"zone {code!r} does not exist", field="zones")
             zone_ids.append(row[0])
         try:
-            with conn.transaction():
+            with database_errors("create the user"), conn.transaction():
                 created = conn.execute(
                     "INSERT INTO api_users (name, role, key_prefix, key_hash) VALUES (%s, %s, %s, %s) RETURNING id",
                     (name, role, key.prefix, key.digest),
                 ).fetchone()
-        except psycopg.errors.UniqueViolation as err:
-            raise Conflict(f"user {name!r} exists already", field="name") from err
-        except psycopg.errors.IntegrityError as err:
+        except DuplicateKey as err:
+            raise AlreadyExists(f"user {name!r} exists already", field="name", constraint=err.constraint) from err
+        except ConstraintViolated as err:
             # Never the error's text: its detail shows the failing row, and with it the key's hash.
-            raise Invalid(f"the user breaks a rule of the users table ({err.diag.constraint_name})") from err
+            raise Invalid(f"the user breaks a rule of the users table ({err.constraint})") from err
         assert created is not None
         for zone_id in zone_ids:
             conn.execute("INSERT INTO api_user_zones (user_id, zone_id) VALUES (%s, %s)", (created[0], zone_id))

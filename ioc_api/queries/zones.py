@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from gateways.database import Connection
-from ioc_api.errors import Invalid
 from ioc_api.queries.audit import audit
+from ioc_core.errors import Invalid
 from ioc_core.zones import PARENT_LEVEL, Zone, multipolygon
 
 __all__ = ["DeviceRezone", "ZoneImportReport", "ZoneRecord", "import_zones", "list_zones"]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, Query
 
 from ioc_api.broker import BrokerDep, BrokerOutcome
 from ioc_api.deps import Caller, Db, require_role
-from ioc_api.errors import ErrorBody, Forbidden, NotFound
+from ioc_api.errors import ErrorBody
 from ioc_api.queries.mqtt_accounts import (
     MqttAccount,
     create_developer_account,
@@ -23,6 +23,7 @@ from ioc_api.schemas.mqtt_accounts import (
     CredentialPublic,
     CredentialRevoked,
 )
+from ioc_core.errors import NotAllowed, NotFound
 from ioc_core.mqtt_access import OPEN_FEED_FILTER
 
 __all__ = ["router"]
@@ -57,7 +58,7 @@ def get_credentials(
     Passwords are never shown again."""
     if caller.role == "developer":
         if user is not None and user != caller.name:
-            raise Forbidden("developers may list only their own MQTT credentials", field="user")
+            raise NotAllowed("developers may list only their own MQTT credentials", field="user")
         user = caller.name
     return [_public(a) for a in list_accounts(conn, owner=user, include_revoked=include_revoked)]
 
@@ -86,6 +87,6 @@ def delete_credentials(username: str, conn: Db, caller: AdminOrDeveloper, broker
     if account is None:
         raise NotFound(f"MQTT account {username!r} does not exist")
     if caller.role == "developer" and account.owner != caller.name:
-        raise Forbidden("developers may revoke only their own MQTT credentials")
+        raise NotAllowed("developers may revoke only their own MQTT credentials")
     revoked = revoke_account(conn, username, actor=caller.name, apply=broker.write)
     return CredentialRevoked(**_public(revoked).model_dump(), broker=_status(broker.reload(end=[username])))

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from ioc_api.deps import Db, Reader
-from ioc_api.errors import Forbidden, NotFound
 from ioc_api.queries.monitoring import zone_summaries
 from ioc_api.queries.zones import list_zones
 from ioc_api.schemas.monitoring import ZoneSummary, ZoneVersion
+from ioc_core.errors import NotAllowed, NotFound
 
 __all__ = ["router"]
 
@@ -31,7 +31,7 @@ def get_zone(code: ZoneCode, conn: Db, scope: Reader) -> ZoneSummary:
     if found:
         return found[0]
     if scope.zones is not None and zone_summaries(conn, None, code):
-        raise Forbidden(f"zone {code!r} is outside your zones")
+        raise NotAllowed(f"zone {code!r} is outside your zones")
     raise NotFound(f"zone {code!r} does not exist", field="code")
 
 

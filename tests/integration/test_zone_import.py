@@ -14,10 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ingest.registry import seed_zones, zone_id_at
-from ioc_api.errors import ApiError
 from ioc_api.queries.audit import list_audit
 from ioc_api.queries.zones import DeviceRezone, import_zones, list_zones
 from ioc_cli.app import build_app, main
+from ioc_core.errors import RefusedError
 from ioc_core.zones import Zone, load_default_zones, parse_geojson, zone_at
 from tests.unit.test_zones import DISTRICTS
 
@@ -219,9 +219,9 @@ def test_devices_prefer_a_ward_over_its_district(conn: psycopg.Connection[Any]) 
 
 def test_a_ward_needs_a_stored_or_imported_district(conn: psycopg.Connection[Any]) -> None:
     import_zones(conn, load_default_zones(), actor="cli", approximate=False)
-    with pytest.raises(ApiError, match="parent 'nowhere' is neither in the file nor stored"):
+    with pytest.raises(RefusedError, match="parent 'nowhere' is neither in the file nor stored"):
         import_zones(conn, parse_geojson(json.dumps(_ward_file("nowhere"))), actor="cli", approximate=False)
-    with pytest.raises(ApiError, match="it would be retired"):
+    with pytest.raises(RefusedError, match="it would be retired"):
         import_zones(conn, parse_geojson(json.dumps(_ward_file())), actor="cli", approximate=False,
                      retire_missing=True)
     assert _count(conn, "SELECT count(*) FROM zones") == 7
@@ -230,7 +230,7 @@ def test_a_ward_needs_a_stored_or_imported_district(conn: psycopg.Connection[Any
     import_zones(conn, parse_geojson(json.dumps(_ward_file())), actor="cli", approximate=False)
     document = _default_document()
     _feature(document, "hai-chau")["properties"].update(level="ward", parent="thanh-khe")
-    with pytest.raises(ApiError, match="parent 'hai-chau' is a ward, not a district"):
+    with pytest.raises(RefusedError, match="parent 'hai-chau' is a ward, not a district"):
         import_zones(conn, parse_geojson(json.dumps(document)), actor="cli", approximate=False)
 
 
@@ -276,10 +276,10 @@ def test_dry_run_reports_and_writes_nothing(conn: psycopg.Connection[Any]) -> No
 
 
 def test_bad_input_is_refused_before_anything_is_written(conn: psycopg.Connection[Any]) -> None:
-    with pytest.raises(ApiError, match="no zones"):
+    with pytest.raises(RefusedError, match="no zones"):
         import_zones(conn, [], actor="cli", approximate=False, retire_missing=True)
     square = (((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 0.0)),)
-    with pytest.raises(ApiError, match="parts disagree"):
+    with pytest.raises(RefusedError, match="parts disagree"):
         import_zones(conn, [Zone("x", "X", "district", square), Zone("x", "Y", "district", square)],
                      actor="cli", approximate=False)
     with pytest.raises(ValueError, match=r"feature #0 \(Bad\): code must be"):
