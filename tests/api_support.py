@@ -24,9 +24,10 @@ from ingest.worker import BatchProcessor
 from ioc_api.app import create_app
 from ioc_api.queries.users import create_user
 from ioc_core.catalogue import DeviceCatalogue
-from ioc_core.settings import ApiSettings, ChirpStackSettings, DatabaseSettings, OpenDataSettings
+from ioc_core.settings import ApiSettings, BrokerSettings, ChirpStackSettings, DatabaseSettings, OpenDataSettings
 from ioc_core.zones import load_default_zones
 from tests.events import uplink
+from tests.waiting import wait_for
 
 __all__ = ["HAI_CHAU", "LIEN_CHIEU", "SON_TRA", "Raw", "app_for", "auth", "device", "ingest", "key", "lpp",
            "raw_request", "served"]
@@ -37,17 +38,22 @@ LIEN_CHIEU = (16.07, 108.15)
 SON_TRA = (16.10, 108.26)
 
 
-def app_for(db_url: str, *, chirpstack: ChirpStackSettings | None = None, poll_s: float = 3600.0,
-            api: ApiSettings | None = None, open_data: OpenDataSettings | None = None) -> FastAPI:
-    """The API on ``db_url`` with the default zones seeded and the built-in codecs' models.
+def app_for(db_url: str, *, api: ApiSettings | None = None, chirpstack: ChirpStackSettings | None = None,
+            broker: BrokerSettings | None = None, open_data: OpenDataSettings | None = None,
+            catalogue: DeviceCatalogue | None = None, poll_s: float = 3600.0, zones: bool = True) -> FastAPI:
+    """The API on ``db_url``, as every test builds it: the default zones seeded, the built-in codecs' models.
 
-    The background pass runs once at start-up and then only when woken, so tests decide when it runs.
+    ``zones=False`` leaves the database alone (it may not exist at all); ``catalogue`` replaces the codecs'
+    models. The other settings are ``create_app``'s, from the environment when not given. The background pass
+    runs once at start-up and then only when woken (``poll_s``), so tests decide when it runs.
     """
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        seed_zones(conn, load_default_zones())
-    catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecRegistry.discover().infos())
+    if zones:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            seed_zones(conn, load_default_zones())
+    if catalogue is None:
+        catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecRegistry.discover().infos())
     return create_app(DatabaseSettings(url=db_url), api, catalogue=catalogue,  # type: ignore[arg-type]
-                      chirpstack=chirpstack, open_data=open_data, background_poll_s=poll_s)
+                      chirpstack=chirpstack, broker=broker, open_data=open_data, background_poll_s=poll_s)
 
 
 @contextmanager
@@ -57,11 +63,13 @@ def served(app: FastAPI) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="ioc-api", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
+
+    def started() -> bool:
+        if not server.started and not thread.is_alive():
             raise RuntimeError("the API did not start")
-        time.sleep(0.05)
+        return server.started
+
+    wait_for(started, timeout_s=30, what="the API to start")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -6,15 +6,12 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 import psycopg
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -31,28 +28,15 @@ from ioc_cli.app import build_app
 from ioc_core.errors import FatalError
 from ioc_core.mqtt_access import ROLE_PLACE, SERVICE_ACCOUNTS
 from ioc_core.settings import BrokerSettings
+from tests.availability import unavailable
+from tests.waiting import eventually, wait_for
 
 __all__ = ["NOT_AUTHORIZED", "READING_TOPIC", "PlatformBroker", "Probe", "accepted_soon", "broker_config",
-           "connected", "developer", "eventually", "refused_soon", "start_brokers", "unavailable"]
+           "connected", "developer", "refused_soon", "start_brokers"]
 
 NOT_AUTHORIZED = 0x87
 READING_TOPIC = "ioc/v1/hai-chau/water_level/0000000000000001"
 _ids = itertools.count(1)
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: a needed service must start)", pytrace=False)
-    pytest.skip(reason)
-
-
-def eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 class Probe:
@@ -118,7 +102,7 @@ class Probe:
         return self.connack
 
     def _ack(self, mid: int) -> Any:
-        assert eventually(lambda: mid in self.acks), f"no acknowledgement for packet {mid}"
+        wait_for(lambda: mid in self.acks, timeout_s=5.0, what=f"the acknowledgement of packet {mid}")
         return self.acks.pop(mid)
 
     def subscribe(self, topic_filter: str) -> ReasonCode:
@@ -135,7 +119,8 @@ class Probe:
             return [topic for topic, _ in self.messages]
 
     def wait_for(self, topic: str, timeout_s: float = 5.0) -> None:
-        assert eventually(lambda: topic in self.topics(), timeout_s), f"{topic} never arrived; got {self.topics()}"
+        wait_for(lambda: topic in self.topics(), timeout_s=timeout_s,
+                 what=lambda: f"{topic} to arrive; got {self.topics()}")
 
     def close(self) -> None:
         self.client.disconnect()
@@ -200,7 +185,8 @@ def accepted_soon(broker: PlatformBroker, username: str, password: str, **option
         probes.append(broker.probe(username, password, **options))
         return connected(probes[-1])
 
-    assert eventually(attempt), f"{username} was never accepted: {probes[-1].connack}\n{broker.public.log_tail()}"
+    wait_for(attempt, timeout_s=5.0,
+             what=lambda: f"{username} to be accepted; last: {probes[-1].connack}\n{broker.public.log_tail()}")
     return probes[-1]
 
 

@@ -77,13 +77,13 @@ class JsRuntime:
     """What the JavaScript codecs of one registry share: the worker pool and the health counters.
 
     Nothing starts until the first decode; ``close()`` stops the workers (they also stop by themselves
-    when this process exits, because their input closes).
+    when this process exits, because their input closes). ``health`` is given by tests that set its clocks.
     """
 
-    def __init__(self, limits: JsLimits | None = None) -> None:
+    def __init__(self, limits: JsLimits | None = None, *, health: CodecHealth | None = None) -> None:
         self.limits = limits or JsLimits()
         self.pool = JsPool(self.limits.workers, kill_grace_ms=self.limits.kill_grace_ms)
-        self.health = CodecHealth(self.limits.breaker)
+        self.health = health or CodecHealth(self.limits.breaker)
         self._threads: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 

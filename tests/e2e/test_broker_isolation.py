@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,12 +26,12 @@ from fastapi.testclient import TestClient
 
 from gateways.mqtt import MqttPublisher
 from ingest.registry import DeviceRecord, register_devices, seed_zones
-from ioc_api.app import create_app
-from ioc_core.settings import DatabaseSettings, MqttUrl
+from ioc_core.settings import MqttUrl
 from ioc_core.zones import load_default_zones
-from tests.api_support import key
-from tests.broker_support import NOT_AUTHORIZED, PlatformBroker, Probe, accepted_soon, eventually, start_brokers
+from tests.api_support import app_for, key
+from tests.broker_support import NOT_AUTHORIZED, PlatformBroker, Probe, accepted_soon, start_brokers
 from tests.events import uplink
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -42,10 +42,6 @@ SHARE = "$share/ioc-ingest/application/+/device/+/event/+"
 INGEST_CLIENT_ID = f"ioc-ingest-{socket.gethostname()}"[:64]  # the worker's default, as an attacker guesses it
 CHIRPSTACK_CLIENT_ID = "chirpstack-ioc"  # the id the README tells ChirpStack to use
 FEED_CLIENT_ID = f"{INGEST_CLIENT_ID[:59]}-feed"  # the ingest's feed publisher on the public broker
-
-
-def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    assert eventually(check, timeout), f"timed out after {timeout:.0f} s waiting for {what}"
 
 
 def _count(db_url: str) -> int:
@@ -106,11 +102,11 @@ def stack(db_url: str, tmp_path: Path) -> Iterator[Stack]:
     env.pop("IOC_INGEST_CLIENT_ID", None)  # the default, predictable id
     with open(log, "ab") as out:
         worker = subprocess.Popen([sys.executable, "-m", "ioc_cli", "ingest"], env=env, stdout=out, stderr=out)
-    api = TestClient(create_app(DatabaseSettings(url=db_url),  # type: ignore[arg-type]
-                                broker=brokers.settings()))
+    api = TestClient(app_for(db_url, broker=brokers.settings()))
     api.__enter__()
     try:
-        _wait_for(lambda: "running (batch" in log.read_text(errors="replace"), 60, "the worker to subscribe")
+        wait_for(lambda: "running (batch" in log.read_text(errors="replace"),
+                 timeout_s=60, what="the worker to subscribe")
         yield Stack(db_url, brokers, worker, log, api)
     finally:
         api.__exit__(None, None, None)
@@ -124,7 +120,7 @@ def stack(db_url: str, tmp_path: Path) -> Iterator[Stack]:
 
 
 def _assert_all_stored(stack: Stack, n: int) -> None:
-    _wait_for(lambda: _count(stack.db_url) >= n, 30, f"{n} uplinks stored")
+    wait_for(lambda: _count(stack.db_url) >= n, timeout_s=30, what=f"{n} uplinks stored")
     time.sleep(0.5)
     assert _count(stack.db_url) == n
     with psycopg.connect(stack.db_url) as conn:
@@ -134,8 +130,8 @@ def _assert_all_stored(stack: Stack, n: int) -> None:
 
 def _feed_reaches(probe: Probe, timeout: float = 15.0) -> None:
     """A reading of a registered device arrives on the open feed (after the uplinks just published)."""
-    _wait_for(lambda: any(t.startswith("ioc/v1/") and t.split("/")[-1] in DEVICES and "/_" not in t
-                          for t in probe.topics()), timeout, "a reading on the open feed")
+    wait_for(lambda: any(t.startswith("ioc/v1/") and t.split("/")[-1] in DEVICES and "/_" not in t
+                         for t in probe.topics()), timeout_s=timeout, what="a reading on the open feed")
 
 
 def _public_broker_rss_kib(brokers: PlatformBroker) -> int:
@@ -152,7 +148,8 @@ def _saved_sessions(brokers: PlatformBroker) -> bytes:
     db = brokers.directory / "public" / "data" / "mosquitto.db"
     before = db.stat().st_mtime_ns if db.exists() else 0
     os.kill(pid, signal.SIGUSR1)
-    _wait_for(lambda: db.exists() and db.stat().st_mtime_ns != before, 10, "the broker to save its sessions")
+    wait_for(lambda: db.exists() and db.stat().st_mtime_ns != before,
+             timeout_s=10, what="the broker to save its sessions")
     time.sleep(0.2)
     return db.read_bytes()
 

@@ -18,6 +18,7 @@ from gateways.local_mosquitto import LocalMosquitto
 from tests.e2e.crashing_worker import EXIT_CODE
 from tests.e2e.test_worker import WorkerProcess, _publish, worker_factory
 from tests.hostile_events import encode, sample, topic_for
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -54,8 +55,8 @@ def test_a_message_that_kills_the_worker_is_found_and_dead_lettered(
     worker.start()
     _publish(broker.url, _messages(poison_at=60, total=121))
     exits: list[int] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def recovered() -> bool:
         assert worker.proc is not None
         code = worker.proc.poll()
         if code is not None:
@@ -63,9 +64,9 @@ def test_a_message_that_kills_the_worker_is_found_and_dead_lettered(
             assert len(exits) <= 3, f"the worker keeps dying: exits {exits}\n{worker.log()[-4000:]}"
             worker.start(wait_running=False)  # the supervisor's restart
         stored, dead = _state(db_url)
-        if stored == 120 and dead:
-            break
-        time.sleep(0.2)
+        return stored == 120 and bool(dead)
+
+    eventually(recovered, timeout_s=120, interval_s=0.2)  # the assertions below say what it came to
     stored, dead = _state(db_url)
     assert stored == 120, f"{stored} of 120 valid uplinks stored; exits {exits}\n{worker.log()[-4000:]}"
     assert dead == [("crash", topic_for(sample(0, dev_eui="0101010101010199")))]
@@ -75,9 +76,7 @@ def test_a_message_that_kills_the_worker_is_found_and_dead_lettered(
     assert worker.proc is not None and worker.proc.poll() is None
     # Back to batches after the recovery: new messages flow, and a clean stop clears the mark.
     _publish(broker.url, _messages(poison_at=-1, total=30))
-    deadline = time.monotonic() + 30
-    while _state(db_url)[0] < 150 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    eventually(lambda: _state(db_url)[0] >= 150, timeout_s=30)
     assert _state(db_url)[0] == 150
     log = worker.log()
     assert "died holding messages" in log and "recovery over" in log

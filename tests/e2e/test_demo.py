@@ -21,7 +21,8 @@ import pytest
 
 from dashboards.boards.network import GATEWAY_STATUS
 from gateways.local_postgres import timescaledb_installed
-from tests.broker_support import NOT_AUTHORIZED, Probe, eventually
+from tests.broker_support import NOT_AUTHORIZED, Probe
+from tests.waiting import eventually, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -61,11 +62,11 @@ class Demo:
         return "".join(self._err)
 
     def wait_for(self, text: str, timeout_s: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while text not in self.out:
+        def shown() -> bool:
             assert self.proc.poll() is None or text in self.out, f"the demo ended early:\n{self.out}\n{self.err}"
-            assert time.monotonic() < deadline, f"no {text!r} within {timeout_s} s:\n{self.out}\n{self.err}"
-            time.sleep(0.2)
+            return text in self.out
+
+        wait_for(shown, timeout_s=timeout_s, what=lambda: f"{text!r}:\n{self.out}\n{self.err}", interval_s=0.2)
 
     def finish(self, timeout_s: float = 180.0) -> int:
         code = self.proc.wait(timeout_s)

@@ -32,6 +32,7 @@ from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
 from ioc_core.settings import MqttUrl
 from ioc_core.zones import load_default_zones
 from tests.events import uplink
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.both_modes]
 
@@ -91,15 +92,6 @@ class Subscriber:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
-
-
-def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _count(db_url: str, sql: str = "SELECT count(*) FROM uplinks") -> int:
@@ -197,12 +189,12 @@ def test_readings_of_public_devices_only_and_a_new_subscriber_gets_every_latest_
     messages.append(uplink("a000000000000003", 3, cayenne(18.5, 127.5), when=flagged_at))
     expected_latest["a000000000000003"] = (flagged_at.timestamp(), 18.5, float("nan"))
     _publish(broker, messages)
-    _wait_for(lambda: _count(registry) == len(messages), 30, "every uplink stored")
+    wait_for(lambda: _count(registry) == len(messages), timeout_s=30, what="every uplink stored")
 
     def readings() -> list[Received]:
         return [m for m in live.snapshot() if "/temperature_humidity/" in m.topic]
 
-    _wait_for(lambda: len(readings()) == 10, 15, "a pack for every stored reading of a public device")
+    wait_for(lambda: len(readings()) == 10, timeout_s=15, what="a pack for every stored reading of a public device")
     time.sleep(0.5)
     assert len(readings()) == 10  # 3 × 3 + 1, nothing for the private and the unregistered device
     for m in live.snapshot():
@@ -223,7 +215,8 @@ def test_readings_of_public_devices_only_and_a_new_subscriber_gets_every_latest_
 
     # A developer who connects now gets the latest reading of every public device at once.
     late = Subscriber(broker)
-    _wait_for(lambda: len(late.topics("/temperature_humidity/")) == len(PUBLIC), 10, "the retained readings")
+    wait_for(lambda: len(late.topics("/temperature_humidity/")) == len(PUBLIC),
+             timeout_s=10, what="the retained readings")
     retained = late.topics("/temperature_humidity/")
     assert all(m.retain for m in retained.values())
     for topic, m in retained.items():
@@ -241,9 +234,9 @@ def test_readings_of_public_devices_only_and_a_new_subscriber_gets_every_latest_
     def reporting() -> list[str]:
         return [t for t, m in late.topics("/_status/").items() if json.loads(m.payload)["health"] == "reporting"]
 
-    _wait_for(lambda: len(reporting()) == len(PUBLIC), 10, "every public device reporting")
+    wait_for(lambda: len(reporting()) == len(PUBLIC), timeout_s=10, what="every public device reporting")
     assert sorted(t.rsplit("/", 1)[1] for t in reporting()) == sorted(PUBLIC)
-    _wait_for(lambda: "ioc/v1/hai-chau/_summary" in late.topics("_summary"), 10, "the zone summaries")
+    wait_for(lambda: "ioc/v1/hai-chau/_summary" in late.topics("_summary"), timeout_s=10, what="the zone summaries")
     summaries = {t.split("/")[2]: json.loads(m.payload) for t, m in late.topics("/_summary").items()}
     assert len(summaries) == 7  # every current district
     hai_chau = summaries["hai-chau"]
@@ -272,13 +265,14 @@ def test_status_follows_a_device_going_late_silent_and_back(
     def events() -> list[str]:
         return [json.loads(m.payload)["event"] for m in live.snapshot() if m.payload]
 
-    _wait_for(lambda: events()[:1] == ["snapshot"], 10, "the start-up snapshot")
+    wait_for(lambda: events()[:1] == ["snapshot"], timeout_s=10, what="the start-up snapshot")
     assert json.loads(live.snapshot()[0].payload)["health"] == "never_seen"
     _publish(broker, [uplink(eui, 1, cayenne(25.0, 70.0))])
     # Interval 1 s: reporting at once, late after 2 s, silent after 6 s.
-    _wait_for(lambda: events()[-3:] == ["first_seen", "late", "silent"], 20, "first_seen, late and silent")
+    wait_for(lambda: events()[-3:] == ["first_seen", "late", "silent"],
+             timeout_s=20, what="first_seen, late and silent")
     _publish(broker, [uplink(eui, 2, cayenne(25.5, 70.0))])
-    _wait_for(lambda: events()[-1] == "back", 10, "back")
+    wait_for(lambda: events()[-1] == "back", timeout_s=10, what="back")
     last = json.loads(live.snapshot()[-1].payload)
     assert last["health"] == "reporting" and last["previous"] == "silent" and last["expected_interval_s"] == 1
     live.close()
@@ -293,18 +287,19 @@ def test_a_device_made_private_disappears_and_stale_retained_topics_are_cleared(
         pub.publish(stale, b'[{"bn":"urn:dev:deveui:ffffffffffffffff:","n":"water_level","u":"m","v":1}]', retain=True)
     eui = "a000000000000002"
     watcher = Subscriber(broker)
-    _wait_for(lambda: stale in watcher.topics(), 5, "the stale retained reading")
+    wait_for(lambda: stale in watcher.topics(), timeout_s=5, what="the stale retained reading")
     start_worker(registry)
     _publish(broker, [uplink(e, 1, cayenne(21.0, 55.0)) for e in PUBLIC])
-    _wait_for(lambda: len(watcher.topics("/temperature_humidity/")) == 3 and len(watcher.topics("/_status/")) == 3,
-              15, "readings and status of the three public devices")
-    _wait_for(lambda: any(m.topic == stale and not m.payload for m in watcher.snapshot()), 10,
-              "the stale retained reading to be cleared")
+    wait_for(lambda: len(watcher.topics("/temperature_humidity/")) == 3 and len(watcher.topics("/_status/")) == 3,
+             timeout_s=15, what="readings and status of the three public devices")
+    wait_for(lambda: any(m.topic == stale and not m.payload for m in watcher.snapshot()),
+             timeout_s=10, what="the stale retained reading to be cleared")
     with psycopg.connect(registry) as conn:
         conn.execute("UPDATE devices SET public = false, updated_at = now() WHERE dev_eui = %s", (eui,))
-    _wait_for(lambda: not any(eui in t for t in watcher.topics()), 10, "the private device's topics to be cleared")
+    wait_for(lambda: not any(eui in t for t in watcher.topics()),
+             timeout_s=10, what="the private device's topics to be cleared")
     _publish(broker, [uplink(eui, 2, cayenne(22.0, 56.0))])
-    _wait_for(lambda: _count(registry) == 4, 10, "the new uplink stored")
+    wait_for(lambda: _count(registry) == 4, timeout_s=10, what="the new uplink stored")
     time.sleep(1.0)
     fresh = Subscriber(broker)
     time.sleep(1.0)

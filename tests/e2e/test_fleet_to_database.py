@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 
 import psycopg
 import pytest
@@ -17,6 +16,7 @@ from gateways.local_mosquitto import LocalMosquitto
 from ingest.codecs.registry import CodecRegistry
 from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
 from ioc_core.settings import MqttUrl
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.both_modes]
 
@@ -35,9 +35,7 @@ def test_faulty_fleet_every_message_is_stored_or_a_dead_letter(db_url: str, brok
     runner.start()
     assert worker.wait_ready(30)
     publish_to_broker(messages, MqttUrl.parse(broker.url), client_id="fleet-pub", rate=0)
-    deadline = time.monotonic() + 90
-    while worker.stats.totals.received < len(messages) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    eventually(lambda: worker.stats.totals.received >= len(messages), timeout_s=90)
     stop.set()
     runner.join(30)
     assert worker.stats.totals.received == len(messages)

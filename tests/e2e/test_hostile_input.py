@@ -25,10 +25,11 @@ from gateways.mqtt import InboundMessage
 from ingest.worker import BatchProcessor
 from tests.e2e.test_feed import RunningWorker, Subscriber, _records, cayenne, registry, start_worker
 from tests.e2e.test_feed import _publish as _feed_publish
-from tests.e2e.test_worker import WorkerProcess, _publish, _wait_for, worker_factory
+from tests.e2e.test_worker import WorkerProcess, _publish, worker_factory
 from tests.events import uplink
 from tests.hostile_events import encode, inbound, sample, topic_for
 from tests.integration.test_ingest_batches import codecs, processor
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -362,7 +363,7 @@ def test_worker_survives_every_found_shape(db_url: str, broker: LocalMosquitto,
     _publish(broker.url, messages)
     # Stored: the 20 neighbours, the big integer (flagged reading), the two NUL names (cleaned), 2099 (flagged).
     # Dead letters: the other eight.
-    _wait_for(lambda: _count_rows(db_url) == (24, 8), 60, "24 uplinks and 8 dead letters")
+    wait_for(lambda: _count_rows(db_url) == (24, 8), timeout_s=60, what="24 uplinks and 8 dead letters")
     time.sleep(1.0)
     assert worker.proc is not None and worker.proc.poll() is None, worker.log()[-3000:]
     kept = _rows(db_url, "SELECT length(payload) FROM dead_letters WHERE reason LIKE '%%larger than%%'")
@@ -389,14 +390,14 @@ def test_far_future_reading_does_not_pin_the_retained_feed_reading(
     start_worker(registry)
     eui = "a000000000000001"
     _feed_publish(broker, [uplink(eui, 1, cayenne(35.0, 50.0), when=datetime(2099, 1, 1, tzinfo=UTC))])
-    _wait_for(lambda: _count_rows(registry)[0] == 1, 30, "the 2099 uplink")
+    wait_for(lambda: _count_rows(registry)[0] == 1, timeout_s=30, what="the 2099 uplink")
     time.sleep(0.5)
     _feed_publish(broker, [uplink(eui, 2, cayenne(21.0, 60.0))])
-    _wait_for(lambda: _count_rows(registry)[0] == 2, 30, "the uplink after it")
+    wait_for(lambda: _count_rows(registry)[0] == 2, timeout_s=30, what="the uplink after it")
     late = Subscriber(broker)
     try:
-        _wait_for(lambda: any(eui in t and late.topics()[t].payload for t in late.topics("/temperature_humidity/")),
-                  10, "the retained reading")
+        wait_for(lambda: any(eui in t and late.topics()[t].payload for t in late.topics("/temperature_humidity/")),
+                 timeout_s=10, what="the retained reading")
         time.sleep(0.5)
         [(topic, message)] = late.topics("/temperature_humidity/").items()
         assert topic.endswith(eui)

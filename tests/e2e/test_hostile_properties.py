@@ -27,9 +27,10 @@ from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
 from ingest.dead_letters import fingerprint
 from ingest.worker import BatchProcessor
-from tests.conftest import PgServer
-from tests.e2e.test_worker import WorkerProcess, _publish, _wait_for, worker_factory
+from tests.e2e.test_worker import WorkerProcess, _publish, worker_factory
+from tests.fix_postgres import PgServer, new_database
 from tests.hostile_events import encode, inbound, sample, samples, topic_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -124,12 +125,8 @@ def _fate(db_url: str, message: InboundMessage, payload: dict[str, Any]) -> str 
 @pytest.fixture(scope="module")
 def shared_db(pg_server: PgServer, template_db: str) -> Iterator[str]:
     """One database for all examples: Hypothesis runs them inside one test, so per-test databases cannot help."""
-    name = f"ioc_props_{os.getpid()}"
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield pg_server.url_for(name)
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_database(pg_server, "ioc_props", template_db) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +221,7 @@ def test_worker_process_survives_a_seeded_hostile_stream(
         assert worker.proc is not None and worker.proc.poll() is None, worker.log()[-3000:]
         return all(_fate(db_url, m, p) for m, p in good[-5:])
 
-    _wait_for(settled, 90, "the last neighbours")
+    wait_for(settled, timeout_s=90, what="the last neighbours")
     lost = [(m.topic, m.payload[:200]) for m, p in stream if _fate(db_url, m, p) is None]
     assert lost == []
     assert all(_fate(db_url, m, p) == "stored" for m, p in good)

@@ -21,8 +21,8 @@ import pytest
 from gateways.local_mosquitto import LocalMosquitto
 from gateways.mqtt import MqttPublisher
 from ioc_core.settings import MqttUrl
-from tests.e2e.test_worker import _wait_for
 from tests.events import uplink
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -58,7 +58,8 @@ def test_a_stuck_vendor_codec_does_not_stall_the_other_devices(
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "ioc_cli", "ingest"], env=env, stdout=log, stderr=log)
     try:
-        _wait_for(lambda: "running (batch" in log_path.read_text(errors="replace"), 60, "the worker to subscribe")
+        wait_for(lambda: "running (batch" in log_path.read_text(errors="replace"),
+                 timeout_s=60, what="the worker to subscribe")
         messages = []
         for i in range(300):
             messages.append(uplink(f"00000000000{i % 30:05x}", i, CAYENNE))
@@ -68,7 +69,7 @@ def test_a_stuck_vendor_codec_does_not_stall_the_other_devices(
         with MqttPublisher(MqttUrl.parse(broker.url), client_id="e2e-js-pub") as pub:
             for topic, payload in messages:
                 pub.publish(topic, payload)
-        _wait_for(lambda: _scalar(db_url, "SELECT count(*) FROM uplinks") == 330, 60, "330 uplinks")
+        wait_for(lambda: _scalar(db_url, "SELECT count(*) FROM uplinks") == 330, timeout_s=60, what="330 uplinks")
         elapsed = time.monotonic() - started
         # Before: each of these uplinks held the only decoding thread for seconds (38 s in the field).
         assert elapsed < 20, f"{elapsed:.1f} s to store 330 uplinks"
@@ -80,8 +81,8 @@ def test_a_stuck_vendor_codec_does_not_stall_the_other_devices(
         timed_out = [r for r in reasons if "codec timed out after 100 ms" in r]
         disabled = [r for r in reasons if "codec disabled after 5 failures in 60 s; retry at" in r]
         assert 5 <= len(timed_out) <= 6 and len(timed_out) + len(disabled) == 30, reasons
-        _wait_for(lambda: _scalar(db_url, "SELECT sum(codec_refused) FROM ingest_stats") == len(disabled), 10,
-                  "the refusals in ingest_stats")
+        wait_for(lambda: _scalar(db_url, "SELECT sum(codec_refused) FROM ingest_stats") == len(disabled),
+                 timeout_s=10, what="the refusals in ingest_stats")
         assert _scalar(db_url, "SELECT sum(js_timeouts) FROM ingest_stats") == len(timed_out)
         log = log_path.read_text(errors="replace")
         assert "JavaScript codec js:vendor disabled after" in log

@@ -26,6 +26,7 @@ from ingest.codecs.registry import CodecRegistry
 from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
 from ioc_core.settings import MqttUrl
 from tests.events import malformed, uplink
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.both_modes]
 
@@ -39,15 +40,6 @@ def _count(db_url: str, table: str = "uplinks") -> int:
             return int(row[0]) if row else 0
     except psycopg.OperationalError:
         return -1
-
-
-def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class WorkerProcess:
@@ -76,7 +68,8 @@ class WorkerProcess:
         if wait_running:
             # "running" is logged once the broker acknowledged the subscription: from then on nothing
             # published is missed, whatever the start-up time of this machine.
-            _wait_for(lambda: self.log().count("running (batch") > runs_before, 60, "the worker to subscribe")
+            wait_for(lambda: self.log().count("running (batch") > runs_before,
+                     timeout_s=60, what="the worker to subscribe")
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -153,9 +146,9 @@ def test_worker_ingests_everything_and_reports(db_url: str, broker: LocalMosquit
     worker.start()
     messages = _messages(3000) + [malformed(i) for i in range(25)]
     _publish(broker.url, messages)
-    _wait_for(lambda: _count(db_url) == 3000 and _count(db_url, "dead_letters") == 25, 60, "3000 uplinks")
+    wait_for(lambda: _count(db_url) == 3000 and _count(db_url, "dead_letters") == 25, timeout_s=60, what="3000 uplinks")
     _assert_exactly_once(db_url, 3000)
-    _wait_for(lambda: _count(db_url, "ingest_stats") > 0, 10, "a stats row")
+    wait_for(lambda: _count(db_url, "ingest_stats") > 0, timeout_s=10, what="a stats row")
     worker.stop()
     assert worker.proc is not None and worker.proc.returncode == 0
     assert "msg/s" in worker.log()
@@ -168,7 +161,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     first.start()
     messages = _messages(12_000)
     publisher = _publish_in_background(broker.url, messages, rate=3000)
-    _wait_for(lambda: _count(db_url) > 2000, 60, "the first rows")
+    wait_for(lambda: _count(db_url) > 2000, timeout_s=60, what="the first rows")
     first.signal(signal.SIGKILL)
     first.wait(10)
     stored_at_kill = _count(db_url)
@@ -177,7 +170,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     second = worker_factory(db_url, broker.url)
     second.start(wait_running=False)
     publisher.join(120)
-    _wait_for(lambda: _count(db_url) == 12_000, 90, "all 12000 uplinks after the restart")
+    wait_for(lambda: _count(db_url) == 12_000, timeout_s=90, what="all 12000 uplinks after the restart")
     time.sleep(1.0)
     _assert_exactly_once(db_url, 12_000)
 
@@ -189,7 +182,7 @@ def test_broker_restart_loses_and_duplicates_nothing(
     worker = worker_factory(db_url, broker.url, IOC_INGEST_SHARE_GROUP=share_group)
     worker.start()
     _publish(broker.url, _messages(3000))
-    _wait_for(lambda: _count(db_url) == 3000, 60, "the first 3000")
+    wait_for(lambda: _count(db_url) == 3000, timeout_s=60, what="the first 3000")
     # Queue more while the worker cannot take them, then restart the broker with them on disk.
     worker.signal(signal.SIGSTOP)
     _publish(broker.url, _messages(3000, start=3000))
@@ -199,9 +192,9 @@ def test_broker_restart_loses_and_duplicates_nothing(
         # Mosquitto 2.0 restores queued messages but not shared subscriptions after a restart: a message
         # published before the worker has subscribed again has no subscriber and is dropped by the broker
         # (the README's broker notes say so). So here the publisher waits for the resubscription.
-        _wait_for(lambda: worker.log().count("subscribing to") >= 2, 30, "the worker to resubscribe")
+        wait_for(lambda: worker.log().count("subscribing to") >= 2, timeout_s=30, what="the worker to resubscribe")
     _publish(broker.url, _messages(3000, start=6000))
-    _wait_for(lambda: _count(db_url) == 9000, 90, "all 9000 uplinks after the broker restart")
+    wait_for(lambda: _count(db_url) == 9000, timeout_s=90, what="all 9000 uplinks after the broker restart")
     time.sleep(1.0)
     _assert_exactly_once(db_url, 9000)
 
@@ -224,7 +217,7 @@ def test_database_restart_and_backpressure(tmp_path: Path, broker: LocalMosquitt
         runner.start()
         assert worker.wait_ready(30)
         _publish(broker.url, _messages(1000))
-        _wait_for(lambda: _count(server.url) == 1000, 60, "the first 1000")
+        wait_for(lambda: _count(server.url) == 1000, timeout_s=60, what="the first 1000")
         delivered_before = worker._consumer.delivered
         server.kill()  # a crash, not a polite shutdown
         _publish(broker.url, _messages(4000, start=1000))
@@ -232,7 +225,7 @@ def test_database_restart_and_backpressure(tmp_path: Path, broker: LocalMosquitt
         in_hand = worker._consumer.delivered - delivered_before
         assert 0 < in_hand <= 500, f"worker took {in_hand} messages while the database was down"
         server.start()
-        _wait_for(lambda: _count(server.url) == 5000, 90, "all 5000 after the database restart")
+        wait_for(lambda: _count(server.url) == 5000, timeout_s=90, what="all 5000 after the database restart")
         stop.set()
         runner.join(30)
         assert not runner.is_alive()
@@ -261,5 +254,5 @@ def test_sigterm_drains_and_exits_cleanly(db_url: str, broker: LocalMosquitto,
     # ... and whatever was still on its way is delivered to the next worker: nothing is lost.
     again = worker_factory(db_url, broker.url)
     again.start()
-    _wait_for(lambda: _count(db_url) == 1500, 30, "the rest after a restart")
+    wait_for(lambda: _count(db_url) == 1500, timeout_s=30, what="the rest after a restart")
     _assert_exactly_once(db_url, 1500)

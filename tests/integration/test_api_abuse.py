@@ -19,10 +19,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateways.local_postgres import free_port
-from ioc_api.app import create_app
 from ioc_core.catalogue import DeviceCatalogue
-from ioc_core.settings import ApiSettings, DatabaseSettings
+from ioc_core.settings import ApiSettings
 from tests.api_support import HAI_CHAU, SON_TRA, Raw, app_for, device, ingest, key, lpp, raw_request
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -59,44 +59,44 @@ def _megabytes(count: int) -> Iterator[bytes]:
 
 # --- bodies: authenticated before they are read, counted as they stream in ------------------------------------
 
-def test_a_body_without_a_key_is_refused_before_a_byte_of_it_is_read(client: TestClient) -> None:
+def test_a_body_without_a_key_is_refused_before_a_byte_of_it_is_read(api_client: TestClient) -> None:
     for path in ("/api/v1/devices", IMPORT, "/api/v1/users"):
-        raw = raw_request(client, "POST", path, headers={"content-type": "application/json",
+        raw = raw_request(api_client, "POST", path, headers={"content-type": "application/json",
                                                          "transfer-encoding": "chunked"}, chunks=_megabytes(50))
         assert _raw_error(raw, 401)["code"] == "unauthorized"
         assert raw.headers["www-authenticate"] == "Bearer"
         assert raw.chunks_read == 0, path  # before: the whole 50 MiB was read and parsed first
 
 
-def test_a_body_with_an_unknown_key_is_refused_before_it_is_read(client: TestClient) -> None:
-    raw = raw_request(client, "POST", "/api/v1/devices", chunks=_megabytes(20), headers={
+def test_a_body_with_an_unknown_key_is_refused_before_it_is_read(api_client: TestClient) -> None:
+    raw = raw_request(api_client, "POST", "/api/v1/devices", chunks=_megabytes(20), headers={
         "authorization": "Bearer ioc_deadbeef_not-a-key", "content-type": "application/json",
         "content-length": str(20 * MiB + 10)})
     assert _raw_error(raw, 401)["message"] == "unknown API key" and raw.chunks_read == 0
 
 
-def test_a_declared_oversized_body_is_413_in_the_error_shape_unread(client: TestClient,
+def test_a_declared_oversized_body_is_413_in_the_error_shape_unread(api_client: TestClient,
                                                                     admin: dict[str, str]) -> None:
     headers = {"authorization": admin["Authorization"], "content-type": "application/json",
                "content-length": str(50 * MiB)}
-    raw = raw_request(client, "POST", "/api/v1/devices", headers=headers, chunks=_megabytes(50))
+    raw = raw_request(api_client, "POST", "/api/v1/devices", headers=headers, chunks=_megabytes(50))
     error = _raw_error(raw, 413)
     assert error == {"code": "too_large", "field": "body",
                      "message": "the request body is larger than this route's limit of 65,536 bytes"}
     assert raw.chunks_read == 0 and raw.headers["connection"] == "close"
-    # Through the test client as well, where the body is all there: the same answer.
-    assert _error(client.post("/api/v1/devices", headers=admin, content=b"{" + b" " * 70_000 + b"}"),
+    # Through the test api_client as well, where the body is all there: the same answer.
+    assert _error(api_client.post("/api/v1/devices", headers=admin, content=b"{" + b" " * 70_000 + b"}"),
                   413)["field"] == "body"
 
 
-def test_a_streamed_body_stops_being_read_at_the_route_limit(client: TestClient, admin: dict[str, str]) -> None:
+def test_a_streamed_body_stops_being_read_at_the_route_limit(api_client: TestClient, admin: dict[str, str]) -> None:
     chunked = {"authorization": admin["Authorization"], "transfer-encoding": "chunked"}
-    raw = raw_request(client, "POST", "/api/v1/devices", headers={**chunked, "content-type": "application/json"},
+    raw = raw_request(api_client, "POST", "/api/v1/devices", headers={**chunked, "content-type": "application/json"},
                       chunks=(b"x" * 16 * 1024 for _ in range(3200)))  # 50 MiB in 16 KiB pieces
     assert _raw_error(raw, 413)["code"] == "too_large"
     assert raw.chunks_read == 5  # 80 KiB: the first piece past 64 KiB
     # The import route has its own limit, 5 MiB.
-    raw = raw_request(client, "POST", IMPORT, headers={**chunked, "content-type": "text/csv"},
+    raw = raw_request(api_client, "POST", IMPORT, headers={**chunked, "content-type": "text/csv"},
                       chunks=(CSV_HEADER.encode() if i == 0 else b"x" * MiB for i in range(51)))
     assert "5,242,880 bytes" in _raw_error(raw, 413)["message"]
     assert raw.chunks_read == 6  # the header and five MiB: 57 bytes past the limit
@@ -139,14 +139,14 @@ def _sequence(db_url: str) -> int:
     return int(row[0])
 
 
-def test_an_import_past_the_row_limit_is_refused_before_anything_is_stored(client: TestClient,
+def test_an_import_past_the_row_limit_is_refused_before_anything_is_stored(api_client: TestClient,
                                                                             admin: dict[str, str],
                                                                             db_url: str) -> None:
-    client.post("/api/v1/devices", headers=admin, json=device("00000000000000a1"))
+    api_client.post("/api/v1/devices", headers=admin, json=device("00000000000000a1"))
     before = _sequence(db_url)
     rows = CSV_HEADER + "".join(_row(f"{i:016x}") for i in range(1, 20_002))
     began = time.monotonic()
-    response = client.post(IMPORT, headers={**admin, "Content-Type": "text/csv"}, content=rows)
+    response = api_client.post(IMPORT, headers={**admin, "Content-Type": "text/csv"}, content=rows)
     error = _error(response, 413)
     assert error["message"] == "more than 20,000 rows; split the file (nothing was stored)"
     # Not one device was inserted and rolled back (before: 20,000 of them, 39 s, then the 413).
@@ -168,10 +168,8 @@ def test_one_key_runs_one_import_at_a_time_and_the_pool_stays_free(db_url: str) 
                      "transfer-encoding": "chunked"})))
         upload.start()
         try:
-            deadline = time.monotonic() + 5
-            while not client.app.state.imports.running:  # type: ignore[attr-defined]
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+            wait_for(lambda: client.app.state.imports.running,  # type: ignore[attr-defined]
+                     timeout_s=5, what="the slow upload to start its import", interval_s=0.01)
             for _ in range(9):
                 busy = client.post(IMPORT, headers={**tech, "Content-Type": "text/csv"},
                                    content=CSV_HEADER + _row("00000000000000b1"))
@@ -187,10 +185,10 @@ def test_one_key_runs_one_import_at_a_time_and_the_pool_stays_free(db_url: str) 
                            content=CSV_HEADER + _row("00000000000000b1")).json()["created"] == 1
 
 
-def test_a_nul_in_one_csv_row_refuses_that_row_only(client: TestClient, admin: dict[str, str]) -> None:
+def test_a_nul_in_one_csv_row_refuses_that_row_only(api_client: TestClient, admin: dict[str, str]) -> None:
     rows = CSV_HEADER + _row("00000000000000a1") + _row("00000000000000a2", name="Bin\x00B") + \
         _row("00000000000000a3", description="x\x00y") + _row("00000000000000a4")
-    response = client.post(IMPORT, headers={**admin, "Content-Type": "text/csv"}, content=rows)
+    response = api_client.post(IMPORT, headers={**admin, "Content-Type": "text/csv"}, content=rows)
     assert response.status_code == 200, response.text
     report = response.json()
     assert report["created"] == 2 and report["refused"] == 2
@@ -199,9 +197,9 @@ def test_a_nul_in_one_csv_row_refuses_that_row_only(client: TestClient, admin: d
                        (4, "description", "a NUL character (0x00) is not allowed")]
 
 
-def test_a_cell_the_csv_parser_refuses_names_its_row(client: TestClient, admin: dict[str, str]) -> None:
+def test_a_cell_the_csv_parser_refuses_names_its_row(api_client: TestClient, admin: dict[str, str]) -> None:
     rows = CSV_HEADER + _row("00000000000000a1", description="d" * 200_000) + _row("00000000000000a2")
-    response = client.post(IMPORT, headers={**admin, "Content-Type": "text/csv"}, content=rows)
+    response = api_client.post(IMPORT, headers={**admin, "Content-Type": "text/csv"}, content=rows)
     assert response.status_code == 200, response.text
     report = response.json()
     assert report["created"] == 1
@@ -233,8 +231,8 @@ def test_no_free_connection_is_503_with_retry_after_in_the_error_shape(db_url: s
 
 
 def test_a_database_outage_is_503_in_the_error_shape(db_url: str) -> None:
-    nowhere = DatabaseSettings(url=f"postgresql://ioc@127.0.0.1:{free_port()}/ioc")  # type: ignore[arg-type]
-    app = create_app(nowhere, ApiSettings(pool_timeout_s=0.5), catalogue=DeviceCatalogue(), chirpstack=None)
+    nowhere = f"postgresql://ioc@127.0.0.1:{free_port()}/ioc"
+    app = app_for(nowhere, api=ApiSettings(pool_timeout_s=0.5), catalogue=DeviceCatalogue(), zones=False)
     headers = {"Authorization": "Bearer ioc_deadbeef_whatever"}
     with TestClient(app) as client:
         began = time.monotonic()
@@ -255,46 +253,46 @@ def test_a_database_outage_is_503_in_the_error_shape(db_url: str) -> None:
     ({"from": "9999-12-31T23:00:00-14:00"}, "from"),
 ])
 def test_measurement_times_outside_the_calendar_are_422_naming_the_field(
-        client: TestClient, admin: dict[str, str], params: dict[str, str], field: str) -> None:
-    client.post("/api/v1/devices", headers=admin, json=device("00000000000000a1"))
-    response = client.get("/api/v1/devices/00000000000000a1/measurements", headers=admin,
+        api_client: TestClient, admin: dict[str, str], params: dict[str, str], field: str) -> None:
+    api_client.post("/api/v1/devices", headers=admin, json=device("00000000000000a1"))
+    response = api_client.get("/api/v1/devices/00000000000000a1/measurements", headers=admin,
                           params={"metric": "temperature", **params})
     assert _error(response, 422)["field"] == field
 
 
-def test_a_device_carries_at_most_32_tags(client: TestClient, admin: dict[str, str]) -> None:
+def test_a_device_carries_at_most_32_tags(api_client: TestClient, admin: dict[str, str]) -> None:
     many = {f"k{i}": "v" for i in range(33)}
-    error = _error(client.post("/api/v1/devices", headers=admin, json=device("00000000000000a1", tags=many)), 422)
+    error = _error(api_client.post("/api/v1/devices", headers=admin, json=device("00000000000000a1", tags=many)), 422)
     assert error["field"] == "tags" and "at most 32" in error["message"]
-    assert client.post("/api/v1/devices", headers=admin,
+    assert api_client.post("/api/v1/devices", headers=admin,
                        json=device("00000000000000a1", tags=dict(list(many.items())[:32]))).status_code == 201
-    patch = client.patch("/api/v1/devices/00000000000000a1", headers=admin, json={"tags": many})
+    patch = api_client.patch("/api/v1/devices/00000000000000a1", headers=admin, json={"tags": many})
     assert _error(patch, 422)["field"] == "tags"
-    long_value = client.post("/api/v1/devices", headers=admin,
+    long_value = api_client.post("/api/v1/devices", headers=admin,
                              json=device("00000000000000a2", tags={"k": "v" * 257}))
     assert _error(long_value, 422)["field"] == "tags.k"
 
 
-def test_decommissioning_leaves_a_way_back(client: TestClient, admin: dict[str, str], db_url: str) -> None:
+def test_decommissioning_leaves_a_way_back(api_client: TestClient, admin: dict[str, str], db_url: str) -> None:
     stray = "70b3d57ed0054a1f"
     ingest(db_url, [(stray, 1, lpp(24, 55), datetime.now(UTC) - timedelta(minutes=2))])  # enrolled, no zone
     son_tra = key(db_url, "tech-st", "technician", ["son-tra"])
-    refused = client.delete(f"/api/v1/devices/{stray}", headers=son_tra)
+    refused = api_client.delete(f"/api/v1/devices/{stray}", headers=son_tra)
     assert "has no zone yet" in _error(refused, 403)["message"]  # before: retired, and nobody could bring it back
     body = {k: v for k, v in device(stray, where=HAI_CHAU).items() if k != "dev_eui"}
-    assert client.delete(f"/api/v1/devices/{stray}", headers=admin).status_code == 200
-    assert _error(client.post(f"/api/v1/devices/{stray}/claim", headers=son_tra, json=body), 403)
-    back = client.post(f"/api/v1/devices/{stray}/claim", headers=admin, json=body)
+    assert api_client.delete(f"/api/v1/devices/{stray}", headers=admin).status_code == 200
+    assert _error(api_client.post(f"/api/v1/devices/{stray}/claim", headers=son_tra, json=body), 403)
+    back = api_client.post(f"/api/v1/devices/{stray}/claim", headers=admin, json=body)
     assert back.status_code == 200, back.text
     assert back.json()["status"] == "registered" and back.json()["commissioning"]["decommissioned_at"] is None
     # A registered device in a technician's zone: retired and claimed back by that technician.
     hai_chau = key(db_url, "tech-hc", "technician", ["hai-chau"])
-    assert client.delete(f"/api/v1/devices/{stray}", headers=hai_chau).status_code == 200
-    assert client.post(f"/api/v1/devices/{stray}/claim", headers=hai_chau, json=body).status_code == 200
+    assert api_client.delete(f"/api/v1/devices/{stray}", headers=hai_chau).status_code == 200
+    assert api_client.post(f"/api/v1/devices/{stray}/claim", headers=hai_chau, json=body).status_code == 200
     outside = {**body, "latitude": SON_TRA[0], "longitude": SON_TRA[1]}
-    assert client.delete(f"/api/v1/devices/{stray}", headers=hai_chau).status_code == 200
-    assert _error(client.post(f"/api/v1/devices/{stray}/claim", headers=hai_chau, json=outside), 403)
-    actions = [a["action"] for a in client.get("/api/v1/audit", headers=admin,
+    assert api_client.delete(f"/api/v1/devices/{stray}", headers=hai_chau).status_code == 200
+    assert _error(api_client.post(f"/api/v1/devices/{stray}/claim", headers=hai_chau, json=outside), 403)
+    actions = [a["action"] for a in api_client.get("/api/v1/audit", headers=admin,
                                                params={"entity": "device"}).json()["items"]]
     assert actions == ["decommission", "claim", "decommission", "claim", "decommission"]
 

@@ -22,9 +22,9 @@ def _error(response: Any, status: int) -> dict[str, Any]:
     return error
 
 
-def test_register_derives_the_zone_and_never_returns_the_key(client: TestClient, admin: dict[str, str],
+def test_register_derives_the_zone_and_never_returns_the_key(api_client: TestClient, admin: dict[str, str],
                                                               db_url: str) -> None:
-    response = client.post("/api/v1/devices", headers=admin,
+    response = api_client.post("/api/v1/devices", headers=admin,
                            json=device("A84041000181C9A1", app_key=APP_KEY.upper(), join_eui="70B3D57ED0000000"))
     assert response.status_code == 201, response.text
     body = response.json()
@@ -35,7 +35,7 @@ def test_register_derives_the_zone_and_never_returns_the_key(client: TestClient,
     assert body["commissioning"]["stage"] == "registered" and body["commissioning"]["registered_at"]
     assert body["provisioning"]["state"] == "not_configured"
     assert APP_KEY not in response.text.lower() and "app_key" not in body
-    again = client.get("/api/v1/devices/a84041000181c9a1", headers=admin)
+    again = api_client.get("/api/v1/devices/a84041000181c9a1", headers=admin)
     assert again.json() == body
     with psycopg.connect(db_url) as conn:
         changes = conn.execute("SELECT changes::text FROM audit_log WHERE entity = 'device'").fetchone()
@@ -61,40 +61,40 @@ def test_register_derives_the_zone_and_never_returns_the_key(client: TestClient,
         ({"colour": "red"}, "colour", "Extra inputs"),
     ],
 )
-def test_bad_fields_are_422_naming_the_field(client: TestClient, admin: dict[str, str], change: dict[str, Any],
+def test_bad_fields_are_422_naming_the_field(api_client: TestClient, admin: dict[str, str], change: dict[str, Any],
                                             field: str, words: str) -> None:
     body = {**device("a84041000181c9a1"), **change}
-    response = client.post("/api/v1/devices", headers=admin, json=body)
+    response = api_client.post("/api/v1/devices", headers=admin, json=body)
     error = _error(response, 422)
     assert error["field"] == field and words in error["message"]
     if "app_key" in change:
         assert change["app_key"] not in response.text  # a rejected key is not echoed either
 
 
-def test_duplicate_dev_eui_is_409(client: TestClient, admin: dict[str, str]) -> None:
-    assert client.post("/api/v1/devices", headers=admin, json=device("a84041000181c9a1")).status_code == 201
-    error = _error(client.post("/api/v1/devices", headers=admin, json=device("A84041000181C9A1")), 409)
+def test_duplicate_dev_eui_is_409(api_client: TestClient, admin: dict[str, str]) -> None:
+    assert api_client.post("/api/v1/devices", headers=admin, json=device("a84041000181c9a1")).status_code == 201
+    error = _error(api_client.post("/api/v1/devices", headers=admin, json=device("A84041000181C9A1")), 409)
     assert error["field"] == "dev_eui" and "exists already" in error["message"]
 
 
-def test_unknown_device_is_404_and_a_bad_dev_eui_in_the_path_is_422(client: TestClient,
+def test_unknown_device_is_404_and_a_bad_dev_eui_in_the_path_is_422(api_client: TestClient,
                                                                       admin: dict[str, str]) -> None:
-    assert _error(client.get("/api/v1/devices/0000000000000bad", headers=admin), 404)["field"] == "dev_eui"
-    assert _error(client.get("/api/v1/devices/xyz", headers=admin), 422)["field"] == "dev_eui"
+    assert _error(api_client.get("/api/v1/devices/0000000000000bad", headers=admin), 404)["field"] == "dev_eui"
+    assert _error(api_client.get("/api/v1/devices/xyz", headers=admin), 422)["field"] == "dev_eui"
 
 
-def test_moving_a_device_re_derives_its_zone(client: TestClient, admin: dict[str, str], db_url: str) -> None:
-    client.post("/api/v1/devices", headers=admin, json=device("a84041000181c9a1"))
-    moved = client.patch("/api/v1/devices/a84041000181c9a1", headers=admin,
+def test_moving_a_device_re_derives_its_zone(api_client: TestClient, admin: dict[str, str], db_url: str) -> None:
+    api_client.post("/api/v1/devices", headers=admin, json=device("a84041000181c9a1"))
+    moved = api_client.patch("/api/v1/devices/a84041000181c9a1", headers=admin,
                          json={"latitude": LIEN_CHIEU[0], "longitude": LIEN_CHIEU[1], "name": "TH moved"})
     assert moved.status_code == 200, moved.text
     assert moved.json()["zone"]["code"] == "lien-chieu" and moved.json()["name"] == "TH moved"
     assert moved.json()["public"] is True
-    private = client.patch("/api/v1/devices/a84041000181c9a1", headers=admin, json={"public": False})
+    private = api_client.patch("/api/v1/devices/a84041000181c9a1", headers=admin, json={"public": False})
     assert private.json()["public"] is False
-    half = client.patch("/api/v1/devices/a84041000181c9a1", headers=admin, json={"latitude": HAI_CHAU[0]})
+    half = api_client.patch("/api/v1/devices/a84041000181c9a1", headers=admin, json={"latitude": HAI_CHAU[0]})
     assert _error(half, 422)["field"] == "longitude"
-    outside = client.patch("/api/v1/devices/a84041000181c9a1", headers=admin,
+    outside = api_client.patch("/api/v1/devices/a84041000181c9a1", headers=admin,
                            json={"latitude": 21.03, "longitude": 105.85})
     assert _error(outside, 422)["field"] == "latitude"
     with psycopg.connect(db_url) as conn:
@@ -103,13 +103,13 @@ def test_moving_a_device_re_derives_its_zone(client: TestClient, admin: dict[str
     assert row[0]["name"] == ["TH c9a1", "TH moved"]
 
 
-def test_listing_filters_and_pages(client: TestClient, admin: dict[str, str], db_url: str) -> None:
+def test_listing_filters_and_pages(api_client: TestClient, admin: dict[str, str], db_url: str) -> None:
     for i in range(7):
         where = HAI_CHAU if i < 4 else SON_TRA
         body = device(f"00000000000000{i:02x}", where)
         if i == 6:
             body.update(kind="water_level", model="ioc-wl100")
-        assert client.post("/api/v1/devices", headers=admin, json=body).status_code == 201
+        assert api_client.post("/api/v1/devices", headers=admin, json=body).status_code == 201
     now = datetime.now(UTC)
     # The TH100's interval is 10 min: late after 20 min, silent after an hour.
     ingest(db_url, [("0000000000000000", 1, lpp(25, 60), now - timedelta(minutes=5)),
@@ -117,7 +117,7 @@ def test_listing_filters_and_pages(client: TestClient, admin: dict[str, str], db
                     ("0000000000000002", 1, lpp(25, 60), now - timedelta(hours=3))])
 
     def eui_list(**params: Any) -> list[str]:
-        response = client.get("/api/v1/devices", headers=admin, params=params)
+        response = api_client.get("/api/v1/devices", headers=admin, params=params)
         assert response.status_code == 200, response.text
         return [d["dev_eui"] for d in response.json()["items"]]
 
@@ -132,54 +132,56 @@ def test_listing_filters_and_pages(client: TestClient, admin: dict[str, str], db
     before = eui_list(seen_before=(now - timedelta(hours=1)).isoformat())
     assert before[:1] == ["0000000000000002"] and "0000000000000000" not in before  # then the never seen
     assert eui_list(q="TH 0003") == ["0000000000000003"]
-    page = client.get("/api/v1/devices", headers=admin, params={"limit": 3, "offset": 3}).json()
+    page = api_client.get("/api/v1/devices", headers=admin, params={"limit": 3, "offset": 3}).json()
     assert page["total"] == 7 and [d["dev_eui"][-1] for d in page["items"]] == ["3", "4", "5"]
-    beyond = client.get("/api/v1/devices", headers=admin, params={"limit": 3, "offset": 30}).json()
+    beyond = api_client.get("/api/v1/devices", headers=admin, params={"limit": 3, "offset": 30}).json()
     assert beyond["items"] == [] and beyond["total"] == 7
     assert eui_list(status="decommissioned") == []
-    assert _error(client.get("/api/v1/devices", headers=admin, params={"health": "sleepy"}), 422)["field"] == "health"
-    assert _error(client.get("/api/v1/devices", headers=admin, params={"limit": 0}), 422)["field"] == "limit"
+    assert _error(api_client.get("/api/v1/devices", headers=admin, params={"health": "sleepy"}),
+                  422)["field"] == "health"
+    assert _error(api_client.get("/api/v1/devices", headers=admin, params={"limit": 0}), 422)["field"] == "limit"
 
 
-def test_technicians_work_only_in_their_zones(client: TestClient, admin: dict[str, str], db_url: str) -> None:
+def test_technicians_work_only_in_their_zones(api_client: TestClient, admin: dict[str, str], db_url: str) -> None:
     tech = key(db_url, "tech-hc", "technician", ["hai-chau"])
-    created = client.post("/api/v1/devices", headers=tech, json=device("00000000000000a1"))
+    created = api_client.post("/api/v1/devices", headers=tech, json=device("00000000000000a1"))
     assert created.status_code == 201, created.text
-    error = _error(client.post("/api/v1/devices", headers=tech, json=device("00000000000000a2", SON_TRA)), 403)
+    error = _error(api_client.post("/api/v1/devices", headers=tech, json=device("00000000000000a2", SON_TRA)), 403)
     assert "son-tra" in error["message"] and "hai-chau" in error["message"]
-    away = client.patch("/api/v1/devices/00000000000000a1", headers=tech,
+    away = api_client.patch("/api/v1/devices/00000000000000a1", headers=tech,
                         json={"latitude": SON_TRA[0], "longitude": SON_TRA[1]})
     assert _error(away, 403)["code"] == "forbidden"
-    assert client.post("/api/v1/devices", headers=admin, json=device("00000000000000b1", SON_TRA)).status_code == 201
-    assert _error(client.get("/api/v1/devices/00000000000000b1", headers=tech), 403)
-    assert _error(client.delete("/api/v1/devices/00000000000000b1", headers=tech), 403)
-    listed = client.get("/api/v1/devices", headers=tech).json()
+    assert api_client.post("/api/v1/devices", headers=admin,
+                           json=device("00000000000000b1", SON_TRA)).status_code == 201
+    assert _error(api_client.get("/api/v1/devices/00000000000000b1", headers=tech), 403)
+    assert _error(api_client.delete("/api/v1/devices/00000000000000b1", headers=tech), 403)
+    listed = api_client.get("/api/v1/devices", headers=tech).json()
     assert [d["dev_eui"] for d in listed["items"]] == ["00000000000000a1"]
     nobody = key(db_url, "tech-none", "technician")
-    assert "no zones" in _error(client.post("/api/v1/devices", headers=nobody, json=device("00000000000000a3")),
+    assert "no zones" in _error(api_client.post("/api/v1/devices", headers=nobody, json=device("00000000000000a3")),
                                 403)["message"]
 
 
-def test_operators_read_their_zones_and_developers_read_no_registry(client: TestClient, admin: dict[str, str],
+def test_operators_read_their_zones_and_developers_read_no_registry(api_client: TestClient, admin: dict[str, str],
                                                                     db_url: str) -> None:
-    client.post("/api/v1/devices", headers=admin, json=device("00000000000000a1"))
-    client.post("/api/v1/devices", headers=admin, json=device("00000000000000b1", SON_TRA))
+    api_client.post("/api/v1/devices", headers=admin, json=device("00000000000000a1"))
+    api_client.post("/api/v1/devices", headers=admin, json=device("00000000000000b1", SON_TRA))
     city = key(db_url, "ops-city", "operator")
     district = key(db_url, "ops-son-tra", "operator", ["son-tra"])
     developer = key(db_url, "dev-1", "developer")
-    assert client.get("/api/v1/devices", headers=city).json()["total"] == 2
-    assert [d["dev_eui"] for d in client.get("/api/v1/devices", headers=district).json()["items"]] == [
+    assert api_client.get("/api/v1/devices", headers=city).json()["total"] == 2
+    assert [d["dev_eui"] for d in api_client.get("/api/v1/devices", headers=district).json()["items"]] == [
         "00000000000000b1"]
-    assert _error(client.get("/api/v1/devices/00000000000000a1", headers=district), 403)
+    assert _error(api_client.get("/api/v1/devices/00000000000000a1", headers=district), 403)
     assert "may not change devices" in _error(
-        client.post("/api/v1/devices", headers=city, json=device("00000000000000c1")), 403)["message"]
-    assert "open data" in _error(client.get("/api/v1/devices", headers=developer), 403)["message"]
-    assert _error(client.get("/api/v1/devices"), 401)["code"] == "unauthorized"
+        api_client.post("/api/v1/devices", headers=city, json=device("00000000000000c1")), 403)["message"]
+    assert "open data" in _error(api_client.get("/api/v1/devices", headers=developer), 403)["message"]
+    assert _error(api_client.get("/api/v1/devices"), 401)["code"] == "unauthorized"
 
 
-def test_csv_import_reports_every_row(client: TestClient, admin: dict[str, str], db_url: str) -> None:
+def test_csv_import_reports_every_row(api_client: TestClient, admin: dict[str, str], db_url: str) -> None:
     tech = key(db_url, "tech-hc", "technician", ["hai-chau"])
-    client.post("/api/v1/devices", headers=admin, json=device("00000000000000ff"))
+    api_client.post("/api/v1/devices", headers=admin, json=device("00000000000000ff"))
     csv_text = (
         "dev_eui,name,kind,model,latitude,longitude,app_key,tags\n"
         f"0000000000000001,Bin A,waste_bin,ioc-wb100,{HAI_CHAU[0]},{HAI_CHAU[1]},,route=r1;side=east\n"
@@ -192,11 +194,11 @@ def test_csv_import_reports_every_row(client: TestClient, admin: dict[str, str],
         f"0000000000000008,Bin B,waste_bin,ioc-wb100,{HAI_CHAU[0]},{HAI_CHAU[1]},,\n"
     )
     headers = {**tech, "Content-Type": "text/csv"}
-    dry = client.post("/api/v1/devices:import", headers=headers, params={"dry_run": True}, content=csv_text)
+    dry = api_client.post("/api/v1/devices:import", headers=headers, params={"dry_run": True}, content=csv_text)
     assert dry.status_code == 200, dry.text
     assert dry.json()["created"] == 0 and [r["result"] for r in dry.json()["rows"]].count("valid") == 2
-    assert client.get("/api/v1/devices", headers=admin).json()["total"] == 1  # the dry run stored nothing
-    report = client.post("/api/v1/devices:import", headers=headers, content=csv_text).json()
+    assert api_client.get("/api/v1/devices", headers=admin).json()["total"] == 1  # the dry run stored nothing
+    report = api_client.post("/api/v1/devices:import", headers=headers, content=csv_text).json()
     assert report["created"] == 2 and report["refused"] == 6
     by_row = {r["row"]: r for r in report["rows"]}
     assert by_row[2]["result"] == "created" and by_row[9]["result"] == "created"
@@ -204,43 +206,43 @@ def test_csv_import_reports_every_row(client: TestClient, admin: dict[str, str],
         "dev_eui", None, "latitude", "model")
     assert "son-tra" in by_row[4]["reason"] and "exists already" in by_row[7]["reason"]
     assert by_row[8]["field"] == "app_key" and "abc" not in by_row[8]["reason"]
-    tagged = client.get("/api/v1/devices/0000000000000001", headers=admin).json()
+    tagged = api_client.get("/api/v1/devices/0000000000000001", headers=admin).json()
     assert tagged["tags"] == {"route": "r1", "side": "east"} and tagged["zone"]["code"] == "hai-chau"
-    missing = client.post("/api/v1/devices:import", headers=headers, content="dev_eui,name\n1,2\n")
+    missing = api_client.post("/api/v1/devices:import", headers=headers, content="dev_eui,name\n1,2\n")
     assert "lacks kind" in _error(missing, 422)["message"]
-    assert _error(client.post("/api/v1/devices:import", headers=headers, content=b"\xff\xfe\x00"), 422)
+    assert _error(api_client.post("/api/v1/devices:import", headers=headers, content=b"\xff\xfe\x00"), 422)
     extra = "dev_eui,name,kind,model,latitude,longitude,colour\n"
     assert "unknown CSV columns: colour" in _error(
-        client.post("/api/v1/devices:import", headers=headers, content=extra), 422)["message"]
+        api_client.post("/api/v1/devices:import", headers=headers, content=extra), 422)["message"]
 
 
-def test_claiming_a_device_the_ingest_enrolled(client: TestClient, admin: dict[str, str], db_url: str) -> None:
+def test_claiming_a_device_the_ingest_enrolled(api_client: TestClient, admin: dict[str, str], db_url: str) -> None:
     ingest(db_url, [("70b3d57ed0054a1f", 1, lpp(24, 55), datetime.now(UTC) - timedelta(minutes=2))])
     tech = key(db_url, "tech-hc", "technician", ["hai-chau"])
-    unregistered = client.get("/api/v1/devices", headers=tech, params={"status": "unregistered"}).json()
+    unregistered = api_client.get("/api/v1/devices", headers=tech, params={"status": "unregistered"}).json()
     assert [d["dev_eui"] for d in unregistered["items"]] == ["70b3d57ed0054a1f"]
     assert unregistered["items"][0]["commissioning"]["stage"] == "unregistered"
     body = {k: v for k, v in device("70b3d57ed0054a1f").items() if k != "dev_eui"}
-    claimed = client.post("/api/v1/devices/70b3d57ed0054a1f/claim", headers=tech, json=body)
+    claimed = api_client.post("/api/v1/devices/70b3d57ed0054a1f/claim", headers=tech, json=body)
     assert claimed.status_code == 200, claimed.text
     result = claimed.json()
     assert result["status"] == "registered" and result["zone"]["code"] == "hai-chau"
     assert result["commissioning"]["claimed_at"] and result["commissioning"]["first_uplink_at"]
     assert result["commissioning"]["stage"] == "commissioned"  # its uplink already decoded
-    assert _error(client.post("/api/v1/devices/70b3d57ed0054a1f/claim", headers=tech, json=body), 409)
-    assert _error(client.post("/api/v1/devices/0000000000000abc/claim", headers=tech, json=body), 404)
+    assert _error(api_client.post("/api/v1/devices/70b3d57ed0054a1f/claim", headers=tech, json=body), 409)
+    assert _error(api_client.post("/api/v1/devices/0000000000000abc/claim", headers=tech, json=body), 404)
 
 
-def test_commissioning_follows_the_uplinks(client: TestClient, admin: dict[str, str], db_url: str) -> None:
-    client.post("/api/v1/devices", headers=admin, json=device("00000000000000a1"))
+def test_commissioning_follows_the_uplinks(api_client: TestClient, admin: dict[str, str], db_url: str) -> None:
+    api_client.post("/api/v1/devices", headers=admin, json=device("00000000000000a1"))
     first = datetime.now(UTC) - timedelta(minutes=30)
     ingest(db_url, [("00000000000000a1", 1, b"\x01", first)])  # does not decode
-    mid = client.get("/api/v1/devices/00000000000000a1", headers=admin).json()["commissioning"]
+    mid = api_client.get("/api/v1/devices/00000000000000a1", headers=admin).json()["commissioning"]
     assert mid["stage"] == "first_uplink" and mid["decoding_verified_at"] is None
     assert datetime.fromisoformat(mid["first_uplink_at"]) == first  # the uplink's own time
     ok = first + timedelta(minutes=10)
     ingest(db_url, [("00000000000000a1", 2, lpp(26, 70), ok)])
-    done = client.get("/api/v1/devices/00000000000000a1", headers=admin).json()["commissioning"]
+    done = api_client.get("/api/v1/devices/00000000000000a1", headers=admin).json()["commissioning"]
     assert done["stage"] == "commissioned" and done["decoding_verified_at"] is not None
     assert done["first_uplink_at"] == mid["first_uplink_at"]  # set once
     assert done["commissioned_at"] >= done["registered_at"]
@@ -255,33 +257,33 @@ def test_commissioning_follows_the_uplinks(client: TestClient, admin: dict[str, 
         done["first_uplink_at"], done["decoding_verified_at"], done["commissioned_at"]]
 
 
-def test_decommission_keeps_data_and_is_audited(client: TestClient, admin: dict[str, str], db_url: str) -> None:
-    client.post("/api/v1/devices", headers=admin, json=device("00000000000000a1"))
+def test_decommission_keeps_data_and_is_audited(api_client: TestClient, admin: dict[str, str], db_url: str) -> None:
+    api_client.post("/api/v1/devices", headers=admin, json=device("00000000000000a1"))
     ingest(db_url, [("00000000000000a1", 1, lpp(26, 70), datetime.now(UTC))])
-    gone = client.delete("/api/v1/devices/00000000000000a1", headers=admin, params={"reason": "stolen"})
+    gone = api_client.delete("/api/v1/devices/00000000000000a1", headers=admin, params={"reason": "stolen"})
     assert gone.status_code == 200 and gone.json()["commissioning"]["stage"] == "decommissioned"
-    assert _error(client.delete("/api/v1/devices/00000000000000a1", headers=admin), 409)
-    assert _error(client.patch("/api/v1/devices/00000000000000a1", headers=admin, json={"name": "x"}), 409)
+    assert _error(api_client.delete("/api/v1/devices/00000000000000a1", headers=admin), 409)
+    assert _error(api_client.patch("/api/v1/devices/00000000000000a1", headers=admin, json={"name": "x"}), 409)
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM measurements").fetchone() == (2,)
-    audit = client.get("/api/v1/audit", headers=admin, params={"entity": "device"}).json()["items"]
+    audit = api_client.get("/api/v1/audit", headers=admin, params={"entity": "device"}).json()["items"]
     assert [a["action"] for a in audit] == ["decommission", "create"]
     assert audit[0]["actor"] == "root" and audit[0]["changes"]["reason"] == "stolen"
 
 
-def test_audit_is_for_admins_and_pages_backwards(client: TestClient, admin: dict[str, str], db_url: str) -> None:
+def test_audit_is_for_admins_and_pages_backwards(api_client: TestClient, admin: dict[str, str], db_url: str) -> None:
     for i in range(5):
-        client.post("/api/v1/devices", headers=admin, json=device(f"00000000000000a{i}"))
-    first = client.get("/api/v1/audit", headers=admin, params={"limit": 3}).json()
+        api_client.post("/api/v1/devices", headers=admin, json=device(f"00000000000000a{i}"))
+    first = api_client.get("/api/v1/audit", headers=admin, params={"limit": 3}).json()
     assert len(first["items"]) == 3 and first["next_before_id"] == first["items"][-1]["id"]
-    rest = client.get("/api/v1/audit", headers=admin, params={"limit": 3, "before_id": first["next_before_id"]})
+    rest = api_client.get("/api/v1/audit", headers=admin, params={"limit": 3, "before_id": first["next_before_id"]})
     ids = [a["id"] for a in first["items"] + rest.json()["items"]]
     assert ids == sorted(ids, reverse=True) and len(ids) == 6  # 5 devices and the admin user
     for role in ("operator", "technician", "developer"):
-        assert _error(client.get("/api/v1/audit", headers=key(db_url, f"u-{role}", role, ["hai-chau"])), 403)
+        assert _error(api_client.get("/api/v1/audit", headers=key(db_url, f"u-{role}", role, ["hai-chau"])), 403)
 
 
-def test_a_district_covers_its_wards_and_zone_versions_are_listed(client: TestClient, admin: dict[str, str],
+def test_a_district_covers_its_wards_and_zone_versions_are_listed(api_client: TestClient, admin: dict[str, str],
                                                                   db_url: str) -> None:
     from ioc_api.queries.zones import import_zones
     from ioc_core.zones import Zone
@@ -291,34 +293,34 @@ def test_a_district_covers_its_wards_and_zone_versions_are_listed(client: TestCl
     with psycopg.connect(db_url, autocommit=True) as conn:
         import_zones(conn, [ward], actor="test", approximate=True)
     tech = key(db_url, "tech-hc", "technician", ["hai-chau"])
-    created = client.post("/api/v1/devices", headers=tech, json=device("00000000000000a1", (16.05, 108.215)))
+    created = api_client.post("/api/v1/devices", headers=tech, json=device("00000000000000a1", (16.05, 108.215)))
     assert created.status_code == 201, created.text
     assert created.json()["zone"] == {"code": "thach-thang", "name": "Thạch Thang"}
-    assert client.get("/api/v1/devices", headers=tech, params={"zone": "hai-chau"}).json()["total"] == 1
-    zones = {z["code"]: z for z in client.get("/api/v1/zones", headers=admin).json()}
+    assert api_client.get("/api/v1/devices", headers=tech, params={"zone": "hai-chau"}).json()["total"] == 1
+    zones = {z["code"]: z for z in api_client.get("/api/v1/zones", headers=admin).json()}
     assert zones["thach-thang"]["parent_code"] == "hai-chau"
     assert zones["thach-thang"]["devices"]["total"] == zones["hai-chau"]["devices"]["total"] == 1
     moved = (ring[0], (108.225, 16.045), *ring[2:])
     with psycopg.connect(db_url, autocommit=True) as conn:
         import_zones(conn, [Zone("thach-thang", "Thạch Thang", "ward", (moved,), parent="hai-chau")],
                      actor="test", approximate=True)
-    versions = client.get("/api/v1/zones/thach-thang/versions", headers=admin).json()
+    versions = api_client.get("/api/v1/zones/thach-thang/versions", headers=admin).json()
     assert [(v["version"], v["valid_to"] is None, v["devices"]) for v in versions] == [(1, False, 0), (2, True, 1)]
-    assert client.get("/api/v1/zones/nowhere/versions", headers=admin).status_code == 404
+    assert api_client.get("/api/v1/zones/nowhere/versions", headers=admin).status_code == 404
 
 
-def test_unparseable_bodies_and_unregistered_updates_answer_in_the_error_shape(client: TestClient,
+def test_unparseable_bodies_and_unregistered_updates_answer_in_the_error_shape(api_client: TestClient,
                                                                                admin: dict[str, str],
                                                                                db_url: str) -> None:
-    broken = client.post("/api/v1/devices", headers={**admin, "Content-Type": "application/json"}, content=b"{\xff")
+    broken = api_client.post("/api/v1/devices", headers={**admin, "Content-Type": "application/json"}, content=b"{\xff")
     assert broken.status_code in (400, 422) and broken.json()["error"]["code"] in ("bad_request", "invalid")
-    assert _error(client.put("/api/v1/devices/0000000000000001", headers=admin, json={}), 405)["code"] == (
+    assert _error(api_client.put("/api/v1/devices/0000000000000001", headers=admin, json={}), 405)["code"] == (
         "method_not_allowed")
-    nul = client.get("/api/v1/devices", headers=admin, params={"q": "a\x00b"})
+    nul = api_client.get("/api/v1/devices", headers=admin, params={"q": "a\x00b"})
     assert _error(nul, 422)["code"] == "invalid"
     ingest(db_url, [("70b3d57ed0054a1f", 1, lpp(24, 55), datetime.now(UTC))])
-    patched = client.patch("/api/v1/devices/70b3d57ed0054a1f", headers=admin, json={"name": "x"})
+    patched = api_client.patch("/api/v1/devices/70b3d57ed0054a1f", headers=admin, json={"name": "x"})
     assert "claim it" in _error(patched, 409)["message"]
-    operation = client.get("/openapi.json").json()["paths"]["/api/v1/devices"]["post"]
+    operation = api_client.get("/openapi.json").json()["paths"]["/api/v1/devices"]["post"]
     assert {"401", "403", "409", "422"} <= set(operation["responses"])
     assert operation["responses"]["403"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")

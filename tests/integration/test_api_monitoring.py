@@ -27,11 +27,11 @@ LAST = NOW - timedelta(minutes=2)
 
 
 @pytest.fixture
-def fleet(client: TestClient, admin: dict[str, str], db_url: str) -> dict[str, Any]:
+def fleet(api_client: TestClient, admin: dict[str, str], db_url: str) -> dict[str, Any]:
     """Three sensors in Hải Châu (one silent, one never seen) and one in Sơn Trà, with 3 days of frames."""
     for eui, where in (("00000000000000a1", HAI_CHAU), ("00000000000000a2", HAI_CHAU),
                        ("00000000000000a3", HAI_CHAU), ("00000000000000b1", SON_TRA)):
-        assert client.post("/api/v1/devices", headers=admin, json=device(eui, where)).status_code == 201
+        assert api_client.post("/api/v1/devices", headers=admin, json=device(eui, where)).status_code == 201
     frames: list[Any] = []
     # a1: every 10 minutes for 3 days (432 frames), fCnt 5 and 6 lost, temperatures 20..29.9
     f_cnt = 0
@@ -49,9 +49,9 @@ def fleet(client: TestClient, admin: dict[str, str], db_url: str) -> dict[str, A
     return {"a1_frames": 432}
 
 
-def test_zone_summaries_count_devices_by_health_and_show_key_values(client: TestClient, admin: dict[str, str],
+def test_zone_summaries_count_devices_by_health_and_show_key_values(api_client: TestClient, admin: dict[str, str],
                                                                     fleet: dict[str, Any]) -> None:
-    response = client.get("/api/v1/zones", headers=admin)
+    response = api_client.get("/api/v1/zones", headers=admin)
     assert response.status_code == 200, response.text
     zones = {z["code"]: z for z in response.json()}
     assert len(zones) == 7 and zones["hai-chau"]["name"] == "Hải Châu" and zones["hai-chau"]["approximate"]
@@ -67,20 +67,20 @@ def test_zone_summaries_count_devices_by_health_and_show_key_values(client: Test
     assert zones["cam-le"]["devices"]["total"] == 0 and zones["cam-le"]["key_values"] == []
 
 
-def test_district_operators_see_only_their_zone(client: TestClient, db_url: str, fleet: dict[str, Any]) -> None:
+def test_district_operators_see_only_their_zone(api_client: TestClient, db_url: str, fleet: dict[str, Any]) -> None:
     district = key(db_url, "ops-son-tra", "operator", ["son-tra"])
-    assert [z["code"] for z in client.get("/api/v1/zones", headers=district).json()] == ["son-tra"]
-    assert client.get("/api/v1/zones/son-tra", headers=district).json()["devices"]["total"] == 1
-    assert client.get("/api/v1/zones/hai-chau", headers=district).status_code == 403
-    assert client.get("/api/v1/zones/atlantis", headers=district).status_code == 404
-    assert client.get("/api/v1/zones/HAI CHAU", headers=district).status_code == 422
+    assert [z["code"] for z in api_client.get("/api/v1/zones", headers=district).json()] == ["son-tra"]
+    assert api_client.get("/api/v1/zones/son-tra", headers=district).json()["devices"]["total"] == 1
+    assert api_client.get("/api/v1/zones/hai-chau", headers=district).status_code == 403
+    assert api_client.get("/api/v1/zones/atlantis", headers=district).status_code == 404
+    assert api_client.get("/api/v1/zones/HAI CHAU", headers=district).status_code == 422
     developer = key(db_url, "dev", "developer")
-    assert client.get("/api/v1/zones", headers=developer).status_code == 403
+    assert api_client.get("/api/v1/zones", headers=developer).status_code == 403
 
 
-def test_device_overview_shows_latest_values_radio_and_frame_loss(client: TestClient, admin: dict[str, str],
+def test_device_overview_shows_latest_values_radio_and_frame_loss(api_client: TestClient, admin: dict[str, str],
                                                                  fleet: dict[str, Any]) -> None:
-    response = client.get("/api/v1/devices/00000000000000a1/overview", headers=admin, params={"hours": 72})
+    response = api_client.get("/api/v1/devices/00000000000000a1/overview", headers=admin, params={"hours": 72})
     assert response.status_code == 200, response.text
     body = response.json()
     latest = {v["metric"]: v for v in body["latest"]}
@@ -95,15 +95,15 @@ def test_device_overview_shows_latest_values_radio_and_frame_loss(client: TestCl
     assert body["device"]["commissioning"]["stage"] == "commissioned" and body["decode_errors_24h"] == 0
 
 
-def test_series_use_the_rollup_for_hours_and_the_raw_table_for_minutes(client: TestClient, admin: dict[str, str],
+def test_series_use_the_rollup_for_hours_and_the_raw_table_for_minutes(api_client: TestClient, admin: dict[str, str],
                                                                        fleet: dict[str, Any]) -> None:
     start, end = NOW - timedelta(days=3), NOW + timedelta(hours=1)
     params = {"metric": "temperature", "from": start.isoformat(), "to": end.isoformat()}
-    hourly = client.get("/api/v1/devices/00000000000000a1/measurements", headers=admin, params=params).json()
+    hourly = api_client.get("/api/v1/devices/00000000000000a1/measurements", headers=admin, params=params).json()
     assert hourly["bucket"] == "1h" and hourly["source"] == "rollup_device_hourly" and hourly["unit"] == "Cel"
     assert sum(p["n"] for p in hourly["points"]) == 432
     assert all(p["min"] <= p["mean"] <= p["max"] for p in hourly["points"])
-    raw = client.get("/api/v1/devices/00000000000000a1/measurements", headers=admin,
+    raw = api_client.get("/api/v1/devices/00000000000000a1/measurements", headers=admin,
                      params={**params, "bucket": "raw"}).json()
     assert raw["source"] == "measurements" and len(raw["points"]) == 432
     by_hour: dict[datetime, list[float]] = {}
@@ -111,62 +111,62 @@ def test_series_use_the_rollup_for_hours_and_the_raw_table_for_minutes(client: T
         by_hour.setdefault(datetime.fromisoformat(p["time"]).replace(minute=0, second=0), []).append(p["mean"])
     assert {datetime.fromisoformat(p["time"]): pytest.approx(p["mean"]) for p in hourly["points"]} == {
         hour: pytest.approx(sum(v) / len(v)) for hour, v in by_hour.items()}
-    daily = client.get("/api/v1/devices/00000000000000a1/measurements", headers=admin,
+    daily = api_client.get("/api/v1/devices/00000000000000a1/measurements", headers=admin,
                        params={**params, "bucket": "1d"}).json()
     assert sum(p["n"] for p in daily["points"]) == 432, daily
     assert all(datetime.fromisoformat(p["time"]).hour == 17 for p in daily["points"])  # midnight in Da Nang
     half_hour = LAST.replace(minute=LAST.minute // 30 * 30, second=0)
-    fine = client.get("/api/v1/devices/00000000000000a1/measurements", headers=admin,
+    fine = api_client.get("/api/v1/devices/00000000000000a1/measurements", headers=admin,
                       params={"metric": "temperature", "bucket": "30m",
                               "from": (half_hour - timedelta(hours=3)).isoformat(),
                               "to": half_hour.isoformat()}).json()
     assert fine["source"] == "measurements" and all(p["n"] == 3 for p in fine["points"]) and len(fine["points"]) == 6
 
 
-def test_series_as_csv_and_its_errors(client: TestClient, admin: dict[str, str], db_url: str,
+def test_series_as_csv_and_its_errors(api_client: TestClient, admin: dict[str, str], db_url: str,
                                       fleet: dict[str, Any]) -> None:
     params = {"metric": "humidity", "from": (NOW - timedelta(days=1)).isoformat(), "format": "csv"}
-    response = client.get("/api/v1/devices/00000000000000a1/measurements", headers=admin, params=params)
+    response = api_client.get("/api/v1/devices/00000000000000a1/measurements", headers=admin, params=params)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert rows and rows[0].keys() == {"time", "metric", "unit", "n", "mean", "min", "max"}
     assert {r["metric"] for r in rows} == {"humidity"} and {r["unit"] for r in rows} == {"%RH"}
-    accept = client.get("/api/v1/devices/00000000000000a1/measurements", params={"metric": "humidity"},
+    accept = api_client.get("/api/v1/devices/00000000000000a1/measurements", params={"metric": "humidity"},
                         headers={**admin, "Accept": "text/csv"})
     assert accept.headers["content-type"].startswith("text/csv")
     url = "/api/v1/devices/00000000000000a1/measurements"
-    assert client.get(url, headers=admin, params={"metric": "unobtainium"}).json()["error"]["field"] == "metric"
-    assert client.get(url, headers=admin).status_code == 422
+    assert api_client.get(url, headers=admin, params={"metric": "unobtainium"}).json()["error"]["field"] == "metric"
+    assert api_client.get(url, headers=admin).status_code == 422
     backwards = {"metric": "humidity", "from": NOW.isoformat(), "to": (NOW - timedelta(hours=1)).isoformat()}
-    assert client.get(url, headers=admin, params=backwards).json()["error"]["field"] == "to"
+    assert api_client.get(url, headers=admin, params=backwards).json()["error"]["field"] == "to"
     too_many = {"metric": "humidity", "bucket": "1m", "from": "2020-01-01T00:00:00Z"}
-    assert client.get(url, headers=admin, params=too_many).json()["error"]["field"] == "bucket"
+    assert api_client.get(url, headers=admin, params=too_many).json()["error"]["field"] == "bucket"
     district = key(db_url, "ops-son-tra", "operator", ["son-tra"])
-    assert client.get(url, headers=district, params={"metric": "humidity"}).status_code == 403
+    assert api_client.get(url, headers=district, params={"metric": "humidity"}).status_code == 403
 
 
-def test_gateways_show_the_devices_they_hear(client: TestClient, admin: dict[str, str], db_url: str,
+def test_gateways_show_the_devices_they_hear(api_client: TestClient, admin: dict[str, str], db_url: str,
                                              fleet: dict[str, Any]) -> None:
     ingest(db_url, [("00000000000000b1", 2, lpp(35, 90), datetime.now(UTC) - timedelta(minutes=1), -112)],
            gateway="0016c001f153a14d")
-    gateways = {g["gateway_eui"]: g for g in client.get("/api/v1/gateways", headers=admin).json()}
+    gateways = {g["gateway_eui"]: g for g in api_client.get("/api/v1/gateways", headers=admin).json()}
     assert set(gateways) == {"0016c001f153a14c", "0016c001f153a14d"}
     main = gateways["0016c001f153a14c"]
     assert main["state"] == "online" and main["devices_heard"] == 2 and main["uplinks"] == 7
     assert gateways["0016c001f153a14d"]["rssi_avg"] == -112
-    detail = client.get("/api/v1/gateways/0016c001f153a14c", headers=admin, params={"hours": 72}).json()
+    detail = api_client.get("/api/v1/gateways/0016c001f153a14c", headers=admin, params={"hours": 72}).json()
     heard = {d["dev_eui"]: d for d in detail["devices"]}
     assert set(heard) == {"00000000000000a1", "00000000000000a2", "00000000000000b1"}
     assert heard["00000000000000a1"]["uplinks"] == 432 and heard["00000000000000a1"]["rssi_avg"] == pytest.approx(
         sum(-80 - i % 20 for i in range(432)) / 432)
     assert detail["devices"][0]["dev_eui"] == "00000000000000a1"  # strongest first
-    assert client.get("/api/v1/gateways/ffffffffffffffff", headers=admin).status_code == 404
+    assert api_client.get("/api/v1/gateways/ffffffffffffffff", headers=admin).status_code == 404
     district = key(db_url, "ops-son-tra", "operator", ["son-tra"])
-    scoped = client.get("/api/v1/gateways/0016c001f153a14c", headers=district, params={"hours": 72}).json()
+    scoped = api_client.get("/api/v1/gateways/0016c001f153a14c", headers=district, params={"hours": 72}).json()
     assert [d["dev_eui"] for d in scoped["devices"]] == ["00000000000000b1"]
 
 
-def test_dead_letters_are_for_admins(client: TestClient, admin: dict[str, str], db_url: str) -> None:
+def test_dead_letters_are_for_admins(api_client: TestClient, admin: dict[str, str], db_url: str) -> None:
     processor = BatchProcessor(db_url, CodecRegistry.discover())
     try:
         topic, payload = malformed(7)
@@ -174,11 +174,11 @@ def test_dead_letters_are_for_admins(client: TestClient, admin: dict[str, str], 
                                           duplicate=False)])
     finally:
         processor.close()
-    page = client.get("/api/v1/dead-letters", headers=admin).json()
+    page = api_client.get("/api/v1/dead-letters", headers=admin).json()
     assert page["total_open"] == 1 and page["items"][0]["stage"] == "parse"
     assert base64.b64decode(page["items"][0]["payload_base64"]) == payload
-    assert client.get("/api/v1/dead-letters", headers=admin, params={"stage": "decode"}).json()["items"] == []
+    assert api_client.get("/api/v1/dead-letters", headers=admin, params={"stage": "decode"}).json()["items"] == []
     operator = key(db_url, "ops", "operator")
-    assert client.get("/api/v1/dead-letters", headers=operator).status_code == 403
+    assert api_client.get("/api/v1/dead-letters", headers=operator).status_code == 403
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM dead_letters").fetchone() == (1,)

@@ -33,13 +33,12 @@ from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
 from ingest.registry import seed_zones
 from ingest.worker import BatchProcessor
-from ioc_api.app import create_app
 from ioc_api.queries.users import create_user
 from ioc_core.catalogue import DeviceCatalogue
 from ioc_core.kinds import KINDS
-from ioc_core.settings import ApiSettings, DatabaseSettings, OpenDataSettings
+from ioc_core.settings import ApiSettings, OpenDataSettings
 from ioc_core.zones import load_default_zones
-from tests.api_support import raw_request
+from tests.api_support import app_for, raw_request
 from tests.events import malformed, uplink
 
 pytestmark = [
@@ -124,8 +123,7 @@ def fuzz(db_url: str) -> Iterator[Fuzz]:
     catalogue = DeviceCatalogue.of((info.id, info.models) for info in codecs.infos())
     # Limits high enough that generated requests reach the export code instead of the 429 in front of it.
     open_data = OpenDataSettings(rate_per_minute=60_000, rate_burst=10_000)
-    app = create_app(DatabaseSettings(url=db_url), LIMITS, catalogue=catalogue,  # type: ignore[arg-type]
-                     chirpstack=None, open_data=open_data)
+    app = app_for(db_url, api=LIMITS, catalogue=catalogue, open_data=open_data)
     with TestClient(app) as client:
         for i, (eui, (latitude, longitude)) in enumerate(DEVICES.items()):
             response = client.post("/api/v1/devices", headers={"Authorization": f"Bearer {keys['admin']}"}, json={
@@ -285,8 +283,7 @@ def test_stalled_bodies_are_408_and_never_held(db_url: str, caller: str) -> None
     with psycopg.connect(db_url, autocommit=True) as conn:
         seed_zones(conn, load_default_zones())
         api_key = create_user(conn, "slow-admin", "admin", [], actor="test")[1].key
-    app = create_app(DatabaseSettings(url=db_url), LIMITS, catalogue=DeviceCatalogue(),  # type: ignore[arg-type]
-                     chirpstack=None)
+    app = app_for(db_url, api=LIMITS, catalogue=DeviceCatalogue())
     headers = {"authorization": f"Bearer {api_key}"} if caller == "admin" else {}
     schema = schemathesis.openapi.from_dict(app.openapi())
     operations = [op for path in schema for op in schema[path].values() if _with_body(op)]

@@ -22,11 +22,11 @@ from typer.testing import CliRunner
 
 from gateways.local_postgres import free_port
 from gateways.mosquitto_files import BrokerReloadFailed, reload, verify_password
-from ioc_api.app import create_app
 from ioc_cli.app import build_app
 from ioc_core.errors import FatalError
-from ioc_core.settings import BrokerSettings, DatabaseSettings
-from tests.api_support import key
+from ioc_core.settings import BrokerSettings
+from tests.api_support import app_for, key
+from tests.availability import unavailable
 from tests.broker_support import (
     NOT_AUTHORIZED,
     READING_TOPIC,
@@ -35,11 +35,10 @@ from tests.broker_support import (
     accepted_soon,
     broker_config,
     developer,
-    eventually,
     refused_soon,
     start_brokers,
-    unavailable,
 )
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +138,7 @@ def _name(db_url: str, user: str, suffix: str) -> str:
 
 
 def _api(db_url: str, settings: BrokerSettings) -> TestClient:
-    return TestClient(create_app(DatabaseSettings(url=db_url), broker=settings))  # type: ignore[arg-type]
+    return TestClient(app_for(db_url, broker=settings))
 
 
 def test_credentials_from_the_api_work_until_revoked(db_url: str, platform: PlatformBroker) -> None:

@@ -22,7 +22,7 @@ from ingest.registry import register_devices, seed_zones
 from ingest.worker import BatchProcessor
 from ioc_cli.demo import device_record
 from ioc_core.zones import load_default_zones
-from tests.conftest import PgServer
+from tests.fix_postgres import PgServer
 from tests.standins.grafana import GrafanaStandIn
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]

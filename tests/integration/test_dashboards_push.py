@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import re
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,61 +81,49 @@ def actions(report: PushReport) -> dict[str, str]:
 
 
 @pytest.fixture
-def standin() -> Iterator[GrafanaStandIn]:
-    with GrafanaStandIn() as server:
-        yield server
-
-
-@pytest.fixture
-def client(standin: GrafanaStandIn) -> Iterator[GrafanaClient]:
-    with GrafanaClient(standin.url, standin.token, timeout_s=5.0) as c:
-        yield c
-
-
-@pytest.fixture
-def pushed(standin: GrafanaStandIn, client: GrafanaClient) -> Bundle:
+def pushed(grafana: GrafanaStandIn, grafana_client: GrafanaClient) -> Bundle:
     """A stand-in that already holds the bundle; the request counters start from zero."""
     bundle = make_bundle()
-    push(bundle, client)
-    standin.calls.clear()
+    push(bundle, grafana_client)
+    grafana.calls.clear()
     return bundle
 
 
 # -- first and second push ---------------------------------------------------------------------------------
 
 
-def test_first_push_creates_everything(standin: GrafanaStandIn, client: GrafanaClient) -> None:
-    report = push(make_bundle(), client)
+def test_first_push_creates_everything(grafana: GrafanaStandIn, grafana_client: GrafanaClient) -> None:
+    report = push(make_bundle(), grafana_client)
 
     assert actions(report) == {
         f"datasource:{DS}": "created", f"folder:{FOLDER}": "created", "dashboard:ioc-overview": "created",
         "dashboard:ioc-floods": "created", f"rule_group:{FOLDER}/{GROUP}": "created",
     }
-    datasource = standin.datasources[DS]
+    datasource = grafana.datasources[DS]
     assert (datasource["type"], datasource["jsonData"]["database"]) == ("grafana-postgresql-datasource", "ioc")
     assert datasource["secureJsonFields"] == {"password": True}
-    assert standin.secrets[DS] == {"password": "reader-secret"}
-    assert standin.folders[FOLDER]["title"] == "Da Nang IOC"
-    model, folder_uid = standin.dashboards["ioc-floods"]
+    assert grafana.secrets[DS] == {"password": "reader-secret"}
+    assert grafana.folders[FOLDER]["title"] == "Da Nang IOC"
+    model, folder_uid = grafana.dashboards["ioc-floods"]
     assert (model["title"], model["version"], folder_uid) == ("Floods", 1, FOLDER)
-    rule = standin.rule_groups[(FOLDER, GROUP)]["rules"][0]
+    rule = grafana.rule_groups[(FOLDER, GROUP)]["rules"][0]
     assert (rule["uid"], rule["for"], rule["data"][0]["model"]["maxDataPoints"]) == ("ioc-flood-high", "5m", 43200)
     assert "provenance" not in rule  # X-Disable-Provenance: operators may still edit the rule in the UI
     assert format_report(report).splitlines()[-1] == "5 created, 0 updated, 0 unchanged"
 
 
 def test_second_push_reports_unchanged_and_writes_nothing(
-    standin: GrafanaStandIn, client: GrafanaClient, pushed: Bundle
+    grafana: GrafanaStandIn, grafana_client: GrafanaClient, pushed: Bundle
 ) -> None:
-    report = push(make_bundle(), client)
+    report = push(make_bundle(), grafana_client)
 
     assert set(actions(report).values()) == {"unchanged"}
-    assert standin.writes() == 0
+    assert grafana.writes() == 0
     assert format_report(report).splitlines()[-1] == "0 created, 0 updated, 5 unchanged"
 
 
 def test_key_order_and_number_spelling_do_not_count(
-    standin: GrafanaStandIn, client: GrafanaClient, pushed: Bundle
+    grafana: GrafanaStandIn, grafana_client: GrafanaClient, pushed: Bundle
 ) -> None:
     def reordered(value: Any) -> Any:
         if isinstance(value, dict):
@@ -146,10 +134,10 @@ def test_key_order_and_number_spelling_do_not_count(
 
     bundle = Bundle(FOLDER, pushed.folder_title, reordered(pushed.datasource), reordered(pushed.dashboards),
                     reordered(pushed.rule_groups))
-    report = push(bundle, client)
+    report = push(bundle, grafana_client)
 
     assert set(actions(report).values()) == {"unchanged"}
-    assert standin.writes() == 0
+    assert grafana.writes() == 0
 
 
 # -- changes -----------------------------------------------------------------------------------------------
@@ -160,81 +148,84 @@ def test_key_order_and_number_spelling_do_not_count(
     pytest.param(lambda b: b.dashboards[1]["panels"][0]["targets"][0].update(rawSql="SELECT 3"), id="panel"),
 ])
 def test_a_changed_dashboard_is_the_only_write(
-    standin: GrafanaStandIn, client: GrafanaClient, pushed: Bundle, edit: Callable[[Bundle], object]
+    grafana: GrafanaStandIn, grafana_client: GrafanaClient, pushed: Bundle, edit: Callable[[Bundle], object]
 ) -> None:
-    report = push(changed(pushed, edit), client)
+    report = push(changed(pushed, edit), grafana_client)
 
     assert [(item.uid, item.action) for item in report.items if item.action != "unchanged"] == [
         ("ioc-floods", "updated")
     ]
-    assert standin.writes() == 1 and standin.calls["POST /api/dashboards/db"] == 1
-    assert standin.dashboards["ioc-floods"][0]["version"] == 2
-    assert standin.dashboards["ioc-overview"][0]["version"] == 1
+    assert grafana.writes() == 1 and grafana.calls["POST /api/dashboards/db"] == 1
+    assert grafana.dashboards["ioc-floods"][0]["version"] == 2
+    assert grafana.dashboards["ioc-overview"][0]["version"] == 1
 
 
-def test_a_changed_rule_group_is_put_again(standin: GrafanaStandIn, client: GrafanaClient, pushed: Bundle) -> None:
+def test_a_changed_rule_group_is_put_again(grafana: GrafanaStandIn, grafana_client: GrafanaClient,
+                                           pushed: Bundle) -> None:
     def raise_threshold(bundle: Bundle) -> None:
         bundle.rule_groups[0]["rules"][0]["data"][2]["model"]["conditions"][0]["evaluator"]["params"] = [3.0]
 
-    report = push(changed(pushed, raise_threshold), client)
+    report = push(changed(pushed, raise_threshold), grafana_client)
 
     assert actions(report)[f"rule_group:{FOLDER}/{GROUP}"] == "updated"
-    assert standin.writes() == 1
-    stored = standin.rule_groups[(FOLDER, GROUP)]["rules"][0]["data"][2]["model"]
+    assert grafana.writes() == 1
+    stored = grafana.rule_groups[(FOLDER, GROUP)]["rules"][0]["data"][2]["model"]
     assert stored["conditions"][0]["evaluator"]["params"] == [3.0]
-    assert set(actions(push(changed(pushed, raise_threshold), client)).values()) == {"unchanged"}
+    assert set(actions(push(changed(pushed, raise_threshold), grafana_client)).values()) == {"unchanged"}
 
 
-def test_edits_made_in_grafana_are_reverted(standin: GrafanaStandIn, client: GrafanaClient, pushed: Bundle) -> None:
-    standin.dashboards["ioc-overview"][0]["panels"][0]["title"] = "edited by an operator"
-    standin.rule_groups[(FOLDER, GROUP)]["rules"][0]["isPaused"] = True
+def test_edits_made_in_grafana_are_reverted(grafana: GrafanaStandIn, grafana_client: GrafanaClient,
+                                            pushed: Bundle) -> None:
+    grafana.dashboards["ioc-overview"][0]["panels"][0]["title"] = "edited by an operator"
+    grafana.rule_groups[(FOLDER, GROUP)]["rules"][0]["isPaused"] = True
 
-    report = push(pushed, client)
+    report = push(pushed, grafana_client)
 
     assert actions(report)["dashboard:ioc-overview"] == "updated"
     assert actions(report)[f"rule_group:{FOLDER}/{GROUP}"] == "updated"
-    assert standin.dashboards["ioc-overview"][0]["panels"][0]["title"] == "Uplinks per hour"
-    assert standin.rule_groups[(FOLDER, GROUP)]["rules"][0]["isPaused"] is False
+    assert grafana.dashboards["ioc-overview"][0]["panels"][0]["title"] == "Uplinks per hour"
+    assert grafana.rule_groups[(FOLDER, GROUP)]["rules"][0]["isPaused"] is False
 
 
-def test_folder_rename_and_datasource_change(standin: GrafanaStandIn, client: GrafanaClient, pushed: Bundle) -> None:
+def test_folder_rename_and_datasource_change(grafana: GrafanaStandIn, grafana_client: GrafanaClient,
+                                             pushed: Bundle) -> None:
     bundle = changed(pushed, lambda b: b.datasource.update(url="10.0.0.5:5432"))
     bundle = Bundle(FOLDER, "Da Nang IOC (city)", bundle.datasource, bundle.dashboards, bundle.rule_groups)
 
-    report = push(bundle, client)
+    report = push(bundle, grafana_client)
 
     assert actions(report)[f"folder:{FOLDER}"] == "updated" and actions(report)[f"datasource:{DS}"] == "updated"
-    assert (standin.folders[FOLDER]["title"], standin.folders[FOLDER]["version"]) == ("Da Nang IOC (city)", 2)
-    assert standin.datasources[DS]["url"] == "10.0.0.5:5432"
-    assert standin.secrets[DS] == {"password": "reader-secret"}  # sent again with the update
-    assert standin.writes() == 2
+    assert (grafana.folders[FOLDER]["title"], grafana.folders[FOLDER]["version"]) == ("Da Nang IOC (city)", 2)
+    assert grafana.datasources[DS]["url"] == "10.0.0.5:5432"
+    assert grafana.secrets[DS] == {"password": "reader-secret"}  # sent again with the update
+    assert grafana.writes() == 2
 
 
 def test_a_rotated_password_needs_resend_secrets(
-    standin: GrafanaStandIn, client: GrafanaClient, pushed: Bundle
+    grafana: GrafanaStandIn, grafana_client: GrafanaClient, pushed: Bundle
 ) -> None:
     rotated = changed(pushed, lambda b: b.datasource.update(secureJsonData={"password": "rotated"}))
 
-    assert actions(push(rotated, client))[f"datasource:{DS}"] == "unchanged"  # Grafana never shows it
-    assert actions(push(rotated, client, resend_secrets=True))[f"datasource:{DS}"] == "updated"
-    assert standin.secrets[DS] == {"password": "rotated"}
+    assert actions(push(rotated, grafana_client))[f"datasource:{DS}"] == "unchanged"  # Grafana never shows it
+    assert actions(push(rotated, grafana_client, resend_secrets=True))[f"datasource:{DS}"] == "updated"
+    assert grafana.secrets[DS] == {"password": "rotated"}
 
 
 def test_a_datasource_provisioned_from_files_is_not_overwritten(
-    standin: GrafanaStandIn, client: GrafanaClient, pushed: Bundle
+    grafana: GrafanaStandIn, grafana_client: GrafanaClient, pushed: Bundle
 ) -> None:
-    standin.datasources[DS]["readOnly"] = True
+    grafana.datasources[DS]["readOnly"] = True
 
-    assert actions(push(pushed, client))[f"datasource:{DS}"] == "unchanged"
+    assert actions(push(pushed, grafana_client))[f"datasource:{DS}"] == "unchanged"
     with pytest.raises(GrafanaRefused, match="provisioned from files"):
-        push(changed(pushed, lambda b: b.datasource.update(url="10.0.0.5:5432")), client)
-    assert standin.writes() == 0
+        push(changed(pushed, lambda b: b.datasource.update(url="10.0.0.5:5432")), grafana_client)
+    assert grafana.writes() == 0
 
 
-def test_a_refused_object_fails_alone(standin: GrafanaStandIn, client: GrafanaClient) -> None:
+def test_a_refused_object_fails_alone(grafana: GrafanaStandIn, grafana_client: GrafanaClient) -> None:
     bundle = changed(make_bundle(), lambda b: b.rule_groups[0].update(interval=15))  # not a multiple of 10 s
 
-    report = push(bundle, client)
+    report = push(bundle, grafana_client)
 
     failed = [item for item in report.items if item.action == "failed"]
     assert [item.kind for item in failed] == ["rule_group"] and "interval (15)" in failed[0].error
@@ -243,37 +234,37 @@ def test_a_refused_object_fails_alone(standin: GrafanaStandIn, client: GrafanaCl
 
 
 def test_a_bundle_that_cannot_converge_is_refused_before_any_request(
-    standin: GrafanaStandIn, client: GrafanaClient
+    grafana: GrafanaStandIn, grafana_client: GrafanaClient
 ) -> None:
     bundle = changed(make_bundle(), lambda b: b.rule_groups[0]["rules"][0].pop("uid"))
 
     with pytest.raises(ValueError, match="has no uid"):
-        push(bundle, client)
-    assert not standin.calls
+        push(bundle, grafana_client)
+    assert not grafana.calls
 
 
 # -- what Grafana refuses ----------------------------------------------------------------------------------
 
 
-def test_saving_into_a_missing_folder_is_refused(standin: GrafanaStandIn, client: GrafanaClient) -> None:
+def test_saving_into_a_missing_folder_is_refused(grafana: GrafanaStandIn, grafana_client: GrafanaClient) -> None:
     with pytest.raises(GrafanaRefused, match="folder not found") as dashboard_err:
-        client.save_dashboard({"uid": "x", "title": "X"}, folder_uid="no-such-folder")
+        grafana_client.save_dashboard({"uid": "x", "title": "X"}, folder_uid="no-such-folder")
     with pytest.raises(GrafanaRefused, match="folder does not exist") as group_err:
-        client.put_rule_group("no-such-folder", GROUP, make_bundle().rule_groups[0])
+        grafana_client.put_rule_group("no-such-folder", GROUP, make_bundle().rule_groups[0])
     assert dashboard_err.value.status == group_err.value.status == 400
 
 
-def test_a_wrong_token_is_refused_with_a_clear_message(standin: GrafanaStandIn) -> None:
-    with GrafanaClient(standin.url, "not-the-token") as client, pytest.raises(GrafanaRefused) as err:
+def test_a_wrong_token_is_refused_with_a_clear_message(grafana: GrafanaStandIn) -> None:
+    with GrafanaClient(grafana.url, "not-the-token") as client, pytest.raises(GrafanaRefused) as err:
         push(make_bundle(), client)
 
     assert err.value.status == 401
     assert "token is wrong" in str(err.value) and "Invalid API key" in str(err.value)
-    assert standin.writes() == 0
+    assert grafana.writes() == 0
 
 
-def test_a_token_without_rights_is_refused_with_a_clear_message(standin: GrafanaStandIn) -> None:
-    with GrafanaClient(standin.url, standin.viewer_token) as client, pytest.raises(GrafanaRefused) as err:
+def test_a_token_without_rights_is_refused_with_a_clear_message(grafana: GrafanaStandIn) -> None:
+    with GrafanaClient(grafana.url, grafana.viewer_token) as client, pytest.raises(GrafanaRefused) as err:
         push(make_bundle(), client)
 
     assert err.value.status == 403 and "lacks the rights" in str(err.value)
@@ -296,43 +287,43 @@ def test_a_closed_port_is_unavailable() -> None:
     assert isinstance(err.value, RetriableError)
 
 
-def test_a_stopped_grafana_a_5xx_and_a_timeout_are_unavailable(standin: GrafanaStandIn) -> None:
-    with GrafanaClient(standin.url, standin.token, timeout_s=0.3) as client:
-        standin.fail_next(503, "database is locked")
+def test_a_stopped_grafana_a_5xx_and_a_timeout_are_unavailable(grafana: GrafanaStandIn) -> None:
+    with GrafanaClient(grafana.url, grafana.token, timeout_s=0.3) as client:
+        grafana.fail_next(503, "database is locked")
         with pytest.raises(GrafanaUnavailable, match="database is locked") as err:
             client.get_folder(FOLDER)
         assert err.value.status == 503
 
-        standin.delay_s = 1.0
+        grafana.delay_s = 1.0
         with pytest.raises(GrafanaUnavailable):
             client.get_folder(FOLDER)
-        standin.delay_s = 0.0
+        grafana.delay_s = 0.0
 
-        standin.stop()
+        grafana.stop()
         with pytest.raises(GrafanaUnavailable):
             client.get_folder(FOLDER)
 
 
-def test_health(standin: GrafanaStandIn, client: GrafanaClient) -> None:
-    assert client.health()["database"] == "ok"
-    assert client.get_folder("missing") is None and client.get_dashboard("missing") is None
-    assert client.get_datasource("missing") is None and client.get_rule_group(FOLDER, "missing") is None
+def test_health(grafana: GrafanaStandIn, grafana_client: GrafanaClient) -> None:
+    assert grafana_client.health()["database"] == "ok"
+    assert grafana_client.get_folder("missing") is None and grafana_client.get_dashboard("missing") is None
+    assert grafana_client.get_datasource("missing") is None and grafana_client.get_rule_group(FOLDER, "missing") is None
 
 
 # -- the adapter boundary ----------------------------------------------------------------------------------
 
 
-def test_grafana_client_exceptions_never_leak(standin: GrafanaStandIn) -> None:
+def test_grafana_client_exceptions_never_leak(grafana: GrafanaStandIn) -> None:
     """Every failure reaches callers as one of ours; grafana-client's and niquests' stay as ``__cause__``."""
     def nothing() -> None:
         pass
 
     scenarios: list[tuple[str, str, Callable[[], None]]] = [
-        (standin.url, "wrong", nothing),
-        (standin.url, standin.viewer_token, nothing),
-        (standin.url, standin.token, lambda: standin.fail_next(500)),
-        (standin.url, standin.token, lambda: standin.fail_next(409, "conflict")),
-        (closed_port_url(), standin.token, nothing),
+        (grafana.url, "wrong", nothing),
+        (grafana.url, grafana.viewer_token, nothing),
+        (grafana.url, grafana.token, lambda: grafana.fail_next(500)),
+        (grafana.url, grafana.token, lambda: grafana.fail_next(409, "conflict")),
+        (closed_port_url(), grafana.token, nothing),
     ]
     failures: list[Exception] = []
     for url, token, prepare in scenarios:

@@ -30,7 +30,7 @@ from ioc_api.schemas.devices import DeviceCreate
 from ioc_core.errors import AlreadyExists, Invalid
 from ioc_core.settings import ApiSettings
 from tests.api_support import app_for, device, key
-from tests.conftest import PgServer
+from tests.fix_postgres import PgServer
 
 pytestmark = pytest.mark.integration
 

@@ -16,6 +16,7 @@ from gateways.local_mosquitto import LocalMosquitto, find_mosquitto
 from gateways.local_postgres import free_port
 from gateways.mqtt import BrokerRefused, MqttBroadcaster
 from ioc_core.settings import MqttUrl
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
@@ -36,9 +37,7 @@ class _Sub:
         self.got.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     def wait(self, n: int, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.got) < n and time.monotonic() < deadline:
-            time.sleep(0.02)
+        eventually(lambda: len(self.got) >= n, timeout_s=timeout)  # the test asserts on what came
 
     def close(self) -> None:
         self.client.disconnect()
@@ -90,17 +89,13 @@ def test_nothing_blocks_while_the_broker_is_away_and_publishing_resumes_after(tm
     try:
         assert feed.start()
         server.stop()
-        deadline = time.monotonic() + 5
-        while feed.connected and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: not feed.connected, timeout_s=5)
         started = time.monotonic()
         assert feed.publish_many([("feed/x", b"1", True)] * 1000) == 0
         assert not feed.publish("feed/y", b"1", retain=True)
         assert time.monotonic() - started < 0.5
         server.start()
-        deadline = time.monotonic() + 10
-        while not feed.connected and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: feed.connected, timeout_s=10)
         assert feed.connected
         sub = _Sub(server.port)
         assert feed.publish_many([("feed/x", b"2", True)]) == 1
@@ -127,13 +122,15 @@ def test_a_refusal_is_fatal(tmp_path: Any) -> None:
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\n")
     proc = subprocess.Popen([str(find_mosquitto()), "-c", str(conf)], stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+
+        def listening() -> bool:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
             except OSError:
-                time.sleep(0.05)
+                return False
+            return True
+
+        eventually(listening, timeout_s=10)
         with pytest.raises(BrokerRefused):
             MqttBroadcaster(MqttUrl.parse(f"mqtt://127.0.0.1:{port}"), client_id="feed-test").start(wait_s=5)
     finally:

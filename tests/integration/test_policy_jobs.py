@@ -23,6 +23,7 @@ from gateways.timescale_jobs import PolicyJob, policy_jobs, run_policy_jobs
 from ingest.codecs.registry import CodecRegistry
 from ingest.stats import IngestStats
 from ingest.worker import BatchProcessor
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
@@ -173,18 +174,21 @@ def test_the_scheduler_runs_the_jobs_in_the_background(db_url: str, storage: str
         for job in policy_jobs(conn):
             chosen.setdefault(job.proc, job.job_id)
         for job_id in chosen.values():
-            # The test databases' jobs are paused (tests/conftest.py): this one is handed to the scheduler.
+            # The test databases' jobs are paused (tests/fix_postgres.py): this one is handed to the scheduler.
             conn.execute("SELECT alter_job(%s, scheduled => true, next_start => now())", (job_id,))
-        deadline = time.monotonic() + 60
-        while True:
-            rows = conn.execute(
+        rows: list[Any] = []
+        done: dict[int, Any] = {}
+
+        def all_ran() -> bool:
+            rows[:] = conn.execute(
                 """SELECT job_id, last_run_status, total_successes, total_failures
                    FROM timescaledb_information.job_stats WHERE job_id = ANY(%s)""",
                 (list(chosen.values()),)).fetchall()
-            done = {r[0]: r for r in rows if r[2] + r[3] > 0}
-            if len(done) == len(chosen) or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+            done.clear()
+            done.update({r[0]: r for r in rows if r[2] + r[3] > 0})
+            return len(done) == len(chosen)
+
+        eventually(all_ran, timeout_s=60)  # the assertions below say which job did not run, or failed
         errors = conn.execute(
             """SELECT job_id, err_message FROM timescaledb_information.job_errors
                WHERE job_id = ANY(%s)""", (list(chosen.values()),)).fetchall()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,17 +13,12 @@ from fastapi.testclient import TestClient
 from ioc_core.settings import ChirpStackSettings
 from tests.api_support import HAI_CHAU, app_for, device, key
 from tests.standins.chirpstack import ChirpStackStandIn
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
 APP_KEY = "2b7e151628aed2a6abf7158809cf4f3c"
 NWK_KEY = "000102030405060708090a0b0c0d0e0f"
-
-
-@pytest.fixture
-def chirpstack() -> Iterator[ChirpStackStandIn]:
-    with ChirpStackStandIn() as standin:
-        yield standin
 
 
 def _settings(standin: ChirpStackStandIn, *, rate: float = 200.0, **profiles: str) -> ChirpStackSettings:
@@ -99,13 +92,15 @@ def test_chirpstack_down_leaves_the_device_pending_and_the_retry_finishes_it(chi
         chirpstack.set_down(False)
         app = client.app
         provisioner = app.state.provisioner  # type: ignore[attr-defined]
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        states: list[dict[str, Any]] = []
+
+        def provisioned() -> bool:
             provisioner.wake()
-            state = client.get("/api/v1/devices/a84041000181c9a4", headers=admin).json()["provisioning"]
-            if state["state"] == "provisioned":
-                break
-            time.sleep(0.1)
+            states.append(client.get("/api/v1/devices/a84041000181c9a4", headers=admin).json()["provisioning"])
+            return bool(states[-1]["state"] == "provisioned")
+
+        eventually(provisioned, timeout_s=10)  # the assertions below say what it came to
+        state = states[-1]
     assert state["state"] == "provisioned" and state["attempts"] >= 2 and state["error"] is None
     assert "a84041000181c9a4" in chirpstack.devices() and _keys_left(db_url) == 0
 
@@ -170,13 +165,9 @@ def test_bulk_import_reaches_chirpstack_at_the_configured_pace(chirpstack: Chirp
                                                                  "Content-Type": "text/csv"},
                              content="dev_eui,name,kind,model,latitude,longitude,app_key\n" + rows).json()
         assert report["created"] == 30
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(chirpstack.devices()) < 30:
-            time.sleep(0.1)
+        eventually(lambda: len(chirpstack.devices()) >= 30, timeout_s=30)
         assert len(chirpstack.devices()) == 30
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _keys_left(db_url) > 0:
-            time.sleep(0.1)
+        eventually(lambda: _keys_left(db_url) == 0, timeout_s=10)
     assert _keys_left(db_url) == 0
     times = chirpstack.call_times()
     # 4 calls per device (Get, Create, GetKeys, CreateKeys) plus a cached profile look-up.

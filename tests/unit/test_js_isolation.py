@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gateways.mqtt import InboundMessage
-from ingest.codecs.js_runtime import JsCodec, JsLimits
+from ingest.codecs.breaker import CodecHealth
+from ingest.codecs.js_runtime import JsCodec, JsLimits, JsRuntime
 from ingest.codecs.registry import CodecInfo, CodecRegistry
 from ingest.devices import DeviceRef
 from ingest.pipeline import build_rows, parse_messages
@@ -201,11 +202,10 @@ def test_a_batch_of_javascript_uplinks_is_decoded_across_the_workers() -> None:
 
 
 def test_retry_time_in_the_refusal_is_the_wall_clock_plus_the_cool_down() -> None:
-    codec = JsCodec(
-        "js:spin", "function decodeUplink(i) { for (;;) {} }",
-        limits=JsLimits(time_limit_ms=20, memory_limit_mb=16, breaker_failures=1, breaker_cooldown_s=600),
-    )
-    before = datetime.now(UTC)
+    limits = JsLimits(time_limit_ms=20, memory_limit_mb=16, breaker_failures=1, breaker_cooldown_s=600)
+    before = datetime(2025, 6, 1, 8, 30, 5, tzinfo=UTC)
+    runtime = JsRuntime(limits, health=CodecHealth(limits.breaker, wall=lambda: before))
+    codec = JsCodec("js:spin", "function decodeUplink(i) { for (;;) {} }", limits=limits, runtime=runtime)
     codec.decode(b"", 1)
     (refusal,) = codec.decode(b"", 1).errors
     retry_at = datetime.strptime(refusal.rsplit(" ", 1)[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)

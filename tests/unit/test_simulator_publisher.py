@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import time
 from pathlib import Path
 
 import pytest
@@ -159,11 +158,12 @@ def test_the_real_mqtt_publisher_fits_the_sink_protocol() -> None:
 
 def test_a_real_stream_at_a_real_rate() -> None:
     stream = EventStream(build_fleet(100, seed=1), StreamOptions())
-    sink = ListSink()
-    started = time.monotonic()
-    summary = run(stream, mqtt_delivery(sink), rate=500.0, count=250)
+    clock = FakeClock()
+    sink = ListSink(clock)
+    started = clock.now
+    summary = run(stream, mqtt_delivery(sink), rate=500.0, count=250, clock=clock, sleep=clock.sleep)
     assert summary.messages == len(sink.published) == 250
-    assert 0.4 < time.monotonic() - started < 2.0
+    assert 0.4 < clock.now - started < 2.0
 
 
 def test_real_time_backfills_the_past_at_once_then_never_runs_ahead_of_the_wall_clock() -> None:
