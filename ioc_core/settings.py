@@ -92,11 +92,11 @@ class _Base(BaseSettings):
     """Each settings class reads the variables ``IOC_<AREA>_<FIELD>``: its own ``env_prefix`` names the area, so
     field names do not repeat it (``IngestSettings.batch_size`` is ``IOC_INGEST_BATCH_SIZE``)."""
 
-    model_config = SettingsConfigDict(env_prefix="IOC_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="IOC_", extra="forbid")
 
 
 class DatabaseSettings(_Base):
-    model_config = SettingsConfigDict(env_prefix="IOC_DATABASE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="IOC_DATABASE_", extra="forbid")
 
     url: SecretStr = Field(
         default=SecretStr(DEFAULT_DATABASE_URL),
@@ -117,7 +117,7 @@ class DatabaseSettings(_Base):
 
 
 class MqttSettings(_Base):
-    model_config = SettingsConfigDict(env_prefix="IOC_MQTT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="IOC_MQTT_", extra="forbid")
 
     url: Annotated[MqttUrl, NoDecode] = Field(default_factory=lambda: MqttUrl.parse(DEFAULT_MQTT_URL),
                                               description="broker URL (IOC_MQTT_URL)")
@@ -139,7 +139,7 @@ class IngestSettings(_Base):
 
     # The codec and log variables are not ingest-only (``ioc api`` reads the codecs too), so they keep their
     # own names through aliases; populate_by_name lets code and tests pass them by field name.
-    model_config = SettingsConfigDict(env_prefix="IOC_INGEST_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="IOC_INGEST_", extra="forbid", populate_by_name=True)
 
 
     client_id: str = Field(
@@ -227,7 +227,7 @@ def load(cls: type[_S]) -> _S:
 class ApiSettings(_Base):
     """Knobs of ``ioc api``; loopback by default, so exposing the API is a deliberate choice."""
 
-    model_config = SettingsConfigDict(env_prefix="IOC_API_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="IOC_API_", extra="forbid")
 
 
     host: str = "127.0.0.1"
@@ -291,7 +291,7 @@ class ApiSettings(_Base):
 class ApiClientSettings(_Base):
     """How ``ioc devices`` reaches a running IOC API: its URL and the caller's key (roles and audit apply)."""
 
-    model_config = SettingsConfigDict(env_prefix="IOC_API_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="IOC_API_", extra="forbid")
 
 
     url: str = Field(default="http://127.0.0.1:8000",
@@ -329,7 +329,7 @@ class ChirpStackTarget(BaseModel):
 class ChirpStackSettings(_Base):
     """How the API provisions devices in ChirpStack; without ``IOC_CHIRPSTACK_API`` it does not try."""
 
-    model_config = SettingsConfigDict(env_prefix="IOC_CHIRPSTACK_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="IOC_CHIRPSTACK_", extra="forbid")
 
 
     api: str | None = Field(default=None, description="gRPC host:port, e.g. chirpstack:8080")
@@ -379,7 +379,7 @@ def _read_targets(path: Path) -> dict[str, ChirpStackTarget]:
 class BrokerSettings(_Base):
     """How the API manages developers' broker accounts; without ``IOC_BROKER_CONFIG_DIR`` it only stores them."""
 
-    model_config = SettingsConfigDict(env_prefix="IOC_BROKER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="IOC_BROKER_", extra="forbid")
 
 
     config_dir: Path | None = Field(
@@ -443,7 +443,7 @@ class BrokerSettings(_Base):
 class OpenDataSettings(_Base):
     """The open-data routes: the licence the catalogue states, and each key's share of the API."""
 
-    model_config = SettingsConfigDict(env_prefix="IOC_OPEN_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="IOC_OPEN_", extra="forbid")
 
 
     data_licence: str = Field(
@@ -472,7 +472,7 @@ class OpenDataSettings(_Base):
 class FeedSettings(_Base):
     """The open MQTT feed the ingest publishes: readings, device status and zone summaries under a prefix."""
 
-    model_config = SettingsConfigDict(env_prefix="IOC_FEED_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="IOC_FEED_", extra="forbid")
 
 
     enabled: bool = Field(default=True, description="publish the open feed (IOC_FEED_ENABLED)")
@@ -512,7 +512,7 @@ class FeedSettings(_Base):
 class GrafanaSettings(_Base):
     """Where ``ioc dashboards push`` finds Grafana, and how Grafana reaches the platform's database."""
 
-    model_config = SettingsConfigDict(env_prefix="IOC_GRAFANA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="IOC_GRAFANA_", extra="forbid")
 
 
     url: str = Field(default="http://127.0.0.1:3000", pattern=r"^https?://\S+$",

@@ -175,7 +175,7 @@ def _end_api_sessions(db_url: str) -> None:
 
 def test_a_connection_lost_mid_request_is_503_with_retry_after(db_url: str) -> None:
     admin = key(db_url, "root", "admin")
-    with TestClient(app_for(db_url, api=ApiSettings(api_pool_size=1, api_retry_after_s=9))) as client:
+    with TestClient(app_for(db_url, api=ApiSettings(pool_size=1, retry_after_s=9))) as client:
         pool = client.app.state.pool  # type: ignore[attr-defined]
         requests: list[Callable[[], Any]] = [
             lambda: client.get("/api/v1/devices", headers=admin),  # the route's connection
