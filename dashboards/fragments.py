@@ -14,14 +14,21 @@ __all__ = [
     "SHORT_RANGE",
     "ZONE_IDS",
     "beyond",
+    "health_of",
     "metric_id",
     "up_to",
 ]
 
 # Device d's health (reporting, late, silent, never_seen), last uplink and expected interval, as h (columns
-# health, last_seen_at, interval_s, uplinks_last_hour, late_after_s, silent_after_s). The function is inlined
-# into the board's query, so only the devices the query keeps are looked up in uplinks.
+# health, last_seen_at, interval_s, uplinks_last_hour, late_after_s, silent_after_s), for queries that read
+# the whole fleet.
 HEALTH = "JOIN device_health() h ON h.device_id = d.id"
+
+
+def health_of(ids_sql: str) -> str:
+    """``HEALTH`` for queries that read a few devices: only those in the integer array ``ids_sql`` are looked
+    up in uplinks (see device_health's comment in gateways/schema/0014_device_health.sql)."""
+    return f"JOIN device_health(now(), {ids_sql}) h ON h.device_id = d.id"
 
 # Gateway g's status (online, offline, never_seen: ChirpStack's while its sync is fresh, else from the last
 # uplink, offline after ten minutes) and last seen, as s: the database's gateway_status(), as the API reads it.

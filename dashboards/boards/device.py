@@ -8,7 +8,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-from dashboards.fragments import HEALTH, LONG_RANGE, SHORT_RANGE, metric_id
+from dashboards.fragments import HEALTH, LONG_RANGE, SHORT_RANGE, health_of, metric_id
 from dashboards.panels import (
     Board,
     VariableSample,
@@ -32,7 +32,7 @@ _INFO = f"""
            h.interval_s, d.provisioning, d.commissioned_at, d.latitude, d.longitude
     FROM devices d
     LEFT JOIN zones z ON z.id = d.zone_id
-    {HEALTH}
+    {health_of(f"ARRAY[{_DEVICE_ID}]")}
     WHERE d.dev_eui = ${{device:sqlstring}}
 """
 

@@ -9,7 +9,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-from dashboards.fragments import DISTRICT_OF, HEALTH, LONG_RANGE, SHORT_RANGE, ZONE_IDS, metric_id
+from dashboards.fragments import DISTRICT_OF, HEALTH, LONG_RANGE, SHORT_RANGE, ZONE_IDS, health_of, metric_id
 from dashboards.panels import (
     Board,
     VariableSample,
@@ -63,7 +63,7 @@ _ROLLUP = f"""
 _DEVICE_STATES = f"""
     SELECT h.health AS state, count(*) AS devices
     FROM devices d
-    {HEALTH}
+    {health_of(_ZONE_DEVICES)}
     WHERE d.zone_id IN {ZONE_IDS} AND d.kind = ${{kind:sqlstring}} AND d.status = 'registered'
     GROUP BY 1 ORDER BY 1
 """
@@ -76,7 +76,7 @@ _DEVICES = f"""
            bv.value AS battery_v, lu.rssi, lu.snr
     FROM devices d
     JOIN zones z ON z.id = d.zone_id
-    {HEALTH}
+    {health_of(_ZONE_DEVICES)}
     LEFT JOIN LATERAL (SELECT u.rssi, u.snr FROM uplinks u WHERE u.device_id = d.id
                        ORDER BY u.time DESC LIMIT 1) lu ON true
     LEFT JOIN LATERAL (SELECT m.value, m.time FROM measurements m WHERE m.device_id = d.id

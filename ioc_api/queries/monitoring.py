@@ -69,6 +69,12 @@ def zone_summaries(conn: Connection, scope: frozenset[str] | None, code: str | N
     codes = [z[0] for z in zones]
     counts: dict[str, HealthCounts] = defaultdict(HealthCounts)
     uplinks: dict[str, int] = defaultdict(int)
+    # A district's or a zone-scoped caller's devices are named, so only they are looked up in uplinks; the
+    # whole city is every device anyway.
+    ids = None if code is None and scope is None else [r[0] for r in conn.execute(
+        """SELECT d.id FROM devices d WHERE d.status = 'registered'
+             AND d.zone_id IN (SELECT id FROM zones WHERE code = ANY(%(codes)s) OR parent_code = ANY(%(codes)s))""",
+        {"codes": codes})]
     for zone_code, health, devices, recent in conn.execute(
         f"""SELECT c.code, h.health, count(*), sum(h.uplinks_last_hour)
             FROM devices d
@@ -78,7 +84,7 @@ def zone_summaries(conn: Connection, scope: frozenset[str] | None, code: str | N
             WHERE d.status = 'registered' AND c.code = ANY(%(codes)s)
               AND d.zone_id IN (SELECT id FROM zones WHERE code = ANY(%(codes)s) OR parent_code = ANY(%(codes)s))
             GROUP BY 1, 2""",
-        {**params, "codes": codes},
+        {**params, "codes": codes, "ids": ids},
     ).fetchall():
         tally = counts[zone_code]
         setattr(tally, health, int(devices))
