@@ -3,7 +3,8 @@
 Every rule's SQL returns one row per alert instance: text columns become the instance's labels and the one
 numeric column its value (Grafana's "numeric data" from a table). Per-device and per-kind thresholds live in
 the database (``alert_thresholds``, ``device_kinds``, ``devices.expected_interval_s``), so changing one needs
-no new rule: each SQL returns ``value - threshold`` and the rule fires above zero.
+no new rule: each SQL returns ``value - threshold`` and the rule fires above zero. Silent devices and offline
+gateways are those the database's ``device_health()`` and ``gateway_status()`` say are, as everywhere else.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from grafana_foundation_sdk.builders import alerting, expr
 from grafana_foundation_sdk.models import alerting as alert_model
 from grafana_foundation_sdk.models import dashboard as model
 
-from dashboards.boards.network import GATEWAY_STATUS
-from dashboards.fragments import INTERVAL, LAST_SEEN
+from dashboards.fragments import GATEWAY_STATUS, HEALTH
 from dashboards.sql import DATASOURCE_UID, SqlTarget
-from ioc_core.kinds import LATE_AFTER, SILENT_AFTER
+from ioc_core.kinds import SILENT_AFTER
 
 __all__ = [
     "DEAD_LETTERS_FLOOR",
@@ -79,7 +79,7 @@ def water_levels(since: str) -> str:
            t.alert_above, t.danger_above, lv.value, lv.newest
     FROM devices d
     LEFT JOIN zones z ON z.id = d.zone_id
-    LEFT JOIN device_kinds k ON k.kind = d.kind
+    JOIN device_intervals i ON i.device_id = d.id
     CROSS JOIN LATERAL (SELECT th.metric, th.alert_above, th.danger_above FROM alert_thresholds th
         WHERE th.metric IN ('water_level', 'flood_depth')
           AND (th.device_id = d.id OR (th.device_id IS NULL AND th.kind = d.kind))
@@ -88,7 +88,7 @@ def water_levels(since: str) -> str:
         SELECT min(r.value) AS value, (array_agg(r.value ORDER BY r.time DESC))[1] AS newest FROM (
             SELECT m.value, m.time FROM measurements m
             WHERE m.device_id = d.id AND m.metric_id = (SELECT id FROM metrics WHERE name = t.metric)
-              AND m.quality = 0 AND m.time > now() - make_interval(secs => greatest(1800, 3 * {INTERVAL}))
+              AND m.quality = 0 AND m.time > now() - make_interval(secs => greatest(1800, 3 * i.interval_s))
               AND m.time > {since}
             ORDER BY m.time DESC LIMIT 2
         ) r
@@ -122,32 +122,24 @@ _PM25 = f"""
 """
 
 # Devices already late are returned with how far into their silence they are; the rule fires past the
-# silent point (SILENT_AFTER intervals), the same point the API and the feed call a device silent.
-# The silence allowed: a "silence" threshold row in seconds (the device's, else its kind's), else SILENT_AFTER
-# times the expected interval. Only devices past their late point or past that allowance are looked at.
-_ALLOWED = f"coalesce(sl.level, {INTERVAL} * coalesce(k.silent_after, {SILENT_AFTER}))"
+# silent point, where device_health() calls a device silent for the API, the feed and the boards too: a
+# "silence" threshold row in seconds (the device's, else its kind's), else SILENT_AFTER times the expected
+# interval.
 _SILENT = f"""
     SELECT d.dev_eui, d.name AS device, coalesce(z.name, 'no zone') AS zone, coalesce(d.kind, 'other') AS kind,
-           round({_ALLOWED})::text AS allowed_s,
-           extract(epoch FROM now() - ls.t) / {_ALLOWED} AS silence
+           round(h.silent_after_s)::text AS allowed_s,
+           extract(epoch FROM now() - h.last_seen_at) / h.silent_after_s AS silence
     FROM devices d
     LEFT JOIN zones z ON z.id = d.zone_id
-    LEFT JOIN device_kinds k ON k.kind = d.kind
-    LEFT JOIN LATERAL (
-        SELECT th.alert_above AS level FROM alert_thresholds th
-        WHERE th.metric = 'silence' AND th.alert_above > 0
-          AND (th.device_id = d.id OR (th.device_id IS NULL AND th.kind = d.kind))
-        ORDER BY th.device_id IS NULL LIMIT 1
-    ) sl ON true
-    {LAST_SEEN}
-    WHERE d.status = 'registered'
-      AND ls.t < now() - make_interval(secs => least({_ALLOWED}, {INTERVAL} * coalesce(k.late_after, {LATE_AFTER})))
+    {HEALTH}
+    WHERE d.status = 'registered' AND h.health IN ('late', 'silent')
 """
 
 _GATEWAY = f"""
     SELECT g.gateway_eui, coalesce(g.name, g.gateway_eui) AS gateway,
-           CASE WHEN {GATEWAY_STATUS} = 'offline' THEN 1 ELSE 0 END AS offline
+           CASE WHEN s.status = 'offline' THEN 1 ELSE 0 END AS offline
     FROM gateways g
+    {GATEWAY_STATUS}
 """
 
 _DEAD_LETTERS = f"""

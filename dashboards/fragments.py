@@ -1,39 +1,38 @@
 """SQL pieces the boards and alert rules share, so every board computes a device's state the same way.
 
-They follow the API's definitions (``ioc_api/queries/devices.py``), reading the per-kind intervals from
-``device_kinds`` (synced from ``ioc_core.kinds``) because Grafana only sees the database.
+A device's health and last seen come from the database's ``device_health()`` and its expected interval from
+``device_intervals`` (gateways/schema/0014_device_health.sql), which the IOC API and the open feed read too.
 """
 
 from __future__ import annotations
 
-from ioc_core.kinds import DEFAULT_INTERVAL_S, LATE_AFTER, SILENT_AFTER
-
 __all__ = [
     "DISTRICT_OF",
-    "INTERVAL",
-    "LAST_SEEN",
+    "GATEWAY_STATUS",
+    "HEALTH",
     "LONG_RANGE",
     "SHORT_RANGE",
-    "STATE",
     "ZONE_IDS",
     "beyond",
+    "health_of",
     "metric_id",
     "up_to",
 ]
 
-# The expected interval of device d (k is its LEFT JOINed device_kinds row): the device's own, else its kind's.
-INTERVAL = f"coalesce(d.expected_interval_s, k.interval_s, {DEFAULT_INTERVAL_S})"
+# Device d's health (reporting, late, silent, never_seen), last uplink and expected interval, as h (columns
+# health, last_seen_at, interval_s, uplinks_last_hour, late_after_s, silent_after_s), for queries that read
+# the whole fleet.
+HEALTH = "JOIN device_health() h ON h.device_id = d.id"
 
-# One index probe per device on uplinks (device_id, time DESC).
-LAST_SEEN = (
-    "LEFT JOIN LATERAL (SELECT u.time AS t FROM uplinks u WHERE u.device_id = d.id "
-    "ORDER BY u.time DESC LIMIT 1) ls ON true"
-)
 
-STATE = f"""CASE WHEN ls.t IS NULL THEN 'never_seen'
-        WHEN now() - ls.t <= make_interval(secs => {INTERVAL} * coalesce(k.late_after, {LATE_AFTER})) THEN 'reporting'
-        WHEN now() - ls.t <= make_interval(secs => {INTERVAL} * coalesce(k.silent_after, {SILENT_AFTER})) THEN 'late'
-        ELSE 'silent' END"""
+def health_of(ids_sql: str) -> str:
+    """``HEALTH`` for queries that read a few devices: only those in the integer array ``ids_sql`` are looked
+    up in uplinks (see device_health's comment in gateways/schema/0014_device_health.sql)."""
+    return f"JOIN device_health(now(), {ids_sql}) h ON h.device_id = d.id"
+
+# Gateway g's status (online, offline, never_seen: ChirpStack's while its sync is fresh, else from the last
+# uplink, offline after ten minutes) and last seen, as s: the database's gateway_status(), as the API reads it.
+GATEWAY_STATUS = "JOIN gateway_status() s ON s.gateway_id = g.id"
 
 # Every row (all boundary versions) of the zone in ${zone} and of its wards: readings keep the zone row they
 # were taken in, and a district board includes its wards.

@@ -1,7 +1,7 @@
 """Device status and zone summaries on the open feed, from one worker at a time.
 
-Every interval the health of each public device (reporting, late, silent, never seen: the thresholds of
-``ioc_core.kinds``, as the IOC API computes them) is compared with what was published; a change (late,
+Every interval the health of each public device (reporting, late, silent, never seen: the database's
+``device_health()``, which the IOC API reads too) is compared with what was published; a change (late,
 silent, back) goes out retained on ``{prefix}/{zone}/_status/{dev_eui}``, and at start-up every device's
 state does. Each current zone's summary goes to ``{prefix}/{zone}/_summary``. With several workers only the
 holder of a PostgreSQL advisory lock (session-level, on a connection of its own) does this; when that
@@ -13,7 +13,6 @@ moved or decommissioned while no feed was running).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 from collections import defaultdict
@@ -38,7 +37,7 @@ from ingest.feed_payloads import (
     status_topic,
     summary_topic,
 )
-from ioc_core.kinds import DEFAULT_INTERVAL_S, KINDS, LATE_AFTER, SILENT_AFTER, ZONE_KEY_VALUES
+from ioc_core.kinds import ZONE_KEY_VALUES
 from ioc_core.metrics import VOCABULARY
 
 __all__ = ["LOCK_KEY", "StatusPublisher"]
@@ -48,22 +47,14 @@ log = logging.getLogger(__name__)
 # pg_advisory_lock key of the status publisher: any constant no other part of the platform uses.
 LOCK_KEY = 0x10C_FEED
 
-_INTERVAL = f"coalesce(d.expected_interval_s, (%(intervals)s::jsonb ->> d.kind)::int, {DEFAULT_INTERVAL_S})"
-# The same health rule and last-seen look-up as the IOC API's device list (ioc_api.queries.devices), which
-# the ingest does not import: the feed and the API must never disagree about a device.
-_STATUS_SQL = f"""
-SELECT d.dev_eui, d.name, d.kind, z.code, z.parent_code,
-       CASE WHEN ls.last_seen_at IS NULL THEN 'never_seen'
-            WHEN now() - ls.last_seen_at <= make_interval(secs => {_INTERVAL} * {LATE_AFTER}) THEN 'reporting'
-            WHEN now() - ls.last_seen_at <= make_interval(secs => {_INTERVAL} * {SILENT_AFTER}) THEN 'late'
-            ELSE 'silent' END,
-       ls.last_seen_at, {_INTERVAL}, lh.last_hour
+# Health and last seen from the database's device_health() (gateways/schema/0014_device_health.sql), the rule
+# the IOC API, the boards and the alert rules read too: the feed and the API never disagree about a device.
+_STATUS_SQL = """
+SELECT d.dev_eui, d.name, d.kind, z.code, z.parent_code, h.health, h.last_seen_at, h.interval_s,
+       h.uplinks_last_hour
 FROM devices d
 JOIN zones z ON z.id = d.zone_id
-LEFT JOIN LATERAL (SELECT max(u.time) AS recent, count(*) AS last_hour FROM uplinks u
-                   WHERE u.device_id = d.id AND u.time > now() - interval '1 hour') lh ON true
-LEFT JOIN LATERAL (SELECT coalesce(lh.recent, (SELECT max(u.time) FROM uplinks u WHERE u.device_id = d.id))
-                   AS last_seen_at OFFSET 0) ls ON true
+JOIN device_health() h ON h.device_id = d.id
 WHERE d.status = 'registered' AND d.public AND d.kind IS NOT NULL"""
 
 _ZONES_SQL = "SELECT code, name, level, parent_code FROM zones WHERE valid_to IS NULL ORDER BY code"
@@ -81,8 +72,6 @@ WITH r AS (
     GROUP BY 1, 2, 3)
 SELECT DISTINCT ON (code, metric_id) code, metric_id, bucket, n, total, maximum
 FROM r ORDER BY code, metric_id, bucket DESC"""
-
-_INTERVALS = json.dumps({k: info.interval_s for k, info in KINDS.items()})
 
 
 class StatusPublisher:
@@ -146,7 +135,7 @@ class StatusPublisher:
         if not self._broadcaster.connected:
             return
         now = datetime.now(UTC)
-        rows = conn.execute(_STATUS_SQL, {"intervals": _INTERVALS}).fetchall()
+        rows = conn.execute(_STATUS_SQL).fetchall()
         zones = conn.execute(_ZONES_SQL).fetchall()
         key_rows = conn.execute(_KEY_VALUES_SQL, {"metrics": _KEY_METRIC_IDS}).fetchall()
         expected = self._statuses(rows, now)

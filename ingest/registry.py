@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gateways.database import Connection
-from ioc_core.zones import Zone, multipolygon
+from ioc_core.zones import Zone, multipolygon, polygon_text
 
 __all__ = ["DeviceRecord", "register_devices", "seed_zones", "zone_id_at"]
 
@@ -41,13 +41,11 @@ def seed_zones(conn: Connection, zones: Sequence[Zone], *, approximate: bool = T
             for part in parts:
                 conn.execute(
                     "INSERT INTO zone_rings (zone_id, ring) VALUES (%s, %s::polygon)",
-                    (row[0], _polygon_text(part.polygon[0])),
+                    (row[0], polygon_text(part.polygon[0])),
                 )
     return created
 
 
-def _polygon_text(ring: Iterable[tuple[float, float]]) -> str:
-    return "(" + ",".join(f"({lon},{lat})" for lon, lat in ring) + ")"
 
 
 def zone_id_at(conn: Connection, lon: float, lat: float) -> int | None:

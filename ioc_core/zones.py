@@ -20,6 +20,7 @@ __all__ = [
     "multipolygon",
     "parse_geojson",
     "point_in_polygon",
+    "polygon_text",
     "zone_at",
 ]
 
@@ -145,6 +146,11 @@ def multipolygon(parts: Sequence[Zone]) -> dict[str, Any]:
         "type": "MultiPolygon",
         "coordinates": [[[list(p) for p in ring] for ring in part.polygon] for part in parts],
     }
+
+
+def polygon_text(ring: Iterable[tuple[float, float]]) -> str:
+    """A ring as PostgreSQL's ``polygon`` text, ``((lon,lat),...)``: how ``zone_rings`` stores a zone's outline."""
+    return "(" + ",".join(f"({lon},{lat})" for lon, lat in ring) + ")"
 
 
 def _polygons(geometry: Any, where: str) -> list[tuple[Ring, ...]]:

@@ -9,7 +9,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import geomap as geomap_model
 
-from dashboards.fragments import DISTRICT_OF, LAST_SEEN, STATE, beyond, metric_id, up_to
+from dashboards.fragments import DISTRICT_OF, HEALTH, beyond, metric_id, up_to
 from dashboards.panels import (
     Board,
     VariableSample,
@@ -32,11 +32,10 @@ _RAW_UP_TO_S = 6 * 3600
 
 _DEVICES = f"""
     SELECT d.dev_eui, d.name, coalesce(z.name, 'no zone') AS zone, coalesce(d.kind, 'other') AS kind,
-           d.latitude, d.longitude, {STATE} AS state, ls.t AS last_seen
+           d.latitude, d.longitude, h.health AS state, h.last_seen_at AS last_seen
     FROM devices d
     LEFT JOIN zones z ON z.id = d.zone_id
-    LEFT JOIN device_kinds k ON k.kind = d.kind
-    {LAST_SEEN}
+    {HEALTH}
     WHERE d.status <> 'decommissioned' AND d.latitude IS NOT NULL AND d.longitude IS NOT NULL
 """
 
@@ -60,11 +59,10 @@ _DISTRICTS = "SELECT code, name FROM zones WHERE level = 'district' AND valid_to
 
 _REPORTING = f"""
     WITH st AS (
-        SELECT {DISTRICT_OF} AS district, {STATE} AS state
+        SELECT {DISTRICT_OF} AS district, h.health AS state
         FROM devices d
         JOIN zones z ON z.id = d.zone_id
-        LEFT JOIN device_kinds k ON k.kind = d.kind
-        {LAST_SEEN}
+        {HEALTH}
         WHERE d.status = 'registered'
     )
     SELECT dz.name AS zone, count(st.state) FILTER (WHERE st.state = 'reporting') AS reporting
@@ -123,12 +121,11 @@ _UPLINKS_PER_HOUR = f"""
 _SILENT = f"""
     SELECT * FROM (
         SELECT d.dev_eui, d.name, coalesce(z.name, 'no zone') AS zone, coalesce(d.kind, 'other') AS kind,
-               {STATE} AS state, ls.t AS last_seen,
-               round(extract(epoch FROM now() - ls.t)::numeric / 3600, 1) AS silent_hours
+               h.health AS state, h.last_seen_at AS last_seen,
+               round(extract(epoch FROM now() - h.last_seen_at)::numeric / 3600, 1) AS silent_hours
         FROM devices d
         LEFT JOIN zones z ON z.id = d.zone_id
-        LEFT JOIN device_kinds k ON k.kind = d.kind
-        {LAST_SEEN}
+        {HEALTH}
         WHERE d.status = 'registered'
     ) s
     WHERE s.state IN ('late', 'silent')

@@ -8,7 +8,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-from dashboards.fragments import INTERVAL, LAST_SEEN, LONG_RANGE, SHORT_RANGE, STATE, metric_id
+from dashboards.fragments import HEALTH, LONG_RANGE, SHORT_RANGE, health_of, metric_id
 from dashboards.panels import (
     Board,
     VariableSample,
@@ -28,12 +28,11 @@ _DEVICE_ID = "(SELECT id FROM devices WHERE dev_eui = ${device:sqlstring})"
 
 _INFO = f"""
     SELECT d.dev_eui, d.name, d.status, coalesce(d.kind, 'other') AS kind, coalesce(d.model, '') AS model,
-           coalesce(z.name, 'no zone') AS zone, {STATE} AS state, ls.t AS last_seen,
-           {INTERVAL} AS interval_s, d.provisioning, d.commissioned_at, d.latitude, d.longitude
+           coalesce(z.name, 'no zone') AS zone, h.health AS state, h.last_seen_at AS last_seen,
+           h.interval_s, d.provisioning, d.commissioned_at, d.latitude, d.longitude
     FROM devices d
     LEFT JOIN zones z ON z.id = d.zone_id
-    LEFT JOIN device_kinds k ON k.kind = d.kind
-    {LAST_SEEN}
+    {health_of(f"ARRAY[{_DEVICE_ID}]")}
     WHERE d.dev_eui = ${{device:sqlstring}}
 """
 
@@ -120,8 +119,8 @@ _DEVICES = """
 
 # For checks without Grafana: the device heard last.
 _DEVICE_WITH_DATA = f"""
-    SELECT d.dev_eui FROM devices d {LAST_SEEN}
-    WHERE ls.t IS NOT NULL AND d.status <> 'decommissioned' ORDER BY ls.t DESC LIMIT 1
+    SELECT d.dev_eui FROM devices d {HEALTH}
+    WHERE h.last_seen_at IS NOT NULL AND d.status <> 'decommissioned' ORDER BY h.last_seen_at DESC LIMIT 1
 """
 
 # Metrics the device reported at all: one probe per vocabulary metric on the rollup's primary key.

@@ -8,34 +8,21 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import geomap as geomap_model
 
-from dashboards.fragments import beyond, up_to
+from dashboards.fragments import GATEWAY_STATUS, beyond, up_to
 from dashboards.panels import Board, board_frame, steps, table_panel
 from dashboards.sql import SqlTarget, datasource_ref
 
-__all__ = ["GATEWAY_OFFLINE_S", "GATEWAY_STATUS", "build"]
+__all__ = ["build"]
 
 UID = "ioc-network"
-
-# Without ChirpStack's view, a gateway that forwarded nothing for ten minutes counts as offline: in a city
-# network every gateway hears some device within that time.
-GATEWAY_OFFLINE_S = 600
-
-# ChirpStack's state counts while the API's gateway sync is fresh (it runs every minute); if the sync stops,
-# the gateway's own last uplink decides, so a stale "online" cannot hide an outage.
-GATEWAY_STATUS = f"""CASE
-        WHEN g.chirpstack_state IS NOT NULL AND g.chirpstack_synced_at > now() - interval '{GATEWAY_OFFLINE_S} seconds'
-            THEN g.chirpstack_state
-        WHEN g.last_seen_at IS NULL THEN 'never_seen'
-        WHEN g.last_seen_at > now() - interval '{GATEWAY_OFFLINE_S} seconds' THEN 'online'
-        ELSE 'offline' END"""
 
 # Offline gateways first.
 _GATEWAYS = f"""
     SELECT * FROM (
-        SELECT g.gateway_eui, coalesce(g.name, g.gateway_eui) AS name, {GATEWAY_STATUS} AS status,
-               greatest(g.last_seen_at, g.chirpstack_last_seen_at) AS last_seen,
+        SELECT g.gateway_eui, coalesce(g.name, g.gateway_eui) AS name, s.status, s.last_seen_at AS last_seen,
                g.chirpstack_state IS NOT NULL AS from_chirpstack, g.latitude, g.longitude
         FROM gateways g
+        {GATEWAY_STATUS}
     ) s
     ORDER BY s.status = 'offline' DESC, s.name
 """
@@ -96,7 +83,7 @@ _STATUS_COLOURS: list[model.ValueMapping] = [model.ValueMap(options={
 def build() -> Board:
     gateways = (
         table_panel("Gateways", "Status from ChirpStack when the platform is connected to it, otherwise from "
-                    f"the last uplink each gateway forwarded (offline after {GATEWAY_OFFLINE_S // 60} minutes).")
+                    "the last uplink each gateway forwarded (offline after 10 minutes).")
         .with_target(SqlTarget(_GATEWAYS, columns=(
             "gateway_eui", "name", "status", "last_seen", "from_chirpstack", "latitude", "longitude")))
         .mappings(_STATUS_COLOURS)

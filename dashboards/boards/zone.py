@@ -9,7 +9,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-from dashboards.fragments import DISTRICT_OF, LAST_SEEN, LONG_RANGE, SHORT_RANGE, STATE, ZONE_IDS, metric_id
+from dashboards.fragments import DISTRICT_OF, HEALTH, LONG_RANGE, SHORT_RANGE, ZONE_IDS, health_of, metric_id
 from dashboards.panels import (
     Board,
     VariableSample,
@@ -61,24 +61,22 @@ _ROLLUP = f"""
 """
 
 _DEVICE_STATES = f"""
-    SELECT {STATE} AS state, count(*) AS devices
+    SELECT h.health AS state, count(*) AS devices
     FROM devices d
-    LEFT JOIN device_kinds k ON k.kind = d.kind
-    {LAST_SEEN}
+    {health_of(_ZONE_DEVICES)}
     WHERE d.zone_id IN {ZONE_IDS} AND d.kind = ${{kind:sqlstring}} AND d.status = 'registered'
     GROUP BY 1 ORDER BY 1
 """
 
 # Battery: the newer percentage of the payload's and the LoRaWAN status answer's, and the newest voltage.
 _DEVICES = f"""
-    SELECT d.dev_eui, d.name, coalesce(d.model, '') AS model, z.name AS zone, {STATE} AS state,
-           ls.t AS last_seen,
+    SELECT d.dev_eui, d.name, coalesce(d.model, '') AS model, z.name AS zone, h.health AS state,
+           h.last_seen_at AS last_seen,
            CASE WHEN bp.time IS NULL OR st.time > bp.time THEN st.battery_level ELSE bp.value END AS battery_pct,
            bv.value AS battery_v, lu.rssi, lu.snr
     FROM devices d
     JOIN zones z ON z.id = d.zone_id
-    LEFT JOIN device_kinds k ON k.kind = d.kind
-    {LAST_SEEN}
+    {health_of(_ZONE_DEVICES)}
     LEFT JOIN LATERAL (SELECT u.rssi, u.snr FROM uplinks u WHERE u.device_id = d.id
                        ORDER BY u.time DESC LIMIT 1) lu ON true
     LEFT JOIN LATERAL (SELECT m.value, m.time FROM measurements m WHERE m.device_id = d.id
@@ -101,13 +99,13 @@ _ZONES = """
 
 # For checks without Grafana: the district of the device heard last, then the kinds heard in it, newest first.
 _ZONE_WITH_DATA = f"""
-    SELECT {DISTRICT_OF} FROM devices d JOIN zones z ON z.id = d.zone_id {LAST_SEEN}
-    WHERE ls.t IS NOT NULL ORDER BY ls.t DESC LIMIT 1
+    SELECT {DISTRICT_OF} FROM devices d JOIN zones z ON z.id = d.zone_id {HEALTH}
+    WHERE h.last_seen_at IS NOT NULL ORDER BY h.last_seen_at DESC LIMIT 1
 """
 _KINDS_WITH_DATA = f"""
-    SELECT d.kind FROM devices d {LAST_SEEN}
-    WHERE d.zone_id IN {ZONE_IDS} AND ls.t IS NOT NULL AND d.kind IS NOT NULL
-    GROUP BY d.kind ORDER BY max(ls.t) DESC
+    SELECT d.kind FROM devices d {HEALTH}
+    WHERE d.zone_id IN {ZONE_IDS} AND h.last_seen_at IS NOT NULL AND d.kind IS NOT NULL
+    GROUP BY d.kind ORDER BY max(h.last_seen_at) DESC
 """
 
 

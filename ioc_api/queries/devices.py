@@ -30,12 +30,10 @@ from ioc_api.schemas.devices import (
 )
 from ioc_core.catalogue import DeviceCatalogue
 from ioc_core.errors import AlreadyExists, Conflict, Invalid, NotAllowed, NotFound
-from ioc_core.kinds import DEFAULT_INTERVAL_S, KINDS, LATE_AFTER, SILENT_AFTER
 from ioc_core.settings import ChirpStackSettings
 
 __all__ = [
-    "HEALTH_SQL",
-    "LAST_SEEN_JOINS",
+    "HEALTH_JOIN",
     "SCOPE_SQL",
     "DeviceFilters",
     "Registry",
@@ -77,24 +75,14 @@ class DeviceFilters:
     search: str | None = None
 
 
-_INTERVALS = json.dumps({k: info.interval_s for k, info in KINDS.items()})
-INTERVAL_SQL = f"coalesce(d.expected_interval_s, (%(intervals)s::jsonb ->> d.kind)::int, {DEFAULT_INTERVAL_S})"
-HEALTH_SQL = f"""CASE WHEN ls.last_seen_at IS NULL THEN 'never_seen'
-     WHEN now() - ls.last_seen_at <= make_interval(secs => {INTERVAL_SQL} * {LATE_AFTER}) THEN 'reporting'
-     WHEN now() - ls.last_seen_at <= make_interval(secs => {INTERVAL_SQL} * {SILENT_AFTER}) THEN 'late'
-     ELSE 'silent' END"""
 SCOPE_SQL = """(%(scope)s::text[] IS NULL OR z.code = ANY(%(scope)s) OR z.parent_code = ANY(%(scope)s)
      OR (%(unzoned)s AND d.zone_id IS NULL AND d.status = 'unregistered'))"""
 
-# Last seen, cheaply: a time-bounded look at the last hour answers for every reporting device (and counts its
-# uplinks there); only devices quiet for an hour need the unbounded max(). OFFSET 0 keeps the planner from
-# evaluating the fallback more than once per device.
-LAST_SEEN_JOINS = """
-LEFT JOIN LATERAL (SELECT max(u.time) AS recent, count(*) AS last_hour FROM uplinks u
-                   WHERE u.device_id = d.id AND u.time > now() - interval '1 hour') lh ON true
-LEFT JOIN LATERAL (SELECT coalesce(lh.recent, (SELECT max(u.time) FROM uplinks u WHERE u.device_id = d.id))
-                   AS last_seen_at OFFSET 0) ls ON true
-"""
+# Health, last seen, the expected interval and the last hour's uplinks of device d (as h): the database's
+# device_health() (gateways/schema/0014_device_health.sql), which the feed, the boards and the alert rules
+# read too. %(ids)s names the devices to look up in uplinks (NULL: every device); a query that reads a few
+# devices names them, as the function's comment explains.
+HEALTH_JOIN = "JOIN device_health(now(), %(ids)s::integer[]) h ON h.device_id = d.id"
 
 # Commissioning steps the uplinks prove, read without writing: the stored time once the background pass has
 # recorded it, the uplinks' own otherwise (the same value, as both are the earliest uplink's time).
@@ -108,8 +96,8 @@ LEFT JOIN LATERAL (SELECT
     OFFSET 0) cs ON true
 """
 
-_COLUMNS = f"""d.dev_eui, d.name, d.description, d.status, {HEALTH_SQL} AS health, d.kind, d.model, d.codec_id,
-       d.latitude, d.longitude, z.code, z.name, d.join_eui, {INTERVAL_SQL}, d.tags, ls.last_seen_at,
+_COLUMNS = """d.dev_eui, d.name, d.description, d.status, h.health, d.kind, d.model, d.codec_id,
+       d.latitude, d.longitude, z.code, z.name, d.join_eui, h.interval_s, d.tags, h.last_seen_at,
        d.provisioning, d.provisioning_error, d.provisioning_attempts, d.provisioning_next_at,
        d.registered_at, d.provisioned_at, cs.first_at, cs.ok_at, d.commissioned_at,
        d.claimed_at, d.decommissioned_at, d.created_at, d.updated_at, d.public"""
@@ -149,7 +137,7 @@ def _public(r: tuple[Any, ...]) -> DevicePublic:
 
 
 def scope_params(scope: Scope, **more: Any) -> dict[str, Any]:
-    return {"intervals": _INTERVALS, "scope": None if scope is None else sorted(scope), "unzoned": True, **more}
+    return {"scope": None if scope is None else sorted(scope), "unzoned": True, "ids": None, **more}
 
 
 def device_id(conn: Connection, dev_eui: str, scope: Scope) -> tuple[int, str]:
@@ -168,8 +156,8 @@ def device_id(conn: Connection, dev_eui: str, scope: Scope) -> tuple[int, str]:
 
 def get_device(conn: Connection, dev_eui: str, scope: Scope) -> DevicePublic:
     ident, _status = device_id(conn, dev_eui, scope)
-    row = conn.execute(f"SELECT {_COLUMNS} {_FROM} {LAST_SEEN_JOINS} {_STEPS_JOIN} WHERE d.id = %(id)s",
-                       scope_params(scope, id=ident)).fetchone()
+    row = conn.execute(f"SELECT {_COLUMNS} {_FROM} {HEALTH_JOIN} {_STEPS_JOIN} WHERE d.id = %(id)s",
+                       scope_params(scope, id=ident, ids=[ident])).fetchone()
     assert row is not None
     return _public(row)
 
@@ -190,33 +178,32 @@ def list_devices(conn: Connection, filters: DeviceFilters, scope: Scope, *, limi
         params["search"] = "%" + filters.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     seen = []
     if filters.seen_after is not None:
-        seen.append("ls.last_seen_at >= %(seen_after)s")
+        seen.append("h.last_seen_at >= %(seen_after)s")
         params["seen_after"] = filters.seen_after
     if filters.seen_before is not None:
-        seen.append("(ls.last_seen_at IS NULL OR ls.last_seen_at < %(seen_before)s)")
+        seen.append("(h.last_seen_at IS NULL OR h.last_seen_at < %(seen_before)s)")
         params["seen_before"] = filters.seen_before
     if filters.health is not None:
-        seen.append(f"({HEALTH_SQL}) = %(health)s")
+        seen.append("h.health = %(health)s")
         params["health"] = filters.health
     condition = " AND ".join(where)
     if seen:
         # Filters on last seen need it for every candidate device.
         rows = conn.execute(
-            f"""SELECT {_COLUMNS}, count(*) OVER () {_FROM} {LAST_SEEN_JOINS} {_STEPS_JOIN}
+            f"""SELECT {_COLUMNS}, count(*) OVER () {_FROM} {HEALTH_JOIN} {_STEPS_JOIN}
                 WHERE {condition} AND {" AND ".join(seen)}
                 ORDER BY d.dev_eui LIMIT %(limit)s OFFSET %(offset)s""",
             params,
         ).fetchall()
-        total = int(rows[0][-1]) if rows else _count(conn, f"{_FROM} {LAST_SEEN_JOINS} WHERE {condition} AND "
+        total = int(rows[0][-1]) if rows else _count(conn, f"{_FROM} {HEALTH_JOIN} WHERE {condition} AND "
                                                            + " AND ".join(seen), params)
     else:
         # Otherwise the page is chosen first and only its devices are looked up in the uplinks.
+        page = [r[0] for r in conn.execute(
+            f"SELECT d.id {_FROM} WHERE {condition} ORDER BY d.dev_eui LIMIT %(limit)s OFFSET %(offset)s", params)]
         rows = conn.execute(
-            f"""WITH page AS (SELECT d.id {_FROM} WHERE {condition}
-                              ORDER BY d.dev_eui LIMIT %(limit)s OFFSET %(offset)s)
-                SELECT {_COLUMNS} FROM page JOIN devices d ON d.id = page.id LEFT JOIN zones z ON z.id = d.zone_id
-                {LAST_SEEN_JOINS} {_STEPS_JOIN} ORDER BY d.dev_eui""",
-            params,
+            f"SELECT {_COLUMNS} {_FROM} {HEALTH_JOIN} {_STEPS_JOIN} WHERE d.id = ANY(%(ids)s) ORDER BY d.dev_eui",
+            {**params, "ids": page},
         ).fetchall()
         total = _count(conn, f"{_FROM} WHERE {condition}", params)
     return DeviceList(items=[_public(r) for r in rows], total=total, limit=limit, offset=offset)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateways.database import Connection
-from ioc_api.queries.devices import HEALTH_SQL, LAST_SEEN_JOINS, SCOPE_SQL, get_device, scope_params
+from ioc_api.queries.devices import HEALTH_JOIN, SCOPE_SQL, get_device, scope_params
 from ioc_api.schemas.monitoring import (
     Battery,
     DeadLetter,
@@ -69,16 +69,22 @@ def zone_summaries(conn: Connection, scope: frozenset[str] | None, code: str | N
     codes = [z[0] for z in zones]
     counts: dict[str, HealthCounts] = defaultdict(HealthCounts)
     uplinks: dict[str, int] = defaultdict(int)
+    # A district's or a zone-scoped caller's devices are named, so only they are looked up in uplinks; the
+    # whole city is every device anyway.
+    ids = None if code is None and scope is None else [r[0] for r in conn.execute(
+        """SELECT d.id FROM devices d WHERE d.status = 'registered'
+             AND d.zone_id IN (SELECT id FROM zones WHERE code = ANY(%(codes)s) OR parent_code = ANY(%(codes)s))""",
+        {"codes": codes})]
     for zone_code, health, devices, recent in conn.execute(
-        f"""SELECT c.code, {HEALTH_SQL} AS health, count(*), sum(lh.last_hour)
+        f"""SELECT c.code, h.health, count(*), sum(h.uplinks_last_hour)
             FROM devices d
             JOIN zones z ON z.id = d.zone_id
             CROSS JOIN LATERAL unnest(array_remove(ARRAY[z.code, z.parent_code], NULL)) AS c(code)
-            {LAST_SEEN_JOINS}
+            {HEALTH_JOIN}
             WHERE d.status = 'registered' AND c.code = ANY(%(codes)s)
               AND d.zone_id IN (SELECT id FROM zones WHERE code = ANY(%(codes)s) OR parent_code = ANY(%(codes)s))
             GROUP BY 1, 2""",
-        {**params, "codes": codes},
+        {**params, "codes": codes, "ids": ids},
     ).fetchall():
         tally = counts[zone_code]
         setattr(tally, health, int(devices))
@@ -250,29 +256,21 @@ WITH heard AS (
 """
 
 
-def _state(chirpstack_state: str | None, last_seen: datetime | None, now: datetime) -> str:
-    if chirpstack_state is not None:
-        return chirpstack_state
-    if last_seen is None:
-        return "unknown"
-    return "online" if now - last_seen < timedelta(minutes=10) else "offline"
-
-
 def list_gateways(conn: Connection, scope: frozenset[str] | None, *, hours: int = 1) -> list[GatewayPublic]:
-    """Every gateway, with ChirpStack's state and what the last ``hours`` of uplinks show about it."""
+    """Every gateway, with its status (the database's gateway_status(), as the boards and the alert rule read
+    it) and what the last ``hours`` of uplinks show about it."""
     rows = conn.execute(
         _GATEWAYS.format(scope=SCOPE_SQL) + """
-        SELECT g.gateway_eui, g.name, g.latitude, g.longitude, g.chirpstack_state,
-               greatest(g.last_seen_at, g.chirpstack_last_seen_at), g.chirpstack_synced_at,
+        SELECT g.gateway_eui, g.name, g.latitude, g.longitude, s.status, s.last_seen_at, g.chirpstack_synced_at,
                count(h.device_id), coalesce(sum(h.uplinks), 0),
                (sum(h.rssi * h.uplinks) / nullif(sum(h.uplinks), 0))::float8,
-               (sum(h.snr * h.uplinks) / nullif(sum(h.uplinks), 0))::float8, now()
-        FROM gateways g LEFT JOIN heard h ON h.gateway_id = g.id
-        GROUP BY g.id ORDER BY g.gateway_eui""",
+               (sum(h.snr * h.uplinks) / nullif(sum(h.uplinks), 0))::float8
+        FROM gateways g JOIN gateway_status() s ON s.gateway_id = g.id LEFT JOIN heard h ON h.gateway_id = g.id
+        GROUP BY g.id, s.status, s.last_seen_at ORDER BY g.gateway_eui""",
         scope_params(scope, hours=hours),
     ).fetchall()
     return [
-        GatewayPublic(gateway_eui=r[0], name=r[1], latitude=r[2], longitude=r[3], state=_state(r[4], r[5], r[11]),  # type: ignore[arg-type]
+        GatewayPublic(gateway_eui=r[0], name=r[1], latitude=r[2], longitude=r[3], state=r[4],
                       last_seen_at=r[5], chirpstack_synced_at=r[6], devices_heard=r[7], uplinks=r[8], rssi_avg=r[9],
                       snr_avg=r[10])
         for r in rows

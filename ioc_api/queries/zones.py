@@ -12,7 +12,7 @@ from typing import Any
 from gateways.database import Connection
 from ioc_api.queries.audit import audit
 from ioc_core.errors import Invalid
-from ioc_core.zones import PARENT_LEVEL, Zone, multipolygon
+from ioc_core.zones import PARENT_LEVEL, Zone, multipolygon, polygon_text
 
 __all__ = ["DeviceRezone", "ZoneImportReport", "ZoneRecord", "import_zones", "list_zones"]
 
@@ -247,7 +247,7 @@ def _insert(conn: Connection, code: str, zone: _Wanted, *, version: int | None =
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO zone_rings (zone_id, ring) VALUES (%s, %s::polygon)",
-            [(row[0], _polygon_text(part.polygon[0])) for part in zone.parts],
+            [(row[0], polygon_text(part.polygon[0])) for part in zone.parts],
         )
     return int(row[1])
 
@@ -289,5 +289,3 @@ def _fingerprint(boundary: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _polygon_text(ring: Iterable[tuple[float, float]]) -> str:
-    return "(" + ",".join(f"({lon},{lat})" for lon, lat in ring) + ")"

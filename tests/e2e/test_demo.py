@@ -19,7 +19,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from dashboards.boards.network import GATEWAY_STATUS
 from gateways.local_postgres import timescaledb_installed
 from tests.broker_support import NOT_AUTHORIZED, Probe
 from tests.waiting import eventually, wait_for
@@ -155,7 +154,8 @@ def test_demo_backfills_then_runs_in_real_time_and_stops_quietly_on_ctrl_c(tmp_p
             missing = conn.execute("SELECT count(*) FROM devices WHERE status = 'registered' "
                                    "AND registered_at IS NULL").fetchone()
             assert missing == (0,)
-            rule = dict(conn.execute(f"SELECT g.gateway_eui, {GATEWAY_STATUS} FROM gateways g").fetchall())
+            rule = dict(conn.execute("SELECT g.gateway_eui, s.status FROM gateways g "
+                                     "JOIN gateway_status() s ON s.gateway_id = g.id").fetchall())
 
         # The table shows what the API shows.
         zones = {z["name"]: z for z in admin.call("GET", "/api/v1/zones")}
