@@ -28,7 +28,7 @@ HEALTH = "JOIN device_health() h ON h.device_id = d.id"
 def health_of(ids_sql: str) -> str:
     """``HEALTH`` for queries that read a few devices: only those in the integer array ``ids_sql`` are looked
     up in uplinks (see device_health's comment in gateways/schema/0014_device_health.sql)."""
-    return f"JOIN device_health(now(), {ids_sql}) h ON h.device_id = d.id"
+    return f"JOIN device_health_of({ids_sql}) h ON h.device_id = d.id"
 
 # Gateway g's status (online, offline, never_seen: ChirpStack's while its sync is fresh, else from the last
 # uplink, offline after ten minutes) and last seen, as s: the database's gateway_status(), as the API reads it.

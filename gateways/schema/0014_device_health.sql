@@ -26,18 +26,18 @@ LEFT JOIN alert_thresholds sd
 LEFT JOIN alert_thresholds sk
        ON sk.metric = 'silence' AND sk.device_id IS NULL AND sk.kind = d.kind AND sk.alert_above > 0;
 
--- The last uplink and health at the time ``at`` (now by default; a fixed time makes it deterministic) of the
--- devices in ``ids``, or of every device when ``ids`` is NULL: never_seen without an uplink, silent past
--- silent_after_s, late past late_after_s, else reporting. uplinks_last_hour counts the hour before ``at``.
+-- Every device's last uplink and health at the time ``at`` (now by default; a fixed time makes it
+-- deterministic): never_seen without an uplink, silent past silent_after_s, late past late_after_s, else
+-- reporting. uplinks_last_hour counts the hour before ``at``.
 --
 -- A plain SQL function, so PostgreSQL inlines it into the calling query like a view with parameters. A
--- caller that reads a few devices (a page of the device list, one device, a zone) names them in ``ids``:
--- joining the whole fleet's health to them instead would look up every device in uplinks whenever the
--- calling query has more tables than the planner's join_collapse_limit (8) lets it reorder, as the API's
--- device page has. Last seen is one probe of the (device_id, time DESC) index per device (the newest chunk
+-- caller that reads a few devices (a page of the device list, one device, a zone) uses device_health_of
+-- below instead: joining the whole fleet's health to them would look up every device in uplinks whenever
+-- the calling query has more tables than the planner's join_collapse_limit (8) lets it reorder, as the
+-- API's device page has. Last seen is one probe of the (device_id, time DESC) index per device (the newest chunk
 -- first, in TimescaleDB); the last hour's count is a second lateral, which PostgreSQL leaves out of the plan
 -- when the caller does not read uplinks_last_hour (the boards, the alert rules, the device list).
-CREATE FUNCTION device_health(at timestamptz DEFAULT now(), ids integer[] DEFAULT NULL)
+CREATE FUNCTION device_health(at timestamptz DEFAULT now())
     RETURNS TABLE (device_id integer, last_seen_at timestamptz, uplinks_last_hour bigint, interval_s integer,
                    late_after_s double precision, silent_after_s double precision, health text)
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -52,7 +52,18 @@ AS $$
                        ORDER BY u.time DESC LIMIT 1) ls ON true
     LEFT JOIN LATERAL (SELECT count(*) AS last_hour FROM uplinks u
                        WHERE u.device_id = i.device_id AND u.time > at - interval '1 hour') lh ON true
-    WHERE ids IS NULL OR i.device_id = ANY(ids)
+$$;
+
+-- device_health of the devices in ``ids`` only. Its own function rather than an optional ``ids`` argument:
+-- "ids IS NULL OR device_id = ANY(ids)" cannot be simplified in a generic plan (a prepared statement's, after
+-- its fifth run), which then reads every device. Both functions are inlined, this one's filter reaching the
+-- devices scan.
+CREATE FUNCTION device_health_of(ids integer[], at timestamptz DEFAULT now())
+    RETURNS TABLE (device_id integer, last_seen_at timestamptz, uplinks_last_hour bigint, interval_s integer,
+                   late_after_s double precision, silent_after_s double precision, health text)
+    LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT * FROM device_health(at) h WHERE h.device_id = ANY(ids)
 $$;
 
 -- Every gateway's status at ``at``: ChirpStack's state while the API's gateway sync (every minute) is under

@@ -34,6 +34,7 @@ from ioc_core.settings import ChirpStackSettings
 
 __all__ = [
     "HEALTH_JOIN",
+    "HEALTH_OF_JOIN",
     "SCOPE_SQL",
     "DeviceFilters",
     "Registry",
@@ -80,9 +81,10 @@ SCOPE_SQL = """(%(scope)s::text[] IS NULL OR z.code = ANY(%(scope)s) OR z.parent
 
 # Health, last seen, the expected interval and the last hour's uplinks of device d (as h): the database's
 # device_health() (gateways/schema/0014_device_health.sql), which the feed, the boards and the alert rules
-# read too. %(ids)s names the devices to look up in uplinks (NULL: every device); a query that reads a few
-# devices names them, as the function's comment explains.
-HEALTH_JOIN = "JOIN device_health(now(), %(ids)s::integer[]) h ON h.device_id = d.id"
+# read too. A query that reads a few devices names them in %(ids)s and uses HEALTH_OF_JOIN, so only they are
+# looked up in uplinks, as the functions' comment explains.
+HEALTH_JOIN = "JOIN device_health() h ON h.device_id = d.id"
+HEALTH_OF_JOIN = "JOIN device_health_of(%(ids)s::integer[]) h ON h.device_id = d.id"
 
 # Commissioning steps the uplinks prove, read without writing: the stored time once the background pass has
 # recorded it, the uplinks' own otherwise (the same value, as both are the earliest uplink's time).
@@ -137,7 +139,7 @@ def _public(r: tuple[Any, ...]) -> DevicePublic:
 
 
 def scope_params(scope: Scope, **more: Any) -> dict[str, Any]:
-    return {"scope": None if scope is None else sorted(scope), "unzoned": True, "ids": None, **more}
+    return {"scope": None if scope is None else sorted(scope), "unzoned": True, **more}
 
 
 def device_id(conn: Connection, dev_eui: str, scope: Scope) -> tuple[int, str]:
@@ -156,7 +158,7 @@ def device_id(conn: Connection, dev_eui: str, scope: Scope) -> tuple[int, str]:
 
 def get_device(conn: Connection, dev_eui: str, scope: Scope) -> DevicePublic:
     ident, _status = device_id(conn, dev_eui, scope)
-    row = conn.execute(f"SELECT {_COLUMNS} {_FROM} {HEALTH_JOIN} {_STEPS_JOIN} WHERE d.id = %(id)s",
+    row = conn.execute(f"SELECT {_COLUMNS} {_FROM} {HEALTH_OF_JOIN} {_STEPS_JOIN} WHERE d.id = %(id)s",
                        scope_params(scope, id=ident, ids=[ident])).fetchone()
     assert row is not None
     return _public(row)
@@ -202,7 +204,7 @@ def list_devices(conn: Connection, filters: DeviceFilters, scope: Scope, *, limi
         page = [r[0] for r in conn.execute(
             f"SELECT d.id {_FROM} WHERE {condition} ORDER BY d.dev_eui LIMIT %(limit)s OFFSET %(offset)s", params)]
         rows = conn.execute(
-            f"SELECT {_COLUMNS} {_FROM} {HEALTH_JOIN} {_STEPS_JOIN} WHERE d.id = ANY(%(ids)s) ORDER BY d.dev_eui",
+            f"SELECT {_COLUMNS} {_FROM} {HEALTH_OF_JOIN} {_STEPS_JOIN} WHERE d.id = ANY(%(ids)s) ORDER BY d.dev_eui",
             {**params, "ids": page},
         ).fetchall()
         total = _count(conn, f"{_FROM} WHERE {condition}", params)

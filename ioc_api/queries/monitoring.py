@@ -71,20 +71,20 @@ def zone_summaries(conn: Connection, scope: frozenset[str] | None, code: str | N
     uplinks: dict[str, int] = defaultdict(int)
     # A district's or a zone-scoped caller's devices are named, so only they are looked up in uplinks; the
     # whole city is every device anyway.
-    ids = None if code is None and scope is None else [r[0] for r in conn.execute(
-        """SELECT d.id FROM devices d WHERE d.status = 'registered'
-             AND d.zone_id IN (SELECT id FROM zones WHERE code = ANY(%(codes)s) OR parent_code = ANY(%(codes)s))""",
-        {"codes": codes})]
+    health_join = HEALTH_JOIN if code is None and scope is None else """JOIN device_health_of(ARRAY(
+        SELECT d.id FROM devices d WHERE d.status = 'registered'
+          AND d.zone_id IN (SELECT id FROM zones WHERE code = ANY(%(codes)s) OR parent_code = ANY(%(codes)s))
+        )) h ON h.device_id = d.id"""
     for zone_code, health, devices, recent in conn.execute(
         f"""SELECT c.code, h.health, count(*), sum(h.uplinks_last_hour)
             FROM devices d
             JOIN zones z ON z.id = d.zone_id
             CROSS JOIN LATERAL unnest(array_remove(ARRAY[z.code, z.parent_code], NULL)) AS c(code)
-            {HEALTH_JOIN}
+            {health_join}
             WHERE d.status = 'registered' AND c.code = ANY(%(codes)s)
               AND d.zone_id IN (SELECT id FROM zones WHERE code = ANY(%(codes)s) OR parent_code = ANY(%(codes)s))
             GROUP BY 1, 2""",
-        {**params, "codes": codes, "ids": ids},
+        {**params, "codes": codes},
     ).fetchall():
         tally = counts[zone_code]
         setattr(tally, health, int(devices))
