@@ -13,8 +13,8 @@ from ioc_api.body_guard import BodyGuard, BodyLimits
 from ioc_api.broker import BrokerControl
 from ioc_api.deps import authenticator
 from ioc_api.provisioning import Provisioner
-from ioc_api.queries.devices import Registry
 from ioc_api.rate_limit import Slots
+from ioc_api.registration import RegistrationRules
 from ioc_api.routes import audit, dead_letters, devices, gateways, health, mqtt_accounts, users, zones
 from ioc_api.routes import open_data as open_data_routes
 from ioc_core.catalogue import DeviceCatalogue
@@ -42,23 +42,24 @@ def create_app(
     open_data: OpenDataSettings | None = None,
     background_poll_s: float = 5.0,
 ) -> FastAPI:
-    """The API; ``catalogue`` lists the models and codecs devices may use (the codec registry's, in ``ioc api``).
+    """The API; ``catalogue`` lists the models and codecs devices may use (the codec rules's, in ``ioc api``).
 
     ``broker`` defaults to the IOC_BROKER_* environment (unset: developers' MQTT credentials are stored only),
     ``open_data`` (licence, per-key limits of the open-data routes) to the IOC_OPEN_* environment.
     """
     settings = api or load(ApiSettings)
-    registry = Registry(catalogue or DeviceCatalogue(), chirpstack or ChirpStackSettings.model_construct(api=None))
+    rules = RegistrationRules(catalogue or DeviceCatalogue(),
+                              chirpstack or ChirpStackSettings.model_construct(api=None))
     broker_control = BrokerControl.from_settings(broker if broker is not None else load(BrokerSettings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = open_pool(database.dsn, max_size=settings.pool_size)
-        app.state.registry = registry
+        app.state.rules = rules
         app.state.broker = broker_control
         app.state.timezone = settings.timezone
         app.state.pool_timeout_s = settings.pool_timeout_s
-        app.state.provisioner = Provisioner(app.state.pool, registry.chirpstack, poll_s=background_poll_s)
+        app.state.provisioner = Provisioner(app.state.pool, rules.chirpstack, poll_s=background_poll_s)
         app.state.provisioner.start()
         try:
             yield
@@ -68,7 +69,7 @@ def create_app(
 
     app = FastAPI(
         title="IOC platform API",
-        summary="Device registry, commissioning and monitoring for the city's LoRaWAN sensors",
+        summary="Device rules, commissioning and monitoring for the city's LoRaWAN sensors",
         version="0.1.0",
         lifespan=lifespan,
     )

@@ -15,19 +15,19 @@ from ioc_api.body_guard import CALLER_SCOPE_KEY
 from ioc_api.errors import Unauthorized
 from ioc_api.keys import prefix_of, verify
 from ioc_api.provisioning import Provisioner
-from ioc_api.queries.devices import Registry
 from ioc_api.queries.users import find_by_prefix
+from ioc_api.registration import RegistrationRules
 from ioc_core.errors import NotAllowed
 
 __all__ = [
+    "Access",
     "Caller",
     "CurrentCaller",
     "Db",
     "FunctionDb",
     "ProvisionerDep",
     "Reader",
-    "RegistryDep",
-    "Scope",
+    "RulesDep",
     "Writer",
     "authenticate",
     "authenticator",
@@ -149,30 +149,30 @@ def write_scope(caller: Caller) -> frozenset[str] | None:
     raise NotAllowed(f"role {caller.role!r} may not change devices; needs admin or technician")
 
 
-def _reader(caller: CurrentCaller) -> Scope:
-    return Scope(caller, read_scope(caller))
+def _reader(caller: CurrentCaller) -> Access:
+    return Access(caller, read_scope(caller))
 
 
-def _writer(caller: CurrentCaller) -> Scope:
-    return Scope(caller, write_scope(caller))
+def _writer(caller: CurrentCaller) -> Access:
+    return Access(caller, write_scope(caller))
 
 
 @dataclass(frozen=True, slots=True)
-class Scope:
+class Access:
     caller: Caller
     zones: frozenset[str] | None
 
 
-Reader = Annotated[Scope, Depends(_reader)]
-Writer = Annotated[Scope, Depends(_writer)]
+Reader = Annotated[Access, Depends(_reader)]
+Writer = Annotated[Access, Depends(_writer)]
 
 
-def _registry(request: Request) -> Registry:
-    registry: Registry = request.app.state.registry
-    return registry
+def _rules(request: Request) -> RegistrationRules:
+    rules: RegistrationRules = request.app.state.rules
+    return rules
 
 
-RegistryDep = Annotated[Registry, Depends(_registry)]
+RulesDep = Annotated[RegistrationRules, Depends(_rules)]
 
 
 def _provisioner(request: Request) -> Provisioner:

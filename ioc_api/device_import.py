@@ -16,7 +16,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateways.database import Connection
-from ioc_api.queries.devices import Registry, Scope, create_device
+from ioc_api.queries.device_writes import create_device
+from ioc_api.queries.device_zones import ZoneScope
+from ioc_api.registration import RegistrationRules
 from ioc_api.schemas.devices import DeviceCreate, ImportReport, ImportRow
 from ioc_core.errors import Invalid, OverLimit, RefusedError
 from ioc_core.eui import normalise_eui
@@ -190,7 +192,7 @@ def _row_values(header: list[str], cells: list[str]) -> dict[str, Any]:
     return values
 
 
-def store(conn: Connection, rows: list[ParsedRow], registry: Registry, zones: Scope, *, actor: str,
+def store(conn: Connection, rows: list[ParsedRow], rules: RegistrationRules, zones: ZoneScope, *, actor: str,
           dry_run: bool) -> ImportReport:
     """Register the rows' devices in one transaction (rolled back for a dry run); each row refused on its own."""
     report: list[ImportRow] = []
@@ -202,7 +204,7 @@ def store(conn: Connection, rows: list[ParsedRow], registry: Registry, zones: Sc
                 report.append(row.refusal)
                 continue
             try:
-                create_device(conn, row.device, registry, zones, actor=actor)
+                create_device(conn, row.device, rules, zones, actor=actor)
             except RefusedError as err:
                 report.append(ImportRow(row=row.line, dev_eui=row.dev_eui, result="refused", field=err.field,
                                         reason=err.message))

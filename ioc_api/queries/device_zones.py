@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from gateways.database import Connection
 from ioc_core.errors import Invalid, NotAllowed
 
-__all__ = ["Placed", "check_scope", "placed_in", "zone_at"]
+__all__ = ["Placed", "ZoneScope", "check_scope", "placed_in", "zone_at"]
 
-Scope = frozenset[str] | None
+ZoneScope = frozenset[str] | None
+"""Zone codes a caller is limited to (a district code covers its wards); None is the whole city."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ def zone_at(conn: Connection, lon: float, lat: float) -> Placed:
     return Placed(int(row[0]), str(row[1]), row[2])
 
 
-def check_scope(scope: Scope, code: str, parent: str | None, what: str) -> None:
+def check_scope(scope: ZoneScope, code: str, parent: str | None, what: str) -> None:
     if scope is not None and code not in scope and (parent is None or parent not in scope):
         allowed = ", ".join(sorted(scope)) or "none"
         raise NotAllowed(f"{what} is in zone {code!r}; your zones: {allowed}")

@@ -1,4 +1,4 @@
-"""The device registry: technicians register, move, claim and retire devices; operators read them."""
+"""The device rules: technicians register, move, claim and retire devices; operators read them."""
 
 from __future__ import annotations
 
@@ -12,23 +12,20 @@ from pydantic import BeforeValidator
 
 from gateways.database import borrow
 from ioc_api import device_import
-from ioc_api.deps import Db, ProvisionerDep, Reader, RegistryDep, Writer
-from ioc_api.deps import Scope as DeviceScope
+from ioc_api.deps import Access, Db, ProvisionerDep, Reader, RulesDep, Writer
 from ioc_api.device_import import IMPORT_COLUMNS
 from ioc_api.errors import ErrorBody, TooManyRequests
-from ioc_api.queries.devices import (
-    DeviceFilters,
-    Registry,
+from ioc_api.queries.device_writes import (
     claim_device,
     create_device,
     decommission_device,
-    get_device,
-    list_devices,
     recommission_device,
     update_device,
 )
+from ioc_api.queries.devices import DeviceFilters, get_device, list_devices
 from ioc_api.queries.monitoring import device_overview, device_series
 from ioc_api.rate_limit import Slots
+from ioc_api.registration import RegistrationRules
 from ioc_api.schemas.devices import (
     DeviceClaim,
     DeviceCreate,
@@ -56,7 +53,7 @@ IMPORT_BUSY_RETRY_S = 10
 """Retry-After of a refused concurrent import: an import of a few thousand rows takes seconds."""
 
 
-def _import_slot(request: Request, scope: Writer) -> Iterator[DeviceScope]:
+def _import_slot(request: Request, scope: Writer) -> Iterator[Access]:
     # Taken before the body is read and held until the answer is sent: one import holds a database connection
     # for its whole transaction, so a key's parallel uploads would otherwise empty the pool for everyone.
     slots: Slots = request.app.state.imports
@@ -69,7 +66,7 @@ def _import_slot(request: Request, scope: Writer) -> Iterator[DeviceScope]:
         slots.release(scope.caller.name)
 
 
-ImportSlot = Annotated[DeviceScope, Depends(_import_slot)]
+ImportSlot = Annotated[Access, Depends(_import_slot)]
 
 
 @router.get("/devices", response_model=DeviceList, summary="List devices in your zones, with filters")
@@ -101,9 +98,9 @@ def get_devices(
              responses={409: {"model": ErrorBody, "description": "the DevEUI is registered already, or was "
                               "decommissioned (recommission it: POST /api/v1/devices/{dev_eui}/recommission), or "
                               "the ingest enrolled it (claim it: POST /api/v1/devices/{dev_eui}/claim)"}})
-def post_device(body: DeviceCreate, conn: Db, scope: Writer, registry: RegistryDep,
+def post_device(body: DeviceCreate, conn: Db, scope: Writer, rules: RulesDep,
                 provisioner: ProvisionerDep) -> DevicePublic:
-    device = create_device(conn, body, registry, scope.zones, actor=scope.caller.name)
+    device = create_device(conn, body, rules, scope.zones, actor=scope.caller.name)
     return _provisioned(conn, device, provisioner)
 
 
@@ -114,7 +111,7 @@ def post_device(body: DeviceCreate, conn: Db, scope: Writer, registry: RegistryD
                  "type": "string",
                  "description": "header row with: " + ", ".join(IMPORT_COLUMNS) + "; tags as key=value;key=value",
              }}}}})
-async def import_devices(request: Request, scope: ImportSlot, registry: RegistryDep, provisioner: ProvisionerDep,
+async def import_devices(request: Request, scope: ImportSlot, rules: RulesDep, provisioner: ProvisionerDep,
                          dry_run: Annotated[bool, Query(description="check every row, store nothing")] = False,
                          ) -> ImportReport:
     settings: ApiSettings = request.app.state.limits
@@ -125,16 +122,16 @@ async def import_devices(request: Request, scope: ImportSlot, registry: Registry
     # now, so a slow upload holds none.
     rows = await run_in_threadpool(device_import.parse, bytes(body), max_rows=settings.import_max_rows)
     del body
-    report = await run_in_threadpool(_store, request, rows, scope, registry, dry_run)
+    report = await run_in_threadpool(_store, request, rows, scope, rules, dry_run)
     if report.created and not dry_run:
         provisioner.wake()
     return report
 
 
-def _store(request: Request, rows: list[device_import.ParsedRow], scope: DeviceScope, registry: Registry,
+def _store(request: Request, rows: list[device_import.ParsedRow], scope: Access, rules: RegistrationRules,
            dry_run: bool) -> ImportReport:
     with borrow(request.app.state.pool, timeout=request.app.state.pool_timeout_s) as conn:
-        return device_import.store(conn, rows, registry, scope.zones, actor=scope.caller.name, dry_run=dry_run)
+        return device_import.store(conn, rows, rules, scope.zones, actor=scope.caller.name, dry_run=dry_run)
 
 
 @router.get("/devices/{dev_eui}", response_model=DevicePublic, summary="One device, with its commissioning steps")
@@ -152,18 +149,18 @@ def get_one(dev_eui: DevEui, conn: Db, scope: Reader) -> DevicePublic:
                           "`field` `zone` (unknown code, or the position lies in another zone), `latitude` (no "
                           "position stored, or outside the city), 403 when the position is outside your zones, "
                           "409 for a decommissioned or unregistered device.")
-def patch_device(dev_eui: DevEui, body: DeviceUpdate, conn: Db, scope: Writer, registry: RegistryDep,
+def patch_device(dev_eui: DevEui, body: DeviceUpdate, conn: Db, scope: Writer, rules: RulesDep,
                  provisioner: ProvisionerDep) -> DevicePublic:
-    device = update_device(conn, dev_eui, body, registry, scope.zones, actor=scope.caller.name)
+    device = update_device(conn, dev_eui, body, rules, scope.zones, actor=scope.caller.name)
     return _provisioned(conn, device, provisioner)
 
 
 @router.post("/devices/{dev_eui}/claim", response_model=DevicePublic,
              summary="Register a device the ingest enrolled on its own (shown as unregistered), or a decommissioned "
                      "device again")
-def post_claim(dev_eui: DevEui, body: DeviceClaim, conn: Db, scope: Writer, registry: RegistryDep,
+def post_claim(dev_eui: DevEui, body: DeviceClaim, conn: Db, scope: Writer, rules: RulesDep,
                provisioner: ProvisionerDep) -> DevicePublic:
-    device = claim_device(conn, dev_eui, body, registry, scope.zones, actor=scope.caller.name)
+    device = claim_device(conn, dev_eui, body, rules, scope.zones, actor=scope.caller.name)
     return _provisioned(conn, device, provisioner)
 
 
@@ -182,9 +179,9 @@ def delete_device(dev_eui: DevEui, conn: Db, scope: Writer, provisioner: Provisi
                          "ChirpStack provisioning, send `app_key` again: decommissioning deleted the device and its "
                          "keys there. The same role and zone rules as registering; audited as `recommission`. "
                          "The body may be empty. 409 when the device is not decommissioned.")
-def post_recommission(dev_eui: DevEui, conn: Db, scope: Writer, registry: RegistryDep, provisioner: ProvisionerDep,
+def post_recommission(dev_eui: DevEui, conn: Db, scope: Writer, rules: RulesDep, provisioner: ProvisionerDep,
                       body: Annotated[DeviceRecommission | None, Body()] = None) -> DevicePublic:
-    device = recommission_device(conn, dev_eui, body or DeviceRecommission(), registry, scope.zones,
+    device = recommission_device(conn, dev_eui, body or DeviceRecommission(), rules, scope.zones,
                                  actor=scope.caller.name)
     return _provisioned(conn, device, provisioner)
 

@@ -24,7 +24,7 @@ from gateways.database import (
     database_errors,
 )
 from gateways.local_postgres import free_port
-from ioc_api.queries.devices import create_device
+from ioc_api.queries.device_writes import create_device
 from ioc_api.queries.users import create_user
 from ioc_api.schemas.devices import DeviceCreate
 from ioc_core.errors import AlreadyExists, Invalid
@@ -144,7 +144,7 @@ def test_a_value_the_database_refuses_is_invalid(db_url: str) -> None:
     body = DeviceCreate.model_validate(device("00000000000000b1", tags={"note": "a\x00b"}))
     with (TestClient(app_for(db_url)) as client, psycopg.connect(db_url, autocommit=True) as conn,
           pytest.raises(Invalid) as caught):
-        create_device(conn, body, client.app.state.registry, None, actor="test")  # type: ignore[attr-defined]
+        create_device(conn, body, client.app.state.rules, None, actor="test")  # type: ignore[attr-defined]
     cause = caught.value.__cause__
     assert isinstance(cause, ValueRefused) and cause.sqlstate == "22P05"
     assert caught.value.message == cause.detail == "unsupported Unicode escape sequence"
