@@ -316,7 +316,7 @@ def test_a_device_made_private_disappears_and_stale_retained_topics_are_cleared(
 
 
 def test_the_example_subscriber_prints_the_retained_readings(broker: LocalMosquitto) -> None:
-    from ingest.feed_asyncapi import example_payloads
+    from ingest.feed.asyncapi import example_payloads
 
     with MqttPublisher(MqttUrl.parse(broker.url), client_id="examples") as pub:
         for topic, payload in example_payloads().values():

@@ -24,7 +24,7 @@ import psycopg
 
 from gateways.database import Connection, DatabaseUnavailable, connect
 from gateways.mqtt import MqttBroadcaster
-from ingest.feed_payloads import (
+from ingest.feed.payloads import (
     DEV_EUI,
     KIND,
     ZONE_CODE,

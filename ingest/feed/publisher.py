@@ -7,7 +7,7 @@ ingest never waits. The device's description (name, kind, zone, position, the ``
 the database, cached and reloaded when the registry changes; private, unregistered and decommissioned
 devices are never published, and a device that leaves the feed (made private, moved) has its retained
 reading cleared. A reading older than one already published for its device is published without the retain
-flag, so the retained message stays the latest reading. Status and zone summaries: ``ingest.feed_status``.
+flag, so the retained message stays the latest reading. Status and zone summaries: ``ingest.feed.status``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import psycopg
 
 from gateways.database import Connection, DatabaseUnavailable, connect
 from gateways.mqtt import MqttBroadcaster
-from ingest.feed_payloads import FeedDevice, SenMLPacker
-from ingest.feed_status import StatusPublisher
+from ingest.feed.payloads import FeedDevice, SenMLPacker
+from ingest.feed.status import StatusPublisher
 from ingest.pipeline import Batch
 from ingest.writer import WriteResult
 
