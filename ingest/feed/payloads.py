@@ -26,10 +26,10 @@ __all__ = [
     "DeviceStatus",
     "FeedDevice",
     "Health",
+    "HealthChange",
     "HealthCounts",
     "KeyValue",
     "SenMLPacker",
-    "StatusEvent",
     "ZoneSummary",
     "senml_schemas",
     "status_event",
@@ -148,10 +148,11 @@ class SenMLPacker:
 
 
 Health = Literal["reporting", "late", "silent", "never_seen"]
-StatusEvent = Literal["snapshot", "first_seen", "back", "late", "silent", "never_seen"]
+HealthChange = Literal["snapshot", "first_seen", "back", "late", "silent", "never_seen"]
+"""The ``event`` of a device status message (not ChirpStack's status event, which reports battery and margin)."""
 
 
-def status_event(previous: Health | None, health: Health) -> StatusEvent:
+def status_event(previous: Health | None, health: Health) -> HealthChange:
     """What a change of health means to a subscriber; ``snapshot`` when there is no earlier state to compare."""
     if previous is None:
         return "snapshot"
@@ -174,7 +175,7 @@ class DeviceStatus(_Payload):
     health: Health = Field(description="reporting: within twice its interval; late: up to six times; silent: "
                                        "longer; never_seen: no uplink yet")
     previous: Health | None = Field(description="the health before this change; null in a snapshot")
-    event: StatusEvent = Field(description="late, silent, back (reporting again after late or silent), "
+    event: HealthChange = Field(description="late, silent, back (reporting again after late or silent), "
                                            "first_seen, never_seen, or snapshot (the state at start-up or when the "
                                            "device joins the feed)")
     last_seen: datetime | None = Field(description="event time of the device's latest uplink")
