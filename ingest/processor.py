@@ -9,7 +9,6 @@ anything else is fatal.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -17,16 +16,8 @@ import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
-import psycopg
-
-from gateways.database import (
-    Connection,
-    DatabaseUnavailable,
-    RowRefused,
-    classify,
-    connect,
-    translate,
-)
+from gateways.database import Connection, DatabaseUnavailable, RowRefused, connect
+from gateways.database_errors import DATABASE_ERRORS, close_quietly, translated
 from gateways.migrations import Mode, storage_mode
 from gateways.mqtt import InboundMessage
 from ingest import crash_guard
@@ -78,9 +69,7 @@ class _Link:
         return self.conn is None or self.conn.closed or self.conn.broken
 
     def drop(self) -> None:
-        if self.conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self.conn.close()
+        close_quietly(self.conn)
         self.conn = None
 
 
@@ -158,8 +147,9 @@ class BatchProcessor:
 
     def guard_end(self, worker: str) -> None:
         try:
-            crash_guard.end(self._guard_conn(), worker)
-        except (DatabaseUnavailable, psycopg.Error) as err:
+            with translated("crash guard"):
+                crash_guard.end(self._guard_conn(), worker)
+        except DATABASE_ERRORS as err:
             # The next start then recovers needlessly (slower for its first messages), nothing worse.
             log.warning("could not record the clean stop: %s", _first_line(err))
             self._guard.drop()
@@ -188,24 +178,21 @@ class BatchProcessor:
     ) -> _T | None:
         """Run ``step`` until it succeeds; None when ``stop`` is set and the database stays away.
 
-        Sorted by SQLSTATE: connection-class errors (or a connection that broke) retry; a refusal of the
-        values raises ``RowRefused``, anything else ``DatabaseFailed``. An exception that is not the
-        database's (a value psycopg cannot dump) is a refusal of the values too, unless the link broke.
+        The database's errors are sorted by SQLSTATE where they are raised (``translated``):
+        connection-class errors (or any error of a connection that broke) retry; a refusal of the values
+        raises ``RowRefused``, anything else ``DatabaseFailed``. An exception that is not the database's (a
+        value the driver cannot dump) is a refusal of the values too, unless the link broke.
         """
         backoff = 0.5
         stop_deadline: float | None = None
         while True:
             try:
-                return step()
+                with translated(label, broken=lambda: link.broken):
+                    return step()
             except (RowRefused, FatalError):
                 raise
             except DatabaseUnavailable as err:
                 problem: BaseException = err
-            except psycopg.Error as err:
-                # A broken connection retries whatever the error says; psycopg reports the break itself.
-                if not link.broken and classify(err) != "retry":
-                    raise translate(err, label) from err
-                problem = err
             except Exception as err:
                 if not link.broken:
                     raise RowRefused(f"values the database driver cannot send: {type(err).__name__}: {err}") \

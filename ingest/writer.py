@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
+from gateways.binary_copy import copy_new_rows, copy_rows
 from gateways.database import Connection
 from gateways.migrations import Mode
 from ingest.dead_letters import write_dead_letters
@@ -77,19 +75,13 @@ def _ensure_staging(conn: Connection) -> None:
 
 def _copy(conn: Connection, table: str, columns: tuple[str, ...], types: tuple[str, ...],
           rows: list[tuple[Any, ...]]) -> None:
-    if not rows:
-        return
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.set_types(list(types))
-        for row in rows:
-            copy.write_row(row)
+    if rows:
+        copy_rows(conn, table, columns, types, rows)
 
 
 def write_batch(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
-    """Write ``batch`` and commit; raises psycopg errors for the caller to sort into retry or skip."""
+    """Write ``batch`` and commit; the database's errors are psycopg's, for the caller to translate (its
+    ``gateways.database_errors.translated``) and sort into retry or skip."""
     try:
         return _write(conn, batch, mode)
     except BaseException:
@@ -179,12 +171,8 @@ def _insert_uplinks(conn: Connection, batch: Batch) -> tuple[list[uuid.UUID], li
     unique = list({(row[2], row[3].int, row[0]): row for row in batch.uplinks}.values())
     # Almost every batch is new data: COPY straight into the table. A repeat delivery makes the COPY
     # fail on the unique key; then the savepoint is rolled back and the idempotent path below runs.
-    try:
-        with conn.transaction():
-            _copy(conn, "uplinks", _UPLINK_COLUMNS, _UPLINK_TYPES, unique)
+    if copy_new_rows(conn, "uplinks", _UPLINK_COLUMNS, _UPLINK_TYPES, unique):
         return [row[3] for row in unique], unique
-    except psycopg.errors.UniqueViolation:
-        pass
     _copy(conn, "stage_uplinks", _UPLINK_COLUMNS, _UPLINK_TYPES, unique)
     rows = conn.execute(
         """INSERT INTO uplinks SELECT * FROM stage_uplinks

@@ -12,7 +12,6 @@ flag, so the retained message stays the latest reading. Status and zone summarie
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -22,9 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from gateways.database import Connection, DatabaseUnavailable, connect
+from gateways.database_errors import DATABASE_ERRORS, close_quietly, translated
 from gateways.mqtt import MqttBroadcaster
 from ingest.feed.payloads import FeedDevice, SenMLPacker
 from ingest.feed.status import StatusPublisher
@@ -199,8 +197,9 @@ class OpenFeed:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = connect(self._dsn, autocommit=True, application_name="ioc-feed")
-            gone = self.directory.refresh(self._conn)
-        except (DatabaseUnavailable, psycopg.Error) as err:
+            with translated("open feed: registry"):
+                gone = self.directory.refresh(self._conn)
+        except (DatabaseUnavailable, *DATABASE_ERRORS) as err:
             self._drop_conn()
             log.warning("open feed: cannot read the registry (%s); using what it read before", err)
             return
@@ -249,9 +248,7 @@ class OpenFeed:
             self.refused += len(out) - taken
 
     def _drop_conn(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
+        close_quietly(self._conn)
         self._conn = None
 
     def _log(self, *, force: bool = False) -> None:
