@@ -165,7 +165,7 @@ class BatchProcessor:
         written = self._retrying(write, self._writer, len(letters), stop, None)
         if written is None:
             return None
-        return WriteResult(0, 0, 0, 0, written, frozenset(d.fingerprint for d in letters))
+        return WriteResult(dead_letters=written, failed=frozenset(d.fingerprint for d in letters))
 
     def _retrying(
         self,
@@ -347,21 +347,13 @@ class BatchProcessor:
             assert result is not None  # no stop event: retries until the database answers
             return result
         middle = len(messages) // 2
-        totals = [0, 0, 0, 0, 0]
-        failed: set[uuid.UUID] = set()
-        stored: list[uuid.UUID] = []
+        total = WriteResult()
         for half in (messages[:middle], messages[middle:]):
             batch = self.prepare(half)
             result = None if batch is None else self.commit(batch)
-            if result is None:
-                continue
-            for i, value in enumerate((result.uplinks, result.duplicates, result.measurements,
-                                       result.device_events, result.dead_letters)):
-                totals[i] += value
-            failed |= result.failed
-            stored += result.stored
-        uplinks, duplicates, measurements, events, dead = totals
-        return WriteResult(uplinks, duplicates, measurements, events, dead, frozenset(failed), tuple(stored))
+            if result is not None:
+                total += result
+        return total
 
 
 def _first_line(err: BaseException) -> str:

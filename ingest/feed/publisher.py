@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from gateways.mqtt import MqttBroadcaster
 from ingest.feed.payloads import FeedDevice, SenMLPacker
 from ingest.feed.status import StatusPublisher
 from ingest.pipeline import Batch
+from ingest.rows import MEASUREMENT_DEVICE_ID, MEASUREMENT_TIME, MeasurementRow
 from ingest.writer import WriteResult
 
 __all__ = ["FeedConfig", "FeedDirectory", "OpenFeed"]
@@ -97,7 +98,7 @@ class FeedDirectory:
         return gone
 
 
-_Item = tuple[dict[uuid.UUID, list[tuple[Any, ...]]], tuple[uuid.UUID, ...]]
+_Item = tuple[Mapping[uuid.UUID, Sequence[MeasurementRow]], tuple[uuid.UUID, ...]]
 
 
 class OpenFeed:
@@ -134,7 +135,7 @@ class OpenFeed:
         if not result.stored:
             return
         with self._cond:
-            self._queue.append((batch.uplink_measurements, result.stored))
+            self._queue.append((result.readings, result.stored))
             self._waiting += len(result.stored)
             while self._waiting > self.config.queue_size and len(self._queue) > 1:
                 _, stored = self._queue.popleft()
@@ -215,31 +216,33 @@ class OpenFeed:
         devices = self.directory.devices
         latest = self._latest
         pack = self._packer.pack_rows
+        time_at, device_at = MEASUREMENT_TIME, MEASUREMENT_DEVICE_ID
         out: list[tuple[str, bytes, bool]] = []
         skipped = 0
         for measurements, stored in items:
             # Usually every uplink of the batch was new: walk the dict instead of hashing each id (a UUID's
             # hash runs Python code).
             if len(stored) == len(measurements):
-                batch_rows: Iterable[list[tuple[Any, ...]] | None] = measurements.values()
+                batch_rows: Iterable[Sequence[MeasurementRow] | None] = measurements.values()
             else:
                 batch_rows = map(measurements.get, stored)
             for rows in batch_rows:
                 if not rows:
                     continue  # nothing decoded: no reading to publish
                 first = rows[0]
-                device = devices.get(first[1])
+                device_id = first[device_at]
+                device = devices.get(device_id)
                 if device is None:
                     skipped += 1
                     continue
-                when = first[0].timestamp()
+                when = first[time_at].timestamp()
                 payload = pack(device, when, rows)
                 if payload is None:
                     continue  # only flagged values
-                newest = latest.get(first[1])
+                newest = latest.get(device_id)
                 retain = newest is None or when >= newest
                 if retain:
-                    latest[first[1]] = when
+                    latest[device_id] = when
                 out.append((device.topic, payload, retain))
         self.skipped += skipped
         if out:
