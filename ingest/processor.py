@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from gateways.database import Connection, DatabaseUnavailable, RowRefused, connect
@@ -241,10 +241,7 @@ class BatchProcessor:
             found = devices[0], gateways[0]
         if found is None:
             return None
-        batch = build_rows(parsed, found[0], found[1], self.codecs)
-        batch.dead_letters[:0] = dead
-        batch.messages = messages
-        return batch
+        return build_rows(parsed, found[0], found[1], self.codecs, messages=messages, dead_letters=dead)
 
     def _narrow(
         self,
@@ -324,7 +321,7 @@ class BatchProcessor:
     def process(
         self, messages: list[InboundMessage], *, stop: threading.Event | None = None,
         stats: IngestStats | None = None,
-    ) -> tuple[WriteResult, list[float]] | None:
+    ) -> tuple[WriteResult, Sequence[float]] | None:
         """Prepare and commit ``messages``; None when giving up at shutdown while the database is away."""
         batch = self.prepare(messages, stop=stop, stats=stats)
         if batch is None:

@@ -26,7 +26,6 @@ from gateways.database_errors import DATABASE_ERRORS, close_quietly, translated
 from gateways.mqtt import MqttBroadcaster
 from ingest.feed.payloads import FeedDevice, SenMLPacker
 from ingest.feed.status import StatusPublisher
-from ingest.pipeline import Batch
 from ingest.rows import MEASUREMENT_DEVICE_ID, MEASUREMENT_TIME, MeasurementRow
 from ingest.writer import WriteResult
 
@@ -130,7 +129,7 @@ class OpenFeed:
         self._logged_at = time.monotonic()
 
     # --- the committing thread -------------------------------------------------------------------------
-    def offer(self, batch: Batch, result: WriteResult) -> None:
+    def offer(self, result: WriteResult) -> None:
         """Hand over a committed batch's new uplinks; never blocks on the broker."""
         if not result.stored:
             return

@@ -27,8 +27,9 @@ from gateways.local_mosquitto import LocalMosquitto
 from gateways.mqtt import MqttBroadcaster, MqttPublisher
 from ingest.codecs.registry import CodecRegistry
 from ingest.feed import FeedConfig, OpenFeed
+from ingest.processor import BatchProcessor
 from ingest.registry import DeviceRecord, register_devices, seed_zones
-from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
+from ingest.worker import IngestWorker, WorkerConfig
 from ioc_core.settings import MqttUrl
 from ioc_core.zones import load_default_zones
 from tests.events import uplink

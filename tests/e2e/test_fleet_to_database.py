@@ -15,7 +15,8 @@ from device_simulators.publisher import publish_to_broker
 from gateways import chirpstack_events as ce
 from gateways.local_mosquitto import LocalMosquitto
 from ingest.codecs.registry import CodecRegistry
-from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
+from ingest.processor import BatchProcessor
+from ingest.worker import IngestWorker, WorkerConfig
 from ioc_core.settings import MqttUrl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.both_modes]
