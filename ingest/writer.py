@@ -75,7 +75,7 @@ class WriteResult:
         )
 
 
-class _Rows(NamedTuple):
+class _Written(NamedTuple):
     """A batch's rows as they are written: its own, or copies whose untrusted times were pinned."""
 
     uplinks: Sequence[UplinkRow]
@@ -122,7 +122,7 @@ def write_batch(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
 def _write(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
     with conn.transaction():
         _ensure_staging(conn)
-        rows = _pin_untrusted_times(conn, batch) if batch.flagged else _Rows(
+        rows = _pin_untrusted_times(conn, batch) if batch.flagged else _Written(
             batch.uplinks, batch.uplink_measurements, batch.events, batch.event_measurements)
         inserted, fresh = _insert_uplinks(conn, rows.uplinks)
         new_events = _insert_events(conn, rows.events)
@@ -152,7 +152,7 @@ def _write(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
     )
 
 
-def _pin_untrusted_times(conn: Connection, batch: Batch) -> _Rows:
+def _pin_untrusted_times(conn: Connection, batch: Batch) -> _Written:
     """Rows whose event time was not trusted carry the receive time, which differs on every delivery; the
     unique keys hold the time. So such a row takes the time of its copy already stored (or earlier in this
     batch), and a redelivery stays a duplicate. Rare rows: one look-up per batch that has any.
@@ -202,7 +202,7 @@ def _pin_untrusted_times(conn: Connection, batch: Batch) -> _Rows:
         events = kept
         if shifted:
             event_measurements = {**event_measurements, **shifted}
-    return _Rows(uplinks, uplink_measurements, events, event_measurements)
+    return _Written(uplinks, uplink_measurements, events, event_measurements)
 
 
 def _with_time(row: tuple[Any, ...], position: int, when: datetime) -> tuple[Any, ...]:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateways.database import Connection, DatabaseUnavailable, connect
+from gateways.database import Connection, connect
 from gateways.database_errors import DATABASE_ERRORS, close_quietly, translated
 from gateways.mqtt import MqttBroadcaster
 from ingest.feed.payloads import FeedDevice, SenMLPacker
@@ -199,7 +199,7 @@ class OpenFeed:
                 self._conn = connect(self._dsn, autocommit=True, application_name="ioc-feed")
             with translated("open feed: registry"):
                 gone = self.directory.refresh(self._conn)
-        except (DatabaseUnavailable, *DATABASE_ERRORS) as err:
+        except DATABASE_ERRORS as err:
             self._drop_conn()
             log.warning("open feed: cannot read the registry (%s); using what it read before", err)
             return

@@ -19,7 +19,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from gateways.database import Connection, DatabaseUnavailable, connect
+from gateways.database import Connection, connect
 from gateways.database_errors import DATABASE_ERRORS, close_quietly, translated
 from gateways.mqtt import MqttBroadcaster
 from ingest.feed.payloads import (
@@ -104,7 +104,7 @@ class StatusPublisher:
             try:
                 with translated("open feed status"):
                     self.tick()
-            except (DatabaseUnavailable, *DATABASE_ERRORS) as err:
+            except DATABASE_ERRORS as err:
                 log.warning("open feed status: database unavailable (%s); trying again in %.0f s", err, interval_s)
                 self._lose()
             except Exception:  # never take the ingest down
