@@ -49,8 +49,9 @@ from gateways.migrations import migrate
 from gateways.mqtt import MqttBroadcaster, MqttConsumer, MqttPublisher
 from ingest.codecs.registry import CodecRegistry
 from ingest.feed import FeedConfig, OpenFeed
+from ingest.processor import BatchProcessor
 from ingest.registry import DeviceRecord, register_devices, seed_zones
-from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
+from ingest.worker import IngestWorker, WorkerConfig
 from ioc_core.settings import MqttUrl
 from ioc_core.zones import city_bounds, load_default_zones, zone_at
 

@@ -31,8 +31,8 @@ Ours, and where they sit in the platform's tree (``ioc_core.errors``):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Literal
 
 import psycopg
@@ -56,6 +56,7 @@ __all__ = [
     "ValueRefused",
     "borrow",
     "classify",
+    "close_quietly",
     "connect",
     "database_errors",
     "is_retriable",
@@ -177,13 +178,32 @@ def translate(err: psycopg.Error, what: str) -> DatabaseUnavailable | RowRefused
     return ours
 
 
+def _never() -> bool:
+    return False
+
+
 @contextmanager
-def database_errors(what: str) -> Iterator[None]:
-    """Run the block with psycopg's errors turned into ours (``translate``), like httpx's ``map_exceptions``."""
+def database_errors(what: str, *, broken: Callable[[], bool] = _never) -> Iterator[None]:
+    """Run the block with psycopg's errors turned into ours (``translate``), like httpx's ``map_exceptions``;
+    ``what`` names the step in the message.
+
+    ``broken`` tells whether the block's connection broke: then the error is ``DatabaseUnavailable`` whatever
+    its SQLSTATE says, since psycopg reports the break itself and a new connection may well succeed.
+    """
     try:
         yield
     except psycopg.Error as err:
+        if broken():
+            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DatabaseUnavailable(f"{what}: the connection broke: {text}") from err
         raise translate(err, what) from err
+
+
+def close_quietly(conn: Connection | None) -> None:
+    """Close ``conn``; a connection that is already broken may fail to close, which changes nothing."""
+    if conn is not None:
+        with suppress(psycopg.Error):
+            conn.close()
 
 
 # What the server says when it refuses a connection, by the SQLSTATE it sends with it (see ``_connect_sqlstate``).

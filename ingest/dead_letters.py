@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -73,7 +74,7 @@ class StoredDeadLetter:
     resolved_at: datetime | None
 
 
-def write_dead_letters(conn: Connection, letters: list[DeadLetter]) -> int:
+def write_dead_letters(conn: Connection, letters: Sequence[DeadLetter]) -> int:
     """Insert inside the caller's transaction; returns how many were new."""
     if not letters:
         return 0

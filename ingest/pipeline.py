@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
@@ -36,6 +36,7 @@ from ingest.codecs.result import DecodeResult
 from ingest.dead_letters import DeadLetter, fingerprint
 from ingest.devices import DeviceRef
 from ingest.normalise import Quality, normalise
+from ingest.rows import EventRow, MeasurementRow, UplinkRow
 from ioc_core.errors import SkippableError
 from ioc_core.metrics import VOCABULARY
 
@@ -73,21 +74,41 @@ class Parsed(NamedTuple):  # a tuple: created per message, and cheaper than a fr
     """The event's own time when it was outside the trusted window; ``event.time`` is then the receive time."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Batch:
-    """Everything one batch will write; measurement rows wait on the idempotent insert of their parent."""
+    """Everything one batch will write; measurement rows wait on the idempotent insert of their parent.
 
-    uplinks: list[tuple[Any, ...]] = field(default_factory=list)
-    uplink_measurements: dict[uuid.UUID, list[tuple[Any, ...]]] = field(default_factory=dict)
-    events: list[tuple[Any, ...]] = field(default_factory=list)
-    event_measurements: dict[uuid.UUID, list[tuple[Any, ...]]] = field(default_factory=dict)
+    Built by ``build_rows`` only, and read-only after it: the writer and the open feed read it, on other
+    threads, and a retried write starts again from the same batch. Rows are laid out as ``ingest.rows`` says.
+    """
+
+    messages: list[InboundMessage]
+    """The messages the batch came from, every one acknowledged when the batch is committed."""
+    uplinks: Sequence[UplinkRow]
+    uplink_measurements: Mapping[uuid.UUID, Sequence[MeasurementRow]]
+    """Measurement rows by the deduplication id of their uplink (an empty list when nothing was decoded)."""
+    events: Sequence[EventRow]
+    event_measurements: Mapping[uuid.UUID, Sequence[MeasurementRow]]
+    """Measurement rows by the key of their device event (status events carry battery and margin)."""
+    dead_letters: Sequence[DeadLetter]
+    gateways_seen: Mapping[int, datetime]
+    event_times: Sequence[float]
+    flagged: bool
+    """Some row's event time was not trusted (see ``ingest.writer._pin_untrusted_times``)."""
+
+
+@dataclass(slots=True)
+class _Rows:
+    """What ``build_rows`` gathers before it makes the batch; each message's step appends only when it is done."""
+
+    uplinks: list[UplinkRow] = field(default_factory=list)
+    uplink_measurements: dict[uuid.UUID, list[MeasurementRow]] = field(default_factory=dict)
+    events: list[EventRow] = field(default_factory=list)
+    event_measurements: dict[uuid.UUID, list[MeasurementRow]] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     gateways_seen: dict[int, datetime] = field(default_factory=dict)
     event_times: list[float] = field(default_factory=list)
-    messages: list[InboundMessage] = field(default_factory=list)
-    started: float = 0.0
     flagged: bool = False
-    """Some row's event time was not trusted (see ``ingest.writer._pin_untrusted_times``)."""
 
 
 _DEFAULT_LIMITS = EdgeLimits()
@@ -169,8 +190,13 @@ def build_rows(
     devices: Mapping[str, DeviceRef],
     gateways: Mapping[str, int],
     codecs: CodecLookup,
+    *,
+    messages: list[InboundMessage] | None = None,
+    dead_letters: Iterable[DeadLetter] = (),
 ) -> Batch:
-    batch = Batch()
+    """The batch of ``parsed`` (whose devices and gateways are resolved) from ``messages``; the
+    ``dead_letters`` found before (parse, device) come first among the batch's."""
+    batch = _Rows(dead_letters=list(dead_letters))
     ahead = getattr(codecs, "decode_ahead", None)
     if ahead is not None:  # JavaScript decodes of the batch run in parallel worker processes first
         try:
@@ -193,7 +219,12 @@ def build_rows(
             batch.dead_letters.append(_dead(p.message, "normalise", f"{type(err).__name__}: {err}",
                                             dev_eui=device.dev_eui,
                                             deduplication_id=getattr(event, "deduplication_id", None)))
-    return batch
+    return Batch(
+        messages=[] if messages is None else messages,
+        uplinks=batch.uplinks, uplink_measurements=batch.uplink_measurements,
+        events=batch.events, event_measurements=batch.event_measurements, dead_letters=batch.dead_letters,
+        gateways_seen=batch.gateways_seen, event_times=batch.event_times, flagged=batch.flagged,
+    )
 
 
 def _dead(message: InboundMessage, stage: str, reason: str, **extra: Any) -> DeadLetter:
@@ -231,7 +262,7 @@ def _decode(
 
 
 def _uplink(
-    batch: Batch,
+    batch: _Rows,
     message: InboundMessage,
     event: UplinkEvent,
     device: DeviceRef,
@@ -249,7 +280,7 @@ def _uplink(
         batch.dead_letters.append(_dead(message, err.stage, err.reason, dev_eui=device.dev_eui))
         return
     status, codec_id, data, problem = _decode(event, payload, device, codecs)
-    rows = []
+    rows: list[MeasurementRow] = []
     if data is not None:
         try:
             normalised = normalise(data)
@@ -259,7 +290,7 @@ def _uplink(
         else:
             if normalised.warnings and status == "ok":
                 status = "warning"
-            for r in normalised.readings:
+            for r in normalised.readings:  # in the order of ingest.rows.MEASUREMENT
                 rows.append((when, device.id, device.zone_id, r.metric.id, r.value, int(r.quality)))
             stage = "decode"
     else:
@@ -282,7 +313,7 @@ def _uplink(
         if seen is None or seen < when:
             batch.gateways_seen[gid] = when
     batch.uplinks.append(
-        (
+        (  # in the order of ingest.rows.UPLINK
             when,
             received,
             device.id,
@@ -310,7 +341,7 @@ def _uplink(
 
 
 def _device_event(
-    batch: Batch, message: InboundMessage, event: Event, device: DeviceRef, claimed: datetime | None
+    batch: _Rows, message: InboundMessage, event: Event, device: DeviceRef, claimed: datetime | None
 ) -> None:
     received = _received(message)
     when = event.time or received
@@ -320,7 +351,7 @@ def _device_event(
     key = dedup or fingerprint(message.topic, message.payload)
     battery = margin = external = level = code = None
     details: dict[str, Any] = {}
-    readings: list[tuple[Any, ...]] = []
+    readings: list[MeasurementRow] = []
     if isinstance(event, StatusEvent):
         margin = event.margin
         external = event.external_power_source
@@ -346,6 +377,7 @@ def _device_event(
                    "source": loc.source, "accuracy": loc.accuracy}
     # allow_nan=False: jsonb has no NaN, and a refusal here is this message's, not the batch's.
     text = json.dumps(details, allow_nan=False)
+    # In the order of ingest.rows.DEVICE_EVENT.
     batch.events.append((when, received, device.id, kind, key, battery, margin, external, level, code, text,
                          claimed))
     if readings:

@@ -9,23 +9,21 @@ anything else is fatal.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
-
-import psycopg
 
 from gateways.database import (
     Connection,
+    DatabaseError,
     DatabaseUnavailable,
     RowRefused,
-    classify,
+    close_quietly,
     connect,
-    translate,
+    database_errors,
 )
 from gateways.migrations import Mode, storage_mode
 from gateways.mqtt import InboundMessage
@@ -78,9 +76,7 @@ class _Link:
         return self.conn is None or self.conn.closed or self.conn.broken
 
     def drop(self) -> None:
-        if self.conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self.conn.close()
+        close_quietly(self.conn)
         self.conn = None
 
 
@@ -158,8 +154,9 @@ class BatchProcessor:
 
     def guard_end(self, worker: str) -> None:
         try:
-            crash_guard.end(self._guard_conn(), worker)
-        except (DatabaseUnavailable, psycopg.Error) as err:
+            with database_errors("crash guard"):
+                crash_guard.end(self._guard_conn(), worker)
+        except DatabaseError as err:
             # The next start then recovers needlessly (slower for its first messages), nothing worse.
             log.warning("could not record the clean stop: %s", _first_line(err))
             self._guard.drop()
@@ -175,7 +172,7 @@ class BatchProcessor:
         written = self._retrying(write, self._writer, len(letters), stop, None)
         if written is None:
             return None
-        return WriteResult(0, 0, 0, 0, written, frozenset(d.fingerprint for d in letters))
+        return WriteResult(dead_letters=written, failed=frozenset(d.fingerprint for d in letters))
 
     def _retrying(
         self,
@@ -188,24 +185,21 @@ class BatchProcessor:
     ) -> _T | None:
         """Run ``step`` until it succeeds; None when ``stop`` is set and the database stays away.
 
-        Sorted by SQLSTATE: connection-class errors (or a connection that broke) retry; a refusal of the
-        values raises ``RowRefused``, anything else ``DatabaseFailed``. An exception that is not the
-        database's (a value psycopg cannot dump) is a refusal of the values too, unless the link broke.
+        The database's errors are sorted by SQLSTATE where they are raised (``translated``):
+        connection-class errors (or any error of a connection that broke) retry; a refusal of the values
+        raises ``RowRefused``, anything else ``DatabaseFailed``. An exception that is not the database's (a
+        value the driver cannot dump) is a refusal of the values too, unless the link broke.
         """
         backoff = 0.5
         stop_deadline: float | None = None
         while True:
             try:
-                return step()
+                with database_errors(label, broken=lambda: link.broken):
+                    return step()
             except (RowRefused, FatalError):
                 raise
             except DatabaseUnavailable as err:
                 problem: BaseException = err
-            except psycopg.Error as err:
-                # A broken connection retries whatever the error says; psycopg reports the break itself.
-                if not link.broken and classify(err) != "retry":
-                    raise translate(err, label) from err
-                problem = err
             except Exception as err:
                 if not link.broken:
                     raise RowRefused(f"values the database driver cannot send: {type(err).__name__}: {err}") \
@@ -254,10 +248,7 @@ class BatchProcessor:
             found = devices[0], gateways[0]
         if found is None:
             return None
-        batch = build_rows(parsed, found[0], found[1], self.codecs)
-        batch.dead_letters[:0] = dead
-        batch.messages = messages
-        return batch
+        return build_rows(parsed, found[0], found[1], self.codecs, messages=messages, dead_letters=dead)
 
     def _narrow(
         self,
@@ -337,7 +328,7 @@ class BatchProcessor:
     def process(
         self, messages: list[InboundMessage], *, stop: threading.Event | None = None,
         stats: IngestStats | None = None,
-    ) -> tuple[WriteResult, list[float]] | None:
+    ) -> tuple[WriteResult, Sequence[float]] | None:
         """Prepare and commit ``messages``; None when giving up at shutdown while the database is away."""
         batch = self.prepare(messages, stop=stop, stats=stats)
         if batch is None:
@@ -360,21 +351,13 @@ class BatchProcessor:
             assert result is not None  # no stop event: retries until the database answers
             return result
         middle = len(messages) // 2
-        totals = [0, 0, 0, 0, 0]
-        failed: set[uuid.UUID] = set()
-        stored: list[uuid.UUID] = []
+        total = WriteResult()
         for half in (messages[:middle], messages[middle:]):
             batch = self.prepare(half)
             result = None if batch is None else self.commit(batch)
-            if result is None:
-                continue
-            for i, value in enumerate((result.uplinks, result.duplicates, result.measurements,
-                                       result.device_events, result.dead_letters)):
-                totals[i] += value
-            failed |= result.failed
-            stored += result.stored
-        uplinks, duplicates, measurements, events, dead = totals
-        return WriteResult(uplinks, duplicates, measurements, events, dead, frozenset(failed), tuple(stored))
+            if result is not None:
+                total += result
+        return total
 
 
 def _first_line(err: BaseException) -> str:

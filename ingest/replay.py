@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from gateways.mqtt import InboundMessage
 from ingest.dead_letters import StoredDeadLetter, fingerprint
-from ingest.worker import BatchProcessor
+from ingest.processor import BatchProcessor
 
 __all__ = ["ReplayOutcome", "replay"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -63,7 +64,7 @@ class IngestStats:
         device_events: int,
         dead_letters: int,
         seconds: float,
-        event_times: list[float],
+        event_times: Sequence[float],
         received_times: list[float],
         committed_at: float,
     ) -> None:

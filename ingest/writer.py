@@ -9,52 +9,79 @@ from __future__ import annotations
 
 import uuid
 import weakref
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-import psycopg
-from psycopg import sql
-
+from gateways.binary_copy import copy_new_rows, copy_rows
 from gateways.database import Connection
 from gateways.migrations import Mode
 from ingest.dead_letters import write_dead_letters
 from ingest.pipeline import Batch
+from ingest.rows import (
+    DEVICE_EVENT,
+    EVENT_DEVICE_ID,
+    EVENT_EVENT_TIME,
+    EVENT_KEY,
+    EVENT_TIME,
+    EVENT_TYPE,
+    MEASUREMENT,
+    MEASUREMENT_TIME,
+    UPLINK,
+    UPLINK_DEDUPLICATION_ID,
+    UPLINK_DEVICE_ID,
+    UPLINK_EVENT_TIME,
+    UPLINK_GATEWAY_ID,
+    UPLINK_RSSI,
+    UPLINK_SNR,
+    UPLINK_TIME,
+    UPLINK_ZONE_ID,
+    EventRow,
+    MeasurementRow,
+    RowLayout,
+    UplinkRow,
+)
 
 __all__ = ["WriteResult", "write_batch"]
-
-_UPLINK_COLUMNS = (
-    "time", "received_at", "device_id", "deduplication_id", "zone_id", "dev_addr", "f_cnt", "f_port", "dr",
-    "confirmed", "adr", "frequency", "spreading_factor", "rssi", "snr", "gateway_count", "gateway_id",
-    "payload", "codec_id", "decode_status", "event_time",
-)
-_UPLINK_TYPES = (
-    "timestamptz", "timestamptz", "int4", "uuid", "int4", "text", "int8", "int2", "int2", "bool", "bool",
-    "int8", "int2", "int2", "float4", "int2", "int4", "bytea", "text", "text", "timestamptz",
-)
-_MEASUREMENT_COLUMNS = ("time", "device_id", "zone_id", "metric_id", "value", "quality")
-_MEASUREMENT_TYPES = ("timestamptz", "int4", "int4", "int2", "float8", "int2")
-_EVENT_COLUMNS = (
-    "time", "received_at", "device_id", "event_type", "event_key", "battery_level", "margin",
-    "external_power_source", "level", "code", "details", "event_time",
-)
-_EVENT_TYPES = (
-    "timestamptz", "timestamptz", "int4", "text", "uuid", "float4", "int2", "bool", "text", "text", "jsonb",
-    "timestamptz",
-)
 
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    uplinks: int
-    duplicates: int
-    measurements: int
-    device_events: int
-    dead_letters: int
-    # Messages of this batch that ended as dead letters (new or already known), for replay bookkeeping.
+    """What one write stored; results of parts of a batch add up with ``+``."""
+
+    uplinks: int = 0
+    duplicates: int = 0
+    measurements: int = 0
+    device_events: int = 0
+    dead_letters: int = 0
     failed: frozenset[uuid.UUID] = frozenset()
-    # Deduplication ids of the uplinks this write stored (repeats left out), for the open feed.
+    """Messages of this batch that ended as dead letters (new or already known), for replay bookkeeping."""
     stored: tuple[uuid.UUID, ...] = ()
+    """Deduplication ids of the uplinks this write stored (repeats left out), for the open feed."""
+    readings: Mapping[uuid.UUID, Sequence[MeasurementRow]] = field(default_factory=dict)
+    """The batch's measurement rows by uplink, with the times they were written at, for the open feed."""
+
+    def __add__(self, other: WriteResult) -> WriteResult:
+        return WriteResult(
+            uplinks=self.uplinks + other.uplinks,
+            duplicates=self.duplicates + other.duplicates,
+            measurements=self.measurements + other.measurements,
+            device_events=self.device_events + other.device_events,
+            dead_letters=self.dead_letters + other.dead_letters,
+            failed=self.failed | other.failed,
+            stored=self.stored + other.stored,
+            readings={**self.readings, **other.readings},
+        )
+
+
+class _Written(NamedTuple):
+    """A batch's rows as they are written: its own, or copies whose untrusted times were pinned."""
+
+    uplinks: Sequence[UplinkRow]
+    uplink_measurements: Mapping[uuid.UUID, Sequence[MeasurementRow]]
+    events: Sequence[EventRow]
+    event_measurements: Mapping[uuid.UUID, Sequence[MeasurementRow]]
 
 
 _STAGED: weakref.WeakSet[Connection] = weakref.WeakSet()
@@ -75,21 +102,15 @@ def _ensure_staging(conn: Connection) -> None:
     _STAGED.add(conn)
 
 
-def _copy(conn: Connection, table: str, columns: tuple[str, ...], types: tuple[str, ...],
-          rows: list[tuple[Any, ...]]) -> None:
-    if not rows:
-        return
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.set_types(list(types))
-        for row in rows:
-            copy.write_row(row)
+def _copy(conn: Connection, layout: RowLayout, rows: Sequence[tuple[Any, ...]], table: str | None = None) -> None:
+    """COPY ``rows`` into ``layout``'s table, or into ``table`` (a staging table of the same columns)."""
+    if rows:
+        copy_rows(conn, table or layout.table, layout.columns, layout.types, rows)
 
 
 def write_batch(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
-    """Write ``batch`` and commit; raises psycopg errors for the caller to sort into retry or skip."""
+    """Write ``batch`` and commit; the database's errors are psycopg's, for the caller to translate (its
+    ``gateways.database_errors.translated``) and sort into retry or skip."""
     try:
         return _write(conn, batch, mode)
     except BaseException:
@@ -101,91 +122,107 @@ def write_batch(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
 def _write(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
     with conn.transaction():
         _ensure_staging(conn)
-        if batch.flagged:
-            _pin_untrusted_times(conn, batch)
-        inserted, fresh = _insert_uplinks(conn, batch)
-        new_events = _insert_events(conn, batch)
-        if len(inserted) == len(batch.uplink_measurements):
+        rows = _pin_untrusted_times(conn, batch) if batch.flagged else _Written(
+            batch.uplinks, batch.uplink_measurements, batch.events, batch.event_measurements)
+        inserted, fresh = _insert_uplinks(conn, rows.uplinks)
+        new_events = _insert_events(conn, rows.events)
+        if len(inserted) == len(rows.uplink_measurements):
             # Every uplink of the batch is new (the usual case): no look-ups per row.
-            measurements = [row for rows in batch.uplink_measurements.values() for row in rows]
+            measurements = [row for readings in rows.uplink_measurements.values() for row in readings]
         else:
-            measurements = [row for key in inserted for row in batch.uplink_measurements.get(key, ())]
-        measurements += [row for key in new_events for row in batch.event_measurements.get(key, ())]
+            measurements = [row for key in inserted for row in rows.uplink_measurements.get(key, ())]
+        measurements += [row for key in new_events for row in rows.event_measurements.get(key, ())]
         if mode == "postgresql":
             _insert_measurements_and_rollups(conn, measurements)
             _rollup_gateways(conn, fresh)
         else:
             # TimescaleDB keeps the rollups itself (continuous aggregates).
-            _copy(conn, "measurements", _MEASUREMENT_COLUMNS, _MEASUREMENT_TYPES, measurements)
+            _copy(conn, MEASUREMENT, measurements)
         _touch_gateways(conn, batch.gateways_seen)
         dead = write_dead_letters(conn, batch.dead_letters)
     return WriteResult(
         uplinks=len(inserted),
-        duplicates=len(batch.uplinks) - len(inserted),
+        duplicates=len(rows.uplinks) - len(inserted),
         measurements=len(measurements),
         device_events=len(new_events),
         dead_letters=dead,
         failed=frozenset(d.fingerprint for d in batch.dead_letters),
         stored=tuple(inserted),
+        readings=rows.uplink_measurements,
     )
 
 
-def _pin_untrusted_times(conn: Connection, batch: Batch) -> None:
+def _pin_untrusted_times(conn: Connection, batch: Batch) -> _Written:
     """Rows whose event time was not trusted carry the receive time, which differs on every delivery; the
     unique keys hold the time. So such a row takes the time of its copy already stored (or earlier in this
-    batch), and a redelivery stays a duplicate. Rare rows: one look-up per batch that has any."""
-    uplinks = [row for row in batch.uplinks if row[20] is not None]
-    if uplinks:
-        stored = dict(((d, q), t) for d, q, t in conn.execute(
+    batch), and a redelivery stays a duplicate. Rare rows: one look-up per batch that has any.
+
+    Returns the batch's rows with those times (copies where a time changed; the batch stays as it was)."""
+    uplinks: Sequence[UplinkRow] = batch.uplinks
+    uplink_measurements: Mapping[uuid.UUID, Sequence[MeasurementRow]] = batch.uplink_measurements
+    untrusted = [row for row in uplinks if row[UPLINK_EVENT_TIME] is not None]
+    if untrusted:
+        stored: dict[tuple[int, uuid.UUID], datetime] = dict(((d, q), t) for d, q, t in conn.execute(
             """SELECT u.device_id, u.deduplication_id, u.time FROM uplinks u
                JOIN unnest(%s::int4[], %s::uuid[]) AS k(d, q) ON u.device_id = k.d AND u.deduplication_id = k.q""",
-            ([r[2] for r in uplinks], [r[3] for r in uplinks])).fetchall())
-        pinned: list[tuple[Any, ...]] = []
-        for row in batch.uplinks:
-            if row[20] is not None:
-                when = stored.setdefault((row[2], row[3]), row[0])
-                if when != row[0]:
-                    row = (when, *row[1:])
-                    measurements = batch.uplink_measurements.get(row[3], [])
-                    batch.uplink_measurements[row[3]] = [(when, *m[1:]) for m in measurements]
+            ([r[UPLINK_DEVICE_ID] for r in untrusted], [r[UPLINK_DEDUPLICATION_ID] for r in untrusted])).fetchall())
+        pinned: list[UplinkRow] = []
+        moved: dict[uuid.UUID, Sequence[MeasurementRow]] = {}
+        for row in uplinks:
+            if row[UPLINK_EVENT_TIME] is not None:
+                dedup = row[UPLINK_DEDUPLICATION_ID]
+                when = stored.setdefault((row[UPLINK_DEVICE_ID], dedup), row[UPLINK_TIME])
+                if when != row[UPLINK_TIME]:
+                    row = _with_time(row, UPLINK_TIME, when)
+                    moved[dedup] = [_with_time(m, MEASUREMENT_TIME, when) for m in uplink_measurements.get(dedup, ())]
             pinned.append(row)
-        batch.uplinks = pinned
-    events = [row for row in batch.events if row[11] is not None]
-    if events:
-        known = dict(((d, k, e), t) for d, k, e, t in conn.execute(
+        uplinks = pinned
+        if moved:
+            uplink_measurements = {**uplink_measurements, **moved}
+    events: Sequence[EventRow] = batch.events
+    event_measurements: Mapping[uuid.UUID, Sequence[MeasurementRow]] = batch.event_measurements
+    untrusted = [row for row in events if row[EVENT_EVENT_TIME] is not None]
+    if untrusted:
+        known: dict[tuple[int, uuid.UUID, str], datetime] = dict(((d, k, e), t) for d, k, e, t in conn.execute(
             """SELECT v.device_id, v.event_key, v.event_type, v.time FROM device_events v
                JOIN unnest(%s::int4[], %s::uuid[], %s::text[]) AS k(d, q, e)
                  ON v.device_id = k.d AND v.event_key = k.q AND v.event_type = k.e""",
-            ([r[2] for r in events], [r[4] for r in events], [r[3] for r in events])).fetchall())
-        kept: list[tuple[Any, ...]] = []
-        for row in batch.events:
-            if row[11] is not None:
-                when = known.setdefault((row[2], row[4], row[3]), row[0])
-                if when != row[0]:
-                    row = (when, *row[1:])
-                    readings = batch.event_measurements.get(row[4], [])
-                    batch.event_measurements[row[4]] = [(when, *m[1:]) for m in readings]
+            ([r[EVENT_DEVICE_ID] for r in untrusted], [r[EVENT_KEY] for r in untrusted],
+             [r[EVENT_TYPE] for r in untrusted])).fetchall())
+        kept: list[EventRow] = []
+        shifted: dict[uuid.UUID, Sequence[MeasurementRow]] = {}
+        for row in events:
+            if row[EVENT_EVENT_TIME] is not None:
+                key = row[EVENT_KEY]
+                when = known.setdefault((row[EVENT_DEVICE_ID], key, row[EVENT_TYPE]), row[EVENT_TIME])
+                if when != row[EVENT_TIME]:
+                    row = _with_time(row, EVENT_TIME, when)
+                    shifted[key] = [_with_time(m, MEASUREMENT_TIME, when) for m in event_measurements.get(key, ())]
             kept.append(row)
-        batch.events = kept
+        events = kept
+        if shifted:
+            event_measurements = {**event_measurements, **shifted}
+    return _Written(uplinks, uplink_measurements, events, event_measurements)
 
 
-def _insert_uplinks(conn: Connection, batch: Batch) -> tuple[list[uuid.UUID], list[tuple[Any, ...]]]:
+def _with_time(row: tuple[Any, ...], position: int, when: datetime) -> tuple[Any, ...]:
+    return (*row[:position], when, *row[position + 1:])
+
+
+def _insert_uplinks(conn: Connection, uplinks: Sequence[UplinkRow]) -> tuple[list[uuid.UUID], list[UplinkRow]]:
     """Store the batch's uplinks; returns the ids stored (new or re-decoded) and the rows that are new."""
-    if not batch.uplinks:
+    if not uplinks:
         return [], []
+    device, dedup, time = UPLINK_DEVICE_ID, UPLINK_DEDUPLICATION_ID, UPLINK_TIME
     # Repeats inside one batch (a duplicate delivery right behind the first) would make the upsert
     # touch a row twice, which PostgreSQL refuses.
     # Keyed by the UUID's int: hashing a UUID object runs Python code, an int's does not.
-    unique = list({(row[2], row[3].int, row[0]): row for row in batch.uplinks}.values())
+    unique = list({(row[device], row[dedup].int, row[time]): row for row in uplinks}.values())
     # Almost every batch is new data: COPY straight into the table. A repeat delivery makes the COPY
     # fail on the unique key; then the savepoint is rolled back and the idempotent path below runs.
-    try:
-        with conn.transaction():
-            _copy(conn, "uplinks", _UPLINK_COLUMNS, _UPLINK_TYPES, unique)
-        return [row[3] for row in unique], unique
-    except psycopg.errors.UniqueViolation:
-        pass
-    _copy(conn, "stage_uplinks", _UPLINK_COLUMNS, _UPLINK_TYPES, unique)
+    if copy_new_rows(conn, UPLINK.table, UPLINK.columns, UPLINK.types, unique):
+        return [row[dedup] for row in unique], unique
+    _copy(conn, UPLINK, unique, "stage_uplinks")
     rows = conn.execute(
         """INSERT INTO uplinks SELECT * FROM stage_uplinks
            ON CONFLICT (device_id, deduplication_id, time) DO UPDATE
@@ -196,14 +233,15 @@ def _insert_uplinks(conn: Connection, batch: Batch) -> tuple[list[uuid.UUID], li
     ).fetchall()
     # xmax = 0 marks a row this statement inserted; an updated one (a re-decoded uplink) is already counted.
     new = {r[0] for r in rows if r[1]}
-    return [r[0] for r in rows], [row for row in unique if row[3] in new]
+    return [r[0] for r in rows], [row for row in unique if row[dedup] in new]
 
 
-def _insert_events(conn: Connection, batch: Batch) -> list[uuid.UUID]:
-    if not batch.events:
+def _insert_events(conn: Connection, events: Sequence[EventRow]) -> list[uuid.UUID]:
+    if not events:
         return []
-    unique = list({(row[2], row[4], row[3], row[0]): row for row in batch.events}.values())
-    _copy(conn, "stage_events", _EVENT_COLUMNS, _EVENT_TYPES, unique)
+    unique = list({(row[EVENT_DEVICE_ID], row[EVENT_KEY], row[EVENT_TYPE], row[EVENT_TIME]): row
+                   for row in events}.values())
+    _copy(conn, DEVICE_EVENT, unique, "stage_events")
     rows = conn.execute(
         """INSERT INTO device_events SELECT * FROM stage_events
            ON CONFLICT (device_id, event_key, event_type, time) DO NOTHING
@@ -212,7 +250,7 @@ def _insert_events(conn: Connection, batch: Batch) -> list[uuid.UUID]:
     return [r[0] for r in rows]
 
 
-def _insert_measurements_and_rollups(conn: Connection, measurements: list[tuple[Any, ...]]) -> None:
+def _insert_measurements_and_rollups(conn: Connection, measurements: list[MeasurementRow]) -> None:
     """Plain-PostgreSQL rollups, kept exact in the batch's transaction.
 
     The batch goes to a staging table once; PostgreSQL then inserts it and aggregates it into both rollup
@@ -221,7 +259,7 @@ def _insert_measurements_and_rollups(conn: Connection, measurements: list[tuple[
     """
     if not measurements:
         return
-    _copy(conn, "stage_measurements", _MEASUREMENT_COLUMNS, _MEASUREMENT_TYPES, measurements)
+    _copy(conn, MEASUREMENT, measurements, "stage_measurements")
     conn.execute("INSERT INTO measurements SELECT * FROM stage_measurements")
     conn.execute(
         """INSERT INTO rollup_device_hourly AS r
@@ -243,15 +281,15 @@ def _insert_measurements_and_rollups(conn: Connection, measurements: list[tuple[
     )
 
 
-def _rollup_gateways(conn: Connection, uplinks: list[tuple[Any, ...]]) -> None:
+def _rollup_gateways(conn: Connection, uplinks: list[UplinkRow]) -> None:
     """Plain-PostgreSQL rollup_gateway_hourly: new uplinks counted by UTC hour, gateway and zone."""
     if not uplinks:
         return
     groups: dict[tuple[datetime, int | None, int | None], list[Any]] = {}
+    time, gateway, zone, rssi_at, snr_at = UPLINK_TIME, UPLINK_GATEWAY_ID, UPLINK_ZONE_ID, UPLINK_RSSI, UPLINK_SNR
     for row in uplinks:
-        # time, ..., zone_id (4), ..., rssi (13), snr (14), ..., gateway_id (16): see _UPLINK_COLUMNS.
-        key = (row[0].astimezone(UTC).replace(minute=0, second=0, microsecond=0), row[16], row[4])
-        rssi, snr = row[13], row[14]
+        key = (row[time].astimezone(UTC).replace(minute=0, second=0, microsecond=0), row[gateway], row[zone])
+        rssi, snr = row[rssi_at], row[snr_at]
         g = groups.get(key)
         if g is None:
             # Sums stay NULL while no value came, as sum() over NULLs in the continuous aggregate.
@@ -285,7 +323,7 @@ def _rollup_gateways(conn: Connection, uplinks: list[tuple[Any, ...]]) -> None:
     )
 
 
-def _touch_gateways(conn: Connection, seen: dict[int, datetime]) -> None:
+def _touch_gateways(conn: Connection, seen: Mapping[int, datetime]) -> None:
     if not seen:
         return
     with conn.cursor() as cur:

@@ -12,8 +12,8 @@ from gateways.database import connect
 from ingest.codecs.js_runtime import JsLimits
 from ingest.codecs.registry import CodecRegistry
 from ingest.dead_letters import STAGES, list_dead_letters
+from ingest.processor import BatchProcessor
 from ingest.replay import replay
-from ingest.worker import BatchProcessor
 from ioc_cli.environment import environment
 from ioc_core.errors import FatalError
 from ioc_core.settings import DatabaseSettings, IngestSettings, load

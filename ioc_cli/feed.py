@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ingest.feed_asyncapi import asyncapi_document, render_yaml
+from ingest.feed.asyncapi import asyncapi_document, render_yaml
 from ioc_cli.environment import environment
 
 __all__ = ["DEFAULT_ASYNCAPI_PATH", "register"]

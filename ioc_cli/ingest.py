@@ -15,7 +15,8 @@ from ingest.codecs.js_runtime import JsLimits
 from ingest.codecs.registry import CodecRegistry
 from ingest.feed import FeedConfig, OpenFeed
 from ingest.pipeline import EdgeLimits
-from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
+from ingest.processor import BatchProcessor
+from ingest.worker import IngestWorker, WorkerConfig
 from ioc_cli.environment import environment
 from ioc_cli.logs import setup_logging
 from ioc_core.settings import DatabaseSettings, FeedSettings, IngestSettings, MqttSettings, load

@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from gateways.local_postgres import free_port
 from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
+from ingest.processor import BatchProcessor
 from ingest.registry import seed_zones
-from ingest.worker import BatchProcessor
 from ioc_api.app import create_app
 from ioc_api.queries.users import create_user
 from ioc_core.catalogue import DeviceCatalogue

@@ -14,7 +14,7 @@ from chirpstack_api import integration
 
 from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
-from ingest.worker import BatchProcessor
+from ingest.processor import BatchProcessor
 
 pytestmark = pytest.mark.e2e
 

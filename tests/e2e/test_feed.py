@@ -27,8 +27,9 @@ from gateways.local_mosquitto import LocalMosquitto
 from gateways.mqtt import MqttBroadcaster, MqttPublisher
 from ingest.codecs.registry import CodecRegistry
 from ingest.feed import FeedConfig, OpenFeed
+from ingest.processor import BatchProcessor
 from ingest.registry import DeviceRecord, register_devices, seed_zones
-from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
+from ingest.worker import IngestWorker, WorkerConfig
 from ioc_core.settings import MqttUrl
 from ioc_core.zones import load_default_zones
 from tests.events import uplink
@@ -311,7 +312,7 @@ def test_a_device_made_private_disappears_and_stale_retained_topics_are_cleared(
 
 
 def test_the_example_subscriber_prints_the_retained_readings(broker: LocalMosquitto) -> None:
-    from ingest.feed_asyncapi import example_payloads
+    from ingest.feed.asyncapi import example_payloads
 
     with MqttPublisher(MqttUrl.parse(broker.url), client_id="examples") as pub:
         for topic, payload in example_payloads().values():

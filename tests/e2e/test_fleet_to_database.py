@@ -14,7 +14,8 @@ from device_simulators.publisher import publish_to_broker
 from gateways import chirpstack as ce
 from gateways.local_mosquitto import LocalMosquitto
 from ingest.codecs.registry import CodecRegistry
-from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
+from ingest.processor import BatchProcessor
+from ingest.worker import IngestWorker, WorkerConfig
 from ioc_core.settings import MqttUrl
 from tests.waiting import eventually
 

@@ -22,7 +22,7 @@ import pytest
 
 from gateways.local_mosquitto import LocalMosquitto
 from gateways.mqtt import InboundMessage
-from ingest.worker import BatchProcessor
+from ingest.processor import BatchProcessor
 from tests.e2e.test_feed import RunningWorker, Subscriber, _records, cayenne, registry, start_worker
 from tests.e2e.test_feed import _publish as _feed_publish
 from tests.e2e.test_worker import WorkerProcess, _publish, worker_factory

@@ -26,7 +26,7 @@ from gateways.local_mosquitto import LocalMosquitto
 from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
 from ingest.dead_letters import fingerprint
-from ingest.worker import BatchProcessor
+from ingest.processor import BatchProcessor
 from tests.e2e.test_worker import WorkerProcess, _publish, worker_factory
 from tests.fix_postgres import PgServer, new_database
 from tests.hostile_events import encode, inbound, sample, samples, topic_for

@@ -23,7 +23,8 @@ from gateways.local_postgres import LocalPostgres
 from gateways.migrations import migrate
 from gateways.mqtt import MqttPublisher
 from ingest.codecs.registry import CodecRegistry
-from ingest.worker import BatchProcessor, IngestWorker, WorkerConfig
+from ingest.processor import BatchProcessor
+from ingest.worker import IngestWorker, WorkerConfig
 from ioc_core.settings import MqttUrl
 from tests.events import malformed, uplink
 from tests.waiting import wait_for

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
-from ingest.worker import BatchProcessor
+from ingest.processor import BatchProcessor
 from tests.api_support import HAI_CHAU, SON_TRA, device, ingest, key, lpp
 from tests.events import malformed
 

@@ -31,8 +31,8 @@ from schemathesis.python import asgi
 
 from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
+from ingest.processor import BatchProcessor
 from ingest.registry import seed_zones
-from ingest.worker import BatchProcessor
 from ioc_api.queries.users import create_user
 from ioc_core.catalogue import DeviceCatalogue
 from ioc_core.kinds import KINDS

@@ -25,9 +25,9 @@ from device_simulators.events import StreamOptions, generate
 from device_simulators.fleet import build_fleet
 from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
+from ingest.processor import BatchProcessor
 from ingest.registry import register_devices, seed_zones
 from ingest.stats import IngestStats
-from ingest.worker import BatchProcessor
 from ioc_cli.demo import device_record
 from ioc_core.zones import load_default_zones
 

@@ -17,8 +17,8 @@ from google.protobuf import json_format
 from gateways.mqtt import InboundMessage
 from ingest.codecs.registry import CodecRegistry
 from ingest.dead_letters import list_dead_letters
+from ingest.processor import BatchProcessor
 from ingest.replay import replay
-from ingest.worker import BatchProcessor
 from tests.reference import CHIRPSTACK_SAMPLES
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]

@@ -21,8 +21,8 @@ from chirpstack_api import gw, integration
 from gateways.mqtt import InboundMessage
 from gateways.timescale_jobs import PolicyJob, policy_jobs, run_policy_jobs
 from ingest.codecs.registry import CodecRegistry
+from ingest.processor import BatchProcessor
 from ingest.stats import IngestStats
-from ingest.worker import BatchProcessor
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ingest.feed_asyncapi import asyncapi_document, example_payloads, render_yaml
-from ingest.feed_payloads import FeedDevice, SenMLPacker
+from ingest.feed.asyncapi import asyncapi_document, example_payloads, render_yaml
+from ingest.feed.payloads import FeedDevice, SenMLPacker
 from ioc_core.metrics import UNIT_NAMES, VOCABULARY
 
 jsonschema_rs = pytest.importorskip("jsonschema_rs", reason="the schema checks need jsonschema-rs (dev extra)")

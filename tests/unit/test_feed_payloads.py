@@ -8,7 +8,7 @@ import re
 import pytest
 
 from gateways.mqtt import publish_packet
-from ingest.feed_payloads import (
+from ingest.feed.payloads import (
     BASE_NAME,
     METADATA_NAMES,
     FeedDevice,

@@ -20,7 +20,7 @@ from ingest.codecs.js_runtime import JsCodec, JsLimits, JsRuntime
 from ingest.codecs.registry import CodecInfo, CodecRegistry
 from ingest.devices import DeviceRef
 from ingest.pipeline import build_rows, parse_messages
-from ingest.writer import _UPLINK_COLUMNS
+from ingest.rows import UPLINK_DECODE_STATUS
 from tests.events import uplink
 
 # Backtracking of /(a+)+$/ doubles with every 'a': 26 of them keep QuickJS inside its regular-expression
@@ -145,7 +145,7 @@ def test_an_always_timing_out_codec_is_disabled_by_its_breaker() -> None:
     assert (counts.timeouts, counts.refused, counts.disabled) == (5, 35, 1)
 
 
-_STATUS = _UPLINK_COLUMNS.index("decode_status")
+_STATUS = UPLINK_DECODE_STATUS
 
 
 def test_a_disabled_codec_dead_letters_its_uplinks_with_the_reason() -> None:

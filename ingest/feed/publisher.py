@@ -7,28 +7,25 @@ ingest never waits. The device's description (name, kind, zone, position, the ``
 the database, cached and reloaded when the registry changes; private, unregistered and decommissioned
 devices are never published, and a device that leaves the feed (made private, moved) has its retained
 reading cleared. A reading older than one already published for its device is published without the retain
-flag, so the retained message stays the latest reading. Status and zone summaries: ``ingest.feed_status``.
+flag, so the retained message stays the latest reading. Status and zone summaries: ``ingest.feed.status``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
-from gateways.database import Connection, DatabaseUnavailable, connect
+from gateways.database import Connection, DatabaseError, close_quietly, connect, database_errors
 from gateways.mqtt import MqttBroadcaster
-from ingest.feed_payloads import FeedDevice, SenMLPacker
-from ingest.feed_status import StatusPublisher
-from ingest.pipeline import Batch
+from ingest.feed.payloads import FeedDevice, SenMLPacker
+from ingest.feed.status import StatusPublisher
+from ingest.rows import MEASUREMENT_DEVICE_ID, MEASUREMENT_TIME, MeasurementRow
 from ingest.writer import WriteResult
 
 __all__ = ["FeedConfig", "FeedDirectory", "OpenFeed"]
@@ -99,7 +96,7 @@ class FeedDirectory:
         return gone
 
 
-_Item = tuple[dict[uuid.UUID, list[tuple[Any, ...]]], tuple[uuid.UUID, ...]]
+_Item = tuple[Mapping[uuid.UUID, Sequence[MeasurementRow]], tuple[uuid.UUID, ...]]
 
 
 class OpenFeed:
@@ -131,12 +128,12 @@ class OpenFeed:
         self._logged_at = time.monotonic()
 
     # --- the committing thread -------------------------------------------------------------------------
-    def offer(self, batch: Batch, result: WriteResult) -> None:
+    def offer(self, result: WriteResult) -> None:
         """Hand over a committed batch's new uplinks; never blocks on the broker."""
         if not result.stored:
             return
         with self._cond:
-            self._queue.append((batch.uplink_measurements, result.stored))
+            self._queue.append((result.readings, result.stored))
             self._waiting += len(result.stored)
             while self._waiting > self.config.queue_size and len(self._queue) > 1:
                 _, stored = self._queue.popleft()
@@ -199,8 +196,9 @@ class OpenFeed:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = connect(self._dsn, autocommit=True, application_name="ioc-feed")
-            gone = self.directory.refresh(self._conn)
-        except (DatabaseUnavailable, psycopg.Error) as err:
+            with database_errors("open feed: registry"):
+                gone = self.directory.refresh(self._conn)
+        except DatabaseError as err:
             self._drop_conn()
             log.warning("open feed: cannot read the registry (%s); using what it read before", err)
             return
@@ -216,31 +214,33 @@ class OpenFeed:
         devices = self.directory.devices
         latest = self._latest
         pack = self._packer.pack_rows
+        time_at, device_at = MEASUREMENT_TIME, MEASUREMENT_DEVICE_ID
         out: list[tuple[str, bytes, bool]] = []
         skipped = 0
         for measurements, stored in items:
             # Usually every uplink of the batch was new: walk the dict instead of hashing each id (a UUID's
             # hash runs Python code).
             if len(stored) == len(measurements):
-                batch_rows: Iterable[list[tuple[Any, ...]] | None] = measurements.values()
+                batch_rows: Iterable[Sequence[MeasurementRow] | None] = measurements.values()
             else:
                 batch_rows = map(measurements.get, stored)
             for rows in batch_rows:
                 if not rows:
                     continue  # nothing decoded: no reading to publish
                 first = rows[0]
-                device = devices.get(first[1])
+                device_id = first[device_at]
+                device = devices.get(device_id)
                 if device is None:
                     skipped += 1
                     continue
-                when = first[0].timestamp()
+                when = first[time_at].timestamp()
                 payload = pack(device, when, rows)
                 if payload is None:
                     continue  # only flagged values
-                newest = latest.get(first[1])
+                newest = latest.get(device_id)
                 retain = newest is None or when >= newest
                 if retain:
-                    latest[first[1]] = when
+                    latest[device_id] = when
                 out.append((device.topic, payload, retain))
         self.skipped += skipped
         if out:
@@ -249,9 +249,7 @@ class OpenFeed:
             self.refused += len(out) - taken
 
     def _drop_conn(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
+        close_quietly(self._conn)
         self._conn = None
 
     def _log(self, *, force: bool = False) -> None:

@@ -12,18 +12,15 @@ moved or decommissioned while no feed was running).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-
-from gateways.database import Connection, DatabaseUnavailable, connect
+from gateways.database import Connection, DatabaseError, close_quietly, connect, database_errors
 from gateways.mqtt import MqttBroadcaster
-from ingest.feed_payloads import (
+from ingest.feed.payloads import (
     DEV_EUI,
     KIND,
     ZONE_CODE,
@@ -93,8 +90,9 @@ class StatusPublisher:
     def run(self, stop: threading.Event, interval_s: float) -> None:
         while not stop.is_set():
             try:
-                self.tick()
-            except (DatabaseUnavailable, psycopg.Error) as err:
+                with database_errors("open feed status"):
+                    self.tick()
+            except DatabaseError as err:
                 log.warning("open feed status: database unavailable (%s); trying again in %.0f s", err, interval_s)
                 self._lose()
             except Exception:  # never take the ingest down
@@ -105,9 +103,7 @@ class StatusPublisher:
         self._lose()
 
     def _lose(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()  # ends the session, and with it the advisory lock
+        close_quietly(self._conn)  # ends the session, and with it the advisory lock
         self._conn = None
         self.leader = False
         self._reconciled = False

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
+from ingest.rows import MEASUREMENT, MEASUREMENT_METRIC_ID, MEASUREMENT_QUALITY, MEASUREMENT_VALUE, MeasurementRow
 from ioc_core.metrics import UNIT_NAMES, VOCABULARY, Metric
 
 __all__ = [
@@ -26,10 +27,10 @@ __all__ = [
     "DeviceStatus",
     "FeedDevice",
     "Health",
+    "HealthChange",
     "HealthCounts",
     "KeyValue",
     "SenMLPacker",
-    "StatusEvent",
     "ZoneSummary",
     "senml_schemas",
     "status_event",
@@ -110,6 +111,13 @@ class FeedDevice:
                    reading_topic(prefix, zone, kind, dev_eui), base, tail)
 
 
+def _measurement(metric_id: int, value: float) -> MeasurementRow:
+    """A measurement row of good quality holding only what a pack uses."""
+    row: list[Any] = [None] * len(MEASUREMENT.columns)
+    row[MEASUREMENT_METRIC_ID], row[MEASUREMENT_VALUE], row[MEASUREMENT_QUALITY] = metric_id, value, 0
+    return tuple(row)
+
+
 class SenMLPacker:
     """Builds a reading's SenML pack from pre-encoded pieces: the feed runs this for every uplink it publishes.
 
@@ -124,23 +132,24 @@ class SenMLPacker:
 
     def pack(self, device: FeedDevice, when: float, readings: Iterable[tuple[int, float]]) -> bytes:
         """``readings`` are (metric id, value) of good quality: finite and in range; at least one."""
-        packed = self.pack_rows(device, when, ((None, None, None, m, v, 0) for m, v in readings))
+        packed = self.pack_rows(device, when, (_measurement(m, v) for m, v in readings))
         if packed is None:
             raise ValueError("a SenML pack needs at least one reading")
         return packed
 
-    def pack_rows(self, device: FeedDevice, when: float, rows: Iterable[tuple[Any, ...]]) -> bytes | None:
-        """The same from measurement rows (time, device, zone, metric id, value, quality), skipping flagged
-        ones (quality ≠ 0); None when no row is good. The feed's path, so written for speed."""
+    def pack_rows(self, device: FeedDevice, when: float, rows: Iterable[MeasurementRow]) -> bytes | None:
+        """The same from measurement rows (``ingest.rows.MEASUREMENT``), skipping flagged ones (quality ≠ 0);
+        None when no row is good. The feed's path, so written for speed."""
         fields, number = self._fields, self._number
+        quality, metric, value = MEASUREMENT_QUALITY, MEASUREMENT_METRIC_ID, MEASUREMENT_VALUE
         parts: list[bytes] | None = None
         for r in rows:
-            if r[5]:
+            if r[quality]:
                 continue
             if parts is None:
-                parts = [device.base, number(when), b",", fields[r[3]], number(float(r[4]))]
+                parts = [device.base, number(when), b",", fields[r[metric]], number(float(r[value]))]
             else:
-                parts += (b"},{", fields[r[3]], number(float(r[4])))
+                parts += (b"},{", fields[r[metric]], number(float(r[value])))
         if parts is None:
             return None
         parts += (b"}", device.tail)
@@ -148,10 +157,11 @@ class SenMLPacker:
 
 
 Health = Literal["reporting", "late", "silent", "never_seen"]
-StatusEvent = Literal["snapshot", "first_seen", "back", "late", "silent", "never_seen"]
+HealthChange = Literal["snapshot", "first_seen", "back", "late", "silent", "never_seen"]
+"""The ``event`` of a device status message (not ChirpStack's status event, which reports battery and margin)."""
 
 
-def status_event(previous: Health | None, health: Health) -> StatusEvent:
+def status_event(previous: Health | None, health: Health) -> HealthChange:
     """What a change of health means to a subscriber; ``snapshot`` when there is no earlier state to compare."""
     if previous is None:
         return "snapshot"
@@ -174,7 +184,7 @@ class DeviceStatus(_Payload):
     health: Health = Field(description="reporting: within twice its interval; late: up to six times; silent: "
                                        "longer; never_seen: no uplink yet")
     previous: Health | None = Field(description="the health before this change; null in a snapshot")
-    event: StatusEvent = Field(description="late, silent, back (reporting again after late or silent), "
+    event: HealthChange = Field(description="late, silent, back (reporting again after late or silent), "
                                            "first_seen, never_seen, or snapshot (the state at start-up or when the "
                                            "device joins the feed)")
     last_seen: datetime | None = Field(description="event time of the device's latest uplink")
