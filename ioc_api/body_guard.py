@@ -46,14 +46,6 @@ class BodyLimits:
         return self.paths.get(path, self.default)
 
 
-class _Refused(Exception):
-    """Raised out of ``receive`` to stop the route reading; the guard answers with ``error``."""
-
-    def __init__(self, error: ApiError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
 class BodyGuard:
     """ASGI middleware; ``authenticate`` turns an ``Authorization`` header into a caller or raises an error the
     API answers (``ioc_api.errors``): Unauthorized, or DatabaseUnavailable."""
@@ -107,7 +99,7 @@ class _Counted:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def counted() -> Message:
             if self.refusal is not None:
-                raise _Refused(self.refusal)
+                raise self.refusal
             if self.body_done:  # only the disconnect is left to wait for, which may take the whole response
                 return await receive()
             try:
@@ -116,12 +108,12 @@ class _Counted:
             except TimeoutError:
                 self.refusal = BodyTimeout(f"no part of the request body arrived for {self.timeout_s:g} s",
                                            field="body")
-                raise _Refused(self.refusal) from None
+                raise self.refusal from None
             if message["type"] == "http.request":
                 self.read += len(message.get("body", b""))
                 if self.read > self.limit:
                     self.refusal = _too_large(self.limit)
-                    raise _Refused(self.refusal)
+                    raise self.refusal
                 self.body_done = not message.get("more_body", False)
             return message
 
@@ -136,12 +128,16 @@ class _Counted:
                 self.started = True
             await send(message)
 
+        # The refusal is raised out of ``receive`` to stop the route reading; when the route does not turn it
+        # into an answer of its own (which guarded_send replaces), it arrives here and is answered.
         try:
             await self.app(scope, counted, guarded_send)
-        except _Refused as refused:
+        except ApiError as error:
+            if error is not self.refusal:
+                raise
             if not self.started:
                 self.started = True
-                await _answer(send, scope, refused.error, self.retry_after_s)
+                await _answer(send, scope, error, self.retry_after_s)
 
 
 async def _answer(send: Send, scope: Scope, error: IocError, retry_after_s: int) -> None:
