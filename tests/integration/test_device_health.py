@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from dashboards.exercise import all_cases, parse_relative, run_case, sample_variables
-from ingest.feed_status import StatusPublisher
+from ingest.feed.status import StatusPublisher
 from ingest.registry import DeviceRecord, register_devices, seed_zones
 from ioc_api.queries.devices import DeviceFilters, list_devices
 from ioc_api.queries.monitoring import list_gateways, zone_summaries
