@@ -47,7 +47,7 @@ from gateways.local_mosquitto import LocalMosquitto
 from gateways.local_postgres import LocalPostgres
 from gateways.migrations import migrate
 from gateways.mqtt import MqttBroadcaster, MqttConsumer, MqttPublisher
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.feed import FeedConfig, OpenFeed
 from ingest.processor import BatchProcessor
 from ingest.registry import DeviceRecord, register_devices, seed_zones
@@ -282,7 +282,7 @@ def feed_cost(args: argparse.Namespace, pg: LocalPostgres, broker: LocalMosquitt
         # off/on, then on/off: a slow drift of the machine or the growing tables cancels out over two rounds.
         for mode in ("off", "on") if run % 2 == 0 else ("on", "off"):
             feed = make_feed(pg.url, broker.url, args.feed_qos, args.feed_status_interval) if mode == "on" else None
-            worker = IngestWorker(config, url, BatchProcessor(pg.url, CodecRegistry.discover()), feed)
+            worker = IngestWorker(config, url, BatchProcessor(pg.url, CodecLibrary.discover()), feed)
             stop = threading.Event()
             runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)
             runner.start()
@@ -408,7 +408,7 @@ def main() -> None:
         print(f"backlog published in {took:.1f} s ({len(events) / took:.0f} msg/s, 2 publisher processes)")
 
         feed = make_feed(pg.url, broker.url, args.feed_qos, args.feed_status_interval) if args.feed else None
-        worker = IngestWorker(config, url, BatchProcessor(pg.url, CodecRegistry.discover()), feed)
+        worker = IngestWorker(config, url, BatchProcessor(pg.url, CodecLibrary.discover()), feed)
         stop = threading.Event()
         runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)
         runner.start()

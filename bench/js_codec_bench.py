@@ -11,7 +11,7 @@ batches of ChirpStack uplink events, in this process:
 * always-timeout: every uplink decoded by a codec that never returns, the case the circuit breaker exists
   for: without it each uplink costs the time limit.
 
-The script uses only interfaces the runtime had before issue 10 (``CodecRegistry.discover``, ``JsLimits``
+The script uses only interfaces the runtime had before issue 10 (``CodecLibrary.discover``, ``JsLimits``
 with time and memory limits), so the same file measures an older checkout: run it with ``PYTHONPATH`` set
 to that checkout to get "before" numbers. The machine is shared: the load average is printed beside the
 numbers, and each figure is the median of several rounds.
@@ -40,7 +40,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 from gateways.mqtt import InboundMessage
 from ingest.codecs.js_runtime import JsLimits
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.devices import DeviceRef
 from ingest.pipeline import build_rows, parse_messages
 from tests.events import uplink
@@ -90,7 +90,7 @@ def _messages(
     return messages, refs
 
 
-def _per_uplink_us(registry: CodecRegistry, messages: list[InboundMessage], refs: dict[str, DeviceRef],
+def _per_uplink_us(registry: CodecLibrary, messages: list[InboundMessage], refs: dict[str, DeviceRef],
                    rounds: int, batch_size: int | None = None, pause_s: float = 0.0) -> tuple[float, int]:
     """Median µs per uplink of parse + decode + normalise over ``rounds`` (the first round warms up).
 
@@ -135,7 +135,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="ioc-js-bench-"))
     (folder / "lht65_like.js").write_text(LHT65_LIKE, encoding="utf-8")
     (folder / "loop_forever.js").write_text(LOOP_FOREVER, encoding="utf-8")
-    registry = CodecRegistry.discover(js_dir=folder, js_limits=limits)
+    registry = CodecLibrary.discover(js_dir=folder, js_limits=limits)
     try:
         messages, refs = _messages(args.uplinks, "cayenne-lpp", CAYENNE)
         builtin_us, builtin_dead = _per_uplink_us(registry, messages, refs, args.rounds)

@@ -64,7 +64,7 @@ class IngestWorker:
         self.processor = processor
         # The open feed publishes what was committed, after the ack, from threads of its own.
         self.feed = feed
-        # The registry's JavaScript health counters (timeouts, crashes, disabled codecs), when it has any.
+        # The codec library's JavaScript health counters (timeouts, crashes, disabled codecs), when it has any.
         self.stats = IngestStats(config.name, config.stats_interval_s, getattr(processor.codecs, "health", None))
         self._buffer = MessageBuffer(config.batch_size, config.batch_age_s)
         self._consumer = MqttConsumer(

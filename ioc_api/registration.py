@@ -1,7 +1,7 @@
 """The rules of registering a device that are not SQL: which codec decodes it, where ChirpStack keeps it.
 
 Read by the device writes (``ioc_api.queries.device_writes``) and the CSV import; the catalogue of models and
-codecs comes from the ingest's codec registry, the ChirpStack mapping from ``IOC_CHIRPSTACK_PROFILES``.
+codecs comes from the ingest's codec library, the ChirpStack mapping from ``IOC_CHIRPSTACK_PROFILES``.
 """
 
 from __future__ import annotations

@@ -46,13 +46,13 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from ingest.codecs.js_runtime import JsLimits
-        from ingest.codecs.registry import CodecRegistry
+        from ingest.codecs.library import CodecLibrary
         from ioc_api.app import create_app
         from ioc_core.catalogue import DeviceCatalogue
 
         settings = load(ApiSettings)
         ingest = load(IngestSettings)
-        codecs = CodecRegistry.discover(js_dir=ingest.codec_dir, js_limits=JsLimits.from_settings(ingest))
+        codecs = CodecLibrary.discover(js_dir=ingest.codec_dir, js_limits=JsLimits.from_settings(ingest))
         catalogue = DeviceCatalogue.of((info.id, info.models) for info in codecs.infos())
         app = create_app(load(DatabaseSettings), settings, catalogue=catalogue, chirpstack=load(ChirpStackSettings),
                          open_data=load(OpenDataSettings))

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from ingest.codecs.examples import load_examples, run_examples
 from ingest.codecs.js_runtime import JsCodec, JsLimits
-from ingest.codecs.registry import EXAMPLES_FILE, MANIFEST_FILE, Codec, CodecRegistry
+from ingest.codecs.library import EXAMPLES_FILE, MANIFEST_FILE, Codec, CodecLibrary
 from ingest.normalise import normalise
 from ioc_cli.environment import environment
 from ioc_core.settings import IngestSettings, load
@@ -39,13 +39,13 @@ def register(app: typer.Typer) -> None:
 def list_codecs() -> None:
     """List every codec: id, kind (builtin or javascript), name and the device models it serves."""
     settings = load(IngestSettings)
-    registry = _registry(settings)
+    library = _library(settings)
     table = Table(title="codecs")
     table.add_column("id", no_wrap=True)
     table.add_column("kind")
     table.add_column("name")
     table.add_column("models")
-    for info in registry.infos():
+    for info in library.infos():
         table.add_row(escape(info.id), info.kind, escape(info.name), escape(", ".join(info.models)) or "-")
     Console().print(table)
 
@@ -81,11 +81,11 @@ def decode_payload(
     if js_file is not None:
         codec = JsCodec.load(js_file, limits=JsLimits.from_settings(settings))
     else:
-        registry = _registry(settings)
-        if codec_id not in registry:
-            known = ", ".join(registry) or "none"
+        library = _library(settings)
+        if codec_id not in library:
+            known = ", ".join(library) or "none"
             raise typer.BadParameter(f"unknown codec {codec_id!r} (known: {known})", param_hint="--codec")
-        codec = registry.get(str(codec_id))
+        codec = library.get(str(codec_id))
     result = codec.decode(payload, fport, variables=parsed_variables or None)
     out: dict[str, Any] = result.as_json()
     if with_normalise and result.ok:
@@ -110,13 +110,13 @@ def test_examples(
     """Run every example of the given codecs: PASS/FAIL per example, a summary, exit 1 on a failure."""
     settings = load(IngestSettings)
     limits = JsLimits.from_settings(settings)
-    registry: list[CodecRegistry] = []
+    library: list[CodecLibrary] = []
 
-    def builtins() -> CodecRegistry:
+    def builtins() -> CodecLibrary:
         # Discovered on first need only, so testing a JavaScript file does not import every built-in.
-        if not registry:
-            registry.append(CodecRegistry.discover())
-        return registry[0]
+        if not library:
+            library.append(CodecLibrary.discover())
+        return library[0]
 
     console = Console(highlight=False)
     passed = failed = 0
@@ -138,8 +138,8 @@ def test_examples(
         raise typer.Exit(1)
 
 
-def _registry(settings: IngestSettings) -> CodecRegistry:
-    return CodecRegistry.discover(js_dir=settings.codec_dir, js_limits=JsLimits.from_settings(settings))
+def _library(settings: IngestSettings) -> CodecLibrary:
+    return CodecLibrary.discover(js_dir=settings.codec_dir, js_limits=JsLimits.from_settings(settings))
 
 
 def _parse_hex(text: str) -> bytes:
@@ -164,7 +164,7 @@ def _parse_variables(items: list[str]) -> dict[str, str]:
     return parsed
 
 
-def _resolve(path: Path, builtins: Callable[[], CodecRegistry], limits: JsLimits) -> tuple[Codec, Path]:
+def _resolve(path: Path, builtins: Callable[[], CodecLibrary], limits: JsLimits) -> tuple[Codec, Path]:
     """The codec and the examples file that ``ioc codecs test PATH`` means."""
     if path.is_dir():
         if (path / MANIFEST_FILE).is_file():
@@ -190,12 +190,12 @@ def _resolve(path: Path, builtins: Callable[[], CodecRegistry], limits: JsLimits
     return JsCodec.load(js_path, limits=limits), path
 
 
-def _builtin(folder: Path, builtins: Callable[[], CodecRegistry]) -> tuple[Codec, Path]:
-    registry = builtins()
+def _builtin(folder: Path, builtins: Callable[[], CodecLibrary]) -> tuple[Codec, Path]:
+    library = builtins()
     wanted = folder.resolve()
-    for info in registry.infos():
+    for info in library.infos():
         if info.kind == "builtin" and info.source.resolve() == wanted and info.examples is not None:
-            return registry.get(info.id), info.examples
+            return library.get(info.id), info.examples
     raise typer.BadParameter(
         f"{folder} is not one of the built-in codec folders of this installation", param_hint="PATH"
     )

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from gateways.database import connect
 from ingest.codecs.js_runtime import JsLimits
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.dead_letters import STAGES, list_dead_letters
 from ingest.processor import BatchProcessor
 from ingest.replay import replay
@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
         _check_stage(stage)
         settings = load(IngestSettings)
         dsn = load(DatabaseSettings).dsn
-        codecs = CodecRegistry.discover(
+        codecs = CodecLibrary.discover(
             js_dir=settings.codec_dir,
             js_limits=JsLimits(time_limit_ms=settings.js_time_limit_ms,
                                memory_limit_mb=settings.js_memory_limit_mb),

@@ -307,7 +307,7 @@ def _serve_api(stack: ExitStack, dsn: str, port: int, brokers: DemoBrokers | Non
     """The API in a thread on loopback, with a new key for a ``demo-admin`` user; returns its URL and the key."""
     import uvicorn  # only the demo and `ioc api` need the web stack
 
-    from ingest.codecs.registry import CodecRegistry
+    from ingest.codecs.library import CodecLibrary
     from ioc_api.app import create_app
     from ioc_api.queries.users import create_user
     from ioc_core.catalogue import DeviceCatalogue
@@ -316,7 +316,7 @@ def _serve_api(stack: ExitStack, dsn: str, port: int, brokers: DemoBrokers | Non
         # A fresh key each run: the old demo user goes (its audit records stay).
         conn.execute("DELETE FROM api_users WHERE name = 'demo-admin'")
         _user, key = create_user(conn, "demo-admin", "admin", [], actor="ioc demo")
-    catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecRegistry.discover().infos())
+    catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecLibrary.discover().infos())
     app = create_app(DatabaseSettings(url=dsn), catalogue=catalogue,  # type: ignore[arg-type]
                      broker=brokers.api_settings() if brokers else None)
     port = port or free_port()

@@ -12,7 +12,7 @@ import typer
 
 from gateways.mqtt import MqttBroadcaster
 from ingest.codecs.js_runtime import JsLimits
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.feed import FeedConfig, OpenFeed
 from ingest.pipeline import EdgeLimits
 from ingest.processor import BatchProcessor
@@ -50,7 +50,7 @@ def build_worker(
     feed: FeedSettings | None = None,
 ) -> IngestWorker:
     """An ingest worker; with ``feed`` settings it also publishes the open feed (unless they turn it off)."""
-    codecs = CodecRegistry.discover(
+    codecs = CodecLibrary.discover(
         js_dir=ingest.codec_dir,
         js_limits=JsLimits(time_limit_ms=ingest.js_time_limit_ms, memory_limit_mb=ingest.js_memory_limit_mb),
     )

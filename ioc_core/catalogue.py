@@ -1,4 +1,4 @@
-"""What the API may accept as a device's model and codec: the codec registry, flattened at start-up."""
+"""What the API may accept as a device's model and codec: the codec library, flattened at start-up."""
 
 from __future__ import annotations
 

@@ -312,7 +312,7 @@ class ApiClientSettings(_Base):
         return value.strip().rstrip("/").removesuffix("/api/v1")
 
     def required_key(self) -> SecretStr:
-        """The key, or a clear configuration error: every route of the registry needs one."""
+        """The key, or a clear configuration error: every route of the device registry needs one."""
         if self.key is None or not self.key.get_secret_value().strip():
             raise ConfigError("IOC_API_KEY is not set: export the API key an admin gave you "
                               "(`ioc users create --role technician …` prints one)")

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from gateways.local_postgres import free_port
 from gateways.mqtt import InboundMessage
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.processor import BatchProcessor
 from ingest.registry import seed_zones
 from ioc_api.app import create_app
@@ -51,7 +51,7 @@ def app_for(db_url: str, *, api: ApiSettings | None = None, chirpstack: ChirpSta
         with psycopg.connect(db_url, autocommit=True) as conn:
             seed_zones(conn, load_default_zones())
     if catalogue is None:
-        catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecRegistry.discover().infos())
+        catalogue = DeviceCatalogue.of((i.id, i.models) for i in CodecLibrary.discover().infos())
     return create_app(DatabaseSettings(url=db_url), api, catalogue=catalogue,  # type: ignore[arg-type]
                       chirpstack=chirpstack, broker=broker, open_data=open_data, background_poll_s=poll_s)
 
@@ -110,7 +110,7 @@ def ingest(db_url: str, frames: Iterable[tuple[str, int, bytes, datetime] | tupl
         rssi = frame[4] if len(frame) > 4 else -90  # type: ignore[misc]
         topic, payload = uplink(dev_eui, f_cnt, data, when=when, gateway=gateway, rssi=rssi)
         messages.append(InboundMessage(topic, payload, mid=1, received_at=time.time(), session=0, duplicate=False))
-    processor = BatchProcessor(db_url, CodecRegistry.discover())
+    processor = BatchProcessor(db_url, CodecLibrary.discover())
     try:
         assert processor.process(messages) is not None
     finally:

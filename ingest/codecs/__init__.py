@@ -1,1 +1,1 @@
-"""Payload codecs: a registry of built-in codec folders and operator-supplied JavaScript codecs."""
+"""Payload codecs: a library of built-in codec folders and operator-supplied JavaScript codecs."""

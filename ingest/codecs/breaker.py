@@ -55,7 +55,7 @@ class HealthCounts:
 
 
 class CodecHealth:
-    """Counters shared by every JavaScript codec of a registry, and their breakers; thread-safe."""
+    """Counters shared by every JavaScript codec of a library, and their breakers; thread-safe."""
 
     def __init__(
         self,

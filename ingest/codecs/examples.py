@@ -18,7 +18,7 @@ from ingest.normalise import Quality, normalise
 from ioc_core.metrics import VOCABULARY
 
 if TYPE_CHECKING:
-    from ingest.codecs.registry import Codec
+    from ingest.codecs.library import Codec
 
 __all__ = [
     "ABS_TOLERANCE",

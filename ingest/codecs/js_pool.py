@@ -129,7 +129,7 @@ def _stop_all(workers: set[_Worker]) -> None:
 
 
 class JsPool:
-    """Up to ``size`` worker processes shared by every JavaScript codec of a registry; thread-safe."""
+    """Up to ``size`` worker processes shared by every JavaScript codec of a library; thread-safe."""
 
     def __init__(self, size: int = 1, *, kill_grace_ms: int = 150) -> None:
         if size < 1:

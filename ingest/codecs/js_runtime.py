@@ -74,7 +74,7 @@ class JsLimits:
 
 
 class JsRuntime:
-    """What the JavaScript codecs of one registry share: the worker pool and the health counters.
+    """What the JavaScript codecs of one library share: the worker pool and the health counters.
 
     Nothing starts until the first decode; ``close()`` stops the workers (they also stop by themselves
     when this process exits, because their input closes). ``health`` is given by tests that set its clocks.
@@ -127,7 +127,7 @@ def _run_quietly(job: tuple[JsCodec, bytes, int, datetime | None]) -> DecodeResu
 
 
 def js_codec_id(path: Path) -> str:
-    """The registry id of the codec in ``path``: ``js:<file name without .js>``."""
+    """The library id of the codec in ``path``: ``js:<file name without .js>``."""
     name = path.stem
     if not _NAME.match(name):
         raise CodecLoadError(f"{path}: a JavaScript codec file name must match [A-Za-z0-9][A-Za-z0-9._-]*.js")

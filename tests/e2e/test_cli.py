@@ -13,7 +13,7 @@ import pytest
 from chirpstack_api import integration
 
 from gateways.mqtt import InboundMessage
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.processor import BatchProcessor
 
 pytestmark = pytest.mark.e2e
@@ -94,7 +94,7 @@ def test_unreachable_database_is_a_clear_error() -> None:
 
 
 def test_deadletters_list_and_replay(db_url: str) -> None:
-    processor = BatchProcessor(db_url, CodecRegistry.discover())
+    processor = BatchProcessor(db_url, CodecLibrary.discover())
     event = integration.UplinkEvent(
         deduplication_id=str(uuid.uuid4()), f_cnt=1, f_port=2, data=bytes.fromhex("016700fa"),
         device_info=integration.DeviceInfo(dev_eui="00000000000000d1", device_profile_id="p-1"),

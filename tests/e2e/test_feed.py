@@ -25,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateways.local_mosquitto import LocalMosquitto
 from gateways.mqtt import MqttBroadcaster, MqttPublisher
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.feed import FeedConfig, OpenFeed
 from ingest.processor import BatchProcessor
 from ingest.registry import DeviceRecord, register_devices, seed_zones
@@ -127,7 +127,7 @@ class RunningWorker:
                                      batch_size=500, batch_age_s=0.05, receive_maximum=5000, session_expiry_s=600,
                                      stats_interval_s=5.0)
         self.feed = OpenFeed(db_url, MqttBroadcaster(url, client_id="feed-e2e-feed"), config)
-        self.worker = IngestWorker(worker_config, url, BatchProcessor(db_url, CodecRegistry.discover()), self.feed)
+        self.worker = IngestWorker(worker_config, url, BatchProcessor(db_url, CodecLibrary.discover()), self.feed)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.worker.run, args=(self.stop,), daemon=True)
         self.thread.start()

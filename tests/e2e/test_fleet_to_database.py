@@ -13,7 +13,7 @@ from device_simulators.fleet import build_fleet
 from device_simulators.publisher import publish_to_broker
 from gateways import chirpstack as ce
 from gateways.local_mosquitto import LocalMosquitto
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.processor import BatchProcessor
 from ingest.worker import IngestWorker, WorkerConfig
 from ioc_core.settings import MqttUrl
@@ -30,7 +30,7 @@ def test_faulty_fleet_every_message_is_stored_or_a_dead_letter(db_url: str, brok
     config = WorkerConfig(name="fleet", client_id="fleet-worker", topic_filter="application/+/device/+/event/+",
                           share_group="ioc-ingest", batch_size=500, batch_age_s=0.05, receive_maximum=5000,
                           session_expiry_s=600, stats_interval_s=1.0)
-    worker = IngestWorker(config, MqttUrl.parse(broker.url), BatchProcessor(db_url, CodecRegistry.discover()))
+    worker = IngestWorker(config, MqttUrl.parse(broker.url), BatchProcessor(db_url, CodecLibrary.discover()))
     stop = threading.Event()
     runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     runner.start()

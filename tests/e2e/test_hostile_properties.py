@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from gateways.local_mosquitto import LocalMosquitto
 from gateways.mqtt import InboundMessage
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.dead_letters import fingerprint
 from ingest.processor import BatchProcessor
 from tests.e2e.test_worker import WorkerProcess, _publish, worker_factory
@@ -131,7 +131,7 @@ def shared_db(pg_server: PgServer, template_db: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def shared_processor(shared_db: str) -> Iterator[BatchProcessor]:
-    p = BatchProcessor(shared_db, CodecRegistry.discover())
+    p = BatchProcessor(shared_db, CodecLibrary.discover())
     yield p
     p.close()
 

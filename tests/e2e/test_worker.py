@@ -22,7 +22,7 @@ from gateways.local_mosquitto import LocalMosquitto
 from gateways.local_postgres import LocalPostgres
 from gateways.migrations import migrate
 from gateways.mqtt import MqttPublisher
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.processor import BatchProcessor
 from ingest.worker import IngestWorker, WorkerConfig
 from ioc_core.settings import MqttUrl
@@ -211,7 +211,7 @@ def test_database_restart_and_backpressure(tmp_path: Path, broker: LocalMosquitt
         config = WorkerConfig(name="bp", client_id="bp-worker", topic_filter="application/+/device/+/event/+",
                               share_group="ioc-ingest", batch_size=200, batch_age_s=0.05, receive_maximum=500,
                               session_expiry_s=3600, stats_interval_s=1.0)
-        processor = BatchProcessor(server.url, CodecRegistry.discover(), max_backoff_s=1.0)
+        processor = BatchProcessor(server.url, CodecLibrary.discover(), max_backoff_s=1.0)
         worker = IngestWorker(config, MqttUrl.parse(broker.url), processor)
         stop = threading.Event()
         runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateways.mqtt import InboundMessage
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.processor import BatchProcessor
 from tests.api_support import HAI_CHAU, SON_TRA, device, ingest, key, lpp
 from tests.events import malformed
@@ -167,7 +167,7 @@ def test_gateways_show_the_devices_they_hear(api_client: TestClient, admin: dict
 
 
 def test_dead_letters_are_for_admins(api_client: TestClient, admin: dict[str, str], db_url: str) -> None:
-    processor = BatchProcessor(db_url, CodecRegistry.discover())
+    processor = BatchProcessor(db_url, CodecLibrary.discover())
     try:
         topic, payload = malformed(7)
         processor.process([InboundMessage(topic, payload, mid=1, received_at=time.time(), session=0,

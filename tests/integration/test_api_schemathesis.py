@@ -30,7 +30,7 @@ from schemathesis import APIOperation, BaseSchema, Case, GenerationMode
 from schemathesis.python import asgi
 
 from gateways.mqtt import InboundMessage
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.processor import BatchProcessor
 from ingest.registry import seed_zones
 from ioc_api.queries.users import create_user
@@ -78,7 +78,7 @@ class Fuzz:
     catalogue: DeviceCatalogue
 
 
-def _ingest(db_url: str, codecs: CodecRegistry) -> None:
+def _ingest(db_url: str, codecs: CodecLibrary) -> None:
     """Uplinks through the real batch path: measurements, rollups, gateways, an unregistered device, a dead letter."""
     now = datetime.now(UTC)
     events = [uplink(eui, n, bytes.fromhex("0167011a02687f"), when=now - timedelta(minutes=20 * n))
@@ -119,7 +119,7 @@ def fuzz(db_url: str) -> Iterator[Fuzz]:
         seed_zones(conn, load_default_zones())
         keys = {"admin": create_user(conn, "fuzz-admin", "admin", [], actor="test")[1].key,
                 "technician": create_user(conn, "fuzz-tech", "technician", [TECHNICIAN_ZONE], actor="test")[1].key}
-    codecs = CodecRegistry.discover()
+    codecs = CodecLibrary.discover()
     catalogue = DeviceCatalogue.of((info.id, info.models) for info in codecs.infos())
     # Limits high enough that generated requests reach the export code instead of the 429 in front of it.
     open_data = OpenDataSettings(rate_per_minute=60_000, rate_burst=10_000)

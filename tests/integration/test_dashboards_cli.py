@@ -17,7 +17,7 @@ import pytest
 from device_simulators.events import StreamOptions, generate
 from device_simulators.fleet import build_fleet
 from gateways.mqtt import InboundMessage
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.processor import BatchProcessor
 from ingest.registry import register_devices, seed_zones
 from ioc_cli.demo import device_record
@@ -103,7 +103,7 @@ def _fill(db_url: str, district: str) -> str:
     messages = [m for m in itertools.takewhile(lambda m: m.time <= now.timestamp(), generate(fleet, options))
                 if m.dev_eui in reporting]
     assert messages, f"the fleet has devices in {district}"
-    processor = BatchProcessor(db_url, CodecRegistry.discover())
+    processor = BatchProcessor(db_url, CodecLibrary.discover())
     try:
         processor.process([InboundMessage(m.topic, m.payload, mid=1, received_at=time.time(), session=0,
                                           duplicate=False) for m in messages])

@@ -24,7 +24,7 @@ from dashboards.panels import Board
 from device_simulators.events import StreamOptions, generate
 from device_simulators.fleet import build_fleet
 from gateways.mqtt import InboundMessage
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.processor import BatchProcessor
 from ingest.registry import register_devices, seed_zones
 from ingest.stats import IngestStats
@@ -74,7 +74,7 @@ def city(pg_server: Any, template_db: str) -> Iterator[City]:
     cut = (now - SILENCED_FOR).timestamp()
     messages = [m for m in itertools.takewhile(lambda m: m.time <= now.timestamp(), generate(fleet, options))
                 if not (m.dev_eui == silenced and m.time > cut)]
-    processor = BatchProcessor(url, CodecRegistry.discover())
+    processor = BatchProcessor(url, CodecLibrary.discover())
     stats = IngestStats("board-test", 1.0)
     try:
         for i in range(0, len(messages), 2000):

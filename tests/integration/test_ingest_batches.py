@@ -15,7 +15,7 @@ from chirpstack_api import integration
 from google.protobuf import json_format
 
 from gateways.mqtt import InboundMessage
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.dead_letters import list_dead_letters
 from ingest.processor import BatchProcessor
 from ingest.replay import replay
@@ -36,12 +36,12 @@ def _samples() -> list[InboundMessage]:
 
 
 @pytest.fixture(scope="module")
-def codecs() -> CodecRegistry:
-    return CodecRegistry.discover()
+def codecs() -> CodecLibrary:
+    return CodecLibrary.discover()
 
 
 @pytest.fixture
-def processor(db_url: str, codecs: CodecRegistry) -> Iterator[BatchProcessor]:
+def processor(db_url: str, codecs: CodecLibrary) -> Iterator[BatchProcessor]:
     p = BatchProcessor(db_url, codecs)
     yield p
     p.close()

@@ -20,7 +20,7 @@ from chirpstack_api import gw, integration
 
 from gateways.mqtt import InboundMessage
 from gateways.timescale_jobs import PolicyJob, policy_jobs, run_policy_jobs
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.processor import BatchProcessor
 from ingest.stats import IngestStats
 from tests.waiting import eventually
@@ -57,7 +57,7 @@ _ROLLUPS = {
 
 @pytest.fixture
 def processor(db_url: str) -> Iterator[BatchProcessor]:
-    p = BatchProcessor(db_url, CodecRegistry.discover())
+    p = BatchProcessor(db_url, CodecLibrary.discover())
     yield p
     p.close()
 

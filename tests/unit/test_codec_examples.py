@@ -21,7 +21,7 @@ from ingest.codecs.examples import (
     run_example,
 )
 from ingest.codecs.js_runtime import JsLimits
-from ingest.codecs.registry import Codec, CodecRegistry
+from ingest.codecs.library import Codec, CodecLibrary
 from ingest.codecs.result import DecodeResult
 from ingest.normalise import Quality
 
@@ -30,8 +30,8 @@ JS_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "js_codecs"
 TEST_LIMITS = JsLimits(time_limit_ms=50, memory_limit_mb=16)
 
 
-def _registry() -> CodecRegistry:
-    return CodecRegistry.discover(js_dir=JS_FIXTURES, js_limits=TEST_LIMITS)
+def _registry() -> CodecLibrary:
+    return CodecLibrary.discover(js_dir=JS_FIXTURES, js_limits=TEST_LIMITS)
 
 
 def _cases() -> list[Any]:

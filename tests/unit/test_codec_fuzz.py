@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from ingest.codecs.builtin.cayenne_lpp.codec import TYPES
 from ingest.codecs.builtin.cayenne_lpp.codec import decode as cayenne_decode
 from ingest.codecs.js_runtime import JsCodec, JsLimits
-from ingest.codecs.registry import BuiltinCodec, CodecRegistry
+from ingest.codecs.library import BuiltinCodec, CodecLibrary
 from ingest.codecs.result import DecodeResult
 from ingest.normalise import normalise
 
 JS_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "js_codecs"
 
-REGISTRY = CodecRegistry.discover()
+REGISTRY = CodecLibrary.discover()
 BUILTINS: list[BuiltinCodec] = [
     codec for codec in (REGISTRY.get(codec_id) for codec_id in REGISTRY) if isinstance(codec, BuiltinCodec)
 ]

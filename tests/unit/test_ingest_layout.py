@@ -15,7 +15,7 @@ from google.protobuf import json_format
 
 from gateways.mqtt import InboundMessage
 from ingest.batching import MessageBuffer
-from ingest.codecs.registry import CodecRegistry
+from ingest.codecs.library import CodecLibrary
 from ingest.devices import DeviceRef
 from ingest.pipeline import build_rows, parse_messages
 from ingest.rows import (
@@ -66,7 +66,7 @@ def test_the_rows_the_pipeline_builds_follow_the_declared_layout() -> None:
     parsed, dead = parse_messages(messages)
     assert not dead
     device = DeviceRef(id=41, dev_eui=DEV_EUI, zone_id=3, codec_id="cayenne-lpp", status="registered")
-    batch = build_rows(parsed, {DEV_EUI: device}, {"0016c001f153a14c": 9}, CodecRegistry.discover(),
+    batch = build_rows(parsed, {DEV_EUI: device}, {"0016c001f153a14c": 9}, CodecLibrary.discover(),
                        messages=messages)
     assert batch.messages == messages and not batch.dead_letters
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from gateways.mqtt import InboundMessage
 from ingest.codecs.breaker import CodecHealth
 from ingest.codecs.js_runtime import JsCodec, JsLimits, JsRuntime
-from ingest.codecs.registry import CodecInfo, CodecRegistry
+from ingest.codecs.library import CodecInfo, CodecLibrary
 from ingest.devices import DeviceRef
 from ingest.pipeline import build_rows, parse_messages
 from ingest.rows import UPLINK_DECODE_STATUS
@@ -155,7 +155,7 @@ def test_a_disabled_codec_dead_letters_its_uplinks_with_the_reason() -> None:
         # extra worker may still be running when the breaker opens.
         limits=JsLimits(time_limit_ms=20, memory_limit_mb=16, breaker_failures=2, workers=1),
     )
-    registry = CodecRegistry.of(
+    registry = CodecLibrary.of(
         [(codec, CodecInfo(id="js:spin", kind="javascript", name="spin", source=Path("spin.js")))],
         codec.runtime,
     )
@@ -183,7 +183,7 @@ def test_a_batch_of_javascript_uplinks_is_decoded_across_the_workers() -> None:
         "js:echo", "function decodeUplink(i) { return {data: {first: i.bytes[0], port: i.fPort}}; }",
         limits=JsLimits(time_limit_ms=100, memory_limit_mb=16, workers=2),
     )
-    registry = CodecRegistry.of(
+    registry = CodecLibrary.of(
         [(codec, CodecInfo(id="js:echo", kind="javascript", name="echo", source=Path("echo.js")))], codec.runtime
     )
     devices = {}
@@ -217,7 +217,7 @@ def test_retry_time_in_the_refusal_is_the_wall_clock_plus_the_cool_down() -> Non
 
 def test_workers_start_on_the_first_decode_and_stop_with_the_registry(tmp_path: Path) -> None:
     (tmp_path / "vendor.js").write_text("function decodeUplink(i) { return {data: {n: i.fPort}}; }", "utf-8")
-    registry = CodecRegistry.discover(js_dir=tmp_path, js_limits=LIMITS)
+    registry = CodecLibrary.discover(js_dir=tmp_path, js_limits=LIMITS)
     assert registry.js_runtime is not None
     pool = registry.js_runtime.pool
     assert pool.started == 0, "discovering codecs must not start processes"

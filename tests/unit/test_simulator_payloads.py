@@ -144,7 +144,7 @@ def test_cayenne_runtime_object_is_chirpstacks() -> None:
     assert normalise({"temperatureSensor": {"1": 28.2}, "humiditySensor": {"2": 61.0}}).readings
 
 
-# --- the folder contract the codec registry relies on ----------------------------------------------------
+# --- the folder contract the codec library relies on ----------------------------------------------------
 
 
 @pytest.mark.parametrize("folder", IOC_FOLDERS)

@@ -1,4 +1,4 @@
-"""The registry discovers codec folders once, validates them, and fails loudly on a broken one."""
+"""The library discovers codec folders once, validates them, and fails loudly on a broken one."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from ingest.codecs.errors import CodecLoadError, ExamplesError, UnknownCodecError
 from ingest.codecs.js_runtime import JsLimits
-from ingest.codecs.registry import BuiltinCodec, CodecRegistry, Manifest
+from ingest.codecs.library import BuiltinCodec, CodecLibrary, Manifest
 from ingest.codecs.result import DecodeResult
 from ioc_core.errors import ConfigError, FatalError, SkippableError
 
@@ -84,37 +84,37 @@ def make_codec(package: tuple[str, Path]) -> MakeCodec:
     return make
 
 
-def discover(package: tuple[str, Path]) -> CodecRegistry:
-    return CodecRegistry.discover(builtin_package=package[0])
+def discover(package: tuple[str, Path]) -> CodecLibrary:
+    return CodecLibrary.discover(builtin_package=package[0])
 
 
 def test_discovers_folders_and_serves_lookups(package: tuple[str, Path], make_codec: MakeCodec) -> None:
     make_codec("alpha", models="[model-a, model-b]")
     make_codec("beta_two")
-    registry = discover(package)
-    assert sorted(registry) == ["alpha", "beta-two"] and len(registry) == 2
-    assert "alpha" in registry and "gamma" not in registry
-    assert registry.get("alpha").decode(b"\x2a", 1) == DecodeResult(data={"value": 42})
-    info = registry.info("beta-two")
+    library = discover(package)
+    assert sorted(library) == ["alpha", "beta-two"] and len(library) == 2
+    assert "alpha" in library and "gamma" not in library
+    assert library.get("alpha").decode(b"\x2a", 1) == DecodeResult(data={"value": 42})
+    info = library.info("beta-two")
     assert (info.kind, info.name, info.fports) == ("builtin", "Test beta_two", (1,))
     assert info.source == package[1] / "beta_two"
-    assert registry.codec_for_model("model-b") is registry.get("alpha")
-    assert registry.codec_for_model("model-z") is None
-    assert [i.id for i in registry.infos()] == ["alpha", "beta-two"]
+    assert library.codec_for_model("model-b") is library.get("alpha")
+    assert library.codec_for_model("model-z") is None
+    assert [i.id for i in library.infos()] == ["alpha", "beta-two"]
 
 
 def test_lookups_never_rescan(package: tuple[str, Path], make_codec: MakeCodec) -> None:
     folder = make_codec("alpha")
-    registry = discover(package)
+    library = discover(package)
     shutil.rmtree(folder)
-    assert registry.get("alpha").decode(b"\x01", 1).data == {"value": 1}
+    assert library.get("alpha").decode(b"\x01", 1).data == {"value": 1}
 
 
 def test_unknown_codec_is_a_skippable_key_error(package: tuple[str, Path], make_codec: MakeCodec) -> None:
     make_codec("alpha")
-    registry = discover(package)
+    library = discover(package)
     with pytest.raises(UnknownCodecError) as caught:
-        registry.get("nope")
+        library.get("nope")
     err = caught.value
     assert isinstance(err, KeyError) and isinstance(err, SkippableError)
     assert (err.stage, err.codec_id, str(err)) == ("decode", "nope", "unknown codec 'nope'")
@@ -207,15 +207,15 @@ def test_private_and_leftover_folders_are_skipped(package: tuple[str, Path], mak
 
 def test_an_alternate_root_can_be_given(package: tuple[str, Path], make_codec: MakeCodec) -> None:
     make_codec("alpha")
-    registry = CodecRegistry.discover(builtin_package=package[0], builtin_root=package[1])
-    assert list(registry) == ["alpha"]
+    library = CodecLibrary.discover(builtin_package=package[0], builtin_root=package[1])
+    assert list(library) == ["alpha"]
 
 
 def test_errors_are_configuration_errors() -> None:
     assert issubclass(CodecLoadError, ConfigError) and issubclass(CodecLoadError, FatalError)
     assert issubclass(ExamplesError, CodecLoadError)
     with pytest.raises(CodecLoadError, match="cannot import the codec package"):
-        CodecRegistry.discover(builtin_package="no_such_package_for_codecs")
+        CodecLibrary.discover(builtin_package="no_such_package_for_codecs")
 
 
 def test_builtin_wrapper_turns_bugs_into_errors(tmp_path: Path) -> None:
@@ -234,33 +234,33 @@ def test_builtin_wrapper_turns_bugs_into_errors(tmp_path: Path) -> None:
 
 def test_js_codecs_join_the_registry(package: tuple[str, Path], make_codec: MakeCodec) -> None:
     make_codec("alpha")
-    registry = CodecRegistry.discover(
+    library = CodecLibrary.discover(
         builtin_package=package[0], js_dir=JS_FIXTURES, js_limits=JsLimits(time_limit_ms=50)
     )
-    assert "js:tts_environment" in registry and "alpha" in registry
-    info = registry.info("js:chirpstack_v3_rain")
+    assert "js:tts_environment" in library and "alpha" in library
+    info = library.info("js:chirpstack_v3_rain")
     assert info.kind == "javascript" and info.name == "chirpstack_v3_rain"
     assert info.source == JS_FIXTURES / "chirpstack_v3_rain.js"
     assert info.examples == JS_FIXTURES / "chirpstack_v3_rain.yaml"
     assert "ChirpStack v3" in info.description
-    kinds = [i.kind for i in registry.infos()]
+    kinds = [i.kind for i in library.infos()]
     assert kinds == sorted(kinds, key=lambda k: k != "builtin")
-    decoded = registry.get("js:tts_environment").decode(bytes.fromhex("08CA960E10"), 1)
+    decoded = library.get("js:tts_environment").decode(bytes.fromhex("08CA960E10"), 1)
     assert decoded.data["temperature"] == 22.5
 
 
 def test_js_file_that_does_not_compile_fails(package: tuple[str, Path], make_codec: MakeCodec) -> None:
     make_codec("alpha")
     with pytest.raises(CodecLoadError, match=r"syntax_error\.js: JavaScript does not load: SyntaxError"):
-        CodecRegistry.discover(builtin_package=package[0], js_dir=JS_FIXTURES / "broken")
+        CodecLibrary.discover(builtin_package=package[0], js_dir=JS_FIXTURES / "broken")
 
 
 def test_missing_js_dir_fails(tmp_path: Path) -> None:
     with pytest.raises(CodecLoadError, match="IOC_CODEC_DIR"):
-        CodecRegistry.discover(js_dir=tmp_path / "absent")
+        CodecLibrary.discover(js_dir=tmp_path / "absent")
 
 
 def test_the_real_builtins_load() -> None:
-    registry = CodecRegistry.discover()
-    assert "cayenne-lpp" in registry
-    assert all(info.kind == "builtin" for info in registry.infos())
+    library = CodecLibrary.discover()
+    assert "cayenne-lpp" in library
+    assert all(info.kind == "builtin" for info in library.infos())

@@ -1,4 +1,4 @@
-"""The codec registry: built-in codec folders and operator JavaScript codecs, discovered and checked once."""
+"""The codec library: built-in codec folders and operator JavaScript codecs, discovered and checked once."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ __all__ = [
     "Codec",
     "CodecInfo",
     "CodecKind",
-    "CodecRegistry",
+    "CodecLibrary",
     "Manifest",
 ]
 
@@ -55,7 +55,7 @@ class Codec(Protocol):
 
 
 class AheadUplink(Protocol):
-    """What ``CodecRegistry.decode_ahead`` reads of an uplink event (ChirpStack's ``UplinkEvent``)."""
+    """What ``CodecLibrary.decode_ahead`` reads of an uplink event (ChirpStack's ``UplinkEvent``)."""
 
     @property
     def encrypted(self) -> bool: ...
@@ -137,7 +137,7 @@ class _Entry:
 
 
 @dataclass(frozen=True, slots=True)
-class CodecRegistry:
+class CodecLibrary:
     """Codecs by id, built once at start-up; look-ups never touch the file system."""
 
     _entries: Mapping[str, _Entry] = field(repr=False)
@@ -146,8 +146,8 @@ class CodecRegistry:
     js_runtime: JsRuntime | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, codecs: list[tuple[Codec, CodecInfo]], js_runtime: JsRuntime | None = None) -> CodecRegistry:
-        """Build a registry from ready codecs, refusing duplicate ids and models claimed twice."""
+    def of(cls, codecs: list[tuple[Codec, CodecInfo]], js_runtime: JsRuntime | None = None) -> CodecLibrary:
+        """Build a library from ready codecs, refusing duplicate ids and models claimed twice."""
         entries: dict[str, _Entry] = {}
         by_model: dict[str, str] = {}
         for codec, info in codecs:
@@ -173,7 +173,7 @@ class CodecRegistry:
         js_limits: JsLimits | None = None,
         builtin_package: str = BUILTIN_PACKAGE,
         builtin_root: Path | None = None,
-    ) -> CodecRegistry:
+    ) -> CodecLibrary:
         """Load every built-in codec folder and every ``*.js`` file in ``js_dir``.
 
         Each built-in folder must hold a valid ``manifest.yaml``, an importable ``codec.py`` with
@@ -199,7 +199,7 @@ class CodecRegistry:
         and time. Built-in codecs are cheaper in line and are left alone.
         """
         if self.js_runtime is None:
-            return  # without looking at ``uplinks``: a registry of built-ins pays nothing
+            return  # without looking at ``uplinks``: a library of built-ins pays nothing
         jobs: list[tuple[JsCodec, bytes, int, datetime | None]] = []
         for codec_id, event in uplinks:
             entry = self._entries.get(codec_id) if codec_id else None
