@@ -16,6 +16,9 @@ from ingest.codecs.errors import CodecLoadError
 from ingest.codecs.js_runtime import JsCodec, JsFlavour, JsLimits, js_codec_id
 from ioc_core.settings import IngestSettings
 
+# Real decoder worker processes, killed and timed: not a unit test (no wall clock in tests/unit/).
+pytestmark = pytest.mark.integration
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "js_codecs"
 LIMITS = JsLimits(time_limit_ms=50, memory_limit_mb=16, workers=1)
 WHEN = datetime(2025, 6, 1, 8, 30, tzinfo=UTC)

@@ -14,6 +14,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from gateways.mqtt import InboundMessage
 from ingest.codecs.breaker import CodecHealth
 from ingest.codecs.js_runtime import JsCodec, JsLimits, JsRuntime
@@ -22,6 +24,9 @@ from ingest.devices import DeviceRef
 from ingest.pipeline import build_rows, parse_messages
 from ingest.rows import UPLINK_DECODE_STATUS
 from tests.events import uplink
+
+# Real decoder worker processes, killed and timed: not a unit test (no wall clock in tests/unit/).
+pytestmark = pytest.mark.integration
 
 # Backtracking of /(a+)+$/ doubles with every 'a': 26 of them keep QuickJS inside its regular-expression
 # engine, where the interrupt is never checked, for tens of seconds.
