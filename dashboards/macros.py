@@ -1,5 +1,8 @@
 """Grafana 11's interpolation of a PostgreSQL panel query, re-implemented so tests can run the exact SQL Grafana sends.
 
+One module (~450 lines) because the stages below are one pipeline that must match Grafana's order exactly;
+each function cites the Grafana source it follows.
+
 The stages run in the order a dashboard query travels, each following Grafana's own source:
 
 1. Template variables, in the browser: grafana ``public/app/features/variables/utils.ts`` (``variableRegex``:

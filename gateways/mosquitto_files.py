@@ -11,6 +11,10 @@ credential cannot log in on the service listener, and no developer is known to t
 
 Mosquitto 2.0 re-reads its password and ACL files on SIGHUP without dropping clients; a connected client
 whose account is no longer in the password file is disconnected at that reload.
+
+One module (~440 lines) for the two brokers' files because they are written together and must agree (a
+listener's password file and its ACL, the service accounts of both brokers): one place to read them side by
+side. Starting Mosquitto is ``gateways.local_mosquitto``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Settings read from ``IOC_`` environment variables; built in ``main()`` and passed down, never at import."""
+"""Settings read from ``IOC_`` environment variables; built in ``main()`` and passed down, never at import.
+
+Every settings class of the platform is here, with ``load()`` that turns a bad value into one line naming its
+variable: one module (~540 lines, most of it field descriptions that ``--help`` shows) so the variables an
+operator may set are read in one place, and ``ioc_cli.environment`` can list any command's.
+"""
 
 from __future__ import annotations
 
