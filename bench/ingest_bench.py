@@ -17,6 +17,9 @@ Feed cost: the devices are registered (every tenth private), then runs of the sa
 alternate between a worker without and with the open feed; the worker's CPU seconds (this process) per 1,000
 uplinks are compared. Afterwards a fresh subscriber to ioc/v1/# counts the retained readings, which must be one
 per public device that reported.
+
+One script of ~470 lines so it runs alone from a checkout: the broker, the database, the publishers and the
+worker are wired in one place, read top to bottom.
 """
 
 from __future__ import annotations
