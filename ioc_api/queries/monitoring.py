@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateways.database import Connection
-from ioc_api.queries.devices import HEALTH_JOIN, SCOPE_SQL, get_device, scope_params
+from ioc_api.queries.devices import HEALTH_JOIN, HEALTH_OF_JOIN, SCOPE_SQL, get_device, scope_params
 from ioc_api.schemas.monitoring import (
     Battery,
     DeadLetter,
@@ -71,10 +71,13 @@ def zone_summaries(conn: Connection, scope: frozenset[str] | None, code: str | N
     uplinks: dict[str, int] = defaultdict(int)
     # A district's or a zone-scoped caller's devices are named, so only they are looked up in uplinks; the
     # whole city is every device anyway.
-    health_join = HEALTH_JOIN if code is None and scope is None else """JOIN device_health_of(ARRAY(
-        SELECT d.id FROM devices d WHERE d.status = 'registered'
-          AND d.zone_id IN (SELECT id FROM zones WHERE code = ANY(%(codes)s) OR parent_code = ANY(%(codes)s))
-        )) h ON h.device_id = d.id"""
+    # (A list of ids, not an ARRAY(SELECT ...) argument: PostgreSQL does not inline a function called with a
+    # sub-select, and the function run on its own took twice as long.)
+    ids = None if code is None and scope is None else [r[0] for r in conn.execute(
+        """SELECT d.id FROM devices d WHERE d.status = 'registered'
+             AND d.zone_id IN (SELECT id FROM zones WHERE code = ANY(%(codes)s) OR parent_code = ANY(%(codes)s))""",
+        {"codes": codes})]
+    health_join = HEALTH_JOIN if ids is None else HEALTH_OF_JOIN
     for zone_code, health, devices, recent in conn.execute(
         f"""SELECT c.code, h.health, count(*), sum(h.uplinks_last_hour)
             FROM devices d
@@ -84,7 +87,7 @@ def zone_summaries(conn: Connection, scope: frozenset[str] | None, code: str | N
             WHERE d.status = 'registered' AND c.code = ANY(%(codes)s)
               AND d.zone_id IN (SELECT id FROM zones WHERE code = ANY(%(codes)s) OR parent_code = ANY(%(codes)s))
             GROUP BY 1, 2""",
-        {**params, "codes": codes},
+        {**params, "codes": codes, "ids": ids},
     ).fetchall():
         tally = counts[zone_code]
         setattr(tally, health, int(devices))
