@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("ioc_core", "ioc_api", "ioc_cli", "ingest", "dashboards")
+PACKAGES = ("ioc_core", "ioc_api", "ioc_cli", "ingest", "dashboards", "operations")
 DRIVERS = {"psycopg", "psycopg_pool"}
 
 
