@@ -1,0 +1,141 @@
+"""The hazard status evaluator on a real database: stations' readings and health become each ward's and
+district's status, changes are stored with their reasons, and rounds never interleave."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from ingest.registry import DeviceRecord, register_devices, seed_zones
+from ioc_core.zones import Zone, load_default_zones
+from operations.evaluator import LOCK_KEY, evaluate
+
+pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _square(lon: float, lat: float, half: float = 0.002) -> tuple[tuple[tuple[float, float], ...]]:
+    return (((lon - half, lat - half), (lon + half, lat - half), (lon + half, lat + half), (lon - half, lat + half),
+             (lon - half, lat - half)),)
+
+
+# Two wards of Hải Châu, small squares inside the district.
+WARD_A = Zone("hc-ward-a", "Phường A", "ward", _square(108.222, 16.060), parent="hai-chau")
+WARD_B = Zone("hc-ward-b", "Phường B", "ward", _square(108.218, 16.050), parent="hai-chau")
+
+# dev_eui → (kind, ward, minutes since its last uplink or None)
+DEVICES = {
+    "00000000000000a1": ("water_level", WARD_A, 1),    # the river gauge that rises
+    "00000000000000a2": ("water_level", WARD_A, 120),  # silent for two hours
+    "00000000000000b1": ("water_level", WARD_B, 1),
+    "00000000000000b2": ("rain_gauge", WARD_B, 1),
+}
+
+
+def _centre(zone: Zone) -> tuple[float, float]:
+    west, south, east, north = zone.bounds
+    return (west + east) / 2, (south + north) / 2
+
+
+@pytest.fixture
+def city(db_url: str) -> Iterator[dict[str, int]]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        seed_zones(conn, [*load_default_zones(), WARD_A, WARD_B])
+        records = []
+        for eui, (kind, ward, _age) in DEVICES.items():
+            lon, lat = _centre(ward)
+            records.append(DeviceRecord(dev_eui=eui, name=f"station {eui[-2:]}", kind=kind, latitude=lat,
+                                        longitude=lon))
+        register_devices(conn, records)
+        placed = dict(conn.execute("SELECT d.dev_eui, z.code FROM devices d JOIN zones z ON z.id = d.zone_id"))
+        assert placed == {eui: ward.code for eui, (_k, ward, _a) in DEVICES.items()}, placed
+        ids = dict(conn.execute("SELECT dev_eui, id FROM devices").fetchall())
+        for eui, (_kind, _ward, age) in DEVICES.items():
+            if age is not None:
+                _uplink(conn, ids[eui], NOW - timedelta(minutes=age))
+        yield ids
+
+
+def _uplink(conn: psycopg.Connection, device_id: int, at: datetime) -> None:
+    conn.execute(
+        """INSERT INTO uplinks (time, received_at, device_id, deduplication_id, f_cnt, f_port, dr, confirmed, adr,
+                                gateway_count, payload, decode_status)
+           VALUES (%s, %s, %s, %s, 1, 1, 5, false, true, 1, '\\x00', 'ok')""",
+        (at, at, device_id, uuid.uuid4()))
+
+
+def _reading(conn: psycopg.Connection, device_id: int, metric: str, value: float, at: datetime) -> None:
+    conn.execute(
+        """INSERT INTO measurements (time, device_id, zone_id, metric_id, value)
+           SELECT %s, d.id, d.zone_id, m.id, %s FROM devices d, metrics m WHERE d.id = %s AND m.name = %s""",
+        (at, value, device_id, metric))
+
+
+def _statuses(conn: psycopg.Connection) -> dict[tuple[str, str], str]:
+    rows = conn.execute("SELECT zone_code, hazard, status FROM zone_hazard_status "
+                        "WHERE zone_code IN ('hai-chau', 'hc-ward-a', 'hc-ward-b')").fetchall()
+    return {(z, h): s for z, h, s in rows}
+
+
+def test_statuses_follow_the_stations_and_changes_keep_their_reasons(db_url: str, city: dict[str, int]) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _reading(conn, city["00000000000000a1"], "water_level", 1.8, NOW - timedelta(minutes=1))  # alert
+        _reading(conn, city["00000000000000a2"], "water_level", 3.0, NOW - timedelta(minutes=120))  # silent: ignored
+        _reading(conn, city["00000000000000b1"], "water_level", 0.5, NOW - timedelta(minutes=1))  # normal
+        # 40 mm two hours ago and 20 mm in the last hour: 20 mm/1 h is watch, 60 mm/3 h is alert.
+        _reading(conn, city["00000000000000b2"], "rainfall", 40.0, NOW - timedelta(minutes=130))
+        _reading(conn, city["00000000000000b2"], "rainfall", 20.0, NOW - timedelta(minutes=5))
+
+        changes = evaluate(conn, NOW)
+        assert changes is not None
+        assert _statuses(conn) == {
+            ("hc-ward-a", "flood"): "alert", ("hc-ward-b", "flood"): "normal", ("hai-chau", "flood"): "alert",
+            ("hc-ward-a", "heavy_rain"): "unknown", ("hc-ward-b", "heavy_rain"): "alert",
+            ("hai-chau", "heavy_rain"): "alert",
+            ("hc-ward-a", "air_quality"): "unknown", ("hc-ward-b", "air_quality"): "unknown",
+            ("hai-chau", "air_quality"): "unknown",
+        }
+        # Districts without any station are unknown, never normal.
+        assert conn.execute("SELECT status, reason FROM zone_hazard_status WHERE zone_code = 'son-tra' "
+                            "AND hazard = 'flood'").fetchone() == ("unknown", "no stations")
+        reason, evidence = conn.execute(
+            "SELECT reason, evidence FROM zone_hazard_status WHERE zone_code = 'hc-ward-a' AND hazard = 'flood'"
+        ).fetchone()
+        assert reason == "alert: 00000000000000a1 water_level 1.8; 1 station(s) did not report in time"
+        assert [(e["dev_eui"], e["value"], e["level"]) for e in evidence] == [("00000000000000a1", 1.8, "alert")]
+        rain = conn.execute("SELECT evidence FROM zone_hazard_status WHERE zone_code = 'hc-ward-b' "
+                            "AND hazard = 'heavy_rain'").fetchone()[0]
+        assert [(e["metric"], e["value"], e["level"]) for e in rain] == [("rainfall_3h", 60.0, "alert")]
+
+        # The same data again: nothing changes, nothing is added to the history.
+        before = conn.execute("SELECT count(*) FROM zone_hazard_changes").fetchone()[0]
+        assert evaluate(conn, NOW + timedelta(seconds=10)) == []
+        assert conn.execute("SELECT count(*) FROM zone_hazard_changes").fetchone()[0] == before
+
+        # The river falls; with its neighbour still silent, ward A and so Hải Châu are unknown, not normal.
+        _reading(conn, city["00000000000000a1"], "water_level", 0.4, NOW + timedelta(seconds=20))
+        later = NOW + timedelta(seconds=30)
+        changes = evaluate(conn, later)
+        assert changes is not None
+        assert sorted((c.zone, c.hazard, c.before, c.after) for c in changes) == [
+            ("hai-chau", "flood", "alert", "unknown"), ("hc-ward-a", "flood", "alert", "unknown")]
+        history = conn.execute(
+            """SELECT at, from_status, to_status FROM zone_hazard_changes
+               WHERE zone_code = 'hc-ward-a' AND hazard = 'flood' ORDER BY id""").fetchall()
+        assert history == [(NOW, None, "alert"), (later, "alert", "unknown")]
+        assert conn.execute("SELECT since FROM zone_hazard_status WHERE zone_code = 'hc-ward-a' "
+                            "AND hazard = 'flood'").fetchone()[0] == later
+
+
+def test_rounds_do_not_interleave(db_url: str, city: dict[str, int]) -> None:
+    with psycopg.connect(db_url) as holder, psycopg.connect(db_url, autocommit=True) as other:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        assert evaluate(other, NOW) is None  # another round is running: this one does nothing
+        assert other.execute("SELECT count(*) FROM zone_hazard_status").fetchone()[0] == 0
+        holder.rollback()
+        assert evaluate(other, NOW)  # the lock is free again
