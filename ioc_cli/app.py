@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "ioc_cli.broker",
     "ioc_cli.dashboards",
     "ioc_cli.devices",
+    "ioc_cli.operations",
 )
 
 

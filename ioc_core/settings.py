@@ -37,6 +37,7 @@ __all__ = [
     "MqttSettings",
     "MqttUrl",
     "OpenDataSettings",
+    "OperationsSettings",
     "load",
     "variable",
 ]
@@ -545,3 +546,12 @@ class GrafanaSettings(_Base):
             raise ConfigError("IOC_GRAFANA_TOKEN is not set: create a service account token in Grafana "
                               "(Administration → Service accounts) and export it")
         return self.token
+
+
+class OperationsSettings(_Base):
+    """``ioc operations run``: how often the hazard status of every zone is evaluated."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_OPERATIONS_", extra="forbid")
+
+    interval_s: float = Field(default=5.0, gt=0, le=3600,
+                              description="seconds between evaluation rounds (IOC_OPERATIONS_INTERVAL_S)")

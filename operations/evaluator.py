@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from gateways.database import Connection
+from gateways.database import Connection, database_errors
 from operations.readings import Station, ZoneRef, stations, zones
 from operations.status import Evidence, Status, ZoneStatus, district_status, zone_status
 
@@ -57,7 +57,13 @@ def compute(zone_list: Sequence[ZoneRef], hazards: Sequence[str], evidence: Sequ
 
 
 def evaluate(conn: Connection, at: datetime) -> list[Change] | None:
-    """One round at ``at``: the changes stored, or None when another round holds the lock."""
+    """One round at ``at``: the changes stored, or None when another round holds the lock. Database errors
+    arrive as the platform's (``DatabaseUnavailable`` to retry)."""
+    with database_errors("hazard status round"):
+        return _round(conn, at)
+
+
+def _round(conn: Connection, at: datetime) -> list[Change] | None:
     with conn.transaction():
         locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,)).fetchone()
         if not locked or not locked[0]:
