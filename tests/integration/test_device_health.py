@@ -4,7 +4,6 @@ API, the open feed, the boards and the alert rules read them, so for the same da
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ from ioc_api.queries.devices import DeviceFilters, list_devices
 from ioc_api.queries.monitoring import list_gateways, zone_summaries
 from ioc_core.kinds import DEFAULT_INTERVAL_S, KINDS, LATE_AFTER, SILENT_AFTER
 from ioc_core.zones import load_default_zones
+from tests.db_rows import insert_uplink
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
@@ -60,13 +60,6 @@ class _Broadcaster:
         return None
 
 
-def _uplink(conn: psycopg.Connection, device_id: int, at: datetime) -> None:
-    conn.execute(
-        """INSERT INTO uplinks (time, received_at, device_id, deduplication_id, f_cnt, f_port, dr, confirmed, adr,
-                                gateway_count, payload, decode_status)
-           VALUES (%s, %s, %s, %s, 1, 1, 5, false, true, 1, '\\x00', 'ok')""",
-        (at, at, device_id, uuid.uuid4()))
-
 
 @pytest.fixture
 def fleet(db_url: str) -> Iterator[str]:
@@ -79,8 +72,8 @@ def fleet(db_url: str) -> Iterator[str]:
         ids = dict(conn.execute("SELECT dev_eui, id FROM devices").fetchall())
         for eui, (_kind, age, _health) in DEVICES.items():
             if age is not None:
-                _uplink(conn, ids[eui], now - timedelta(seconds=age + 3600))  # older history
-                _uplink(conn, ids[eui], now - timedelta(seconds=age))
+                insert_uplink(conn, ids[eui], now - timedelta(seconds=age + 3600))  # older history
+                insert_uplink(conn, ids[eui], now - timedelta(seconds=age))
         conn.execute("UPDATE devices SET expected_interval_s = 60 WHERE dev_eui = '00000000000000d5'")
         conn.execute("UPDATE device_kinds SET interval_s = 120 WHERE kind = 'temperature_humidity'")
         conn.execute("INSERT INTO alert_thresholds (metric, device_id, alert_above) VALUES ('silence', %s, 900)",
@@ -179,7 +172,7 @@ def test_device_health_at_a_fixed_time_and_its_thresholds(fleet: str) -> None:
         assert rules["00000000000000d8"] == (300, 600, 900)
         ident = conn.execute("SELECT id FROM devices WHERE dev_eui = '00000000000000e1'").fetchone()
         assert ident is not None
-        _uplink(conn, ident[0], at - timedelta(seconds=DEFAULT_INTERVAL_S * LATE_AFTER))
+        insert_uplink(conn, ident[0], at - timedelta(seconds=DEFAULT_INTERVAL_S * LATE_AFTER))
 
         def health(when: datetime) -> tuple[Any, ...] | None:
             return conn.execute("""SELECT health, last_seen_at, uplinks_last_hour FROM device_health(%s)

@@ -3,7 +3,6 @@ district's status, changes are stored with their reasons, and rounds never inter
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +12,7 @@ import pytest
 from ingest.registry import DeviceRecord, register_devices, seed_zones
 from ioc_core.zones import Zone, load_default_zones
 from operations.evaluator import LOCK_KEY, evaluate
+from tests.db_rows import insert_measurement, insert_uplink
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
@@ -57,23 +57,10 @@ def city(db_url: str) -> Iterator[dict[str, int]]:
         ids = dict(conn.execute("SELECT dev_eui, id FROM devices").fetchall())
         for eui, (_kind, _ward, age) in DEVICES.items():
             if age is not None:
-                _uplink(conn, ids[eui], NOW - timedelta(minutes=age))
+                insert_uplink(conn, ids[eui], NOW - timedelta(minutes=age))
         yield ids
 
 
-def _uplink(conn: psycopg.Connection, device_id: int, at: datetime) -> None:
-    conn.execute(
-        """INSERT INTO uplinks (time, received_at, device_id, deduplication_id, f_cnt, f_port, dr, confirmed, adr,
-                                gateway_count, payload, decode_status)
-           VALUES (%s, %s, %s, %s, 1, 1, 5, false, true, 1, '\\x00', 'ok')""",
-        (at, at, device_id, uuid.uuid4()))
-
-
-def _reading(conn: psycopg.Connection, device_id: int, metric: str, value: float, at: datetime) -> None:
-    conn.execute(
-        """INSERT INTO measurements (time, device_id, zone_id, metric_id, value)
-           SELECT %s, d.id, d.zone_id, m.id, %s FROM devices d, metrics m WHERE d.id = %s AND m.name = %s""",
-        (at, value, device_id, metric))
 
 
 def _statuses(conn: psycopg.Connection) -> dict[tuple[str, str], str]:
@@ -84,12 +71,13 @@ def _statuses(conn: psycopg.Connection) -> dict[tuple[str, str], str]:
 
 def test_statuses_follow_the_stations_and_changes_keep_their_reasons(db_url: str, city: dict[str, int]) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
-        _reading(conn, city["00000000000000a1"], "water_level", 1.8, NOW - timedelta(minutes=1))  # alert
-        _reading(conn, city["00000000000000a2"], "water_level", 3.0, NOW - timedelta(minutes=120))  # silent: ignored
-        _reading(conn, city["00000000000000b1"], "water_level", 0.5, NOW - timedelta(minutes=1))  # normal
+        insert_measurement(conn, city["00000000000000a1"], "water_level", 1.8, NOW - timedelta(minutes=1))  # alert
+        # The silent gauge's old 3.0 m does not count.
+        insert_measurement(conn, city["00000000000000a2"], "water_level", 3.0, NOW - timedelta(minutes=120))
+        insert_measurement(conn, city["00000000000000b1"], "water_level", 0.5, NOW - timedelta(minutes=1))  # normal
         # 40 mm two hours ago and 20 mm in the last hour: 20 mm/1 h is watch, 60 mm/3 h is alert.
-        _reading(conn, city["00000000000000b2"], "rainfall", 40.0, NOW - timedelta(minutes=130))
-        _reading(conn, city["00000000000000b2"], "rainfall", 20.0, NOW - timedelta(minutes=5))
+        insert_measurement(conn, city["00000000000000b2"], "rainfall", 40.0, NOW - timedelta(minutes=130))
+        insert_measurement(conn, city["00000000000000b2"], "rainfall", 20.0, NOW - timedelta(minutes=5))
 
         changes = evaluate(conn, NOW)
         assert changes is not None
@@ -118,7 +106,7 @@ def test_statuses_follow_the_stations_and_changes_keep_their_reasons(db_url: str
         assert conn.execute("SELECT count(*) FROM zone_hazard_changes").fetchone()[0] == before
 
         # The river falls; with its neighbour still silent, ward A and so Hải Châu are unknown, not normal.
-        _reading(conn, city["00000000000000a1"], "water_level", 0.4, NOW + timedelta(seconds=20))
+        insert_measurement(conn, city["00000000000000a1"], "water_level", 0.4, NOW + timedelta(seconds=20))
         later = NOW + timedelta(seconds=30)
         changes = evaluate(conn, later)
         assert changes is not None

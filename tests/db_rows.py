@@ -1,0 +1,27 @@
+"""Rows written straight into the database, for tests that set up a moment in a fleet's life without the ingest."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import psycopg
+
+__all__ = ["insert_measurement", "insert_uplink"]
+
+
+def insert_uplink(conn: psycopg.Connection, device_id: int, at: datetime) -> None:
+    """An uplink of ``device_id`` at ``at``: what device_health counts as the device being seen."""
+    conn.execute(
+        """INSERT INTO uplinks (time, received_at, device_id, deduplication_id, f_cnt, f_port, dr, confirmed, adr,
+                                gateway_count, payload, decode_status)
+           VALUES (%s, %s, %s, %s, 1, 1, 5, false, true, 1, '\\x00', 'ok')""",
+        (at, at, device_id, uuid.uuid4()))
+
+
+def insert_measurement(conn: psycopg.Connection, device_id: int, metric: str, value: float, at: datetime) -> None:
+    """A good-quality reading of ``metric`` by ``device_id`` at ``at``, in the device's zone."""
+    conn.execute(
+        """INSERT INTO measurements (time, device_id, zone_id, metric_id, value)
+           SELECT %s, d.id, d.zone_id, m.id, %s FROM devices d, metrics m WHERE d.id = %s AND m.name = %s""",
+        (at, value, device_id, metric))
