@@ -23,7 +23,7 @@ from typing import Any
 
 from gateways.database import Connection
 from operations.alarm_store import Applied, StoredAlarm
-from operations.alarms import Severity, as_severity, higher
+from operations.alarms import SEVERITIES, Severity, as_severity, higher
 from operations.outbox import Message, enqueue
 
 __all__ = [
@@ -109,34 +109,41 @@ def attach(conn: Connection, applied: Applied, at: datetime) -> list[Opened]:
     orphans = conn.execute(
         "SELECT id, source, subject, severity, zone_code, hazard FROM alarms "
         "WHERE state = 'active' AND incident_id IS NULL ORDER BY id").fetchall()
-    for alarm_id, source, subject, severity, zone, hazard in orphans:
-        key = incident_key(source, hazard, zone, zones)
-        sev = as_severity(severity)
+    groups: dict[IncidentKey, list[tuple[Any, ...]]] = {}
+    for row in orphans:
+        groups.setdefault(incident_key(row[1], row[5], row[4], zones), []).append(row)
+    for key, rows in groups.items():
+        # Opened at the worst severity of the alarms joining it now, so the first message tells the truth.
+        worst = max((as_severity(r[3]) for r in rows), key=SEVERITIES.index)
         found = conn.execute(
             "SELECT id, severity FROM incidents WHERE zone_code = %s AND hazard = %s "
             "AND state NOT IN ('resolved', 'closed') FOR UPDATE", (key.zone, key.hazard)).fetchone()
+        new: Opened | None = None
         if found is None:
             zone_name = zones[key.zone].name if key.zone in zones else "Đà Nẵng"
             text = title(key, zone_name, names.get(key.hazard, (key.hazard, key.hazard)))
-            row = conn.execute(
+            inserted = conn.execute(
                 """INSERT INTO incidents (zone_code, hazard, kind, severity, title, owner, opened_at, updated_at)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-                (key.zone, key.hazard, key.kind, sev, text, key.owner, at, at)).fetchone()
-            assert row is not None
-            incident_id = int(row[0])
-            _event(conn, incident_id, at, "opened", {"zone": key.zone, "hazard": key.hazard, "severity": sev,
+                (key.zone, key.hazard, key.kind, worst, text, key.owner, at, at)).fetchone()
+            assert inserted is not None
+            incident_id = int(inserted[0])
+            _event(conn, incident_id, at, "opened", {"zone": key.zone, "hazard": key.hazard, "severity": worst,
                                                      "owner": key.owner})
-            new = Opened(incident_id, key, sev, text)
+            new = Opened(incident_id, key, worst, text)
             opened.append(new)
-            _notify_new(conn, new, at)
         else:
             incident_id = int(found[0])
             current = as_severity(found[1])
-            if higher(current, sev) != current:
-                _raise(conn, incident_id, current, sev, at, alarm_id)
-        conn.execute("UPDATE alarms SET incident_id = %s WHERE id = %s", (incident_id, alarm_id))
-        _event(conn, incident_id, at, "alarm_added",
-               {"alarm_id": alarm_id, "source": source, "subject": subject, "severity": sev, "zone": zone})
+            if higher(current, worst) != current:
+                top = next(r[0] for r in rows if r[3] == worst)
+                _raise(conn, incident_id, current, worst, at, int(top))
+        for alarm_id, source, subject, severity, zone, _hazard in rows:
+            conn.execute("UPDATE alarms SET incident_id = %s WHERE id = %s", (incident_id, alarm_id))
+            _event(conn, incident_id, at, "alarm_added",
+                   {"alarm_id": alarm_id, "source": source, "subject": subject, "severity": severity, "zone": zone})
+        if new is not None:
+            _notify_new(conn, new, at)
     for alarm in applied.raised:
         if alarm.incident_id is not None:
             _raise_with(conn, alarm, at)
