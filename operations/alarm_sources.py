@@ -93,20 +93,25 @@ def device_flatline(conn: Connection, at: datetime) -> list[Condition]:
 
 def device_out_of_range(conn: Connection, at: datetime) -> list[Condition]:
     """Each device's newest reading of each metric within its late-after time before ``at`` that the ingest
-    flagged (outside the metric's plausible range, or not finite) or that leaves its kind's rule range."""
+    flagged (outside the metric's plausible range, or not finite) or that leaves its kind's rule range. The
+    metrics looked at are its kind's usual ones (``device_kinds.metrics``) and those with a rule: one index
+    probe each, where "every metric the device sent lately" would read the device's whole history."""
     rows = conn.execute(
         """SELECT d.dev_eui, z.code, mt.name, x.value, x.quality, x.time, r.minimum, r.maximum,
                   coalesce(r.severity, 'minor')
            FROM devices d
            JOIN device_intervals i ON i.device_id = d.id
+           LEFT JOIN device_kinds k ON k.kind = d.kind
            LEFT JOIN zones z ON z.id = d.zone_id
+           CROSS JOIN LATERAL (SELECT unnest(k.metrics) UNION
+                               SELECT r2.metric FROM device_alarm_rules r2 WHERE r2.kind = d.kind) usual (metric)
+           JOIN metrics mt ON mt.name = usual.metric
            CROSS JOIN LATERAL (
-               SELECT DISTINCT ON (m.metric_id) m.metric_id, m.value, m.quality, m.time FROM measurements m
-               WHERE m.device_id = d.id AND m.time <= %(at)s
+               SELECT m.value, m.quality, m.time FROM measurements m
+               WHERE m.device_id = d.id AND m.metric_id = mt.id AND m.time <= %(at)s
                  AND m.time > %(at)s - make_interval(secs => i.late_after_s)
-               ORDER BY m.metric_id, m.time DESC
+               ORDER BY m.time DESC LIMIT 1
            ) x
-           JOIN metrics mt ON mt.id = x.metric_id
            LEFT JOIN device_alarm_rules r ON r.kind = d.kind AND r.metric = mt.name
            WHERE d.status = 'registered'
              AND (x.quality <> 0 OR x.value < r.minimum OR x.value > r.maximum)

@@ -215,6 +215,10 @@ def test_every_technical_source_raises_its_alarm(db_url: str, city: dict[str, in
         conn.execute("""INSERT INTO measurements (time, device_id, zone_id, metric_id, value, quality)
                         SELECT %s, d.id, d.zone_id, m.id, 5000, 1 FROM devices d, metrics m
                         WHERE d.id = %s AND m.name = 'rainfall'""", (NOW - timedelta(minutes=2), city[B2]))
+        # B2 again: a rain rate inside the metric's range but outside its kind's rule.
+        conn.execute("INSERT INTO device_alarm_rules (kind, metric, minimum, maximum) "
+                     "VALUES ('rain_gauge', 'rain_rate', 0, 100)")
+        insert_measurement(conn, city[B2], "rain_rate", 150.0, NOW - timedelta(minutes=2))
         # A gateway in ward A, last seen an hour ago; one in no zone, online.
         lon, lat = _centre(WARD_A)
         conn.execute("INSERT INTO gateways (gateway_eui, name, latitude, longitude, last_seen_at) VALUES "
@@ -231,6 +235,7 @@ def test_every_technical_source_raises_its_alarm(db_url: str, city: dict[str, in
             ("device_silent", A2): ("minor", "hc-ward-a"),
             ("device_flatline", f"{B1}:water_level"): ("minor", "hc-ward-b"),
             ("device_out_of_range", f"{B2}:rainfall"): ("minor", "hc-ward-b"),
+            ("device_out_of_range", f"{B2}:rain_rate"): ("minor", "hc-ward-b"),
             ("gateway_offline", "0016c001f0000001"): ("major", "hc-ward-a"),
             ("dead_letters", "decode"): ("major", None),
         }
