@@ -341,3 +341,27 @@ def test_an_incident_rises_with_its_alarms_and_never_falls(db_url: str, city: di
         assert [a for (a,) in conn.execute("SELECT action FROM incident_events WHERE incident_id = %s ORDER BY id",
                                            (incident,))] == ["opened", "alarm_added", "severity_raised",
                                                              "alarm_added"]
+
+
+def test_a_round_that_dies_before_its_commit_leaves_nothing_and_the_next_does_it_once(
+        db_url: str, city: dict[str, int]) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _reading(conn, city[A1], "water_level", 1.8, NOW)
+    # A worker inside a transaction of its own dies after the round's work, before the commit.
+    dying = psycopg.connect(db_url)
+    dying.execute("SELECT 1")  # the outer transaction: the round's own block becomes a savepoint
+    assert evaluate_round(dying, NOW) is not None
+    assert dying.execute("SELECT count(*) FROM notification_outbox").fetchone()[0] == 4
+    with psycopg.connect(db_url, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", (dying.info.backend_pid,))
+    dying.close()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM alarms").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM notification_outbox").fetchone()[0] == 0
+        # The next round, in another process, catches up from the stored readings; repeats add nothing.
+        for seconds in (5, 5, 10):
+            _round(conn, NOW + timedelta(seconds=seconds))
+        assert conn.execute("SELECT count(*) FROM alarms").fetchone()[0] == 2  # A1's hazard, A2 silent
+        assert conn.execute("SELECT count(*) FROM incidents").fetchone()[0] == 2
+        assert conn.execute("SELECT count(*) FROM notification_outbox").fetchone()[0] == 4
+        assert conn.execute("SELECT count(DISTINCT idempotency_key) FROM notification_outbox").fetchone()[0] == 4
