@@ -39,9 +39,10 @@ DEVICES = {
     B2: ("rain_gauge", WARD_B, 1),
 }
 
-# Operators: one of Hải Châu, one of Sơn Trà, one of the city (no zones), and a technician of Hải Châu.
-USERS = {"hc-op": ("operator", "hai-chau"), "st-op": ("operator", "son-tra"), "city-op": ("operator", None),
-         "hc-tech": ("technician", "hai-chau")}
+# Operators: one of Hải Châu, one of its ward A, one of Sơn Trà, one of the city (no zones), one of Hải Châu whose
+# key was revoked, and a technician of Hải Châu.
+USERS = {"hc-op": ("operator", "hai-chau"), "wa-op": ("operator", "hc-ward-a"), "st-op": ("operator", "son-tra"),
+         "city-op": ("operator", None), "old-op": ("operator", "hai-chau"), "hc-tech": ("technician", "hai-chau")}
 
 
 def _centre(zone: Zone) -> tuple[float, float]:
@@ -66,6 +67,8 @@ def city(db_url: str) -> Iterator[dict[str, int]]:
             user = conn.execute("INSERT INTO api_users (name, role, key_prefix, key_hash) VALUES (%s, %s, %s, '') "
                                 "RETURNING id", (name, role, f"p{n}")).fetchone()
             assert user is not None
+            if name == "old-op":
+                conn.execute("UPDATE api_users SET revoked_at = now() WHERE id = %s", (user[0],))
             if zone:
                 conn.execute("INSERT INTO api_user_zones (user_id, zone_id) SELECT %s, id FROM zones "
                              "WHERE code = %s AND valid_to IS NULL", (user[0], zone))
@@ -122,9 +125,10 @@ def test_hazard_alarms_of_two_wards_make_one_district_incident_and_repeats_dedup
                               "WHERE incident_id = %s ORDER BY id", (flood,)).fetchall()
         assert [e[1] for e in events] == ["opened", "alarm_added", "alarm_added"]
         assert {e[0] for e in events} == {"system"}
-        # Opening tells Hải Châu's and the city's operators (not Sơn Trà's, not technicians), once per incident.
-        assert _outbox(conn) == [("incident_new", "city-op@example.vn"), ("incident_new", "city-op@example.vn"),
-                                 ("incident_new", "hc-op@example.vn"), ("incident_new", "hc-op@example.vn")]
+        # Opening tells Hải Châu's (and its wards') and the city's operators, once per incident: not Sơn Trà's,
+        # not a revoked one, not technicians.
+        assert _outbox(conn) == [("incident_new", f"{u}@example.vn") for u in ("city-op", "hc-op", "wa-op")
+                                 for _ in range(2)]
         payload = conn.execute("SELECT payload FROM notification_outbox WHERE address = 'hc-op@example.vn' "
                                "AND idempotency_key LIKE %s", (f"incident:{flood}:new:%",)).fetchone()[0]
         assert payload["data"]["incident_id"] == flood and payload["data"]["severity"] == "critical"
@@ -136,7 +140,7 @@ def test_hazard_alarms_of_two_wards_make_one_district_incident_and_repeats_dedup
         assert {s: v[2] for s, v in _alarms(conn).items()} == {
             f"{A1}:water_level": 2, f"{B1}:water_level": 2, A2: 2}
         assert conn.execute("SELECT count(*) FROM incidents").fetchone()[0] == 2
-        assert conn.execute("SELECT count(*) FROM notification_outbox").fetchone()[0] == 4
+        assert conn.execute("SELECT count(*) FROM notification_outbox").fetchone()[0] == 6
         assert conn.execute("SELECT details->>'value' FROM alarms WHERE subject = %s",
                             (f"{A1}:water_level",)).fetchone()[0] == "1.9"
 
@@ -292,13 +296,13 @@ def test_an_unacknowledged_incident_is_escalated_once_per_level(db_url: str, cit
                             "action = 'escalated'", (incident,)).fetchall() == [("system", "1")]
         escalated = conn.execute("SELECT address, idempotency_key FROM notification_outbox WHERE event = "
                                  "'escalated' ORDER BY address").fetchall()
-        assert escalated == [("city-op@example.vn", f"incident:{incident}:escalated:1:email:city-op@example.vn"),
-                             ("hc-op@example.vn", f"incident:{incident}:escalated:1:email:hc-op@example.vn")]
+        assert escalated == [(f"{u}@example.vn", f"incident:{incident}:escalated:1:email:{u}@example.vn")
+                             for u in ("city-op", "hc-op", "wa-op")]
 
         # The same round again adds nothing; the next level waits for the timer again.
         assert _round(conn, t).escalated == []
         assert _round(conn, t + timedelta(seconds=299)).escalated == []
-        assert conn.execute("SELECT count(*) FROM notification_outbox").fetchone()[0] == queued + 2
+        assert conn.execute("SELECT count(*) FROM notification_outbox").fetchone()[0] == queued + 3
         assert [e.level for e in _round(conn, t + timedelta(seconds=300)).escalated] == [2]
 
         # Acknowledged: no more escalation, however long it waits.
@@ -351,7 +355,7 @@ def test_a_round_that_dies_before_its_commit_leaves_nothing_and_the_next_does_it
     dying = psycopg.connect(db_url)
     dying.execute("SELECT 1")  # the outer transaction: the round's own block becomes a savepoint
     assert evaluate_round(dying, NOW) is not None
-    assert dying.execute("SELECT count(*) FROM notification_outbox").fetchone()[0] == 4
+    assert dying.execute("SELECT count(*) FROM notification_outbox").fetchone()[0] == 6
     with psycopg.connect(db_url, autocommit=True) as other:
         other.execute("SELECT pg_terminate_backend(%s)", (dying.info.backend_pid,))
     dying.close()
@@ -363,5 +367,5 @@ def test_a_round_that_dies_before_its_commit_leaves_nothing_and_the_next_does_it
             _round(conn, NOW + timedelta(seconds=seconds))
         assert conn.execute("SELECT count(*) FROM alarms").fetchone()[0] == 2  # A1's hazard, A2 silent
         assert conn.execute("SELECT count(*) FROM incidents").fetchone()[0] == 2
-        assert conn.execute("SELECT count(*) FROM notification_outbox").fetchone()[0] == 4
-        assert conn.execute("SELECT count(DISTINCT idempotency_key) FROM notification_outbox").fetchone()[0] == 4
+        assert conn.execute("SELECT count(*) FROM notification_outbox").fetchone()[0] == 6
+        assert conn.execute("SELECT count(DISTINCT idempotency_key) FROM notification_outbox").fetchone()[0] == 6
