@@ -7,9 +7,11 @@ caller holds the evaluator's advisory lock, so no other round inserts between th
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from gateways.database import Connection
 from operations.alarms import (
@@ -96,7 +98,18 @@ def apply(conn: Connection, steps: Sequence[Step], at: datetime) -> Applied:
 def _params(c: Condition, severity: Severity, at: datetime) -> dict[str, object]:
     return {"source": c.source, "subject": c.subject, "hazard": c.hazard, "zone": c.zone, "eui": c.device_eui,
             "severity": severity, "message": c.message, "at": at,
-            "details": json.dumps(dict(c.details), ensure_ascii=False, default=str)}
+            "details": json.dumps(_finite(dict(c.details)), ensure_ascii=False, default=str, allow_nan=False)}
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity (jsonb refuses them), and a reading flagged "not finite" brings one here."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _stored(row: tuple[object, ...] | None) -> StoredAlarm:

@@ -219,6 +219,11 @@ def test_every_technical_source_raises_its_alarm(db_url: str, city: dict[str, in
         conn.execute("""INSERT INTO measurements (time, device_id, zone_id, metric_id, value, quality)
                         SELECT %s, d.id, d.zone_id, m.id, 5000, 1 FROM devices d, metrics m
                         WHERE d.id = %s AND m.name = 'rainfall'""", (NOW - timedelta(minutes=2), city[B2]))
+        # A1: a battery voltage that is not a number (quality 2); JSON has no NaN, the alarm must still be stored.
+        insert_uplink(conn, city[A1], NOW - timedelta(minutes=1))
+        conn.execute("""INSERT INTO measurements (time, device_id, zone_id, metric_id, value, quality)
+                        SELECT %s, d.id, d.zone_id, m.id, 'NaN', 2 FROM devices d, metrics m
+                        WHERE d.id = %s AND m.name = 'battery_voltage'""", (NOW - timedelta(minutes=1), city[A1]))
         # B2 again: a rain rate inside the metric's range but outside its kind's rule.
         conn.execute("INSERT INTO device_alarm_rules (kind, metric, minimum, maximum) "
                      "VALUES ('rain_gauge', 'rain_rate', 0, 100)")
@@ -240,9 +245,13 @@ def test_every_technical_source_raises_its_alarm(db_url: str, city: dict[str, in
             ("device_flatline", f"{B1}:water_level"): ("minor", "hc-ward-b"),
             ("device_out_of_range", f"{B2}:rainfall"): ("minor", "hc-ward-b"),
             ("device_out_of_range", f"{B2}:rain_rate"): ("minor", "hc-ward-b"),
+            ("device_out_of_range", f"{A1}:battery_voltage"): ("minor", "hc-ward-a"),
             ("gateway_offline", "0016c001f0000001"): ("major", "hc-ward-a"),
             ("dead_letters", "decode"): ("major", None),
         }
+        assert conn.execute("SELECT message, details->>'value' FROM alarms WHERE subject = %s",
+                            (f"{A1}:battery_voltage",)).fetchone() == (
+            f"{A1} battery_voltage nan not a finite number", "nan")
         incidents = {(z, h): (sev, owner) for z, h, sev, owner in conn.execute(
             "SELECT zone_code, hazard, severity, owner FROM incidents")}
         assert incidents == {("hai-chau", "device"): ("minor", "hai-chau"),
