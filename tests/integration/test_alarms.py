@@ -214,6 +214,8 @@ def test_every_technical_source_raises_its_alarm(db_url: str, city: dict[str, in
         # B1 flat: twelve 5-minute readings of exactly 0.70 m (its kind's rule: 12 intervals).
         for i in range(12):
             _reading(conn, city[B1], "water_level", 0.7, NOW - timedelta(minutes=5 * (11 - i)))
+            # A1 the same, but one reading differs by a centimetre: alive, not flat.
+            _reading(conn, city[A1], "water_level", 0.51 if i == 6 else 0.5, NOW - timedelta(minutes=5 * (11 - i)))
         # B2 reports a reading the ingest flagged as outside the metric's range (quality 1).
         insert_uplink(conn, city[B2], NOW - timedelta(minutes=2))
         conn.execute("""INSERT INTO measurements (time, device_id, zone_id, metric_id, value, quality)
