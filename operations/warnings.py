@@ -119,7 +119,7 @@ _CAP_LEVEL: Mapping[str, tuple[Urgency, Severity, Certainty]] = {
 def _level(incident: IncidentFacts, zones: Sequence[ZoneFacts]) -> str:
     seen = [z.status for z in zones if z.status in _LEVELS]
     if seen:
-        return max(seen, key=_LEVELS.index)  # type: ignore[arg-type]
+        return max(seen, key=_LEVELS.index)
     return _SEVERITY_LEVEL.get(incident.severity, "alert")
 
 
