@@ -559,8 +559,9 @@ class CapSettings(_Base):
     sender_name: str = Field(default="Trung tâm Giám sát, điều hành đô thị thông minh Đà Nẵng (IOC)",
                              min_length=1, max_length=200,
                              description="the CAP <senderName> shown to the public (IOC_CAP_SENDER_NAME)")
-    identifier_prefix: str = Field(default="vn.gov.danang.ioc", pattern=r"^[^\s,&<]+$",
-                                   description="CAP identifiers are <prefix>.<year>.w<id> (IOC_CAP_IDENTIFIER_PREFIX)")
+    identifier_prefix: str = Field(default="vn.gov.danang.ioc", pattern=r"^[A-Za-z0-9._:@-]{1,100}$",
+                                   description="CAP identifiers are <prefix>.<year>.w<id>: letters, digits and "
+                                   "._:@- (IOC_CAP_IDENTIFIER_PREFIX)")
     rate_per_minute: float = Field(default=120.0, gt=0, le=60_000,
                                    description="requests per minute and client address to the public warning "
                                    "feeds, which need no key (IOC_CAP_RATE_PER_MINUTE)")

@@ -205,13 +205,22 @@ def _limited(request: Request) -> None:
                               f"this address; retry in {retry} s", retry_after_s=retry)
 
 
+def _json_error(description: str, **more: Any) -> dict[str, Any]:
+    # Spelled out: FastAPI files a response `model` under the route's own media type (Atom, CAP XML), but errors
+    # are always JSON.
+    return {"description": description, **more,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+
+
 _PUBLIC_ERRORS: dict[int | str, dict[str, Any]] = {
-    429: {"model": ErrorBody, "description": "past this address's rate (`code` rate_limited)",
-          "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}},
-    503: {"model": ErrorBody, "description": "the database is unavailable or busy"},
+    422: _json_error("a value is invalid; `field` names it"),
+    429: _json_error("past this address's rate (`code` rate_limited)",
+                     headers={"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}),
+    503: _json_error("the database is unavailable or busy; retry after `Retry-After` seconds"),
 }
+_NO_SUCH: dict[int | str, dict[str, Any]] = {404: _json_error("no issued warning has this identifier")}
 Limit = Annotated[int, Query(ge=1, le=FEED_LIMIT)]
-Identifier = Annotated[str, Path(pattern=r"^[^\s,&<]{1,200}$")]
+Identifier = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:@-]{1,200}$")]
 
 
 def _entries(conn: Db, request: Request, limit: int) -> tuple[list[tuple[dict[str, Any], str, str]], datetime]:
@@ -248,8 +257,7 @@ def get_atom(request: Request, conn: Db, limit: Limit = FEED_LIMIT) -> AtomXml:
 @public_router.get(f"{PUBLIC_PATH}/{{identifier}}.xml", response_class=CapXml, dependencies=[Depends(_limited)],
                    responses={200: {"content": {CapXml.media_type: {"schema": {"type": "string"}}},
                                     "description": "the CAP 1.2 message as it was sent"},
-                              404: {"model": ErrorBody, "description": "no issued warning has this identifier"},
-                              **_PUBLIC_ERRORS},
+                              **_NO_SUCH, **_PUBLIC_ERRORS},
                    summary="One issued warning as its CAP 1.2 XML; no key needed")
 def get_cap(identifier: Identifier, conn: Db) -> CapXml:
     return CapXml(public_xml(conn, identifier))
@@ -257,8 +265,7 @@ def get_cap(identifier: Identifier, conn: Db) -> CapXml:
 
 @public_router.get(f"{PUBLIC_PATH}/{{identifier}}.json", response_model=PublicWarning,
                    dependencies=[Depends(_limited)],
-                   responses={404: {"model": ErrorBody, "description": "no issued warning has this identifier"},
-                              **_PUBLIC_ERRORS},
+                   responses={**_NO_SUCH, **_PUBLIC_ERRORS},
                    summary="One issued warning as JSON; no key needed")
 def get_public_one(identifier: Identifier, request: Request, conn: Db) -> PublicWarning:
     xml = public_xml(conn, identifier)
