@@ -3,6 +3,7 @@ warning rules of operations.warnings: defaults from an incident, two-person appr
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import xmlschema
 
+from ioc_api.cap_feed import ATOM_NS, atom_feed
 from ioc_core.errors import Conflict, Invalid, NotAllowed
 from operations.cap import Alert, Area, Reference, cap_time, polygon_text, references_of, summary, to_xml
 from operations.warnings import (
@@ -183,3 +185,23 @@ def test_the_outbox_message_carries_the_json_and_the_xml_and_a_short_text() -> N
     assert msg.data["cap_xml"] == xml and msg.data["warning"]["identifier"] == "vn.gov.danang.ioc.2026.w1"
     assert public["info"][0]["areas"][0] == {"description": "Phường A", "zone": "hc-ward-a"}
     assert topics(WARDS) == ["ioc/v1/hc-ward-a/_warning", "ioc/v1/hai-chau/_warning", "ioc/v1/hc-ward-b/_warning"]
+
+
+def test_the_atom_feed_links_each_entry_to_its_cap_message() -> None:
+    xml = to_xml(_alert(), HCM)
+    feed = atom_feed(feed_url="https://ioc.example/api/v1/public/warnings.atom", title="Cảnh báo", author="IOC",
+                     updated=SENT.astimezone(HCM),
+                     entries=[(summary(xml), "https://ioc.example/w1.xml", "https://ioc.example/w1.json")])
+    root = ET.fromstring(feed)
+    atom = f"{{{ATOM_NS}}}"
+    assert root.tag == f"{atom}feed" and root.get("{http://www.w3.org/XML/1998/namespace}lang") == "vi-VN"
+    assert root.findtext(f"{atom}updated") == "2026-10-28T14:05:00+07:00"
+    (entry,) = root.findall(f"{atom}entry")
+    assert entry.findtext(f"{atom}id") == "urn:cap:ioc@danang.gov.vn:vn.gov.danang.ioc.2026.w1"
+    assert entry.findtext(f"{atom}title", "").startswith("[Alert] Cảnh báo ngập lụt")
+    assert entry.findtext(f"{atom}updated") == "2026-10-28T14:05:00+07:00"
+    link = entry.find(f"{atom}link[@rel='alternate']")
+    assert link is not None and (link.get("type"), link.get("href")) == ("application/cap+xml",
+                                                                          "https://ioc.example/w1.xml")
+    empty = ET.fromstring(atom_feed(feed_url="u", title="t", author="a", updated=SENT, entries=[]))
+    assert empty.findall(f"{atom}entry") == [] and empty.findtext(f"{atom}id") == "u"
