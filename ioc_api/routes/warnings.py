@@ -42,7 +42,7 @@ from ioc_api.schemas.warnings import (
 from ioc_core.errors import NotAllowed
 from operations.cap import summary
 
-__all__ = ["PUBLIC_PATH", "CapXml", "WarningsState", "atom_media", "public_router", "router"]
+__all__ = ["PUBLIC_PATH", "AtomXml", "CapXml", "WarningsState", "public_router", "router"]
 
 router = APIRouter(tags=["warnings"])
 public_router = APIRouter(tags=["public warnings"])
@@ -58,9 +58,6 @@ class CapXml(Response):
 
 class AtomXml(Response):
     media_type = "application/atom+xml"
-
-
-atom_media = AtomXml.media_type
 
 
 @dataclass(frozen=True, slots=True)
