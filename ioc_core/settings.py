@@ -28,6 +28,7 @@ __all__ = [
     "ApiClientSettings",
     "ApiSettings",
     "BrokerSettings",
+    "CapSettings",
     "ChirpStackSettings",
     "ChirpStackTarget",
     "DatabaseSettings",
@@ -546,6 +547,26 @@ class GrafanaSettings(_Base):
             raise ConfigError("IOC_GRAFANA_TOKEN is not set: create a service account token in Grafana "
                               "(Administration → Service accounts) and export it")
         return self.token
+
+
+class CapSettings(_Base):
+    """Public warnings (CAP 1.2): who the messages say they are from, and how often the public may read them."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_CAP_", extra="forbid")
+
+    sender: str = Field(default="ioc@danang.gov.vn", pattern=r"^[^\s,&<]+$",
+                        description="the CAP <sender> of every warning: no spaces, commas, & or < (IOC_CAP_SENDER)")
+    sender_name: str = Field(default="Trung tâm Giám sát, điều hành đô thị thông minh Đà Nẵng (IOC)",
+                             min_length=1, max_length=200,
+                             description="the CAP <senderName> shown to the public (IOC_CAP_SENDER_NAME)")
+    identifier_prefix: str = Field(default="vn.gov.danang.ioc", pattern=r"^[A-Za-z0-9._:@-]{1,100}$",
+                                   description="CAP identifiers are <prefix>.<year>.w<id>: letters, digits and "
+                                   "._:@- (IOC_CAP_IDENTIFIER_PREFIX)")
+    rate_per_minute: float = Field(default=120.0, gt=0, le=60_000,
+                                   description="requests per minute and client address to the public warning "
+                                   "feeds, which need no key (IOC_CAP_RATE_PER_MINUTE)")
+    rate_burst: int = Field(default=20, ge=1, le=10_000,
+                            description="public feed requests a client may make at once (IOC_CAP_RATE_BURST)")
 
 
 class OperationsSettings(_Base):
