@@ -19,6 +19,7 @@ from ioc_core.settings import (
     DatabaseSettings,
     IngestSettings,
     OpenDataSettings,
+    SopSettings,
     load,
 )
 
@@ -29,7 +30,7 @@ _ROLES = ("admin", "operator", "technician", "developer")
 
 def register(app: typer.Typer) -> None:
     @app.command("api", epilog=environment(ApiSettings, DatabaseSettings, IngestSettings, ChirpStackSettings,
-                                           BrokerSettings, OpenDataSettings))
+                                           BrokerSettings, OpenDataSettings, SopSettings))
     def api_cmd() -> None:
         """Serve the IOC API (OpenAPI at /docs, routes under /api/v1, /healthz and /readyz).
 
@@ -40,7 +41,8 @@ def register(app: typer.Typer) -> None:
         The open-data routes read IOC_OPEN_DATA_LICENCE, IOC_OPEN_BASE_URL and the per-key limits IOC_OPEN_RATE_*
         and IOC_OPEN_EXPORTS_*. Request bodies are limited by IOC_API_BODY_MAX_BYTES, IOC_API_IMPORT_MAX_BYTES and
         IOC_API_ROUTE_BODY_MAX_BYTES, imports by IOC_API_IMPORT_MAX_ROWS and IOC_API_IMPORTS_*, waits by
-        IOC_API_BODY_TIMEOUT_S, IOC_API_POOL_TIMEOUT_S and IOC_API_EXPORT_*_TIMEOUT_S.
+        IOC_API_BODY_TIMEOUT_S, IOC_API_POOL_TIMEOUT_S and IOC_API_EXPORT_*_TIMEOUT_S. Incidents show the SOP
+        cards of IOC_SOP_DIR (default: the shipped deploy/sop), validated here: a bad card stops start-up.
         """
         # FastAPI and uvicorn are imported here, not at start-up of every `ioc` command.
         import uvicorn
