@@ -123,6 +123,10 @@ def test_an_incident_goes_from_new_to_closed_with_its_timeline_and_audit(
     ]
     audit = _rows(db_url, "SELECT actor, action, entity_id FROM audit_log WHERE entity = 'incident' ORDER BY id")
     assert audit == [("ops-hai-chau", a, str(incident)) for a in ("acknowledge", "start", "resolve", "close")]
+    admin = key(db_url, "root", "admin")
+    logged = api_client.get("/api/v1/audit", headers=admin, params={"entity": "incident"}).json()["items"]
+    assert [(e["action"], e["changes"]["to"]) for e in logged] == [
+        ("close", "closed"), ("resolve", "resolved"), ("start", "in_progress"), ("acknowledge", "acknowledged")]
     detail = api_client.get(base, headers=users["city"]).json()
     assert [e["action"] for e in detail["events"]] == ["acknowledge", "start", "resolve", "close"]
     assert detail["state"] == "closed" and len(detail["alarms"]) == 1
