@@ -452,3 +452,31 @@ def test_ioc_api_with_a_bad_sop_folder_exits_with_one_line(tmp_path: Path, db_ur
     missing = subprocess.run([sys.executable, "-m", "ioc_cli", "api"], env={**env, "IOC_SOP_DIR": str(tmp_path / "x")},
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "(IOC_SOP_DIR) is not a folder" in missing.stderr, missing.stderr
+
+
+# --- the OpenAPI document -----------------------------------------------------------------------------------------
+
+def test_every_operations_route_is_documented_with_its_answers(api_client: TestClient) -> None:
+    paths = api_client.get("/openapi.json").json()["paths"]
+    ours = {path: ops for path, ops in paths.items()
+            if path.startswith(("/api/v1/incidents", "/api/v1/alarms", "/api/v1/zone-status"))
+            or path == "/api/v1/zones/{code}/status"}
+    assert {(path, method) for path, ops in ours.items() for method in ops} == {
+        ("/api/v1/zone-status", "get"), ("/api/v1/zones/{code}/status", "get"),
+        ("/api/v1/alarms", "get"), ("/api/v1/alarms/{alarm_id}", "get"),
+        ("/api/v1/incidents", "get"), ("/api/v1/incidents/{incident_id}", "get"),
+        *((f"/api/v1/incidents/{{incident_id}}/{a}", "post")
+          for a in ("acknowledge", "start", "resolve", "close", "reopen", "assign", "comments")),
+        ("/api/v1/incidents/{incident_id}/checklist/{step}", "put"),
+        ("/api/v1/incidents/{incident_id}/checklist/{step}", "delete"),
+    }
+    for path, ops in ours.items():
+        for method, op in ops.items():
+            where = f"{method.upper()} {path}"
+            assert op["summary"] and op["tags"] == ["operations"], where
+            success = op["responses"].get("201" if path.endswith("/comments") else "200")
+            assert success and success["content"]["application/json"]["schema"], where
+            assert {"401", "403", "404", "422", "503"} <= set(op["responses"]), where
+            if path.startswith("/api/v1/incidents/{incident_id}/"):
+                assert "409" in op["responses"] and "timeline" in op["description"], where
+    assert "tiếp nhận" in paths["/api/v1/incidents/{incident_id}/acknowledge"]["post"]["summary"]
