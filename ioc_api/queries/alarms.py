@@ -11,13 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateways.database import Connection
-from ioc_api.deps import Caller, read_scope
 from ioc_api.queries.device_zones import ZoneScope
 from ioc_api.schemas.operations import Alarm, AlarmList
 from ioc_core.errors import NotAllowed, NotFound
 
-__all__ = ["TECHNICIAN_SOURCES", "AlarmFilters", "AlarmScope", "alarm_scope", "alarms_of", "get_alarm",
-           "list_alarms"]
+__all__ = ["TECHNICIAN_SOURCES", "AlarmFilters", "AlarmScope", "alarms_of", "get_alarm", "list_alarms"]
 
 TECHNICIAN_SOURCES = ("device_silent", "device_flatline", "device_out_of_range", "gateway_offline")
 """The alarms a technician's work can end."""
@@ -25,14 +23,10 @@ TECHNICIAN_SOURCES = ("device_silent", "device_flatline", "device_out_of_range",
 
 @dataclass(frozen=True, slots=True)
 class AlarmScope:
+    """The alarms a caller may read: of these zones (None: all, and those without a zone) and sources."""
+
     zones: ZoneScope
     sources: tuple[str, ...] | None
-
-
-def alarm_scope(caller: Caller) -> AlarmScope:
-    """The alarms ``caller`` may read; NotAllowed for developers (``read_scope``)."""
-    zones = read_scope(caller)
-    return AlarmScope(zones, TECHNICIAN_SOURCES if caller.role == "technician" else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,10 +139,15 @@ def _sop_view(card: SopCard, zone: str, parent: str | None, ticks: Mapping[str, 
 
 
 def _record(conn: Connection, incident_id: int, at: datetime, actor: str, action: str,
-            details: Mapping[str, Any]) -> None:
-    conn.execute("INSERT INTO incident_events (incident_id, at, actor, action, details) VALUES (%s, %s, %s, %s, "
-                 "%s::jsonb)", (incident_id, at, actor, action, json.dumps(details, default=str, ensure_ascii=False)))
+            details: Mapping[str, Any]) -> IncidentEvent:
+    """The action in the incident's timeline and in the audit log, in the caller's transaction."""
+    row = conn.execute(
+        """INSERT INTO incident_events (incident_id, at, actor, action, details) VALUES (%s, %s, %s, %s, %s::jsonb)
+           RETURNING id, at, actor, action, details""",
+        (incident_id, at, actor, action, json.dumps(details, default=str, ensure_ascii=False))).fetchone()
+    assert row is not None
     audit(conn, actor, action, "incident", str(incident_id), details)
+    return IncidentEvent(id=row[0], at=row[1], actor=row[2], action=row[3], details=row[4])
 
 
 def _locked(conn: Connection, incident_id: int, caller: Caller, action: Action) -> tuple[tuple[Any, ...], State]:
@@ -210,11 +215,7 @@ def comment(conn: Connection, incident_id: int, text: str, caller: Caller, at: d
     with conn.transaction():
         _locked(conn, incident_id, caller, "comment")
         conn.execute("UPDATE incidents SET updated_at = %s WHERE id = %s", (at, incident_id))
-        _record(conn, incident_id, at, caller.name, "comment", {"text": text})
-        row = conn.execute("SELECT id, at, actor, action, details FROM incident_events WHERE incident_id = %s "
-                           "ORDER BY id DESC LIMIT 1", (incident_id,)).fetchone()
-    assert row is not None
-    return IncidentEvent(id=row[0], at=row[1], actor=row[2], action=row[3], details=row[4])
+        return _record(conn, incident_id, at, caller.name, "comment", {"text": text})
 
 
 def tick(conn: Connection, incident_id: int, step: str, done: bool, caller: Caller, at: datetime,

@@ -6,15 +6,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from ioc_api.deps import CurrentCaller, Db
-from ioc_api.queries.alarms import AlarmFilters, alarm_scope, get_alarm, list_alarms
+from ioc_api.deps import Caller, CurrentCaller, Db, read_scope
+from ioc_api.queries.alarms import TECHNICIAN_SOURCES, AlarmFilters, AlarmScope, get_alarm, list_alarms
 from ioc_api.schemas.operations import Alarm, AlarmList, AlarmSource, Severity
 
-__all__ = ["AlarmId", "router"]
+__all__ = ["AlarmId", "alarm_scope", "router"]
 
 router = APIRouter(tags=["operations"])
 
 AlarmId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def alarm_scope(caller: Caller) -> AlarmScope:
+    """The alarms ``caller`` may read; NotAllowed for developers (``read_scope``)."""
+    return AlarmScope(read_scope(caller), TECHNICIAN_SOURCES if caller.role == "technician" else None)
 
 
 @router.get("/alarms", response_model=AlarmList, summary="List alarms you may see, newest first, with filters",
