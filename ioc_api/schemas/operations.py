@@ -146,8 +146,6 @@ class ChecklistStep(BaseModel):
 class SopView(BaseModel):
     """The incident kind's SOP card, with the zone's roads and shelters and the checklist's ticks."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=False)
-
     kind: str
     title: Text
     steps: list[ChecklistStep]
