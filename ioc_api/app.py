@@ -17,7 +17,19 @@ from ioc_api.provisioning import Provisioner
 from ioc_api.queries.warnings import Issuer
 from ioc_api.rate_limit import Slots, TokenBuckets
 from ioc_api.registration import RegistrationRules
-from ioc_api.routes import audit, dead_letters, devices, gateways, health, mqtt_accounts, users, zones
+from ioc_api.routes import (
+    alarms,
+    audit,
+    dead_letters,
+    devices,
+    gateways,
+    health,
+    incidents,
+    mqtt_accounts,
+    users,
+    zone_status,
+    zones,
+)
 from ioc_api.routes import open_data as open_data_routes
 from ioc_api.routes import warnings as warnings_routes
 from ioc_core.catalogue import DeviceCatalogue
@@ -29,8 +41,10 @@ from ioc_core.settings import (
     DatabaseSettings,
     FeedSettings,
     OpenDataSettings,
+    SopSettings,
     load,
 )
+from operations.sop import SopLibrary, default_sop_dir
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -48,23 +62,28 @@ def create_app(
     cap: CapSettings | None = None,
     feed: FeedSettings | None = None,
     background_poll_s: float = 5.0,
+    sop: SopLibrary | None = None,
 ) -> FastAPI:
     """The API; ``catalogue`` lists the models and codecs devices may use (the codec rules's, in ``ioc api``).
 
     ``broker`` defaults to the IOC_BROKER_* environment (unset: developers' MQTT credentials are stored only),
     ``open_data`` (licence, per-key limits of the open-data routes) to the IOC_OPEN_* environment, ``cap``
     (public warnings' sender, identifiers, public rate) to IOC_CAP_*, ``feed`` (the public MQTT feed's topic
-    prefix, where approved warnings are published) to IOC_FEED_*.
+    prefix, where approved warnings are published) to IOC_FEED_*. ``sop`` (the SOP cards shown with incidents)
+    defaults to the folder IOC_SOP_DIR names, else the shipped ``deploy/sop``, read and validated here: a bad
+    card stops the app before it serves (SopError, one line).
     """
     settings = api or load(ApiSettings)
     rules = RegistrationRules(catalogue or DeviceCatalogue(),
                               chirpstack or ChirpStackSettings.model_construct(api=None))
+    sop_cards = sop if sop is not None else SopLibrary.load(load(SopSettings).dir or default_sop_dir())
     broker_control = BrokerControl.from_settings(broker if broker is not None else load(BrokerSettings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = open_pool(database.dsn, max_size=settings.pool_size)
         app.state.rules = rules
+        app.state.sop = sop_cards
         app.state.broker = broker_control
         app.state.timezone = settings.timezone
         app.state.pool_timeout_s = settings.pool_timeout_s
@@ -100,7 +119,8 @@ def create_app(
         app.state.open_data.settings.base_url)
     app.include_router(health.router)
     for router in (users.router, zones.router, devices.router, gateways.router, dead_letters.router, audit.router,
-                   mqtt_accounts.router, open_data_routes.router, warnings_routes.router):
+                   mqtt_accounts.router, open_data_routes.router, warnings_routes.router, zone_status.router,
+                   alarms.router, incidents.router):
         app.include_router(router, prefix=API_PREFIX, responses=errors.RESPONSES)
     app.include_router(warnings_routes.public_router, prefix=API_PREFIX)  # no key: its own error responses
     return app

@@ -21,6 +21,7 @@ from ioc_core.settings import (
     FeedSettings,
     IngestSettings,
     OpenDataSettings,
+    SopSettings,
     load,
 )
 
@@ -31,7 +32,8 @@ _ROLES = ("admin", "operator", "technician", "developer")
 
 def register(app: typer.Typer) -> None:
     @app.command("api", epilog=environment(ApiSettings, DatabaseSettings, IngestSettings, ChirpStackSettings,
-                                           BrokerSettings, OpenDataSettings, CapSettings, FeedSettings))
+                                           BrokerSettings, OpenDataSettings, CapSettings, FeedSettings,
+                                           SopSettings))
     def api_cmd() -> None:
         """Serve the IOC API (OpenAPI at /docs, routes under /api/v1, /healthz and /readyz).
 
@@ -44,7 +46,8 @@ def register(app: typer.Typer) -> None:
         IOC_API_ROUTE_BODY_MAX_BYTES, imports by IOC_API_IMPORT_MAX_ROWS and IOC_API_IMPORTS_*, waits by
         IOC_API_BODY_TIMEOUT_S, IOC_API_POOL_TIMEOUT_S and IOC_API_EXPORT_*_TIMEOUT_S. Public warnings (CAP 1.2)
         are issued as IOC_CAP_SENDER with identifiers under IOC_CAP_IDENTIFIER_PREFIX, published on the open feed
-        under IOC_FEED_PREFIX, and their public routes limited by IOC_CAP_RATE_*.
+        under IOC_FEED_PREFIX, and their public routes limited by IOC_CAP_RATE_*. Incidents show the SOP cards of
+        IOC_SOP_DIR (default: the shipped deploy/sop), validated here: a bad card stops start-up.
         """
         # FastAPI and uvicorn are imported here, not at start-up of every `ioc` command.
         import uvicorn

@@ -39,6 +39,7 @@ __all__ = [
     "MqttUrl",
     "OpenDataSettings",
     "OperationsSettings",
+    "SopSettings",
     "load",
     "variable",
 ]
@@ -576,3 +577,12 @@ class OperationsSettings(_Base):
 
     interval_s: float = Field(default=5.0, gt=0, le=3600,
                               description="seconds between evaluation rounds (IOC_OPERATIONS_INTERVAL_S)")
+
+
+class SopSettings(_Base):
+    """The SOP cards ``ioc api`` shows with incidents; read and validated once at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_SOP_", extra="forbid")
+
+    dir: Path | None = Field(default=None, description="folder of SOP cards, one <kind>.yaml each (IOC_SOP_DIR); "
+                                                       "default: deploy/sop of this source checkout")
