@@ -1,0 +1,47 @@
+"""Where a notification may go: phone numbers, e-mail addresses and webhook URLs, checked and put in one form.
+
+One home for these rules, read by the API (an operator's channel choices) and the channel adapters (a row
+queued by anyone): a Vietnamese phone number is sent as ``84`` and nine or ten digits, the form Zalo ZNS asks
+for and an SMS gateway takes with a ``+``.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from ioc_core.errors import Invalid
+
+__all__ = ["email_address", "phone_number", "webhook_url"]
+
+# 0xxxxxxxxx (national), 84xxxxxxxxx or +84xxxxxxxxx; spaces, dots and dashes between digits are allowed.
+_PHONE = re.compile(r"^(?:\+?84|0)([1-9]\d{8,9})$")
+_EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*"
+                    r"[A-Za-z0-9])?)+$")
+
+
+def phone_number(value: str) -> str:
+    """``value`` as ``84`` followed by the subscriber digits; Invalid when it is not a Vietnamese number."""
+    compact = re.sub(r"[\s.()-]", "", value)
+    match = _PHONE.fullmatch(compact)
+    if match is None:
+        raise Invalid(f"{value!r} is not a Vietnamese phone number such as 0905123456 or +84905123456",
+                      field="address")
+    return "84" + match.group(1)
+
+
+def email_address(value: str) -> str:
+    """``value`` stripped; Invalid unless it is one plain address (no display name, no list)."""
+    address = value.strip()
+    if len(address) > 254 or _EMAIL.fullmatch(address) is None:
+        raise Invalid(f"{value!r} is not an e-mail address such as ops@danang.gov.vn", field="address")
+    return address
+
+
+def webhook_url(value: str) -> str:
+    """``value`` when it is an absolute http(s) URL without credentials or fragment; Invalid otherwise."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password \
+            or parts.fragment or len(value) > 2000:
+        raise Invalid(f"{value!r} is not an http(s) URL without user, password or fragment", field="address")
+    return value.strip()
