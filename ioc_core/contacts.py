@@ -2,17 +2,19 @@
 
 One home for these rules, read by the API (an operator's channel choices) and the channel adapters (a row
 queued by anyone): a Vietnamese phone number is sent as ``84`` and nine or ten digits, the form Zalo ZNS asks
-for and an SMS gateway takes with a ``+``.
+for and an SMS gateway takes with a ``+``. And the webhook signing secret's form (Standard Webhooks).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from urllib.parse import urlsplit
 
 from ioc_core.errors import Invalid
 
-__all__ = ["email_address", "phone_number", "webhook_url"]
+__all__ = ["email_address", "phone_number", "webhook_secret_key", "webhook_url"]
 
 # 0xxxxxxxxx (national), 84xxxxxxxxx or +84xxxxxxxxx; spaces, dots and dashes between digits are allowed.
 _PHONE = re.compile(r"^(?:\+?84|0)([1-9]\d{8,9})$")
@@ -45,3 +47,17 @@ def webhook_url(value: str) -> str:
             or parts.fragment or len(value) > 2000:
         raise Invalid(f"{value!r} is not an http(s) URL without user, password or fragment", field="address")
     return value.strip()
+
+
+def webhook_secret_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret (Standard Webhooks); ValueError unless it holds 24 to 64
+    bytes, so the settings report it at start-up."""
+    if not secret.startswith("whsec_"):
+        raise ValueError("must start with whsec_ (Standard Webhooks' form)")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise ValueError("the part after whsec_ is not base64") from err
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"holds {len(key)} bytes; give 24 to 64, e.g. whsec_ + base64 of 32 random bytes")
+    return key
