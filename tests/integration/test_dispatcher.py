@@ -97,7 +97,8 @@ def test_every_channel_delivers_and_each_attempt_is_recorded(conn: Connection, r
         assert enqueue_to(conn, message(), T0, channel="sms", address="+84 905 123 456") == 0  # a repeat: no row
         senders: dict[str, Sender] = {
             "webhook": WebhookSender(SECRET), "email": EmailSender(smtp.host, smtp.port, "ioc@danang.gov.vn"),
-            "zalo": ZaloSender("oa-token", TEMPLATE, base_url=zalo.url), "sms": SmsSender(sms.url + "/send", "sms-token"),
+            "zalo": ZaloSender("oa-token", TEMPLATE, base_url=zalo.url),
+            "sms": SmsSender(sms.url + "/send", "sms-token"),
             "mqtt": MqttSender(MqttUrl.parse(broker.url), client_id="ioc-notify-test")}
         try:
             done = dispatch(conn, senders, T0 + timedelta(seconds=1))
