@@ -16,6 +16,7 @@ from ioc_api.provisioning import Provisioner
 from ioc_api.rate_limit import Slots
 from ioc_api.registration import RegistrationRules
 from ioc_api.routes import audit, dead_letters, devices, gateways, health, mqtt_accounts, users, zones
+from ioc_api.routes import notifications as notification_routes
 from ioc_api.routes import open_data as open_data_routes
 from ioc_core.catalogue import DeviceCatalogue
 from ioc_core.settings import (
@@ -86,6 +87,6 @@ def create_app(
         open_data if open_data is not None else load(OpenDataSettings))
     app.include_router(health.router)
     for router in (users.router, zones.router, devices.router, gateways.router, dead_letters.router, audit.router,
-                   mqtt_accounts.router, open_data_routes.router):
+                   mqtt_accounts.router, open_data_routes.router, notification_routes.router):
         app.include_router(router, prefix=API_PREFIX, responses=errors.RESPONSES)
     return app
