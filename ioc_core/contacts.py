@@ -18,8 +18,8 @@ __all__ = ["email_address", "phone_number", "webhook_secret_key", "webhook_url"]
 
 # 0xxxxxxxxx (national), 84xxxxxxxxx or +84xxxxxxxxx; spaces, dots and dashes between digits are allowed.
 _PHONE = re.compile(r"^(?:\+?84|0)([1-9]\d{8,9})$")
-_EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*"
-                    r"[A-Za-z0-9])?)+$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_EMAIL = re.compile(rf"^[^@\s<>(),;:\"\[\]\x00-\x1f\x7f]+@{_LABEL}(?:\.{_LABEL})+$")
 
 
 def phone_number(value: str) -> str:
@@ -42,7 +42,13 @@ def email_address(value: str) -> str:
 
 def webhook_url(value: str) -> str:
     """``value`` when it is an absolute http(s) URL without credentials or fragment; Invalid otherwise."""
-    parts = urlsplit(value.strip())
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in value.strip()):
+        raise Invalid(f"{value!r} holds spaces or control characters; a URL has none", field="address")
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 (a bad port raises only when read)
+    except ValueError as err:  # an unclosed IPv6 bracket, a port that is not a number
+        raise Invalid(f"{value!r} is not a URL: {err}", field="address") from err
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password \
             or parts.fragment or len(value) > 2000:
         raise Invalid(f"{value!r} is not an http(s) URL without user, password or fragment", field="address")

@@ -60,11 +60,12 @@ def test_other_numbers_are_invalid(raw: str) -> None:
 
 def test_addresses_and_urls() -> None:
     assert email_address(" ops@danang.gov.vn ") == "ops@danang.gov.vn"
-    for bad in ("ops", "Ops <ops@danang.gov.vn>", "a@b", "a@b.vn, c@d.vn"):
+    for bad in ("ops", "Ops <ops@danang.gov.vn>", "a@b", "a@b.vn, c@d.vn", "a\x00b@danang.gov.vn"):
         with pytest.raises(Invalid):
             email_address(bad)
     assert webhook_url("https://hooks.example.vn/ioc") == "https://hooks.example.vn/ioc"
-    for bad in ("ftp://x.vn/a", "https://user:pw@x.vn/", "http:///nohost", "https://x.vn/#frag"):
+    for bad in ("ftp://x.vn/a", "https://user:pw@x.vn/", "http:///nohost", "https://x.vn/#frag", "http://[::1",
+                "http://x.vn:port/", "https://x.vn/a b", "https://x.vn/\x00"):
         with pytest.raises(Invalid):
             webhook_url(bad)
 
