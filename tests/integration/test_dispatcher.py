@@ -259,3 +259,30 @@ def test_run_is_woken_by_new_rows_and_stops_on_sigterm(db_url: str, conn: Connec
             proc.wait(timeout=10)
     assert proc.returncode == 0, out
     assert "channels: webhook" in out and "sent" in out
+
+
+class _Broken:
+    """An adapter with a bug: the dispatcher keeps the row and goes on with the others."""
+
+    channel = "sms"
+
+    def send(self, notice: object, at: datetime) -> str:
+        raise RuntimeError("bug in an adapter")
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_adapters_bug_is_recorded_and_retried_without_stopping_the_others(
+        conn: Connection, receiver: WebhookReceiver) -> None:
+    from operations.dispatcher import next_due, waiting
+
+    enqueue_to(conn, message(1), T0, channel="sms", address="0905123456")
+    enqueue_to(conn, message(2), T0, channel="webhook", address=receiver.url)
+    done = dispatch(conn, {"sms": _Broken(), "webhook": WebhookSender(SECRET)}, T0,
+                    RetryPolicy(first_delay_s=60))
+    assert [(a.channel, a.outcome) for a in done] == [("sms", "retry"), ("webhook", "sent")]
+    assert "adapter error: RuntimeError: bug in an adapter" in done[0].detail
+    assert next_due(conn, ["sms", "webhook"]) == T0 + timedelta(seconds=60)
+    assert next_due(conn, ["webhook"]) is None
+    assert waiting(conn) == {("sms", "pending"): 1, ("webhook", "sent"): 1}

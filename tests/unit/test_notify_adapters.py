@@ -296,3 +296,10 @@ def test_sms_refusals_and_failures(sms: SmsStandIn) -> None:
     with pytest.raises(DeliveryRefused, match="phone"):
         SmsSender(sms.url + "/send", "sms-token").send(notice("not a phone"), AT)
     assert sms.messages == {}
+
+
+def test_starttls_asked_of_a_server_without_it_is_deferred(smtp: SmtpStandIn) -> None:
+    sender = EmailSender(smtp.host, smtp.port, "ioc@danang.gov.vn", starttls=True, timeout_s=5)
+    with pytest.raises(DeliveryDeferred, match="STARTTLS"):
+        sender.send(notice("a@danang.gov.vn"), AT)
+    assert smtp.messages == []
