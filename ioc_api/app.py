@@ -30,6 +30,7 @@ from ioc_api.routes import (
     zone_status,
     zones,
 )
+from ioc_api.routes import notifications as notification_routes
 from ioc_api.routes import open_data as open_data_routes
 from ioc_api.routes import warnings as warnings_routes
 from ioc_core.catalogue import DeviceCatalogue
@@ -120,7 +121,7 @@ def create_app(
     app.include_router(health.router)
     for router in (users.router, zones.router, devices.router, gateways.router, dead_letters.router, audit.router,
                    mqtt_accounts.router, open_data_routes.router, warnings_routes.router, zone_status.router,
-                   alarms.router, incidents.router):
+                   alarms.router, incidents.router, notification_routes.router):
         app.include_router(router, prefix=API_PREFIX, responses=errors.RESPONSES)
     app.include_router(warnings_routes.public_router, prefix=API_PREFIX)  # no key: its own error responses
     return app

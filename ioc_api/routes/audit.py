@@ -20,7 +20,7 @@ router = APIRouter(tags=["audit"])
 def get_audit(
     conn: Db,
     _admin: Annotated[Caller, Depends(require_role("admin"))],
-    entity: Literal["device", "user", "zone", "incident", "warning"] | None = None,
+    entity: Literal["device", "user", "zone", "incident", "warning", "notification_routes"] | None = None,
     entity_id: Annotated[str | None, Query(max_length=100,
                                            description="DevEUI, user name, zone code or incident id")] = None,
     actor: Annotated[str | None, Query(max_length=64)] = None,
