@@ -9,6 +9,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
+from dashboards.annotations import incident_annotation
 from dashboards.fragments import DISTRICT_OF, HEALTH, LONG_RANGE, SHORT_RANGE, ZONE_IDS, health_of, metric_id
 from dashboards.panels import (
     Board,
@@ -89,6 +90,10 @@ _DEVICES = f"""
     WHERE d.zone_id IN {ZONE_IDS} AND d.kind = ${{kind:sqlstring}} AND d.status <> 'decommissioned'
     ORDER BY d.name
 """
+
+# Incidents of the zone and of its wards (incidents keep zone codes, not boundary versions).
+_INCIDENTS_HERE = ("i.zone_code = ${zone:sqlstring} "
+                   "OR i.zone_code IN (SELECT code FROM zones WHERE parent_code = ${zone:sqlstring})")
 
 _ZONES = """
     SELECT code AS __value,
@@ -171,6 +176,7 @@ def build() -> Board:
         board_frame("Zone", UID, "One district or ward, one kind of device.", "zone", time_from="now-7d",
                     refresh="5m")
         .variables(variables)
+        .annotation(incident_annotation(_INCIDENTS_HERE))
         .with_panel(states)
         .with_panel(_series())
         .with_row(dash.Row("Devices"))
