@@ -14,6 +14,9 @@ from grafana_foundation_sdk.models import dashboard as model
 from dashboards.sql import datasource_ref
 
 __all__ = [
+    "GREY",
+    "HAZARD_STATUSES",
+    "INCIDENT_STATES",
     "TIMEZONE",
     "Board",
     "VariableSample",

@@ -12,12 +12,15 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import dashboard as model
 
 from dashboards.panels import (
+    INCIDENT_STATES,
     Board,
+    VariableSample,
     board_frame,
     hazard_status_mappings,
     incident_state_mappings,
     line_panel,
     severity_mappings,
+    sql_variable,
     steps,
     table_panel,
     tile_panel,
@@ -25,27 +28,48 @@ from dashboards.panels import (
 )
 from dashboards.sql import SqlTarget
 
-__all__ = ["OPEN", "UID", "build"]
+__all__ = ["INCIDENT_HERE", "OPEN", "UID", "build"]
 
 UID = "ioc-incidents"
 
 # An incident still needing someone: the states before "resolved".
 OPEN = "i.state IN ('new', 'acknowledged', 'in_progress')"
 
+
+
+def _in_districts(code: str) -> str:
+    """True when zone ``code`` lies in a district chosen in ${district}, or in none (a city-wide incident or
+    alarm, or one without a zone: everyone's business, so always shown)."""
+    return (f"coalesce((SELECT CASE zd.level WHEN 'ward' THEN zd.parent_code ELSE zd.code END FROM zones zd "
+            f"WHERE zd.code = {code} AND zd.valid_to IS NULL AND zd.level <> 'city'), '') "
+            "IN ('', ${district:sqlstring})")
+
+
+INCIDENT_HERE = _in_districts("i.zone_code")
+_ALARM_HERE = _in_districts("a.zone_code")
+
+_DISTRICTS = """
+    SELECT code AS __value, name AS __text FROM zones WHERE level = 'district' AND valid_to IS NULL ORDER BY name
+"""
+
 # A zone's current name by its code (codes outlive boundary versions; incidents keep the code).
 _ZONE_NAME = "LEFT JOIN zones z ON z.code = i.zone_code AND z.valid_to IS NULL"
 
+# A tile's name is its row's text, so the states are named here as operators say them.
+_STATE_ROWS = ", ".join(f"({n}, '{state}', '{INCIDENT_STATES[state][0]}')"
+                        for n, state in enumerate(("new", "acknowledged", "in_progress"), 1))
+
 _BY_STATE = f"""
-    SELECT s.state, count(i.id) AS incidents
-    FROM (VALUES (1, 'new'), (2, 'acknowledged'), (3, 'in_progress')) s (ord, state)
-    LEFT JOIN incidents i ON i.state = s.state AND {OPEN}
-    GROUP BY s.ord, s.state ORDER BY s.ord
+    SELECT s.label AS state, count(i.id) AS incidents
+    FROM (VALUES {_STATE_ROWS}) s (ord, state, label)
+    LEFT JOIN incidents i ON i.state = s.state AND {OPEN} AND {INCIDENT_HERE}
+    GROUP BY s.ord, s.label ORDER BY s.ord
 """
 
 _BY_SEVERITY = f"""
     SELECT v.name_vi || ' · ' || v.name_en AS severity, count(i.id) AS incidents
     FROM alarm_severities v
-    LEFT JOIN incidents i ON i.severity = v.severity AND {OPEN}
+    LEFT JOIN incidents i ON i.severity = v.severity AND {OPEN} AND {INCIDENT_HERE}
     GROUP BY v.rank, v.name_vi, v.name_en ORDER BY v.rank DESC
 """
 
@@ -57,7 +81,7 @@ _BY_ZONE = f"""
     FROM incidents i
     JOIN alarm_severities v ON v.severity = i.severity
     {_ZONE_NAME}
-    WHERE {OPEN}
+    WHERE {OPEN} AND {INCIDENT_HERE}
     GROUP BY 1, 2
     ORDER BY max(v.rank) DESC, count(*) DESC, 1
 """
@@ -71,7 +95,7 @@ _OPEN_INCIDENTS = f"""
     FROM incidents i
     JOIN alarm_severities v ON v.severity = i.severity
     {_ZONE_NAME}
-    WHERE {OPEN}
+    WHERE {OPEN} AND {INCIDENT_HERE}
     ORDER BY v.rank DESC, i.opened_at
     LIMIT 500
 """
@@ -89,7 +113,7 @@ _RESPONSE = f"""
            percentile_cont(0.5) WITHIN GROUP (ORDER BY {_minutes("resolved_at")}) AS "resolve median",
            percentile_cont(0.9) WITHIN GROUP (ORDER BY {_minutes("resolved_at")}) AS "resolve p90"
     FROM incidents i
-    WHERE $__timeFilter(i.opened_at)
+    WHERE $__timeFilter(i.opened_at) AND {INCIDENT_HERE}
 """
 
 _RESPONSE_BY_SEVERITY = f"""
@@ -106,15 +130,15 @@ _RESPONSE_BY_SEVERITY = f"""
                AS resolve_p90_min,
            count(i.escalated_at) AS escalated
     FROM alarm_severities v
-    LEFT JOIN incidents i ON i.severity = v.severity AND $__timeFilter(i.opened_at)
+    LEFT JOIN incidents i ON i.severity = v.severity AND $__timeFilter(i.opened_at) AND {INCIDENT_HERE}
     GROUP BY v.rank, v.name_vi, v.name_en
     ORDER BY v.rank DESC
 """
 
-_OPENED = """
+_OPENED = f"""
     SELECT $__timeGroupAlias(i.opened_at, $__interval), i.severity, count(*) AS opened
     FROM incidents i
-    WHERE $__timeFilter(i.opened_at)
+    WHERE $__timeFilter(i.opened_at) AND {INCIDENT_HERE}
     GROUP BY 1, 2 ORDER BY 1
 """
 
@@ -126,7 +150,7 @@ _ESCALATIONS = f"""
            round(extract(epoch FROM i.escalated_at - i.opened_at)::numeric / 60, 1) AS after_min, i.title
     FROM incidents i
     {_ZONE_NAME}
-    WHERE i.escalated_at IS NOT NULL AND $__timeFilter(i.escalated_at)
+    WHERE i.escalated_at IS NOT NULL AND $__timeFilter(i.escalated_at) AND {INCIDENT_HERE}
     ORDER BY i.escalated_at DESC
     LIMIT 200
 """
@@ -139,29 +163,29 @@ _SOURCE_ROWS = ", ".join(f"({n}, '{source}')" for n, source in enumerate(_ALARM_
 _ALARMS_BY_SOURCE = f"""
     SELECT s.source, count(a.id) AS alarms
     FROM (VALUES {_SOURCE_ROWS}) s (ord, source)
-    LEFT JOIN alarms a ON a.source = s.source AND a.state = 'active'
+    LEFT JOIN alarms a ON a.source = s.source AND a.state = 'active' AND {_ALARM_HERE}
     GROUP BY s.ord, s.source ORDER BY s.ord
 """
 
-_ACTIVE_ALARMS = """
+_ACTIVE_ALARMS = f"""
     SELECT a.source, a.severity, coalesce(z.name, a.zone_code, '') AS zone, a.zone_code,
            coalesce(a.device_eui, '') AS dev_eui, a.subject, a.message, a.first_seen, a.last_seen, a.count,
            a.incident_id
     FROM alarms a
     JOIN alarm_severities v ON v.severity = a.severity
     LEFT JOIN zones z ON z.code = a.zone_code AND z.valid_to IS NULL
-    WHERE a.state = 'active'
+    WHERE a.state = 'active' AND {_ALARM_HERE}
     ORDER BY v.rank DESC, a.last_seen DESC
     LIMIT 500
 """
 
-_ZONE_STATUS = """
+_ZONE_STATUS = f"""
     SELECT coalesce(z.name, s.zone_code) AS zone, s.zone_code, h.name_vi || ' · ' || h.name_en AS hazard,
            s.status, s.since, s.reason
     FROM zone_hazard_status s
     JOIN hazards h ON h.code = s.hazard
     LEFT JOIN zones z ON z.code = s.zone_code AND z.valid_to IS NULL
-    WHERE s.status <> 'normal' AND s.reason <> 'no stations'
+    WHERE s.status <> 'normal' AND s.reason <> 'no stations' AND {_in_districts("s.zone_code")}
     ORDER BY CASE s.status WHEN 'danger' THEN 0 WHEN 'alert' THEN 1 WHEN 'watch' THEN 2 ELSE 3 END, s.since
 """
 
@@ -175,7 +199,6 @@ def build() -> Board:
         tile_panel("Sự cố đang mở theo trạng thái · Open incidents by state",
                    "Incidents not yet resolved: new (nobody acknowledged), acknowledged, in progress.")
         .with_target(SqlTarget(_BY_STATE, columns=("state", "incidents")))
-        .mappings(incident_state_mappings())
         .thresholds(steps((None, "blue")))
         .height(5).span(12)
     )
@@ -275,9 +298,15 @@ def build() -> Board:
         .data_links(zone_link())
         .height(7).span(24)
     )
+    district = (
+        sql_variable("district", "Quận/huyện · District", _DISTRICTS, multi=True, include_all=True)
+        .current(model.VariableOption(selected=True, text="All", value="$__all"))
+    )
     board = (
         board_frame("Sự cố · Incidents", UID, "Open incidents by zone, severity and state; response times; "
-                    "escalations; the platform's active alarms.", "incidents", time_from="now-7d", refresh="30s")
+                    "escalations; the platform's active alarms. Choose districts to see a district centre's view.",
+                    "incidents", time_from="now-7d", refresh="30s")
+        .with_variable(district)
         .with_panel(by_state)
         .with_panel(by_severity)
         .with_panel(by_zone)
@@ -292,4 +321,5 @@ def build() -> Board:
         .with_panel(alarms)
         .with_panel(zone_status)
     )
-    return Board(UID, "Incidents", board.build(), (), "now-7d")
+    return Board(UID, "Incidents", board.build(), (VariableSample("district", multi=True, include_all=True),),
+                 "now-7d")

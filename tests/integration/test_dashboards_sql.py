@@ -304,7 +304,8 @@ def test_hourly_rollups_match_the_rows_they_summarise(city: City) -> None:
 def test_incidents_board_counts_open_incidents_by_state_severity_and_zone(city: City) -> None:
     states = {r["state"]: r["incidents"] for r in _rows(city, "ioc-incidents",
                                                          "Sự cố đang mở theo trạng thái · Open incidents by state")}
-    assert states == {"new": 1, "acknowledged": 1, "in_progress": 1}  # the resolved one is not open
+    # The resolved one is not open.
+    assert states == {"mới · new": 1, "đã tiếp nhận · acknowledged": 1, "đang xử lý · in progress": 1}
     severities = [(r["severity"], r["incidents"]) for r in _rows(
         city, "ioc-incidents", "Sự cố đang mở theo mức độ · Open incidents by severity")]
     assert severities == [("Khẩn cấp · Critical", 1), ("Nghiêm trọng · Major", 2), ("Nhẹ · Minor", 0),
@@ -405,3 +406,21 @@ def test_watchdog_rules_fire_on_a_stalled_evaluator_and_stuck_notifications(city
         finally:
             conn.execute("UPDATE zone_hazard_status SET evaluated_at = now() - interval '10 minutes'")
     assert fresh["behind_s"] < 60
+
+
+def test_incidents_board_narrows_to_chosen_districts_and_keeps_city_wide_ones(city: City) -> None:
+    mine = {"district": city.zone}
+    listed = _rows(city, "ioc-incidents", "Sự cố đang mở · Open incidents", choices=mine)
+    assert [r["zone_code"] for r in listed] == [city.zone]
+    alarms = {r["source"]: r["alarms"] for r in _rows(
+        city, "ioc-incidents", "Cảnh báo đang hoạt động theo nguồn · Active alarms by source", choices=mine)}
+    # The gateway alarm has no zone: everyone's. The silent device's alarm is in the chosen district.
+    assert (alarms["hazard"], alarms["device_silent"], alarms["gateway_offline"]) == (1, 1, 1)
+    other = {"district": city.others[2]}
+    assert [r["zone_code"] for r in _rows(city, "ioc-incidents", "Sự cố đang mở · Open incidents",
+                                          choices=other)] == [city.others[2]]
+    other_alarms = {r["source"]: r["alarms"] for r in _rows(
+        city, "ioc-incidents", "Cảnh báo đang hoạt động theo nguồn · Active alarms by source", choices=other)}
+    assert (other_alarms["hazard"], other_alarms["device_silent"], other_alarms["gateway_offline"]) == (0, 0, 1)
+    (times,) = _rows(city, "ioc-incidents", "Thời gian phản hồi (phút) · Response times (minutes)", choices=other)
+    assert times["acknowledge median"] == pytest.approx(30, abs=0.1) and times["resolve median"] is None
