@@ -16,6 +16,7 @@ from dashboards.panels import (
     VariableSample,
     board_frame,
     device_link,
+    hazard_status_mappings,
     kind_variable,
     sql_variable,
     state_mappings,
@@ -91,6 +92,15 @@ _DEVICES = f"""
     ORDER BY d.name
 """
 
+# The zone's status for every hazard the platform knows, "unknown" where it has no row (never "normal").
+_HAZARD_STATUS = """
+    SELECT h.name_vi || ' · ' || h.name_en AS hazard, coalesce(s.status, 'unknown') AS status,
+           coalesce(s.reason, 'not evaluated') AS reason, s.since
+    FROM hazards h
+    LEFT JOIN zone_hazard_status s ON s.hazard = h.code AND s.zone_code = ${zone:sqlstring}
+    ORDER BY h.code
+"""
+
 # Incidents of the zone and of its wards (incidents keep zone codes, not boundary versions).
 _INCIDENTS_HERE = ("i.zone_code = ${zone:sqlstring} "
                    "OR i.zone_code IN (SELECT code FROM zones WHERE parent_code = ${zone:sqlstring})")
@@ -147,6 +157,22 @@ def build() -> Board:
                                                                value={"mode": "fixed", "fixedColor": "blue"})])
         .height(4).span(24)
     )
+    hazards = (
+        stat.Panel()
+        .title("Tình trạng · Hazard status")
+        .description("The platform's status of the zone for each hazard (docs/operations.md): grey when its "
+                     "stations are silent, it has none, or it was not evaluated.")
+        .datasource(datasource_ref())
+        .with_target(SqlTarget(_HAZARD_STATUS, columns=("hazard", "status", "reason", "since")))
+        # Strings: the status is the tile's value, the hazard its name.
+        .reduce_options(common_builders.ReduceDataOptions().values(True).calcs(["lastNotNull"])
+                        .fields("/^status$/"))
+        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .mappings(hazard_status_mappings())
+        .height(4).span(24)
+    )
     devices = (
         table_panel("Devices", "Each ${kind} device in the zone: state, last uplink, battery and signal.")
         .with_target(SqlTarget(_DEVICES, columns=(
@@ -177,6 +203,7 @@ def build() -> Board:
                     refresh="5m")
         .variables(variables)
         .annotation(incident_annotation(_INCIDENTS_HERE))
+        .with_panel(hazards)
         .with_panel(states)
         .with_panel(_series())
         .with_row(dash.Row("Devices"))

@@ -424,3 +424,12 @@ def test_incidents_board_narrows_to_chosen_districts_and_keeps_city_wide_ones(ci
     assert (other_alarms["hazard"], other_alarms["device_silent"], other_alarms["gateway_offline"]) == (0, 0, 1)
     (times,) = _rows(city, "ioc-incidents", "Thời gian phản hồi (phút) · Response times (minutes)", choices=other)
     assert times["acknowledge median"] == pytest.approx(30, abs=0.1) and times["resolve median"] is None
+
+
+def test_zone_board_shows_each_hazard_status_and_unknown_where_not_evaluated(city: City) -> None:
+    title = "Tình trạng · Hazard status"
+    here = {r["hazard"]: r["status"] for r in _rows(city, "ioc-zone", title)}
+    assert here == {"Chất lượng không khí · Air quality": "normal", "Ngập lụt · Flood": "danger",
+                    "Mưa lớn · Heavy rain": "unknown"}
+    never = _rows(city, "ioc-zone", title, choices={"zone": city.others[4]})
+    assert {r["status"] for r in never} == {"unknown"} and {r["reason"] for r in never} == {"not evaluated"}
