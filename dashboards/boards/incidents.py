@@ -136,7 +136,7 @@ _RESPONSE_BY_SEVERITY = f"""
 """
 
 _OPENED = f"""
-    SELECT $__timeGroupAlias(i.opened_at, $__interval), i.severity, count(*) AS opened
+    SELECT $__timeGroupAlias(i.opened_at, $__interval), i.severity AS metric, count(*) AS opened
     FROM incidents i
     WHERE $__timeFilter(i.opened_at) AND {INCIDENT_HERE}
     GROUP BY 1, 2 ORDER BY 1
@@ -252,8 +252,8 @@ def build() -> Board:
         .height(5).span(12)
     )
     opened = (
-        line_panel("Sự cố mới · Incidents opened", "Incidents opened per interval, by severity.")
-        .with_target(SqlTarget(_OPENED, format_val="time_series", columns=("time", "severity", "opened")))
+        line_panel("Sự cố mới · Incidents opened", "Incidents opened per interval, one series per severity.")
+        .with_target(SqlTarget(_OPENED, format_val="time_series", columns=("time", "metric", "opened")))
         .height(7).span(12)
     )
     escalations = (

@@ -336,6 +336,10 @@ def test_incidents_board_response_times_and_escalations(city: City) -> None:
     critical = by_severity["Khẩn cấp · Critical"]
     assert (critical["opened"], critical["acknowledged"], critical["escalated"]) == (1, 0, 1)
     assert by_severity["Nhẹ · Minor"]["resolve_median_min"] == pytest.approx(240, abs=0.1)
+    opened: dict[str, int] = {}
+    for r in _rows(city, "ioc-incidents", "Sự cố mới · Incidents opened"):
+        opened[r["metric"]] = opened.get(r["metric"], 0) + r["opened"]
+    assert opened == {"critical": 1, "major": 2, "minor": 1}
     (escalated,) = _rows(city, "ioc-incidents", "Chuyển cấp gần đây · Recent escalations")
     assert escalated["zone_code"] == city.zone and float(escalated["after_min"]) == pytest.approx(6, abs=0.1)
 
