@@ -179,6 +179,11 @@ def _retire_rule(uid: str, client: GrafanaClient) -> PushItem | None:
         stored = client.get_alert_rule(uid)
         if stored is None:
             return None
+        if stored.get("provenance") == "file":
+            # Grafana refuses the API (409 provenance mismatch): only a provisioning file can remove it.
+            return _failed("alert_rule", uid, str(stored.get("title") or uid), GrafanaRefused(
+                f"alert rule {uid} was provisioned from files: Grafana removes it when a provisioning file lists "
+                "it under deleteRules (as deploy/grafana/provisioning/alerting/ioc-rules.yaml does)"))
         client.delete_alert_rule(uid)
     except GrafanaRefused as err:
         return _failed("alert_rule", uid, uid, err)

@@ -397,14 +397,32 @@ def test_a_rule_both_kept_and_retired_is_refused(grafana_client: GrafanaClient) 
         push(bundle, grafana_client)
 
 
-def test_a_refused_deletion_fails_that_rule_only(grafana: GrafanaStandIn, grafana_client: GrafanaClient) -> None:
+def test_a_file_provisioned_retired_rule_fails_that_rule_only(
+    grafana: GrafanaStandIn, grafana_client: GrafanaClient
+) -> None:
     old = make_bundle()
     rule = copy.deepcopy(old.rule_groups[0]["rules"][0])
     push(old, grafana_client)
     grafana_client.put_rule_group(FOLDER, "files", {"title": "files", "interval": 60,
                                                     "rules": [{**rule, "uid": "ioc-old", "ruleGroup": "files"}]})
     grafana.rule_groups[(FOLDER, "files")]["rules"][0]["provenance"] = "file"  # provisioned from a file
+    grafana.calls.clear()
+
     report = push(changed(make_bundle(), lambda b: b.retired_rules.append("ioc-old")), grafana_client)
+
     (failed,) = [item for item in report.items if item.action == "failed"]
-    assert (failed.kind, failed.uid) == ("alert_rule", "ioc-old") and "provenance is file" in failed.error
+    assert (failed.kind, failed.uid) == ("alert_rule", "ioc-old") and "deleteRules" in failed.error
     assert not report.ok and grafana_client.get_alert_rule("ioc-old") is not None
+    assert grafana.writes() == 0  # not even tried: Grafana would answer 409
+
+
+def test_the_standin_refuses_deleting_a_file_provisioned_rule_as_grafana_does(
+    grafana: GrafanaStandIn, grafana_client: GrafanaClient
+) -> None:
+    push(make_bundle(), grafana_client)
+    grafana.rule_groups[(FOLDER, GROUP)]["rules"][0]["provenance"] = "file"
+    with pytest.raises(GrafanaRefused, match="409: cannot delete with provided provenance 'api', needs 'file'"):
+        grafana_client.delete_alert_rule("ioc-flood-high")
+    grafana.rule_groups[(FOLDER, GROUP)]["rules"][0]["provenance"] = "api"
+    grafana_client.delete_alert_rule("ioc-flood-high")  # a rule the API made, deleted by the API: 204
+    assert grafana_client.get_alert_rule("ioc-flood-high") is None and (FOLDER, GROUP) not in grafana.rule_groups

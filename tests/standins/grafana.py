@@ -10,7 +10,8 @@ version is 412 "version-mismatch"; a duplicate datasource name or uid is 409; an
 without ``X-Disable-Provenance`` reads back with provenance "api". ``token`` acts as an Admin service account,
 ``viewer_token`` as a Viewer (403 on writes). A single rule is read and deleted by uid wherever it lives
 (``GET``/``DELETE /api/v1/provisioning/alert-rules/:uid``; delete answers 204 with no body, and the group goes
-with its last rule). Requests are counted by "METHOD /path" so tests can assert writes.
+with its last rule; a rule whose stored provenance differs from the request's, e.g. "file", is 409
+``alerting.provenanceMismatch``, as ``AlertRuleService.DeleteAlertRule`` answers). Requests are counted by "METHOD /path" so tests can assert writes.
 """
 
 from __future__ import annotations
@@ -301,11 +302,16 @@ class GrafanaStandIn:
 
     def _rule_delete(self, uid: str, body: Json, headers: Any) -> tuple[int, Json]:
         # 204 whether or not the rule existed; a group lives only through its rules, so the last one takes it.
+        # AlertRuleService.DeleteAlertRule: the request's provenance ('api', or none with X-Disable-Provenance)
+        # must match the stored one unless that is none.
         found = self._find_rule(uid)
         if found is not None:
             key, i = found
-            if self.rule_groups[key]["rules"][i].get("provenance") == "file":
-                raise _Error(409, "cannot delete a provisioned alert rule: its provenance is file")
+            stored = self.rule_groups[key]["rules"][i].get("provenance", "")
+            provided = "" if "X-Disable-Provenance" in headers else "api"
+            if stored and stored != provided:
+                raise _Error(409, f"cannot delete with provided provenance '{provided}', needs '{stored}'",
+                             messageId="alerting.provenanceMismatch", statusCode=409)
             del self.rule_groups[key]["rules"][i]
             if not self.rule_groups[key]["rules"]:
                 del self.rule_groups[key]
