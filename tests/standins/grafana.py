@@ -11,7 +11,8 @@ without ``X-Disable-Provenance`` reads back with provenance "api". ``token`` act
 ``viewer_token`` as a Viewer (403 on writes). A single rule is read and deleted by uid wherever it lives
 (``GET``/``DELETE /api/v1/provisioning/alert-rules/:uid``; delete answers 204 with no body, and the group goes
 with its last rule; a rule whose stored provenance differs from the request's, e.g. "file", is 409
-``alerting.provenanceMismatch``, as ``AlertRuleService.DeleteAlertRule`` answers). Requests are counted by "METHOD /path" so tests can assert writes.
+``alerting.provenanceMismatch``, as ``AlertRuleService.DeleteAlertRule`` answers). Requests are counted by
+"METHOD /path" so tests can assert writes.
 """
 
 from __future__ import annotations
