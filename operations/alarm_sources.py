@@ -3,7 +3,7 @@
 Every source reads the rules already written once elsewhere, so an alarm never disagrees with the board or the
 API that shows the same thing: ``device_health`` (0014) for silent devices, ``gateway_status`` (0014) for
 gateways, the measurements' ``quality`` flag the ingest sets (1: outside the metric's range, 2: not finite) for
-readings out of range, and dashboards/alerts.py's dead-letter rule (``DEAD_LETTERS_FLOOR``). The hazard source
+readings out of range, and the retired Grafana dead-letter rule's definition (``DEAD_LETTERS_FLOOR``). The hazard source
 is the stations the status round already read (``hazard_readings``).
 """
 
@@ -30,8 +30,7 @@ __all__ = [
     "technical",
 ]
 
-# dashboards/alerts.py's floor, repeated rather than imported so the evaluator does not load the Grafana SDK;
-# tests/unit/test_alarm_rules.py fails when the two differ. Fewer dead letters in 15 minutes never page anyone.
+# Fewer dead letters in 15 minutes never page anyone (the floor of the Grafana rule this alarm replaced).
 DEAD_LETTERS_FLOOR = 10
 
 # The ingest is stalled when no uplink arrived for as long as the live fleet needs to send this many (so a

@@ -7,8 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dashboards.alerts import DEAD_LETTERS_FLOOR as GRAFANA_FLOOR
-from operations.alarm_sources import DEAD_LETTERS_FLOOR
 from operations.alarms import (
     CLEAR_AFTER_S,
     ActiveAlarm,
@@ -169,10 +167,6 @@ def test_severities_parse_strictly() -> None:
     assert as_severity("critical") == "critical"
     with pytest.raises(ValueError, match="unknown severity"):
         as_severity("catastrophic")
-
-
-def test_the_dead_letter_floor_is_the_grafana_rules() -> None:
-    assert DEAD_LETTERS_FLOOR == GRAFANA_FLOOR
 
 
 ZONES = {
