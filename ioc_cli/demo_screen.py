@@ -42,7 +42,7 @@ STATUS_WORDS = {
     "unknown": "[dim]không rõ / unknown[/]",
     "normal": "[green]bình thường / normal[/]",
 }
-_SHOWN = 10  # hazard status lines at most: the screen stays short, the API has them all
+_SHOWN = 12  # hazard status lines at most: the screen stays short, the API has them all
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +235,9 @@ def show_districts(console: Console, dsn: str) -> None:
 
 
 def show_hazards(console: Console, dsn: str) -> None:
-    """The zones not normal, worst first, as the platform's evaluator keeps them (zone_hazard_status), in the
-    operators' Vietnamese words and in English; then how many are unknown and normal."""
+    """The zones not normal, floods first (the demo's story), worst first, as the platform's evaluator keeps them
+    (zone_hazard_status), in the operators' Vietnamese words and in English; then how many are unknown and
+    normal."""
     try:
         with connect(dsn, autocommit=True) as conn:
             rows = conn.execute(
@@ -245,7 +246,7 @@ def show_hazards(console: Console, dsn: str) -> None:
                    JOIN zones z ON z.code = s.zone_code AND z.valid_to IS NULL
                    JOIN hazards h ON h.code = s.hazard
                    WHERE s.status IN ('watch', 'alert', 'danger')
-                   ORDER BY CASE s.status WHEN 'danger' THEN 0 WHEN 'alert' THEN 1 ELSE 2 END,
+                   ORDER BY s.hazard <> 'flood', CASE s.status WHEN 'danger' THEN 0 WHEN 'alert' THEN 1 ELSE 2 END,
                             CASE z.level WHEN 'district' THEN 0 ELSE 1 END, s.since DESC, z.code"""
             ).fetchall()
             counts: dict[str, int] = dict(conn.execute(
