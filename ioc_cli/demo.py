@@ -333,7 +333,8 @@ def register(app: typer.Typer) -> None:
             show_banner(console, Banner(
                 dsn=dsn, mode=mode, mode_reason=reason, folder=work, reused=reused, api_url=api_url,
                 key_file=key_file, log_file=log_file, mqtt_url=str(mqtt.url), brokers=brokers, ioc=_launcher(),
-                devices=devices, scenario=scenario, backfill=backfill, flood=tuple(flood)))
+                devices=devices, scenario=scenario, backfill=backfill, flood=tuple(flood),
+                first_alert_after_s=flood_alert_after))
             simulator.start()
 
             def newest_uplink() -> float | None:

@@ -65,6 +65,8 @@ class Banner:
     backfill: Backfill
     flood: Sequence[FloodStation] = ()
     """The river stations whose wards the flood takes through watch, alert and danger on time."""
+    first_alert_after_s: float = 120.0
+    """When the first river station passes its own alert level, in seconds of real time."""
 
 
 def show_banner(console: Console, b: Banner) -> None:
@@ -85,8 +87,8 @@ def show_banner(console: Console, b: Banner) -> None:
         f"Times are Da Nang's (ICT).")
     say(f"[bold]fleet[/]     {b.devices} simulated Da Nang sensors, scenario '{b.scenario}'"
         + (": a storm has been pouring for hours and the streets are flooding; the rivers rise from the "
-           "first minute, the first station passes its alert level about 2 minutes in (level sensors then "
-           "report every minute)"
+           f"first minute, the first station passes its alert level about {_after(b.first_alert_after_s)} in "
+           "(level sensors then report every minute)"
            if b.scenario == "flood" else ""))
     for f in b.flood:
         lv = f.levels
@@ -119,6 +121,10 @@ def show_banner(console: Console, b: Banner) -> None:
         f"          {env} IOC_GRAFANA_URL=... IOC_GRAFANA_TOKEN=... {b.ioc} dashboards push")
     say("Ctrl-C stops everything.")
     console.rule(style="dim")
+
+
+def _after(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120.0 else f"{seconds / 60.0:.0f} minutes"
 
 
 def show_backfill(console: Console, run: SimulatorRun, backfill: Backfill, stored_until: Callable[[], float | None],
