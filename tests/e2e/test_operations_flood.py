@@ -209,9 +209,15 @@ def test_flood_from_uplinks_to_a_delivered_cap_warning_with_a_worker_sigkilled(
             assert level_at_ack >= 1
             tick = http("PUT", f"/api/v1/incidents/{hc_id}/checklist/confirm", headers=binh)
             assert tick.status_code == 200, tick.text
+            assert [(s["id"], s["done_by"]) for s in tick.json() if s["done_by"]] == [("confirm", "binh")]
             detail = http("GET", f"/api/v1/incidents/{hc_id}", headers=binh)
             assert detail.status_code == 200, detail.text
             assert detail.json()["sop"]["kind"] == "flood", detail.json().get("sop")
+            alarms = http("GET", "/api/v1/alarms", headers=binh,
+                          params={"incident_id": hc_id, "source": "hazard", "state": "active"})
+            assert alarms.status_code == 200, alarms.text
+            assert sorted(a["subject"].split(":")[0] for a in alarms.json()["items"]) == sorted(
+                s.dev_eui for s, w in STATIONS.items() if w is not WARD_S), alarms.json()
 
             # Both Hải Châu wards in danger, then the district operator drafts and the city operator approves.
             wait_for(lambda: conn.execute(
@@ -220,6 +226,8 @@ def test_flood_from_uplinks_to_a_delivered_cap_warning_with_a_worker_sigkilled(
                 what="both Hải Châu wards in danger")
             status = http("GET", "/api/v1/zones/hc-ward-a/status", headers=binh)
             assert status.status_code == 200, status.text
+            flood = next(h for h in status.json()["hazards"] if h["hazard"] == "flood")
+            assert flood["status"] == "danger" and status.json()["worst"] == "danger"
             draft = http("POST", f"/api/v1/incidents/{hc_id}/warnings", headers=binh)
             assert draft.status_code == 201, draft.text
             warning = draft.json()
