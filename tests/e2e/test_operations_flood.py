@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import psycopg
 import pytest
-import requests
 import xmlschema
 
 from gateways.local_mosquitto import LocalMosquitto
@@ -173,9 +173,9 @@ def test_flood_from_uplinks_to_a_delivered_cap_warning_with_a_worker_sigkilled(
         publisher = play(broker.url, TrafficPlan(list(STATIONS), BACKGROUND, DURATION_S), published, started)
 
         with psycopg.connect(db_url, autocommit=True) as conn, served(app_for(db_url, zones=False)) as api, \
-                requests.Session() as session:
-            def http(method: str, path: str, **kwargs: Any) -> requests.Response:
-                return session.request(method, api + path, timeout=30, **kwargs)
+                httpx2.Client(base_url=api, timeout=30) as client:
+            def http(method: str, path: str, **kwargs: Any) -> httpx2.Response:
+                return client.request(method, path, **kwargs)
 
             # Midway through the rise, one ingest worker dies with its batch in hand; the other carries on.
             wait_for(lambda: time.monotonic() - started >= 20, timeout_s=40, what="20 s of traffic")
