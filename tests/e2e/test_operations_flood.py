@@ -213,11 +213,11 @@ def test_flood_from_uplinks_to_a_delivered_cap_warning_with_a_worker_sigkilled(
             detail = http("GET", f"/api/v1/incidents/{hc_id}", headers=binh)
             assert detail.status_code == 200, detail.text
             assert detail.json()["sop"]["kind"] == "flood", detail.json().get("sop")
-            alarms = http("GET", "/api/v1/alarms", headers=binh,
+            listed = http("GET", "/api/v1/alarms", headers=binh,
                           params={"incident_id": hc_id, "source": "hazard", "state": "active"})
-            assert alarms.status_code == 200, alarms.text
-            assert sorted(a["subject"].split(":")[0] for a in alarms.json()["items"]) == sorted(
-                s.dev_eui for s, w in STATIONS.items() if w is not WARD_S), alarms.json()
+            assert listed.status_code == 200, listed.text
+            assert sorted(a["subject"].split(":")[0] for a in listed.json()["items"]) == sorted(
+                s.dev_eui for s, w in STATIONS.items() if w is not WARD_S), listed.json()
 
             # Both Hải Châu wards in danger, then the district operator drafts and the city operator approves.
             wait_for(lambda: conn.execute(
