@@ -144,8 +144,10 @@ def _journaled(server: LoopbackServer, journal: Journal, channel: str,
 
 def _webhook(request: Request) -> tuple[str, str, dict[str, Any]]:
     data = request.json().get("data", {})
-    return request.headers["webhook-id"], str(data.get("subject", "")), {"signature": "verified",
-                                                                        "text": data.get("text")}
+    warning = (data.get("data") or {}).get("warning") or {}  # a public warning's JSON form, when it is one
+    return request.headers["webhook-id"], str(data.get("subject", "")), {
+        "signature": "verified", "event": data.get("event"), "identifier": warning.get("identifier"),
+        "text": data.get("text")}
 
 
 def _zalo(request: Request) -> tuple[str, str, dict[str, Any]]:
