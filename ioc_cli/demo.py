@@ -39,6 +39,7 @@ from ioc_cli.demo_operations import (
     RECEIVED,
     Receivers,
     WarningAutopilot,
+    choose_operator_channels,
     create_operators,
     run_dispatcher,
     set_public_routes,
@@ -419,6 +420,7 @@ def _start_operations(stack: ExitStack, console: Console, dsn: str, work: Path, 
     stack.callback(receivers.stop)
     with connect(dsn, autocommit=True) as conn:
         set_public_routes(conn, receivers.routes())
+    choose_operator_channels(api_url, district, city, receivers.webhook.url)
     notify_stop = threading.Event()
     notify = run_dispatcher(dsn, receivers.settings(), feed, mqtt, notify_stop)
 

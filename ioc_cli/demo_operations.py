@@ -40,6 +40,7 @@ __all__ = [
     "Operator",
     "Receivers",
     "WarningAutopilot",
+    "choose_operator_channels",
     "create_operators",
     "next_step",
     "run_dispatcher",
@@ -146,8 +147,8 @@ def _webhook(request: Request) -> tuple[str, str, dict[str, Any]]:
     data = request.json().get("data", {})
     warning = (data.get("data") or {}).get("warning") or {}  # a public warning's JSON form, when it is one
     return request.headers["webhook-id"], str(data.get("subject", "")), {
-        "signature": "verified", "event": data.get("event"), "identifier": warning.get("identifier"),
-        "text": data.get("text")}
+        "signature": "verified", "event": data.get("event"), "path": request.path,
+        "identifier": warning.get("identifier"), "text": data.get("text")}
 
 
 def _zalo(request: Request) -> tuple[str, str, dict[str, Any]]:
@@ -252,6 +253,16 @@ def set_public_routes(conn: Connection, routes: Sequence[tuple[str, str, str]]) 
     from ioc_api.queries.notifications import replace_routes
 
     replace_routes(conn, user=None, events=("warning",), routes=routes, actor="ioc demo")
+
+
+def choose_operator_channels(api_url: str, district: Operator, city: Operator, webhook_url: str) -> None:
+    """Each operator chooses, with their own key (PUT /api/v1/me/notifications), to hear by webhook of what
+    concerns them: the district operator of new and escalated incidents in Hải Châu, the city operator of
+    escalations; each on a path of their own at the webhook stand-in."""
+    for operator, events in ((district, ("incident_new", "escalated")), (city, ("escalated",))):
+        _Http(api_url, operator.key_file.read_text().strip()).call("PUT", "/api/v1/me/notifications", {
+            "routes": [{"event": e, "channel": "webhook", "address": f"{webhook_url}/hooks/{operator.name}"}
+                       for e in events]})
 
 
 def run_dispatcher(dsn: str, settings: NotifySettings, feed: FeedSettings, mqtt: MqttSettings,

@@ -168,7 +168,8 @@ def _show_operations_banner(say: Callable[[str], None], api: str, o: OperationsB
     say(f"[bold]delivered[/] to local stand-ins of {', '.join(o.channels)}: what each received is in "
         f"{o.received}/<channel>.log"
         + (f" ({o.smtp_missing})" if o.smtp_missing else "")
-        + f"; public CAP feed (no key): {api}/api/v1/public/warnings.atom")
+        + f"; public CAP feed (no key): {api}/api/v1/public/warnings.atom; the operators hear of new and "
+        f"escalated incidents by webhook too (their own choice, PUT /api/v1/me/notifications)")
     if brokers is not None:
         username, password = brokers.developer
         say(f"          mosquitto_sub -h 127.0.0.1 -p {brokers.public_port} -u {username} -P {password} "
