@@ -41,6 +41,7 @@ from ioc_cli.demo_operations import (
     WarningAutopilot,
     choose_operator_channels,
     create_operators,
+    forget_gone_stand_ins,
     run_dispatcher,
     set_public_routes,
     shorten_escalation,
@@ -420,6 +421,9 @@ def _start_operations(stack: ExitStack, console: Console, dsn: str, work: Path, 
     stack.callback(receivers.stop)
     with connect(dsn, autocommit=True) as conn:
         set_public_routes(conn, receivers.routes())
+        gone = forget_gone_stand_ins(conn, receivers.webhook.url, datetime.now(UTC))
+    if gone:
+        log.info("gave up %d pending webhook messages of a previous run (its stand-in is gone)", gone)
     choose_operator_channels(api_url, district, city, receivers.webhook.url)
     notify_stop = threading.Event()
     notify = run_dispatcher(dsn, receivers.settings(), feed, mqtt, notify_stop)

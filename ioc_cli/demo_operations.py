@@ -42,6 +42,7 @@ __all__ = [
     "WarningAutopilot",
     "choose_operator_channels",
     "create_operators",
+    "forget_gone_stand_ins",
     "next_step",
     "run_dispatcher",
     "set_public_routes",
@@ -246,6 +247,20 @@ def start_receivers(folder: Path) -> Receivers:
         receivers.smtp = sink
         receivers.stops.append(lambda: sink.__exit__(None, None, None))
     return receivers
+
+
+def forget_gone_stand_ins(conn: Connection, webhook_url: str, at: datetime) -> int:
+    """Give up, as failed and saying why, the pending webhook messages of a previous run: they are addressed to
+    its stand-in's port, gone with it (the other channels' addresses are numbers and mailboxes, which this
+    run's stand-ins take). Only loopback addresses: a webhook a user added elsewhere keeps its messages."""
+    with conn.transaction():
+        rows = conn.execute(
+            """UPDATE notification_outbox SET state = 'failed', last_error = %s
+               WHERE state = 'pending' AND channel = 'webhook' AND address LIKE 'http://127.0.0.1:%%'
+                 AND address NOT LIKE %s RETURNING id""",
+            (f"the demo's webhook stand-in of a previous run is gone (at {at.isoformat()})",
+             webhook_url.replace("%", r"\%").replace("_", r"\_") + "/%")).fetchall()
+    return len(rows)
 
 
 def set_public_routes(conn: Connection, routes: Sequence[tuple[str, str, str]]) -> None:
