@@ -112,3 +112,35 @@ def test_a_stand_in_journals_only_what_it_accepts(receivers: Receivers) -> None:
         wrong["sms"].send(notice, datetime.now(UTC))
     wrong["sms"].close()
     assert _lines(receivers, "sms") == []
+
+
+def test_the_banner_says_where_to_look_and_how_an_operator_would_do_it_by_hand(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from ioc_cli.demo_brokers import DemoBrokers
+    from ioc_cli.demo_screen import Banner, OperationsBanner, show_banner
+    from ioc_cli.demo_timeline import plan_backfill
+
+    brokers = DemoBrokers(internal_port=1, public_port=2883, service_port=3, passwords={"ioc-ingest": "pw"},
+                          developer=("dev-1", "secret"), directory=tmp_path / "brokers")
+    operations = OperationsBanner(district_user="demo-district", district_key=tmp_path / "api-key-demo-district",
+                                  city_user="demo-city", city_key=tmp_path / "api-key-demo-city",
+                                  district="hai-chau", escalate_after_s=90.0, received=tmp_path / "received",
+                                  channels=("webhook", "zalo", "sms"), smtp_missing="aiosmtpd is not installed")
+    banner = Banner(dsn="postgresql://x", mode="postgresql", mode_reason="r", folder=tmp_path, reused=False,
+                    api_url="http://127.0.0.1:8000", key_file=tmp_path / "api-key", log_file=tmp_path / "demo.log",
+                    mqtt_url="mqtt://127.0.0.1:1883", brokers=brokers, ioc="ioc", devices=10, scenario="flood",
+                    backfill=plan_backfill(datetime(2026, 11, 3, tzinfo=UTC), 1.0, None), operations=operations)
+    out = io.StringIO()
+    show_banner(Console(file=out, width=300, color_system=None), banner)
+    text = out.getvalue()
+    assert "every escalation timer is 90 s" in text and "automatic in the demo" in text
+    assert (f'curl -X POST -H "Authorization: Bearer $(cat {tmp_path}/api-key-demo-district)" '
+            "http://127.0.0.1:8000/api/v1/incidents/ID/warnings") in text
+    assert (f'curl -X POST -H "Authorization: Bearer $(cat {tmp_path}/api-key-demo-city)" '
+            "http://127.0.0.1:8000/api/v1/warnings/ID/approve") in text
+    assert f"{tmp_path}/received/<channel>.log (aiosmtpd is not installed)" in text
+    assert "mosquitto_sub -h 127.0.0.1 -p 2883 -u dev-1 -P secret -t 'ioc/v1/+/_warning' -v" in text
+    assert "http://127.0.0.1:8000/api/v1/public/warnings.atom" in text
