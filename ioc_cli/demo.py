@@ -356,7 +356,7 @@ def register(app: typer.Typer) -> None:
                 api_url, key = _serve_api(stack, dsn, api_port, brokers)
                 key_file = _write_key(work, key)
                 operations = _start_operations(stack, console, dsn, work, api_url, feed, mqtt, brokers,
-                                               escalate_after, stop)
+                                               escalate_after)
 
             backfill = plan_backfill(datetime.now(UTC), backfill_hours, stored_until)
             options = stream_options(backfill, seed=seed, scenario=scenario, encoding=encoding,  # type: ignore[arg-type]
@@ -410,8 +410,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _start_operations(stack: ExitStack, console: Console, dsn: str, work: Path, api_url: str, feed: FeedSettings,
-                      mqtt: MqttSettings, brokers: DemoBrokers | None, escalate_after_s: float,
-                      stop: threading.Event) -> OperationsBanner:
+                      mqtt: MqttSettings, brokers: DemoBrokers | None, escalate_after_s: float) -> OperationsBanner:
     """The two operators, the stand-ins as the public warning's recipients, the dispatcher and the autopilot
     that drafts and approves the warning; each stops before what it needs (the API, the database)."""
     with connect(dsn, autocommit=True) as conn:
@@ -435,8 +434,14 @@ def _start_operations(stack: ExitStack, console: Console, dsn: str, work: Path, 
     stack.callback(stop_notify)
     autopilot = WarningAutopilot(dsn, api_url, district, city,
                                  lambda text: console.print(text, highlight=False, soft_wrap=True))
-    pilot = autopilot.start(stop)
-    stack.callback(lambda: pilot.join(35))
+    pilot_stop = threading.Event()
+    pilot = autopilot.start(pilot_stop)
+
+    def stop_pilot() -> None:
+        pilot_stop.set()
+        pilot.join(35)
+
+    stack.callback(stop_pilot)
     return OperationsBanner(district_user=district.name, district_key=district.key_file, city_user=city.name,
                             city_key=city.key_file, district=HOME_DISTRICT, escalate_after_s=escalate_after_s,
                             received=received, channels=receivers.channels(), smtp_missing=receivers.smtp_missing)

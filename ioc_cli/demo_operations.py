@@ -357,6 +357,8 @@ class WarningAutopilot:
     """Once the home district's flood reaches danger and it has an open incident, the district operator drafts a
     public warning from it and the city operator approves it, through the API; it says so on ``say``."""
 
+    MAX_FAILURES: Final = 5
+
     def __init__(self, dsn: str, api_url: str, district: Operator, city: Operator, say: Callable[[str], None],
                  *, hazard: str = "flood", every_s: float = 2.0) -> None:
         self.dsn, self.api_url, self.hazard, self.every_s = dsn, api_url, hazard, every_s
@@ -401,14 +403,22 @@ class WarningAutopilot:
 
     def start(self, stop: threading.Event) -> threading.Thread:
         def loop() -> None:
+            failures = 0
             while not stop.is_set():
                 try:
                     if self.step():
                         return
+                    failures = 0
                 except urllib.error.HTTPError as err:
+                    failures += 1
                     log.warning("the demo's warning: HTTP %s %s", err.code, err.read()[:300].decode(errors="replace"))
                 except Exception:  # the demo goes on; the next look tries again
+                    failures += 1
                     log.exception("the demo's warning failed")
+                if failures >= self.MAX_FAILURES:  # a refusal that repeats will not change by itself
+                    log.error("the demo gives up its automatic warning after %d failures in a row; draft and "
+                              "approve one by hand (the banner's curl lines)", failures)
+                    return
                 stop.wait(self.every_s)
 
         self._thread = threading.Thread(target=loop, name="demo-warning", daemon=True)

@@ -144,3 +144,26 @@ def test_the_banner_says_where_to_look_and_how_an_operator_would_do_it_by_hand(t
     assert f"{tmp_path}/received/<channel>.log (aiosmtpd is not installed)" in text
     assert "mosquitto_sub -h 127.0.0.1 -p 2883 -u dev-1 -P secret -t 'ioc/v1/+/_warning' -v" in text
     assert "http://127.0.0.1:8000/api/v1/public/warnings.atom" in text
+
+
+def test_the_autopilot_gives_up_after_repeated_failures_and_says_how_to_do_it_by_hand(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    from ioc_cli.demo_operations import CITY_USER, Operator, WarningAutopilot
+
+    district = Operator(DISTRICT_USER, ("hai-chau",), write_private(tmp_path / "d", "kd"))
+    city = Operator(CITY_USER, (), write_private(tmp_path / "c", "kc"))
+
+    class Refused(WarningAutopilot):
+        calls = 0
+
+        def step(self) -> bool:
+            self.calls += 1
+            raise RuntimeError("refused")
+
+    pilot = Refused("postgresql://unused", "http://127.0.0.1:1", district, city, print, every_s=0.0)
+    thread = pilot.start(threading.Event())
+    thread.join(30)
+    assert not thread.is_alive() and pilot.calls == WarningAutopilot.MAX_FAILURES
+    assert "gives up its automatic warning" in caplog.text and "curl" in caplog.text
