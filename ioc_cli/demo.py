@@ -23,6 +23,7 @@ from gateways.migrations import TimescaleChoice, fingerprint, migrate
 from ingest.registry import DeviceRecord, register_devices, seed_zones
 from ioc_cli.demo_brokers import DemoBrokers, start_demo_brokers
 from ioc_cli.demo_hazards import (
+    HOME_DISTRICT,
     FloodStation,
     import_demo_wards,
     load_demo_wards,
@@ -31,7 +32,31 @@ from ioc_cli.demo_hazards import (
     set_flood_levels,
     stage_levels_for,
 )
-from ioc_cli.demo_screen import Banner, show_backfill, show_banner, show_districts, show_hazards
+from ioc_cli.demo_operations import (
+    CITY_USER,
+    DISTRICT_USER,
+    ESCALATE_AFTER_S,
+    RECEIVED,
+    Receivers,
+    WarningAutopilot,
+    choose_operator_channels,
+    create_operators,
+    forget_gone_stand_ins,
+    run_dispatcher,
+    set_public_routes,
+    shorten_escalation,
+    start_receivers,
+    write_private,
+)
+from ioc_cli.demo_screen import (
+    Banner,
+    OperationsBanner,
+    show_backfill,
+    show_banner,
+    show_districts,
+    show_hazards,
+    show_operations,
+)
 from ioc_cli.demo_timeline import (
     DANGER_AFTER_S,
     FIRST_ALERT_AFTER_S,
@@ -62,7 +87,8 @@ log = logging.getLogger("ioc.demo")
 
 # What the demo keeps in its folder; --fresh removes exactly these.
 _POSTGRES, _MARKER, _KEY_FILE, _LOG_FILE = "postgres", "schema.sha256", "api-key", "demo.log"
-_OWNED = (_POSTGRES, _MARKER, _KEY_FILE, _LOG_FILE, "brokers", "mosquitto-internal", "mosquitto-public")
+_OWNED = (_POSTGRES, _MARKER, _KEY_FILE, _LOG_FILE, "brokers", "mosquitto-internal", "mosquitto-public", RECEIVED,
+          f"{_KEY_FILE}-{DISTRICT_USER}", f"{_KEY_FILE}-{CITY_USER}")
 
 
 def _demo_dir() -> Path:
@@ -174,12 +200,7 @@ def _forget_stale_database(console: Console, work: Path, mode: str) -> None:
 
 
 def _write_key(folder: Path, key: str) -> Path:
-    path = folder / _KEY_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        os.fchmod(out.fileno(), 0o600)  # an older file keeps its mode through O_CREAT
-        out.write(key + "\n")
-    return path
+    return write_private(folder / _KEY_FILE, key)
 
 
 def register(app: typer.Typer) -> None:
@@ -219,6 +240,12 @@ def register(app: typer.Typer) -> None:
             float, typer.Option(min=20.0, max=7200.0, help="Flood: seconds of real time until the demo's flood "
                                                            "wards reach danger (later where a river rises slowly).")
         ] = DANGER_AFTER_S,
+        escalate_after: Annotated[
+            float, typer.Option(min=10.0, max=86_400.0, help="Seconds an incident may stay unacknowledged before "
+                                                             "it escalates to the city IOC: the demo sets every "
+                                                             "severity's timer to this (production: critical 300, "
+                                                             "major 900).")
+        ] = ESCALATE_AFTER_S,
     ) -> None:
         """Run the platform end to end on this machine: database, brokers, simulated Da Nang fleet, ingest, API.
 
@@ -235,8 +262,13 @@ def register(app: typer.Typer) -> None:
         The demo imports approximate wards of Hải Châu, Cẩm Lệ and Hòa Vang, and sets the own levels of a river
         station in a ward of Hải Châu and of one in another district's ward so that, in the flood, both wards go
         watch, alert (--flood-alert-after) and danger (about --flood-danger-after) in real time; the platform's
-        hazard status evaluator runs every few seconds. The IOC API is served on loopback with a new admin key
-        (written to api-key in the demo folder). Ctrl-C stops everything within seconds.
+        hazard status evaluator runs every few seconds, opening incidents and escalating unacknowledged ones
+        (every timer set to --escalate-after). The IOC API is served on loopback with a new admin key (written
+        to api-key in the demo folder), and two operators (demo-district on Hải Châu, demo-city) with keys next
+        to it: once Hải Châu's flood is in danger, the first drafts a CAP warning from its incident and the
+        second approves it, through the API. The dispatcher delivers it to local stand-ins (webhook, Zalo ZNS,
+        SMS, and e-mail when aiosmtpd is installed) that write what they receive to received/ in the demo
+        folder, and publishes it retained on the public broker. Ctrl-C stops everything within seconds.
         """
         if scenario not in ("normal", "flood", "faults"):
             raise typer.BadParameter("must be normal, flood or faults", param_hint="--scenario")
@@ -276,12 +308,13 @@ def register(app: typer.Typer) -> None:
                 dsn = pg.url
             with connect(dsn) as conn:
                 mode, _ = migrate(conn, choice)
+                timers = shorten_escalation(conn, escalate_after)
                 fleet = build_fleet(devices, seed=seed)
                 registered, left_out = _register_fleet(conn, fleet, unregistered_every=20)
                 row = conn.execute("SELECT max(time) FROM uplinks").fetchone()
                 stored_until: datetime | None = row[0] if row else None
-            log.info("database ready (%s); registered %d devices, left %d for the ingest to enrol",
-                     mode, registered, left_out)
+            log.info("database ready (%s); registered %d devices, left %d for the ingest to enrol; escalation "
+                     "timers %s", mode, registered, left_out, timers)
             hazards_stop = threading.Event()
             hazards = run_hazard_evaluator(dsn, hazards_stop)
 
@@ -318,10 +351,12 @@ def register(app: typer.Typer) -> None:
             if not worker.wait_ready(60):
                 raise FatalError(f"the ingest worker could not subscribe at {mqtt.url}")
 
-            api_url, key_file = None, None
+            api_url, key_file, operations = None, None, None
             if api:
                 api_url, key = _serve_api(stack, dsn, api_port, brokers)
                 key_file = _write_key(work, key)
+                operations = _start_operations(stack, console, dsn, work, api_url, feed, mqtt, brokers,
+                                               escalate_after)
 
             backfill = plan_backfill(datetime.now(UTC), backfill_hours, stored_until)
             options = stream_options(backfill, seed=seed, scenario=scenario, encoding=encoding,  # type: ignore[arg-type]
@@ -334,7 +369,7 @@ def register(app: typer.Typer) -> None:
                 dsn=dsn, mode=mode, mode_reason=reason, folder=work, reused=reused, api_url=api_url,
                 key_file=key_file, log_file=log_file, mqtt_url=str(mqtt.url), brokers=brokers, ioc=_launcher(),
                 devices=devices, scenario=scenario, backfill=backfill, flood=tuple(flood),
-                first_alert_after_s=flood_alert_after))
+                first_alert_after_s=flood_alert_after, operations=operations))
             simulator.start()
 
             def newest_uplink() -> float | None:
@@ -348,6 +383,7 @@ def register(app: typer.Typer) -> None:
                               f"every {summary_every:g} s", highlight=False)
                 show_districts(console, dsn)
                 show_hazards(console, dsn)
+                show_operations(console, dsn, api_url)
             started = time.monotonic()
             next_summary = started + summary_every
             while not stop.is_set():
@@ -361,6 +397,7 @@ def register(app: typer.Typer) -> None:
                 if time.monotonic() >= next_summary:
                     show_districts(console, dsn)
                     show_hazards(console, dsn)
+                    show_operations(console, dsn, api_url)
                     next_summary += summary_every
             stop.set()
             console.print("stopping: the simulator, then the ingest drains, then the API, brokers and database ...")
@@ -368,7 +405,46 @@ def register(app: typer.Typer) -> None:
             stop_worker()
             show_districts(console, dsn)
             show_hazards(console, dsn)
+            show_operations(console, dsn, api_url)
         console.print("demo stopped cleanly")
+
+
+def _start_operations(stack: ExitStack, console: Console, dsn: str, work: Path, api_url: str, feed: FeedSettings,
+                      mqtt: MqttSettings, brokers: DemoBrokers | None, escalate_after_s: float) -> OperationsBanner:
+    """The two operators, the stand-ins as the public warning's recipients, the dispatcher and the autopilot
+    that drafts and approves the warning; each stops before what it needs (the API, the database)."""
+    with connect(dsn, autocommit=True) as conn:
+        district, city = create_operators(conn, work, HOME_DISTRICT)
+    received = work / RECEIVED
+    receivers: Receivers = start_receivers(received)
+    stack.callback(receivers.stop)
+    with connect(dsn, autocommit=True) as conn:
+        set_public_routes(conn, receivers.routes())
+        gone = forget_gone_stand_ins(conn, receivers.webhook.url, datetime.now(UTC))
+    if gone:
+        log.info("gave up %d pending webhook messages of a previous run (its stand-in is gone)", gone)
+    choose_operator_channels(api_url, district, city, receivers.webhook.url)
+    notify_stop = threading.Event()
+    notify = run_dispatcher(dsn, receivers.settings(), feed, mqtt, notify_stop)
+
+    def stop_notify() -> None:
+        notify_stop.set()
+        notify.join(30)
+
+    stack.callback(stop_notify)
+    autopilot = WarningAutopilot(dsn, api_url, district, city,
+                                 lambda text: console.print(text, highlight=False, soft_wrap=True))
+    pilot_stop = threading.Event()
+    pilot = autopilot.start(pilot_stop)
+
+    def stop_pilot() -> None:
+        pilot_stop.set()
+        pilot.join(35)
+
+    stack.callback(stop_pilot)
+    return OperationsBanner(district_user=district.name, district_key=district.key_file, city_user=city.name,
+                            city_key=city.key_file, district=HOME_DISTRICT, escalate_after_s=escalate_after_s,
+                            received=received, channels=receivers.channels(), smtp_missing=receivers.smtp_missing)
 
 
 def _serve_api(stack: ExitStack, dsn: str, port: int, brokers: DemoBrokers | None) -> tuple[str, str]:

@@ -24,7 +24,17 @@ from ioc_cli.demo_hazards import FloodStation
 from ioc_cli.demo_timeline import ICT, Backfill, SimulatorRun
 from ioc_core.settings import MqttUrl
 
-__all__ = ["STATUS_WORDS", "Banner", "show_backfill", "show_banner", "show_districts", "show_hazards"]
+__all__ = [
+    "STATUS_WORDS",
+    "Banner",
+    "OperationsBanner",
+    "incident_line",
+    "show_backfill",
+    "show_banner",
+    "show_districts",
+    "show_hazards",
+    "show_operations",
+]
 
 log = logging.getLogger("ioc.demo")
 
@@ -43,6 +53,21 @@ STATUS_WORDS = {
     "normal": "[green]bình thường / normal[/]",
 }
 _SHOWN = 12  # hazard status lines at most: the screen stays short, the API has them all
+
+
+@dataclass(frozen=True, slots=True)
+class OperationsBanner:
+    """What the banner says of the demo's operations story: the operators, the timers and the stand-ins."""
+
+    district_user: str
+    district_key: Path
+    city_user: str
+    city_key: Path
+    district: str
+    escalate_after_s: float
+    received: Path
+    channels: Sequence[str]
+    smtp_missing: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +92,7 @@ class Banner:
     """The river stations whose wards the flood takes through watch, alert and danger on time."""
     first_alert_after_s: float = 120.0
     """When the first river station passes its own alert level, in seconds of real time."""
+    operations: OperationsBanner | None = None
 
 
 def show_banner(console: Console, b: Banner) -> None:
@@ -100,6 +126,8 @@ def show_banner(console: Console, b: Banner) -> None:
             + (f" (e.g. {b.flood[0].ward})" if b.flood else "")
             + f"; incidents: {b.api_url}/api/v1/incidents; alarms: {b.api_url}/api/v1/alarms; public "
             f"warnings (no key): {b.api_url}/api/v1/public/warnings.atom")
+    if b.api_url and b.operations:
+        _show_operations_banner(say, b.api_url, b.operations, b.brokers)
     console.rule(style="dim")
     say(f"[bold]database[/]  {b.dsn}\n          psql '{b.dsn}' -c 'SELECT * FROM uplinks ORDER BY time DESC LIMIT 5'")
     if b.brokers is None:
@@ -121,6 +149,31 @@ def show_banner(console: Console, b: Banner) -> None:
         f"          {env} IOC_GRAFANA_URL=... IOC_GRAFANA_TOKEN=... {b.ioc} dashboards push")
     say("Ctrl-C stops everything.")
     console.rule(style="dim")
+
+
+def _show_operations_banner(say: Callable[[str], None], api: str, o: OperationsBanner,
+                            brokers: DemoBrokers | None) -> None:
+    say(f"[bold]incidents[/] opened by the platform per district and hazard, with their SOP card: "
+        f"{api}/api/v1/incidents/{{id}}; in the demo every escalation timer is {o.escalate_after_s:g} s "
+        f"(--escalate-after; production: critical 300 s, major 900 s), so an incident nobody acknowledges goes to "
+        f"the city IOC within minutes")
+    say(f"[bold]operators[/] {o.district_user} (district {o.district}) key in {o.district_key}; {o.city_user} "
+        f"(city IOC, every zone) key in {o.city_key}")
+    say(f"[bold]warning[/]   automatic in the demo: once {o.district}'s flood is in danger, {o.district_user} drafts "
+        f"a CAP warning from its incident and {o.city_user} approves it (a second, different operator), through "
+        "the API. By hand:\n"
+        f"          curl -X POST -H \"Authorization: Bearer $(cat {o.district_key})\" "
+        f"{api}/api/v1/incidents/ID/warnings\n"
+        f"          curl -X POST -H \"Authorization: Bearer $(cat {o.city_key})\" {api}/api/v1/warnings/ID/approve")
+    say(f"[bold]delivered[/] to local stand-ins of {', '.join(o.channels)}: what each received is in "
+        f"{o.received}/<channel>.log"
+        + (f" ({o.smtp_missing})" if o.smtp_missing else "")
+        + f"; public CAP feed (no key): {api}/api/v1/public/warnings.atom; the operators hear of new and "
+        f"escalated incidents by webhook too (their own choice, PUT /api/v1/me/notifications)")
+    if brokers is not None:
+        username, password = brokers.developer
+        say(f"          mosquitto_sub -h 127.0.0.1 -p {brokers.public_port} -u {username} -P {password} "
+            "-t 'ioc/v1/+/_warning' -v   (retained)")
 
 
 def _after(seconds: float) -> str:
@@ -272,3 +325,41 @@ def show_hazards(console: Console, dsn: str) -> None:
     none = "" if rows else "nothing above normal; "
     say(f"  {more}{none}{counts.get('unknown', 0)} zone statuses {STATUS_WORDS['unknown']} (no station, or none "
         f"reported in time), {counts.get('normal', 0)} {STATUS_WORDS['normal']}", highlight=False)
+
+
+def incident_line(incident_id: int, zone: str, hazard: str, severity: str, state: str, owner: str, level: int,
+                  api_url: str | None) -> str:
+    """One open incident as the screen shows it: what, how bad, where it stands, whose, and where to see it."""
+    escalated = f", escalated x{level}" if level else ""
+    where = f"  {api_url}/api/v1/incidents/{incident_id}" if api_url else ""
+    return f"  #{incident_id} {zone} {hazard} {severity} {state} owner {owner}{escalated}{where}"
+
+
+def show_operations(console: Console, dsn: str, api_url: str | None) -> None:
+    """The open incidents (escalated ones say so) and the public warnings with their deliveries by channel."""
+    try:
+        with connect(dsn, autocommit=True) as conn:
+            incidents = conn.execute(
+                """SELECT i.id, i.zone_code, i.hazard, i.severity, i.state, i.owner, i.escalation_level
+                   FROM incidents i JOIN alarm_severities v ON v.severity = i.severity
+                   WHERE i.state NOT IN ('resolved', 'closed')
+                   ORDER BY v.rank DESC, i.opened_at DESC LIMIT %s""", (_SHOWN,)).fetchall()
+            warnings = conn.execute(
+                """SELECT w.identifier, w.state, w.drafted_by, w.approved_by,
+                          (SELECT string_agg(o.channel || ' ' || o.state, ', ' ORDER BY o.channel)
+                           FROM (SELECT channel, state FROM notification_outbox
+                                 WHERE idempotency_key LIKE 'warning:' || w.identifier || ':%%'
+                                 GROUP BY channel, state) o)
+                   FROM warnings w ORDER BY w.id DESC LIMIT 3""").fetchall()
+    except Exception as err:  # a courtesy, like the district table
+        log.warning("could not read the incidents: %s", err)
+        return
+    console.print("open incidents (sự cố), most severe first: GET /api/v1/incidents" if incidents
+                  else "open incidents (sự cố): none", highlight=False)
+    for ident, zone, hazard, severity, state, owner, level in incidents:
+        console.print(incident_line(int(ident), str(zone), str(hazard), str(severity), str(state), str(owner),
+                                    int(level), api_url), highlight=False, soft_wrap=True)
+    for identifier, state, drafted_by, approved_by, deliveries in warnings:
+        by = f"drafted by {drafted_by}" + (f", approved by {approved_by}" if approved_by else "")
+        console.print(f"  warning {identifier} {state} ({by}){': ' + deliveries if deliveries else ''}",
+                      highlight=False, soft_wrap=True)

@@ -236,10 +236,14 @@ def test_a_second_run_reuses_the_folder_says_so_and_fresh_starts_empty(tmp_path:
 
 
 def test_the_flood_takes_a_ward_of_hai_chau_and_one_of_another_district_to_alert_then_danger(tmp_path: Path) -> None:
+    """...and its operations story: an incident opens, escalates when nobody acknowledges it, and once Hải Châu
+    is in danger a CAP warning drafted by one operator and approved by another reaches every stand-in exactly
+    once and the public broker, retained."""
     # The demo's moments shortened: alert about 30 s into real time, danger about 2 min (a level sensor in
-    # alarm reports every minute, so each change shows up to a minute later).
-    demo = Demo(tmp_path / "demo", "--devices", "100", "--backfill-hours", "0.5", "--flood-alert-after", "30",
-                "--flood-danger-after", "120", "--summary-every", "15")
+    # alarm reports every minute, so each change shows up to a minute later); escalation after 30 s.
+    folder = tmp_path / "demo"
+    demo = Demo(folder, "--devices", "100", "--backfill-hours", "0.5", "--flood-alert-after", "30",
+                "--flood-danger-after", "120", "--summary-every", "15", "--escalate-after", "30")
     try:
         demo.wait_for("real time from here")
         live = time.monotonic()
@@ -292,7 +296,81 @@ def test_the_flood_takes_a_ward_of_hai_chau_and_one_of_another_district_to_alert
         assert set(districts.values()) == {"danger"}, districts
         # The screen says it in words, Vietnamese and English.
         demo.wait_for("NGUY HIỂM / danger  Ngập lụt / flood", timeout_s=60.0)
+        _check_operations(demo, folder, dsn)
         assert demo.ctrl_c() < 8.0 and demo.proc.returncode == 0, demo.err
         assert not re.search(r"WARNING|ERROR|Traceback", demo.err), demo.err
     finally:
         demo.kill()
+
+
+def _check_operations(demo: Demo, folder: Path, dsn: str) -> None:
+    """The flood's incident in Hải Châu escalated to the city IOC, its warning drafted and approved by two
+    different operators, delivered once to each stand-in and retained on the public broker."""
+    out = demo.out
+    assert "every escalation timer is 30 s" in out
+    channels = _found(r"delivered to local stand-ins of ([a-z, ]+):", out).split(", ")
+    try:
+        import aiosmtpd  # noqa: F401  # a dev extra: without it the demo says it has no e-mail
+    except ImportError:
+        assert channels == ["webhook", "zalo", "sms"] and "aiosmtpd is not installed" in out
+    else:
+        assert channels == ["webhook", "zalo", "sms", "email"]
+    for user in ("demo-district", "demo-city"):
+        assert stat.S_IMODE((folder / f"api-key-{user}").stat().st_mode) == 0o600
+
+    def incident() -> Any:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            return conn.execute("SELECT id, owner, escalation_level, opened_at, escalated_at FROM incidents "
+                                "WHERE zone_code = 'hai-chau' AND hazard = 'flood' ORDER BY id LIMIT 1").fetchone()
+
+    wait_for(lambda: (incident() or (0, "", 0))[2] >= 1, timeout_s=90.0, what=lambda: f"escalation: {incident()}",
+             interval_s=1.0)
+    ident, owner, _level, opened, escalated = incident()
+    assert owner == "city" and (escalated - opened).total_seconds() >= 30.0
+
+    def approved() -> Any:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            return conn.execute("SELECT identifier, drafted_by, approved_by, zones FROM warnings "
+                                "WHERE incident_id = %s AND state = 'approved'", (ident,)).fetchall()
+
+    wait_for(lambda: bool(approved()), timeout_s=60.0, what=lambda: f"an approved warning:\n{demo.out}",
+             interval_s=1.0)
+    ((identifier, drafted_by, approved_by, zones),) = approved()
+    assert (drafted_by, approved_by) == ("demo-district", "demo-city")
+    demo.wait_for(f"demo-city approved {identifier}", timeout_s=10.0)
+
+    def received(channel: str) -> list[dict[str, Any]]:
+        path = folder / "received" / f"{channel}.log"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    wait_for(lambda: all(received(c) for c in channels), timeout_s=60.0,
+             what=lambda: f"deliveries: {[(c, received(c)) for c in channels]}", interval_s=1.0)
+    time.sleep(3.0)  # a second delivery, if the dispatcher were to send twice, would have come by now
+    for channel in channels:
+        # The webhook stand-in also takes the operators' own notifications; the rest carry warnings only.
+        lines = [x for x in received(channel) if x.get("event", "warning") == "warning"]
+        assert len(lines) == 1 and not lines[0]["duplicate"], (channel, lines)
+    public_hook = next(x for x in received("webhook") if x["event"] == "warning")
+    assert public_hook["identifier"] == identifier and public_hook["signature"] == "verified"
+    # Notified again on escalation: the city operator's own webhook heard of the incident's escalation.
+    escalations = [x for x in received("webhook") if x["event"] == "escalated" and x["path"] == "/hooks/demo-city"]
+    assert escalations and not any(x["duplicate"] for x in received("webhook")), received("webhook")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        states = dict(conn.execute("SELECT channel, count(*) FILTER (WHERE state = 'sent') = count(*) "
+                                   "FROM notification_outbox WHERE idempotency_key LIKE %s GROUP BY channel",
+                                   (f"warning:{identifier}:%",)).fetchall())
+    assert set(states) == {*channels, "mqtt"} and all(states.values()), states
+
+    # Retained on the public broker: a subscriber arriving after the publication gets it.
+    public = int(_found(r"public broker\s+127\.0\.0\.1:(\d+)", out))
+    user, password = re.findall(r"mosquitto_sub -p \d+ -u (dev-\S+) -P (\S+)", out)[0]
+    probe = Probe(public, user, password)
+    try:
+        reason = probe.connect()
+        assert reason is not None and not reason.is_failure, reason
+        assert not probe.subscribe("ioc/v1/+/_warning").is_failure
+        probe.wait_for(f"ioc/v1/{zones[0]}/_warning", timeout_s=10.0)
+        payloads = [p for t, p in probe.messages if t == f"ioc/v1/{zones[0]}/_warning"]
+        assert identifier.encode() in payloads[0]
+    finally:
+        probe.close()
