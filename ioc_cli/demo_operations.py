@@ -184,7 +184,8 @@ class Receivers:
     def settings(self) -> NotifySettings:
         """The dispatcher's channels, pointed at the stand-ins; the public MQTT feed stays on."""
         values: dict[str, Any] = {
-            "webhook_secret": SecretStr(self.secret), "zalo_url": self.zalo.url,
+            "webhook_secret": SecretStr(self.secret), "webhook_allow_private": True,  # the stand-ins are local
+            "zalo_url": self.zalo.url,
             "zalo_access_token": SecretStr(self.zalo_token), "zalo_template_id": ZALO_TEMPLATE,
             "sms_url": f"{self.sms.url}/send", "sms_token": SecretStr(self.sms_token), "mqtt": True,
             "retry_s": 2.0, "retry_max_s": 30.0, "timeout_s": 10.0}

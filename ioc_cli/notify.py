@@ -28,7 +28,8 @@ def build_senders(settings: NotifySettings, feed: FeedSettings, mqtt: MqttSettin
     """An adapter for every channel the settings configure."""
     senders: dict[str, Sender] = {}
     if settings.webhook_secret is not None:
-        senders["webhook"] = WebhookSender(settings.webhook_secret.get_secret_value(), timeout_s=settings.timeout_s)
+        senders["webhook"] = WebhookSender(settings.webhook_secret.get_secret_value(), timeout_s=settings.timeout_s,
+                                           allow_private=settings.webhook_allow_private)
     if settings.smtp_host and settings.smtp_from:
         senders["email"] = EmailSender(
             settings.smtp_host, settings.smtp_port, settings.smtp_from, user=settings.smtp_user,

@@ -597,6 +597,10 @@ class NotifySettings(_Base):
     webhook_secret: SecretStr | None = Field(
         default=None, description="Standard Webhooks signing secret, whsec_ + base64 of 24-64 random bytes; unset: "
         "no webhooks (IOC_NOTIFY_WEBHOOK_SECRET)")
+    webhook_allow_private: bool = Field(
+        default=False, description="let webhooks go to loopback, private and link-local addresses; off, such a "
+        "URL is refused, so an operator's route cannot reach inside the city's network "
+        "(IOC_NOTIFY_WEBHOOK_ALLOW_PRIVATE)")
     smtp_host: str | None = Field(default=None, description="SMTP server for e-mail; unset: no e-mail "
                                   "(IOC_NOTIFY_SMTP_HOST)")
     smtp_port: int = Field(default=587, ge=1, le=65_535, description="(IOC_NOTIFY_SMTP_PORT)")

@@ -1,9 +1,11 @@
-"""Webhooks signed as Standard Webhooks v1 (HMAC-SHA256): ``webhook-id``, ``webhook-timestamp``,
-``webhook-signature: v1,<base64>`` over ``{id}.{timestamp}.{body}``, the key being the ``whsec_`` secret's
-base64 content.
+"""Webhooks signed as Standard Webhooks v1 (HMAC-SHA256): ``webhook-id``, ``webhook-timestamp``, ``webhook-signature:
+v1,<base64>`` over ``{id}.{timestamp}.{body}``, the key being the ``whsec_`` secret's base64 content.
 
 ``webhook-id`` is the outbox row's reference, the same on every attempt, so a receiver deduplicates by it; the
-timestamp is the attempt's. The body follows the spec's recommended shape: ``{"type", "timestamp", "data"}``
+timestamp is the attempt's. Webhook addresses come from people (operators choose their own), so a URL whose host is
+or resolves to a loopback, private, link-local or otherwise non-public address is refused unless the deployment
+allows it: otherwise a route could make the dispatcher POST into the city's own network (SSRF). Redirects are never
+followed (gateways/notify/http.py). The body follows the spec's recommended shape: ``{"type", "timestamp", "data"}``
 with a dotted type (``incident.new``, ``incident.escalated``, ``warning.issued``) and the queued payload as data.
 """
 
@@ -12,16 +14,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 from datetime import datetime
+from urllib.parse import urlsplit
 
-from gateways.notify.errors import DeliveryRefused
+from gateways.notify.errors import DeliveryDeferred, DeliveryRefused
 from gateways.notify.http import HttpPoster
 from gateways.notify.notice import Notice
 from ioc_core.contacts import webhook_secret_key, webhook_url
 from ioc_core.errors import ConfigError, Invalid
 
-__all__ = ["EVENT_TYPES", "WebhookSender", "secret_key", "signature"]
+__all__ = ["EVENT_TYPES", "WebhookSender", "check_public", "secret_key", "signature"]
 
 EVENT_TYPES = {"incident_new": "incident.new", "escalated": "incident.escalated", "warning": "warning.issued"}
 
@@ -45,15 +50,18 @@ class WebhookSender:
 
     channel = "webhook"
 
-    def __init__(self, secret: str, *, timeout_s: float = 15.0) -> None:
+    def __init__(self, secret: str, *, timeout_s: float = 15.0, allow_private: bool = False) -> None:
         self._key = secret_key(secret)
         self._http = HttpPoster(timeout_s=timeout_s)
+        self._allow_private = allow_private
 
     def send(self, notice: Notice, at: datetime) -> str:
         try:
             url = webhook_url(notice.address)
         except Invalid as err:
             raise DeliveryRefused(err.message) from err
+        if not self._allow_private:
+            check_public(url)
         timestamp = int(at.timestamp())
         body = json.dumps({"type": EVENT_TYPES.get(notice.event, notice.event.replace("_", ".")),
                            "timestamp": at.isoformat(), "data": dict(notice.payload)},
@@ -69,3 +77,21 @@ class WebhookSender:
 
     def close(self) -> None:
         self._http.close()
+
+
+def check_public(url: str) -> None:
+    """DeliveryRefused when ``url``'s host is, or resolves to, an address outside the public internet (loopback,
+    private, link-local, multicast, reserved); DeliveryDeferred when its name does not resolve now. Checked at
+    each attempt, so a name re-pointed inside later is caught too (a name that changes between this look-up and
+    the connection is not: a deployment that fears that puts an egress proxy in front)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as err:
+        raise DeliveryDeferred(f"cannot resolve {host!r}: {err}") from err
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not address.is_global:
+            raise DeliveryRefused(
+                f"{host!r} is {address}, not a public address: webhooks go to the internet only (set "
+                "IOC_NOTIFY_WEBHOOK_ALLOW_PRIVATE=true to allow addresses inside this network)")

@@ -98,7 +98,7 @@ def test_admins_see_the_outbox_with_every_attempt(api_client: TestClient, db_url
             enqueue_to(conn, Message(key=f"warning:{n}", event="warning", subject=f"s{n}", text="t", body="b"), AT,
                        channel="webhook", address=receiver.url)
         receiver.fail_next(503)
-        dispatch(conn, {"webhook": WebhookSender(SECRET)}, AT)
+        dispatch(conn, {"webhook": WebhookSender(SECRET, allow_private=True)}, AT)
     page = api_client.get(OUTBOX, params={"limit": 2}, headers=admin).json()
     assert [i["id"] for i in page["items"]] == [3, 2] and page["next_before_id"] == 2
     rest = api_client.get(OUTBOX, params={"before_id": 2}, headers=admin).json()

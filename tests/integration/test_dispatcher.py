@@ -96,7 +96,8 @@ def test_every_channel_delivers_and_each_attempt_is_recorded(conn: Connection, r
             assert enqueue_to(conn, message(), T0, channel=channel, address=address) == 1
         assert enqueue_to(conn, message(), T0, channel="sms", address="+84 905 123 456") == 0  # a repeat: no row
         senders: dict[str, Sender] = {
-            "webhook": WebhookSender(SECRET), "email": EmailSender(smtp.host, smtp.port, "ioc@danang.gov.vn"),
+            "webhook": WebhookSender(SECRET, allow_private=True),
+            "email": EmailSender(smtp.host, smtp.port, "ioc@danang.gov.vn"),
             "zalo": ZaloSender("oa-token", TEMPLATE, base_url=zalo.url),
             "sms": SmsSender(sms.url + "/send", "sms-token"),
             "mqtt": MqttSender(MqttUrl.parse(broker.url), client_id="ioc-notify-test")}
@@ -131,7 +132,7 @@ def test_every_channel_delivers_and_each_attempt_is_recorded(conn: Connection, r
 
 def test_5xx_is_retried_with_backoff_until_delivered(conn: Connection, receiver: WebhookReceiver) -> None:
     enqueue_to(conn, message(), T0, channel="webhook", address=receiver.url)
-    senders: dict[str, Sender] = {"webhook": WebhookSender(SECRET)}
+    senders: dict[str, Sender] = {"webhook": WebhookSender(SECRET, allow_private=True)}
     policy = RetryPolicy(max_attempts=5, first_delay_s=10, max_delay_s=3600)
     receiver.fail_next(503, 502)
     assert [a.outcome for a in dispatch(conn, senders, T0, policy)] == ["retry"]
@@ -150,7 +151,7 @@ def test_5xx_is_retried_with_backoff_until_delivered(conn: Connection, receiver:
 
 def test_4xx_fails_at_once_and_retries_give_up(conn: Connection, receiver: WebhookReceiver) -> None:
     enqueue_to(conn, message(1), T0, channel="webhook", address=receiver.url + "/gone")
-    senders: dict[str, Sender] = {"webhook": WebhookSender(SECRET)}
+    senders: dict[str, Sender] = {"webhook": WebhookSender(SECRET, allow_private=True)}
     receiver.status = 410
     assert [a.outcome for a in dispatch(conn, senders, T0)] == ["failed"]
     assert conn.execute("SELECT state, attempts, last_error FROM notification_outbox").fetchone() == (
@@ -170,7 +171,7 @@ def test_4xx_fails_at_once_and_retries_give_up(conn: Connection, receiver: Webho
 def test_rows_of_a_channel_without_an_adapter_wait(conn: Connection, receiver: WebhookReceiver) -> None:
     enqueue_to(conn, message(), T0, channel="zalo", address="0905123456")
     enqueue_to(conn, message(), T0, channel="webhook", address=receiver.url)
-    done = dispatch(conn, {"webhook": WebhookSender(SECRET)}, T0)
+    done = dispatch(conn, {"webhook": WebhookSender(SECRET, allow_private=True)}, T0)
     assert [a.channel for a in done] == ["webhook"]
     assert rows(conn) == [("zalo", "pending", 0, True), ("webhook", "sent", 1, True)]
 
@@ -184,7 +185,8 @@ def test_two_dispatchers_never_send_one_row_at_once(db_url: str, conn: Connectio
 
     def run() -> None:
         with connect(db_url, autocommit=True) as own:
-            outcomes.append([a.outcome for a in dispatch(own, {"webhook": WebhookSender(SECRET)}, T0)])
+            senders: dict[str, Sender] = {"webhook": WebhookSender(SECRET, allow_private=True)}
+            outcomes.append([a.outcome for a in dispatch(own, senders, T0)])
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for t in threads:
@@ -279,7 +281,7 @@ def test_an_adapters_bug_is_recorded_and_retried_without_stopping_the_others(
 
     enqueue_to(conn, message(1), T0, channel="sms", address="0905123456")
     enqueue_to(conn, message(2), T0, channel="webhook", address=receiver.url)
-    done = dispatch(conn, {"sms": _Broken(), "webhook": WebhookSender(SECRET)}, T0,
+    done = dispatch(conn, {"sms": _Broken(), "webhook": WebhookSender(SECRET, allow_private=True)}, T0,
                     RetryPolicy(first_delay_s=60))
     assert [(a.channel, a.outcome) for a in done] == [("sms", "retry"), ("webhook", "sent")]
     assert "adapter error: RuntimeError: bug in an adapter" in done[0].detail

@@ -110,7 +110,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 def test_a_webhook_is_signed_and_its_id_is_the_same_on_every_attempt(receiver: WebhookReceiver) -> None:
-    sender = WebhookSender(SECRET, timeout_s=5)
+    sender = WebhookSender(SECRET, timeout_s=5, allow_private=True)
     try:
         assert sender.send(notice(receiver.url + "/hook"), AT) == "HTTP 200"
         sender.send(notice(receiver.url + "/hook"), AT + timedelta(seconds=30))  # a retry after a lost answer
@@ -129,7 +129,7 @@ def test_a_webhook_is_signed_and_its_id_is_the_same_on_every_attempt(receiver: W
 
 def test_a_webhook_signed_with_another_secret_is_refused(receiver: WebhookReceiver) -> None:
     other = "whsec_" + base64.b64encode(bytes(32)).decode()
-    sender = WebhookSender(other, timeout_s=5)
+    sender = WebhookSender(other, timeout_s=5, allow_private=True)
     with pytest.raises(DeliveryRefused, match="401"):
         sender.send(notice(receiver.url), AT)
     assert receiver.rejected == ["no signature matches"] and receiver.delivered == {}
@@ -138,7 +138,7 @@ def test_a_webhook_signed_with_another_secret_is_refused(receiver: WebhookReceiv
 def test_a_stale_timestamp_is_refused_by_a_receiver_with_a_tolerance() -> None:
     with WebhookReceiver(SECRET, tolerance_s=300) as strict:
         with pytest.raises(DeliveryRefused):
-            WebhookSender(SECRET).send(notice(strict.url), AT - timedelta(days=3000))
+            WebhookSender(SECRET, allow_private=True).send(notice(strict.url), AT - timedelta(days=3000))
         assert strict.rejected == [f"timestamp {int((AT - timedelta(days=3000)).timestamp())} outside the tolerance"]
 
 
@@ -150,14 +150,14 @@ def test_webhook_answers_are_sorted_by_reaction(receiver: WebhookReceiver, statu
                                                error: type[Exception], retry_after: float | None) -> None:
     receiver.fail_next(*statuses)
     with pytest.raises(error) as caught:
-        WebhookSender(SECRET, timeout_s=5).send(notice(receiver.url), AT)
+        WebhookSender(SECRET, timeout_s=5, allow_private=True).send(notice(receiver.url), AT)
     assert str(statuses[0]) in str(caught.value)
     if isinstance(caught.value, DeliveryDeferred):
         assert caught.value.retry_after_s == retry_after
 
 
 def test_no_server_is_deferred_and_a_bad_url_refused() -> None:
-    sender = WebhookSender(SECRET, timeout_s=2)
+    sender = WebhookSender(SECRET, timeout_s=2, allow_private=True)
     with pytest.raises(DeliveryDeferred, match="cannot reach"):
         sender.send(notice(f"http://127.0.0.1:{free_port()}/hook"), AT)
     with pytest.raises(DeliveryRefused, match="http"):
@@ -303,3 +303,26 @@ def test_starttls_asked_of_a_server_without_it_is_deferred(smtp: SmtpStandIn) ->
     with pytest.raises(DeliveryDeferred, match="STARTTLS"):
         sender.send(notice("a@danang.gov.vn"), AT)
     assert smtp.messages == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "10.1.2.3", "192.168.1.10", "169.254.169.254",
+                                  "[::1]", "[fd00::1]", "0.0.0.0"])
+def test_a_webhook_into_the_city_network_is_refused_unless_allowed(receiver: WebhookReceiver, host: str) -> None:
+    # An operator chooses their own webhook URL: without the deployment's consent none may point inside, where
+    # the dispatcher would POST to the database, the broker or a cloud metadata service (SSRF).
+    sender = WebhookSender(SECRET, timeout_s=2)
+    try:
+        with pytest.raises(DeliveryRefused, match="not a public address"):
+            sender.send(notice(f"http://{host}:{receiver.url.rsplit(':', 1)[1]}/hook"), AT)
+    finally:
+        sender.close()
+    assert receiver.received == []
+
+
+def test_the_private_network_guard_can_be_lifted(receiver: WebhookReceiver) -> None:
+    sender = WebhookSender(SECRET, timeout_s=2, allow_private=True)
+    try:
+        assert sender.send(notice(receiver.url + "/hook"), AT) == "HTTP 200"
+    finally:
+        sender.close()
+    assert len(receiver.received) == 1
