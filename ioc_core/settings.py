@@ -554,4 +554,8 @@ class OperationsSettings(_Base):
     model_config = SettingsConfigDict(env_prefix="IOC_OPERATIONS_", extra="forbid")
 
     interval_s: float = Field(default=5.0, gt=0, le=3600,
-                              description="seconds between evaluation rounds (IOC_OPERATIONS_INTERVAL_S)")
+                              description="seconds between evaluation rounds when no readings arrive, to catch "
+                                          "silent stations (IOC_OPERATIONS_INTERVAL_S)")
+    min_gap_s: float = Field(default=0.25, ge=0, le=60,
+                             description="at least this many seconds between rounds woken by new readings, so a "
+                                         "burst of commits costs one round (IOC_OPERATIONS_MIN_GAP_S)")
