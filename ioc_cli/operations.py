@@ -78,6 +78,9 @@ def register(app: typer.Typer) -> None:
                              retry_s=min(settings.interval_s, 1.0)),
                         on_result=_log_changes)
         runner.run(stop)
+        c = runner.counts
+        log.info("stopped: %d rounds (%.1f s in rounds), %d notifications, %d reconnects, active %d time(s)",
+                 c.rounds, c.busy_s, c.notifications, c.failures, c.activations)
 
     app.add_typer(ops, name="operations")
 

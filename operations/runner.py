@@ -2,7 +2,8 @@
 
 ``Runner.run`` is the loop of ``ioc operations run``. It listens on ``ioc_readings`` (the ingest notifies it on
 every commit that stored measurements) and runs a round soon after a notification, at most one per
-``min_gap_s``, so a burst of commits costs one round; every ``interval_s`` it runs one anyway, because a station
+``min_gap_s`` and no more than ``busy_share`` of the time, so a burst of commits costs one round and a
+draining backlog a bounded share of the database; every ``interval_s`` it runs one anyway, because a station
 that falls silent sends nothing, and a lost notification costs latency, never a status.
 
 Any number of runners may be started: one is active, the others stand by. The active one holds a session
@@ -46,6 +47,10 @@ class Pace:
     """A round at least this often, notified or not (silent stations become ``unknown``)."""
     min_gap_s: float = 0.25
     """At most one round per this many seconds, however many notifications arrive."""
+    busy_share: float = 0.1
+    """Woken rounds take at most this share of the time: after a round of d seconds the next woken one waits
+    at least d / busy_share from its start. Under a steady stream of commits (a backlog draining) the rounds
+    then cost the database a bounded share, whatever a round costs; the fallback round is not held back."""
     retry_s: float = 1.0
     """Wait after a database failure before reconnecting; how often a standby tries to become active."""
 
@@ -61,6 +66,8 @@ class Counts:
     """Database failures it recovered from (reconnected after)."""
     activations: int = 0
     """Times it became the active runner."""
+    busy_s: float = 0.0
+    """Seconds spent in rounds."""
 
 
 class Runner(Generic[R]):
@@ -108,14 +115,16 @@ class Runner(Generic[R]):
         listener = Listener(conn, READINGS)
         pace = self._pace
         pending = True  # catch up: the readings stored while no runner was active
-        last_round = -float("inf")
+        next_woken = -float("inf")  # the earliest start of a round woken by a notification
         next_fallback = time.monotonic()
         while not stop.is_set():
             now = time.monotonic()
-            if (pending and now >= last_round + pace.min_gap_s) or now >= next_fallback:
-                last_round = now
+            if (pending and now >= next_woken) or now >= next_fallback:
                 at = self._clock()
                 result = self._evaluate(conn, at)
+                took = time.monotonic() - now
+                self.counts.busy_s += took
+                next_woken = now + max(pace.min_gap_s, took / pace.busy_share)
                 # None: another round held the lock and may have started before the commit we were woken for.
                 pending = result is None
                 next_fallback = now + pace.interval_s
@@ -124,7 +133,7 @@ class Runner(Generic[R]):
                     if self._on_result is not None:
                         self._on_result(result, at)
                 continue
-            due = min(next_fallback, last_round + pace.min_gap_s) if pending else next_fallback
+            due = min(next_fallback, next_woken) if pending else next_fallback
             heard = listener.wait(min(due - now, _TICK_S))
             if heard:
                 self.counts.notifications += heard

@@ -3,7 +3,9 @@ timer is a minute), bursts coalesce, a lost connection is survived, and two runn
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -167,3 +169,26 @@ def test_two_runners_one_active_the_other_takes_over(db_url: str, gauge: int) ->
         _reading(conn, gauge, 2.0)
         wait_for(lambda: _ward_status(conn) == "alert", timeout_s=5, what="a round by the new active runner")
         assert standby.counts.rounds >= 2  # its catch-up round, then the notified one
+
+
+def test_slow_rounds_are_spaced_to_their_share_of_the_time(db_url: str, gauge: int) -> None:
+    """A round of 0.2 s with a busy share of 10 %: the next woken round waits 2 s, however many commits arrive
+    (the round's cost grows with alarms and incidents; the ingest's database must not pay for it)."""
+    starts: list[float] = []
+
+    def slow(conn: Connection, at: datetime) -> list[Change] | None:
+        starts.append(time.monotonic())
+        threading.Event().wait(0.2)
+        return evaluate(conn, at)
+
+    runner: Runner[list[Change]] = Runner(lambda: connect(db_url, autocommit=True), slow, lambda: datetime.now(UTC),
+                                          Pace(interval_s=60.0, min_gap_s=0.05, retry_s=0.2, busy_share=0.1))
+    with _running(runner), psycopg.connect(db_url, autocommit=True) as conn:
+        wait_for(lambda: runner.counts.rounds == 1, timeout_s=10, what="the catch-up round")
+        for _ in range(30):  # a commit every 0.1 s for 3 s
+            _reading(conn, gauge, 0.5)
+            threading.Event().wait(0.1)
+        wait_for(lambda: runner.counts.rounds >= 3, timeout_s=10, what="the rounds for the commits")
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        assert all(gap >= 1.9 for gap in gaps), gaps
+        assert runner.counts.busy_s >= 0.2 * runner.counts.rounds
