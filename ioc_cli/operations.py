@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
         runner = Runner(lambda: connect(dsn, autocommit=True, application_name="ioc-operations"), evaluate,
                         lambda: datetime.now(UTC),
                         Pace(interval_s=settings.interval_s, min_gap_s=settings.min_gap_s,
-                             retry_s=min(settings.interval_s, 1.0)),
+                             retry_s=min(settings.interval_s, 1.0), busy_share=settings.busy_share),
                         on_result=_log_changes)
         runner.run(stop)
         c = runner.counts

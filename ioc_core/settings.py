@@ -559,3 +559,8 @@ class OperationsSettings(_Base):
     min_gap_s: float = Field(default=0.25, ge=0, le=60,
                              description="at least this many seconds between rounds woken by new readings, so a "
                                          "burst of commits costs one round (IOC_OPERATIONS_MIN_GAP_S)")
+    busy_share: float = Field(default=0.05, gt=0, le=1,
+                              description="rounds woken by new readings take at most this share of the time: a "
+                                          "round of d seconds holds the next one back d / share; lower spares the "
+                                          "database while a backlog drains, higher reacts sooner "
+                                          "(IOC_OPERATIONS_BUSY_SHARE)")
