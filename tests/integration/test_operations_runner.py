@@ -9,11 +9,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from gateways.database import Connection, connect
+from gateways.local_postgres import LocalPostgres
+from gateways.migrations import migrate
 from gateways.wakeups import READINGS, notify
 from ingest.registry import DeviceRecord, register_devices, seed_zones
 from ioc_core.zones import Zone, load_default_zones
@@ -28,12 +31,17 @@ WARD = Zone("rt-ward", "Phường RT", "ward",
             (((108.220, 16.058), (108.224, 16.058), (108.224, 16.062), (108.220, 16.062), (108.220, 16.058)),),
             parent="hai-chau")
 GAUGE = "00000000000000c1"
-SLOW = Pace(interval_s=60.0, min_gap_s=0.25, retry_s=0.2)  # the fallback timer never fires within a test
+# The fallback timer never fires within a test; rounds are paced by the gap alone (a round of 0.1 s or less).
+SLOW = Pace(interval_s=60.0, min_gap_s=0.25, retry_s=0.2, busy_share=0.5)
 
 
 @pytest.fixture
 def gauge(db_url: str) -> int:
-    """A river gauge in a ward of Hải Châu, reporting a normal level now."""
+    return _place_gauge(db_url)
+
+
+def _place_gauge(db_url: str) -> int:
+    """A river gauge in a ward of Hải Châu, reporting a normal level now; its device id."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         seed_zones(conn, [*load_default_zones(), WARD])
         register_devices(conn, [DeviceRecord(dev_eui=GAUGE, name="gauge", kind="water_level", latitude=16.060,
@@ -108,7 +116,7 @@ def test_a_notified_commit_is_evaluated_within_moments(db_url: str, gauge: int) 
 
 
 def test_a_burst_of_commits_costs_a_few_rounds(db_url: str, gauge: int) -> None:
-    runner = _runner(db_url, Pace(interval_s=60.0, min_gap_s=1.0, retry_s=0.2))
+    runner = _runner(db_url, Pace(interval_s=60.0, min_gap_s=1.0, retry_s=0.2, busy_share=0.5))
     with _running(runner), psycopg.connect(db_url, autocommit=True) as conn:
         wait_for(lambda: runner.counts.rounds == 1, timeout_s=10, what="the catch-up round")
         for i in range(40):
@@ -192,3 +200,24 @@ def test_slow_rounds_are_spaced_to_their_share_of_the_time(db_url: str, gauge: i
         gaps = [b - a for a, b in itertools.pairwise(starts)]
         assert all(gap >= 1.9 for gap in gaps), gaps
         assert runner.counts.busy_s >= 0.2 * runner.counts.rounds
+
+
+def test_a_database_crash_and_restart_is_waited_out(tmp_path: Path) -> None:
+    server = LocalPostgres(tmp_path / "pg", durable=False)
+    server.start()
+    try:
+        with psycopg.connect(server.url) as conn:
+            migrate(conn)
+        device = _place_gauge(server.url)
+        runner = _runner(server.url)
+        with _running(runner):
+            wait_for(lambda: runner.counts.rounds >= 1, timeout_s=10, what="the first round")
+            server.kill()  # a crash, not a polite shutdown
+            wait_for(lambda: runner.counts.failures >= 2, timeout_s=10, what="the runner retrying meanwhile")
+            server.start()
+            with psycopg.connect(server.url, autocommit=True) as conn:
+                wait_for(runner.active.is_set, timeout_s=10, what="the runner active again")
+                _reading(conn, device, 2.0)
+                wait_for(lambda: _ward_status(conn) == "alert", timeout_s=5, what="a round after the restart")
+    finally:
+        server.stop("immediate")
