@@ -327,7 +327,7 @@ def main() -> None:
     parser.add_argument("--poll-ms", type=float, default=10.0, help="how often (a) looks for the change")
     parser.add_argument("--interval", type=float, default=5.0, help="IOC_OPERATIONS_INTERVAL_S of the evaluator")
     parser.add_argument("--min-gap", type=float, default=0.25, help="IOC_OPERATIONS_MIN_GAP_S of the evaluator")
-    parser.add_argument("--busy-share", type=float, default=0.05, help="IOC_OPERATIONS_BUSY_SHARE of the evaluator")
+    parser.add_argument("--busy-share", type=float, default=0.15, help="IOC_OPERATIONS_BUSY_SHARE of the evaluator")
     parser.add_argument("--backlog", type=int, default=100_000, help="uplinks per drain in (b)")
     parser.add_argument("--pairs", type=int, default=3, help="off/on drain pairs in (b), order alternating")
     parser.add_argument("--batch-size", type=int, default=5000)

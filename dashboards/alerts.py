@@ -1,10 +1,14 @@
-"""Alert rules as code: water above a station's levels, sustained PM2.5, silent devices, gateways, dead letters.
+"""Alert rules as code: only what the platform cannot raise itself, and the rules it retired.
+
+The platform's operations evaluator raises alarms for hazard levels, silent and flat-lined devices, offline
+gateways, rising dead letters and a stalled ingest (operations/, docs/operations.md), and turns them into
+incidents that operators acknowledge, with escalation. The Grafana rules that paged for the same conditions
+(``RETIRED_RULES``) are removed, so nobody is paged twice: ``ioc dashboards push`` deletes them from a Grafana
+that still has them, and the provisioning file lists them under ``deleteRules``. What is left watches the
+platform from outside: the evaluator itself, and notifications that do not go out.
 
 Every rule's SQL returns one row per alert instance: text columns become the instance's labels and the one
-numeric column its value (Grafana's "numeric data" from a table). Per-device and per-kind thresholds live in
-the database (``alert_thresholds``, ``device_kinds``, ``devices.expected_interval_s``), so changing one needs
-no new rule: each SQL returns ``value - threshold`` and the rule fires above zero. Silent devices and offline
-gateways are those the database's ``device_health()`` and ``gateway_status()`` say are, as everywhere else.
+numeric column its value (Grafana's "numeric data" from a table).
 """
 
 from __future__ import annotations
@@ -15,15 +19,15 @@ from grafana_foundation_sdk.builders import alerting, expr
 from grafana_foundation_sdk.models import alerting as alert_model
 from grafana_foundation_sdk.models import dashboard as model
 
-from dashboards.fragments import GATEWAY_STATUS, HEALTH
 from dashboards.sql import DATASOURCE_UID, SqlTarget
-from ioc_core.kinds import SILENT_AFTER
 
 __all__ = [
-    "DEAD_LETTERS_FLOOR",
+    "EVALUATOR_LATE_S",
     "FOLDER_UID",
     "GROUP",
     "LOOK_BACK_S",
+    "OUTBOX_OVERDUE_S",
+    "RETIRED_RULES",
     "AlertRule",
     "all_rules",
     "rule_group",
@@ -32,8 +36,24 @@ __all__ = [
 
 FOLDER_UID = "ioc"
 GROUP = "IOC city"
-# Fewer than this many dead letters in 15 minutes never page anyone, however quiet the previous day was.
-DEAD_LETTERS_FLOOR = 10
+
+# Rules earlier releases pushed, by uid, with the platform alarm source (alarms.source) that replaced each.
+RETIRED_RULES: dict[str, str] = {
+    "ioc-water-alert": "hazard (flood: alert)",
+    "ioc-water-danger": "hazard (flood: danger)",
+    "ioc-pm25-sustained": "hazard (air_quality)",
+    "ioc-device-silent": "device_silent",
+    "ioc-gateway-offline": "gateway_offline",
+    "ioc-dead-letters-rising": "dead_letters",
+}
+
+# The evaluator runs a round every IOC_OPERATIONS_INTERVAL_S (default 5 s); five minutes without one is a
+# stopped or stuck evaluator, not a slow round.
+EVALUATOR_LATE_S = 300
+# What "late" reads when no round ever finished, so the rule fires on a platform whose evaluator never ran.
+_EVALUATOR_NEVER_S = 10**9
+# A notification due this long ago and still pending is stuck: the dispatcher retries within seconds.
+OUTBOX_OVERDUE_S = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,32 +67,16 @@ class AlertRule:
     rule: alerting.Rule
 
 
-# The threshold row for device d: its own row wins over its kind's as a whole, so a station that sets only
-# an alert level has no danger rule rather than its kind's danger level (which may lie below its alert level).
-# Callers keep rows where the level they use is set.
-def _threshold(metrics: str, level: str) -> str:
-    return (f"CROSS JOIN LATERAL (SELECT th.metric, th.{level} AS level, th.sustained_s FROM alert_thresholds th "
-            f"WHERE th.metric IN ({metrics}) AND (th.device_id = d.id OR (th.device_id IS NULL AND th.kind = d.kind)) "
-            "ORDER BY th.device_id IS NULL, th.metric LIMIT 1) t")
-
-
-# How far back the reading rules look at most: their query's time range in Grafana, and a constant bound on
-# the readings' time beside each device's own bound. The per-device bound (three reporting intervals, a
-# threshold's sustained period) differs from row to row of a LATERAL join, so TimescaleDB can only exclude
-# chunks with it at run time, once per device: 0.2 ms per station across a month of daily chunks, 150-200 ms
-# per evaluation with 5,000 devices, plus planning every chunk. $__timeFrom() is a literal timestamp in the
-# SQL Grafana sends, so the planner drops all but the last day's chunks before it plans the rest (25-50 ms).
-# The price is a cap: readings older than a day never count. A station reporting less often than every eight
-# hours (three intervals past a day) cannot warn of a flood in time anyway, and a PM2.5 threshold's sustained
-# period longer than a day is taken as a day.
+# How far back the retired water rules looked at most, kept for the demo screen's district table, which still
+# reads water_levels(): a constant bound on the readings' time beside each device's own bound, so TimescaleDB
+# drops all but the last day's chunks at plan time. Readings older than a day never count.
 LOOK_BACK_S = 86400
 
 
 # Every registered level sensor (water levels, street floods) with its two levels, its newest good reading and
-# the value the water rules compare: the lower of the two newest good readings, so one spike does not page
-# anyone; within three reporting intervals (at least 30 minutes), so a station that stops reporting leaves the
-# water rules for the silence rule. The demo's district table counts the stations above their levels from it.
-# ``since`` bounds the readings' time as LOOK_BACK_S explains: the rules pass Grafana's $__timeFrom().
+# the lower of the two newest good readings (one spike counts for nothing), within three reporting intervals
+# (at least 30 minutes). The demo's district table counts the stations above their levels from it. ``since``
+# bounds the readings' time as LOOK_BACK_S explains.
 def water_levels(since: str) -> str:
     return f"""
     SELECT d.dev_eui, d.name AS device, coalesce(z.name, 'no zone') AS zone, z.code AS zone_code, t.metric,
@@ -97,61 +101,23 @@ def water_levels(since: str) -> str:
 """
 
 
-def _water(level: str) -> str:
-    return f"""
-        SELECT w.dev_eui, w.device, w.zone, w.metric, w.{level}::text AS threshold_m, w.value - w.{level} AS excess_m
-        FROM ({water_levels("$__timeFrom()")}) w
-        WHERE w.{level} IS NOT NULL
-    """
-
-
-# The mean over the threshold's sustained period (at least 15 minutes), from at least two readings.
-_PM25 = f"""
-    SELECT d.dev_eui, d.name AS device, coalesce(z.name, 'no zone') AS zone, t.level::text AS limit_ugm3,
-           (greatest(t.sustained_s, 900) / 60)::text AS minutes, a.mean - t.level AS excess_ugm3
-    FROM devices d
-    LEFT JOIN zones z ON z.id = d.zone_id
-    {_threshold("'pm2_5'", "alert_above")}
-    JOIN LATERAL (
-        SELECT avg(m.value) AS mean, count(*) AS n FROM measurements m
-        WHERE m.device_id = d.id AND m.metric_id = (SELECT id FROM metrics WHERE name = 'pm2_5')
-          AND m.quality = 0 AND m.time > now() - make_interval(secs => greatest(t.sustained_s, 900))
-          AND m.time > $__timeFrom()
-    ) a ON a.n >= 2
-    WHERE d.status = 'registered' AND t.level IS NOT NULL
+# Seconds since the hazard evaluator last finished a round (zone_hazard_status.evaluated_at is refreshed every
+# round, changed or not), once there are registered devices to evaluate.
+_EVALUATOR = f"""
+    SELECT 'hazard status' AS job,
+           coalesce(extract(epoch FROM now() - (SELECT max(s.evaluated_at) FROM zone_hazard_status s)),
+                    {_EVALUATOR_NEVER_S}) AS behind_s
+    WHERE EXISTS (SELECT 1 FROM devices d WHERE d.status = 'registered')
 """
 
-# Devices already late are returned with how far into their silence they are; the rule fires past the
-# silent point, where device_health() calls a device silent for the API, the feed and the boards too: a
-# "silence" threshold row in seconds (the device's, else its kind's), else SILENT_AFTER times the expected
-# interval.
-_SILENT = f"""
-    SELECT d.dev_eui, d.name AS device, coalesce(z.name, 'no zone') AS zone, coalesce(d.kind, 'other') AS kind,
-           round(h.silent_after_s)::text AS allowed_s,
-           extract(epoch FROM now() - h.last_seen_at) / h.silent_after_s AS silence
-    FROM devices d
-    LEFT JOIN zones z ON z.id = d.zone_id
-    {HEALTH}
-    WHERE d.status = 'registered' AND h.health IN ('late', 'silent')
-"""
-
-_GATEWAY = f"""
-    SELECT g.gateway_eui, coalesce(g.name, g.gateway_eui) AS gateway,
-           CASE WHEN s.status = 'offline' THEN 1 ELSE 0 END AS offline
-    FROM gateways g
-    {GATEWAY_STATUS}
-"""
-
-_DEAD_LETTERS = f"""
-    SELECT s.stage, s.recent - greatest({DEAD_LETTERS_FLOOR}, 2 * s.baseline) AS excess
-    FROM (
-        SELECT l.stage,
-               count(*) FILTER (WHERE l.received_at > now() - interval '15 minutes') AS recent,
-               count(*) FILTER (WHERE l.received_at <= now() - interval '15 minutes') / 96.0 AS baseline
-        FROM dead_letters l
-        WHERE l.received_at > now() - interval '24 hours 15 minutes'
-        GROUP BY l.stage
-    ) s
+# Per channel: notifications due more than OUTBOX_OVERDUE_S ago and still pending, and those given up on in
+# the last day. The outbox is the dispatcher's own queue, read here from outside the dispatcher.
+_OUTBOX = f"""
+    SELECT o.channel, count(*) AS stuck
+    FROM notification_outbox o
+    WHERE (o.state = 'pending' AND o.next_attempt_at < now() - make_interval(secs => {OUTBOX_OVERDUE_S}))
+       OR (o.state = 'failed' AND o.created_at > now() - interval '1 day')
+    GROUP BY o.channel
 """
 
 
@@ -196,52 +162,20 @@ def _rule(uid: str, title: str, sql: str, *, columns: tuple[str, ...], window_s:
 
 def all_rules() -> list[AlertRule]:
     return [
-        _rule("ioc-water-alert", "Water above alert level", _water("alert_above"),
-              columns=("dev_eui", "device", "zone", "metric", "threshold_m", "excess_m"), window_s=LOOK_BACK_S,
-              above=0,
-              for_="0s", severity="warning",
-              summary="{{ $labels.device }} ({{ $labels.zone }}): {{ $labels.metric }} "
-                      "{{ humanize $values.A.Value }} m above its alert level of {{ $labels.threshold_m }} m",
-              description="The two newest readings (within three reporting intervals, at least 30 minutes and "
-                          "at most a day) "
-                          "above the station's alert level (alert_thresholds: the device's own row, else its "
-                          "kind's)."),
-        _rule("ioc-water-danger", "Water above danger level", _water("danger_above"),
-              columns=("dev_eui", "device", "zone", "metric", "threshold_m", "excess_m"), window_s=LOOK_BACK_S,
-              above=0,
+        _rule("ioc-evaluator-stalled", "Operations evaluator stalled", _EVALUATOR,
+              columns=("job", "behind_s"), window_s=600, above=EVALUATOR_LATE_S,
+              for_="1m", severity="critical",
+              summary="The {{ $labels.job }} evaluator last finished a round {{ humanize $values.A.Value }} s "
+                      "ago: no hazard status, alarm, incident or escalation is raised meanwhile",
+              description=f"zone_hazard_status.evaluated_at older than {EVALUATOR_LATE_S} s; rounds run every "
+                          "IOC_OPERATIONS_INTERVAL_S (default 5 s). Check `ioc operations run` "
+                          "(docs/operations.md)."),
+        _rule("ioc-notifications-stuck", "Notifications not delivered", _OUTBOX,
+              columns=("channel", "stuck"), window_s=600, above=0,
               for_="0s", severity="critical",
-              summary="{{ $labels.device }} ({{ $labels.zone }}): {{ $labels.metric }} "
-                      "{{ humanize $values.A.Value }} m above its danger level of {{ $labels.threshold_m }} m",
-              description="The two newest readings above the station's danger level."),
-        _rule("ioc-pm25-sustained", "PM2.5 above the limit", _PM25,
-              columns=("dev_eui", "device", "zone", "limit_ugm3", "minutes", "excess_ugm3"), window_s=LOOK_BACK_S,
-              above=0,
-              for_="5m", severity="warning",
-              summary="{{ $labels.device }} ({{ $labels.zone }}): PM2.5 mean over {{ $labels.minutes }} min is "
-                      "{{ humanize $values.A.Value }} µg/m³ above {{ $labels.limit_ugm3 }}",
-              description="Mean PM2.5 over the threshold's sustained period (15 minutes to a day) above its "
-                          "limit."),
-        _rule("ioc-device-silent", "Device silent", _SILENT,
-              columns=("dev_eui", "device", "zone", "kind", "allowed_s", "silence"), window_s=600, above=1,
-              for_="0s", severity="warning",
-              summary="{{ $labels.device }} ({{ $labels.zone }}, {{ $labels.kind }}) silent for "
-                      "{{ humanize $values.A.Value }}× its allowed {{ $labels.allowed_s }} s",
-              description=f"No uplink for longer than allowed: a 'silence' threshold in seconds (the device's, "
-                          f"else its kind's), else {SILENT_AFTER:g} times the expected interval (the device's own, "
-                          "else its kind's)."),
-        _rule("ioc-gateway-offline", "Gateway offline", _GATEWAY,
-              columns=("gateway_eui", "gateway", "offline"), window_s=600, above=0,
-              for_="5m", severity="critical",
-              summary="Gateway {{ $labels.gateway }} ({{ $labels.gateway_eui }}) is offline",
-              description="ChirpStack reports the gateway offline, or (without ChirpStack) it forwarded no "
-                          "uplink for ten minutes."),
-        _rule("ioc-dead-letters-rising", "Dead letters rising", _DEAD_LETTERS,
-              columns=("stage", "excess"), window_s=600, above=0,
-              for_="0s", severity="warning",
-              summary="{{ $labels.stage }}: dead letters in the last 15 minutes exceed twice the day's normal "
-                      "rate by {{ humanize $values.A.Value }}",
-              description=f"More than max({DEAD_LETTERS_FLOOR}, twice the previous 24 hours' mean) dead letters "
-                          "in 15 minutes at one stage. See the Pipeline board."),
+              summary="{{ humanize $values.A.Value }} {{ $labels.channel }} notification(s) overdue or given up",
+              description=f"notification_outbox rows still pending {OUTBOX_OVERDUE_S} s after they were due, or "
+                          "failed in the last day; every attempt is in notification_attempts."),
     ]
 
 

@@ -15,7 +15,8 @@ class Bundle:
     ``datasource`` is the body of ``POST /api/datasources`` (with ``uid``); ``dashboards`` are dashboard
     models (each with ``uid`` and ``title``, no ``id``/``version``); ``rule_groups`` are bodies of
     ``PUT /api/v1/provisioning/folder/{folderUid}/rule-groups/{group}`` (``title``, ``interval`` in
-    seconds, ``rules`` each with ``uid``, ``folderUID`` and ``ruleGroup``).
+    seconds, ``rules`` each with ``uid``, ``folderUID`` and ``ruleGroup``); ``retired_rules`` are uids of alert
+    rules earlier bundles held and this one does not: push deletes them wherever Grafana keeps them.
     """
 
     folder_uid: str
@@ -23,3 +24,4 @@ class Bundle:
     datasource: dict[str, Any]
     dashboards: list[dict[str, Any]] = field(default_factory=list)
     rule_groups: list[dict[str, Any]] = field(default_factory=list)
+    retired_rules: list[str] = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""Run every board's and alert rule's SQL against a database, expanded as Grafana would send it.
+"""Run every board's panel and annotation SQL and every alert rule's, against a database, as Grafana sends it.
 
 Grafana cannot run everywhere the platform does; this is how ``ioc dashboards check``, the tests and the
 benchmark know each panel's query works on the real schema and returns the columns its panel reads.
@@ -22,12 +22,13 @@ from dashboards.alerts import all_rules
 from dashboards.boards import all_boards
 from dashboards.macros import TimeRange, Variable, expand, interval_for
 from dashboards.panels import Board
-from dashboards.sql import SqlQuery
+from dashboards.sql import ANNOTATION_REF_ID, SqlAnnotationTarget, SqlQuery
 from gateways.database import Connection
 
 __all__ = [
     "QueryCase",
     "QueryRun",
+    "annotation_title",
     "board_cases",
     "panel_title",
     "parse_relative",
@@ -99,8 +100,19 @@ def _panels(panels: Sequence[model.Panel | model.RowPanel | model.LibraryPanelRe
             yield panel
 
 
+def annotation_title(name: str) -> str:
+    """How a board's annotation query is named among its cases (annotations have no panel)."""
+    return f"annotation: {name}"
+
+
 def board_cases(board: Board, *, time_from: str | None = None) -> list[QueryCase]:
     cases = []
+    annotations = board.model.annotations.list_val if board.model.annotations else None
+    for annotation in annotations or ():
+        if isinstance(annotation.target, SqlAnnotationTarget):
+            cases.append(QueryCase(board.uid, annotation_title(annotation.name), ANNOTATION_REF_ID,
+                                   annotation.target.raw_sql, annotation.target.columns,
+                                   time_from or board.default_from))
     for panel in _panels(board.model.panels):
         for target in panel.targets or ():
             if isinstance(target, SqlQuery):

@@ -14,24 +14,50 @@ from grafana_foundation_sdk.models import dashboard as model
 from dashboards.sql import datasource_ref
 
 __all__ = [
+    "GREY",
+    "HAZARD_STATUSES",
+    "INCIDENT_STATES",
     "TIMEZONE",
     "Board",
     "VariableSample",
     "board_frame",
     "device_link",
+    "hazard_status_mappings",
+    "incident_state_mappings",
     "kind_variable",
     "line_panel",
+    "severity_mappings",
     "sql_variable",
     "state_mappings",
     "steps",
     "table_panel",
     "tile_panel",
+    "zone_link",
 ]
 
 # Da Nang's operators read local time whatever their browser says.
 TIMEZONE = "Asia/Ho_Chi_Minh"
 
 STATE_COLOURS = {"reporting": "green", "late": "orange", "silent": "red", "never_seen": "text"}
+
+# Grey is the colour of "we cannot see": never green, never a warning colour (docs/operations.md).
+GREY = "#8e8e8e"
+# Hazard statuses as operators say them (docs/operations.md), with the colours of the city map's legend.
+HAZARD_STATUSES = {
+    "normal": ("bình thường · normal", "green"),
+    "watch": ("theo dõi · watch", "yellow"),
+    "alert": ("cảnh báo · alert", "orange"),
+    "danger": ("nguy hiểm · danger", "red"),
+    "unknown": ("không rõ · unknown", GREY),
+}
+SEVERITY_COLOURS = {"info": "blue", "minor": "yellow", "major": "orange", "critical": "red"}
+INCIDENT_STATES = {
+    "new": ("mới · new", "red"),
+    "acknowledged": ("đã tiếp nhận · acknowledged", "orange"),
+    "in_progress": ("đang xử lý · in progress", "yellow"),
+    "resolved": ("đã xử lý xong · resolved", "green"),
+    "closed": ("đã đóng · closed", "text"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +109,29 @@ def state_mappings() -> list[model.ValueMapping]:
     })]
 
 
+def hazard_status_mappings() -> list[model.ValueMapping]:
+    """Status codes as bilingual text in their colours, so a colour is never the only signal."""
+    return _mappings(HAZARD_STATUSES)
+
+
+def incident_state_mappings() -> list[model.ValueMapping]:
+    return _mappings(INCIDENT_STATES)
+
+
+def severity_mappings() -> list[model.ValueMapping]:
+    return [model.ValueMap(options={
+        severity: model.ValueMappingResult(color=colour, index=i)
+        for i, (severity, colour) in enumerate(SEVERITY_COLOURS.items())
+    })]
+
+
+def _mappings(texts: dict[str, tuple[str, str]]) -> list[model.ValueMapping]:
+    return [model.ValueMap(options={
+        code: model.ValueMappingResult(text=text, color=colour, index=i)
+        for i, (code, (text, colour)) in enumerate(texts.items())
+    })]
+
+
 def steps(*pairs: tuple[float | None, str]) -> dash.ThresholdsConfig:
     """Absolute thresholds; the first pair's value is None (the base colour)."""
     return (
@@ -123,6 +172,15 @@ def device_link() -> list[cogbuilder.Builder[model.DashboardLink]]:
         dash.DashboardLink("Open device board")
         .type(model.DashboardLinkType.LINK)
         .url("/d/ioc-device/ioc-device?var-device=${__data.fields.dev_eui}&${__url_time_range}")
+    ]
+
+
+def zone_link() -> list[cogbuilder.Builder[model.DashboardLink]]:
+    """Data link from a row (with a zone_code column) to the zone board, keeping the time range."""
+    return [
+        dash.DashboardLink("Open zone board")
+        .type(model.DashboardLinkType.LINK)
+        .url("/d/ioc-zone/ioc-zone?var-zone=${__data.fields.zone_code}&${__url_time_range}")
     ]
 
 

@@ -17,7 +17,7 @@ import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from pydantic import SecretStr
 
-from dashboards.alerts import FOLDER_UID, GROUP, all_rules, rule_group
+from dashboards.alerts import FOLDER_UID, GROUP, RETIRED_RULES, all_rules, rule_group
 from dashboards.boards import all_boards
 from dashboards.bundle import Bundle
 from dashboards.sql import DATASOURCE_TYPE, DATASOURCE_UID
@@ -103,7 +103,8 @@ def bundle(target: DatabaseTarget, *, timescaledb: bool) -> Bundle:
     }
     if target.password is not None:
         datasource["secureJsonData"] = {"password": target.password.get_secret_value()}
-    return Bundle(FOLDER_UID, FOLDER_TITLE, datasource, dashboard_models(), [rule_group_model()])
+    return Bundle(FOLDER_UID, FOLDER_TITLE, datasource, dashboard_models(), [rule_group_model()],
+                  retired_rules=list(RETIRED_RULES))
 
 
 def _alert_file(group: dict[str, Any]) -> dict[str, Any]:
@@ -122,9 +123,10 @@ def _alert_file(group: dict[str, Any]) -> dict[str, Any]:
             "labels": rule.get("labels", {}),
             "isPaused": False,
         })
+    # deleteRules: Grafana keeps a rule provisioned from an earlier file until a file names it for deletion.
     return {"apiVersion": 1, "groups": [{
         "orgId": 1, "name": GROUP, "folder": FOLDER_TITLE, "interval": f"{group['interval']}s", "rules": rules,
-    }]}
+    }], "deleteRules": [{"orgId": 1, "uid": uid} for uid in RETIRED_RULES]}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -180,7 +182,8 @@ def render_files(*, timescaledb: bool) -> dict[str, str]:
     files["provisioning/dashboards/ioc.yaml"] = _yaml(
         providers, f"Loads the IOC boards from {DASHBOARDS_PATH} (deploy/grafana/dashboards in the repository).")
     files["provisioning/alerting/ioc-rules.yaml"] = _yaml(
-        _alert_file(rule_group_model()), "The IOC alert rules; thresholds live in the database (alert_thresholds).")
+        _alert_file(rule_group_model()), "The IOC alert rules: watchdogs on the platform, which raises every other "
+        "alarm itself (docs/grafana.md).")
     for model in dashboard_models():
         files[f"dashboards/{model['uid']}.json"] = json.dumps(model, indent=2, ensure_ascii=False) + "\n"
     return files

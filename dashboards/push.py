@@ -1,4 +1,5 @@
-"""Push a Bundle into a running Grafana, idempotently: create what is missing, update what differs, nothing else.
+"""Push a Bundle into a running Grafana, idempotently: create what is missing, update what differs, delete what
+was retired, nothing else.
 
 Each object is read first and written only when Grafana's copy differs from ours, so a second push of the same
 bundle writes nothing and reports every object "unchanged". Comparisons are on canonical JSON (key order,
@@ -11,6 +12,8 @@ tuples and ``1.0`` versus ``1`` do not count) after dropping what Grafana adds o
   after rotating it, which updates the datasource even when nothing visible differs.
 - folder: the title. Renaming sends the version just read, so a concurrent edit is refused (412), not lost.
 - dashboard: the model without ``id`` and ``version``, and the folder it lives in.
+- retired alert rules: deleted by uid wherever Grafana keeps them (another group, or an old copy of ours: a
+  group put only drops the rules of that group), and reported only when one was there to delete.
 - rule group: ``interval`` and the rules in order, each without ``id``/``orgID``/``updated``/``provenance``,
   with ``for`` in seconds (Grafana answers "5m" for "300s"), and with the defaults Grafana writes into alert
   queries (``intervalMs`` 1000, ``maxDataPoints`` 43200, ``relativeTimeRange`` 0–0; ngalert ``AlertQuery``).
@@ -36,10 +39,11 @@ __all__ = ["PushItem", "PushReport", "format_report", "push"]
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["datasource", "folder", "dashboard", "rule_group"]
-Action = Literal["created", "updated", "unchanged", "failed"]
+Kind = Literal["datasource", "folder", "dashboard", "rule_group", "alert_rule"]
+Action = Literal["created", "updated", "unchanged", "deleted", "failed"]
 
-_ACTIONS: tuple[Action, ...] = ("created", "updated", "unchanged", "failed")
+_ACTIONS: tuple[Action, ...] = ("created", "updated", "unchanged", "deleted", "failed")
+_SHOWN_WHEN_ANY: frozenset[Action] = frozenset({"deleted", "failed"})
 _DATASOURCE_SERVER_KEYS = frozenset({"id", "orgId", "version", "readOnly", "typeLogoUrl", "secureJsonFields"})
 _DASHBOARD_SERVER_KEYS = frozenset({"id", "version"})
 _RULE_SERVER_KEYS = frozenset({"id", "orgID", "updated", "provenance"})
@@ -62,7 +66,8 @@ class PushItem:
 
 @dataclass(frozen=True, slots=True)
 class PushReport:
-    """Every object of the bundle, in push order: datasource, folder, dashboards, rule groups."""
+    """Every object of the bundle, in push order: datasource, folder, dashboards, rule groups, then each retired
+    rule that was deleted."""
 
     items: tuple[PushItem, ...]
 
@@ -75,21 +80,24 @@ class PushReport:
 
 
 def push(bundle: Bundle, client: GrafanaClient, *, resend_secrets: bool = False) -> PushReport:
-    """Make Grafana hold exactly the bundle's datasource, folder, dashboards and rule groups."""
+    """Make Grafana hold exactly the bundle's datasource, folder, dashboards and rule groups, and none of its
+    retired rules."""
     _check(bundle)
     items = [_push_datasource(bundle.datasource, client, resend_secrets=resend_secrets),
              _push_folder(bundle.folder_uid, bundle.folder_title, client)]
     items += [_push_dashboard(model, bundle.folder_uid, client) for model in bundle.dashboards]
     items += [_push_rule_group(group, bundle.folder_uid, client) for group in bundle.rule_groups]
+    items += [item for uid in bundle.retired_rules if (item := _retire_rule(uid, client)) is not None]
     return PushReport(tuple(items))
 
 
 def format_report(report: PushReport) -> str:
-    """One line per object, then "2 created, 1 updated, 5 unchanged" (and ", 1 failed" when any did)."""
+    """One line per object, then "2 created, 1 updated, 5 unchanged" (and ", 1 deleted" or ", 1 failed" when
+    any was)."""
     lines = [f"{item.action:<9}  {item.kind:<10}  {item.uid}  ({item.title})"
              + (f": {item.error}" if item.error else "") for item in report.items]
     counts = [f"{report.count(action)} {action}" for action in _ACTIONS
-              if action != "failed" or report.count(action)]
+              if action not in _SHOWN_WHEN_ANY or report.count(action)]
     return "\n".join([*lines, ", ".join(counts)])
 
 
@@ -163,6 +171,23 @@ def _push_rule_group(group: Mapping[str, Any], folder_uid: str, client: GrafanaC
     except GrafanaRefused as err:
         return _failed("rule_group", uid, title, err)
     return _done("rule_group", uid, title, "created" if stored is None else "updated")
+
+
+def _retire_rule(uid: str, client: GrafanaClient) -> PushItem | None:
+    """Delete a retired rule if Grafana still has it; None when it has not (nothing to report)."""
+    try:
+        stored = client.get_alert_rule(uid)
+        if stored is None:
+            return None
+        if stored.get("provenance") == "file":
+            # Grafana refuses the API (409 provenance mismatch): only a provisioning file can remove it.
+            return _failed("alert_rule", uid, str(stored.get("title") or uid), GrafanaRefused(
+                f"alert rule {uid} was provisioned from files: Grafana removes it when a provisioning file lists "
+                "it under deleteRules (as deploy/grafana/provisioning/alerting/ioc-rules.yaml does)"))
+        client.delete_alert_rule(uid)
+    except GrafanaRefused as err:
+        return _failed("alert_rule", uid, uid, err)
+    return _done("alert_rule", uid, str(stored.get("title") or uid), "deleted")
 
 
 def _done(kind: Kind, uid: str, title: str, action: Action) -> PushItem:
@@ -267,5 +292,8 @@ def _check(bundle: Bundle) -> None:
                 _duration_s(rule.get("for", 0))
             except ValueError as err:
                 problems.append(f"rule {rule.get('uid')!r}: {err}")
+    kept = {rule.get("uid") for group in bundle.rule_groups for rule in group.get("rules") or []}
+    if revived := sorted(kept & set(bundle.retired_rules)):
+        problems.append(f"rules {revived} are both retired and in a rule group")
     if problems:
         raise ValueError("bundle cannot be pushed: " + "; ".join(problems))

@@ -14,12 +14,24 @@ from grafana_foundation_sdk.cog import runtime as cogruntime
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import dashboard
 
-__all__ = ["DATASOURCE_TYPE", "DATASOURCE_UID", "SqlQuery", "SqlTarget", "datasource_ref", "register"]
+__all__ = [
+    "ANNOTATION_REF_ID",
+    "DATASOURCE_TYPE",
+    "DATASOURCE_UID",
+    "SqlAnnotation",
+    "SqlAnnotationTarget",
+    "SqlQuery",
+    "SqlTarget",
+    "datasource_ref",
+    "register",
+]
 
 DATASOURCE_TYPE = "grafana-postgresql-datasource"
 DATASOURCE_UID = "ioc-postgres"
 
 Format = Literal["time_series", "table"]
+# The refId Grafana's query editor gives an annotation's query.
+ANNOTATION_REF_ID = "Anno"
 
 
 def datasource_ref() -> dashboard.DataSourceRef:
@@ -70,6 +82,34 @@ class SqlTarget(cogbuilder.Builder[SqlQuery]):
         self._internal = SqlQuery(ref_id=ref_id, raw_sql=_tidy(raw_sql), format_val=format_val, columns=columns)
 
     def build(self) -> SqlQuery:
+        return self._internal
+
+
+class SqlAnnotationTarget(dashboard.AnnotationTarget):
+    """An annotation's SQL query: the SDK types an annotation's ``target`` after Grafana's built-in datasource
+    (limit, tags), but a SQL datasource's annotation carries its query there, as a panel target does, and reads
+    the columns ``time``, ``timeend``, ``text`` and ``tags`` (a comma-separated string) from its rows."""
+
+    def __init__(self, raw_sql: str, columns: tuple[str, ...]) -> None:
+        super().__init__()
+        self.raw_sql = _tidy(raw_sql)
+        self.columns = columns
+
+    def to_json(self) -> dict[str, object]:
+        return {"editorMode": "code", "format": "table", "rawQuery": True, "rawSql": self.raw_sql,
+                "refId": ANNOTATION_REF_ID}
+
+
+class SqlAnnotation(cogbuilder.Builder[dashboard.AnnotationQuery]):
+    """An annotation query on our datasource, enabled, shown on every time-series panel of its board."""
+
+    def __init__(self, name: str, raw_sql: str, *, colour: str,
+                 columns: tuple[str, ...] = ("time", "text", "tags")) -> None:
+        self._internal = dashboard.AnnotationQuery(
+            name=name, datasource=datasource_ref(), enable=True, hide=False, icon_color=colour,
+            target=SqlAnnotationTarget(raw_sql, columns), built_in=0)
+
+    def build(self) -> dashboard.AnnotationQuery:
         return self._internal
 
 

@@ -1,4 +1,4 @@
-"""The Grafana HTTP API adapter over grafana-client: datasources, folders, dashboards and alert rule groups.
+"""The Grafana HTTP API adapter over grafana-client: datasources, folders, dashboards, alert rule groups and rules.
 
 Errors, sorted by what the caller should do::
 
@@ -192,6 +192,18 @@ class GrafanaClient:
         what = f"PUT /api/v1/provisioning/folder/{folder_uid}/rule-groups/{group}"
         return _object(self._call(what, self._api.alertingprovisioning.update_rule_group, _segment(folder_uid),
                                   _segment(group), dict(body), disable_provenance=_DISABLE_PROVENANCE), what)
+
+    # -- single alert rules ----------------------------------------------------------------------------------
+
+    def get_alert_rule(self, uid: str) -> dict[str, Any] | None:
+        """``GET /api/v1/provisioning/alert-rules/:uid``: the rule with its ``folderUID`` and ``ruleGroup``."""
+        what = f"GET /api/v1/provisioning/alert-rules/{uid}"
+        return self._get_or_none(what, self._api.alertingprovisioning.get_alertrule, _segment(uid))
+
+    def delete_alert_rule(self, uid: str) -> None:
+        """``DELETE /api/v1/provisioning/alert-rules/:uid`` (Grafana answers 204 No Content)."""
+        what = f"DELETE /api/v1/provisioning/alert-rules/{uid}"
+        self._call(what, self._api.alertingprovisioning.delete_alertrule, _segment(uid))
 
     # -- transport -------------------------------------------------------------------------------------------
 

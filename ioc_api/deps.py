@@ -18,6 +18,7 @@ from ioc_api.provisioning import Provisioner
 from ioc_api.queries.users import find_by_prefix
 from ioc_api.registration import RegistrationRules
 from ioc_core.errors import NotAllowed
+from operations.sop import SopLibrary
 
 __all__ = [
     "Access",
@@ -28,6 +29,7 @@ __all__ = [
     "ProvisionerDep",
     "Reader",
     "RulesDep",
+    "SopDep",
     "Writer",
     "authenticate",
     "authenticator",
@@ -181,3 +183,12 @@ def _provisioner(request: Request) -> Provisioner:
 
 
 ProvisionerDep = Annotated[Provisioner, Depends(_provisioner)]
+
+
+def _sop(request: Request) -> SopLibrary:
+    sop: SopLibrary = request.app.state.sop
+    return sop
+
+
+SopDep = Annotated[SopLibrary, Depends(_sop)]
+"""The SOP cards, read and validated when the app was built."""

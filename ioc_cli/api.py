@@ -15,10 +15,13 @@ from ioc_core.errors import FatalError, RefusedError
 from ioc_core.settings import (
     ApiSettings,
     BrokerSettings,
+    CapSettings,
     ChirpStackSettings,
     DatabaseSettings,
+    FeedSettings,
     IngestSettings,
     OpenDataSettings,
+    SopSettings,
     load,
 )
 
@@ -29,7 +32,8 @@ _ROLES = ("admin", "operator", "technician", "developer")
 
 def register(app: typer.Typer) -> None:
     @app.command("api", epilog=environment(ApiSettings, DatabaseSettings, IngestSettings, ChirpStackSettings,
-                                           BrokerSettings, OpenDataSettings))
+                                           BrokerSettings, OpenDataSettings, CapSettings, FeedSettings,
+                                           SopSettings))
     def api_cmd() -> None:
         """Serve the IOC API (OpenAPI at /docs, routes under /api/v1, /healthz and /readyz).
 
@@ -40,7 +44,10 @@ def register(app: typer.Typer) -> None:
         The open-data routes read IOC_OPEN_DATA_LICENCE, IOC_OPEN_BASE_URL and the per-key limits IOC_OPEN_RATE_*
         and IOC_OPEN_EXPORTS_*. Request bodies are limited by IOC_API_BODY_MAX_BYTES, IOC_API_IMPORT_MAX_BYTES and
         IOC_API_ROUTE_BODY_MAX_BYTES, imports by IOC_API_IMPORT_MAX_ROWS and IOC_API_IMPORTS_*, waits by
-        IOC_API_BODY_TIMEOUT_S, IOC_API_POOL_TIMEOUT_S and IOC_API_EXPORT_*_TIMEOUT_S.
+        IOC_API_BODY_TIMEOUT_S, IOC_API_POOL_TIMEOUT_S and IOC_API_EXPORT_*_TIMEOUT_S. Public warnings (CAP 1.2)
+        are issued as IOC_CAP_SENDER with identifiers under IOC_CAP_IDENTIFIER_PREFIX, published on the open feed
+        under IOC_FEED_PREFIX, and their public routes limited by IOC_CAP_RATE_*. Incidents show the SOP cards of
+        IOC_SOP_DIR (default: the shipped deploy/sop), validated here: a bad card stops start-up.
         """
         # FastAPI and uvicorn are imported here, not at start-up of every `ioc` command.
         import uvicorn
@@ -55,7 +62,7 @@ def register(app: typer.Typer) -> None:
         codecs = CodecLibrary.discover(js_dir=ingest.codec_dir, js_limits=JsLimits.from_settings(ingest))
         catalogue = DeviceCatalogue.of((info.id, info.models) for info in codecs.infos())
         app = create_app(load(DatabaseSettings), settings, catalogue=catalogue, chirpstack=load(ChirpStackSettings),
-                         open_data=load(OpenDataSettings))
+                         open_data=load(OpenDataSettings), cap=load(CapSettings), feed=load(FeedSettings))
         setup_logging("INFO")
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
 

@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "ioc_cli.dashboards",
     "ioc_cli.devices",
     "ioc_cli.operations",
+    "ioc_cli.notify",
 )
 
 

@@ -62,7 +62,8 @@ def _first_rows(rows: list[tuple[Any, ...]], count: int) -> str:
 def register(app: typer.Typer) -> None:
     boards = typer.Typer(
         help=(
-            "Grafana boards (City, Zone, Device, Network, Pipeline) and alert rules, written in Python with the "
+            "Grafana boards (City, Incidents, Zone, Device, Network, Pipeline) and alert rules, written in Python "
+            "with the "
             "grafana-foundation-sdk. `build` writes the JSON and provisioning files, `check` runs every panel's "
             "SQL against the database, `push` puts everything into a running Grafana, `thresholds` sets alert "
             "levels per kind or device."
@@ -221,22 +222,27 @@ def register(app: typer.Typer) -> None:
     app.add_typer(boards, name="dashboards")
 
 
+# Threshold metrics that are not readings but a hazard's window over one (hazard_measures.threshold_metric).
+_WINDOWED = frozenset({"rainfall_1h", "rainfall_3h"})
+
+
 def register_thresholds(boards: typer.Typer) -> None:
     thresholds = typer.Typer(
-        help="Alert levels per kind or per device (a device's own row wins). Water level and flood depth in "
-        "metres, PM2.5 in µg/m³ held for --sustained seconds, silence in seconds (default: six reporting "
-        "intervals).",
+        help="Hazard levels per kind or per device (a device's own row wins): watch, alert and danger, which the "
+        "platform's hazard status reads (docs/operations.md). Water level and flood depth in metres, rain in mm "
+        "(rainfall_1h, rainfall_3h), PM2.5 in µg/m³ held for --sustained seconds, silence in seconds (default: "
+        "six reporting intervals).",
         no_args_is_help=True,
     )
 
     @thresholds.command("list", epilog=environment(DatabaseSettings))
     def list_cmd() -> None:
         """Every threshold row, kinds first."""
-        table = Table("metric", "kind", "device", "alert above", "danger above", "sustained s")
+        table = Table("metric", "kind", "device", "watch above", "alert above", "danger above", "sustained s")
         with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
             for row in conn.execute(
                 """SELECT t.metric, coalesce(t.kind, ''), coalesce(d.dev_eui || ' ' || d.name, ''),
-                          t.alert_above, t.danger_above, t.sustained_s
+                          t.watch_above, t.alert_above, t.danger_above, t.sustained_s
                    FROM alert_thresholds t LEFT JOIN devices d ON d.id = t.device_id
                    ORDER BY t.device_id IS NOT NULL, t.metric, t.kind, d.dev_eui"""
             ):
@@ -245,32 +251,41 @@ def register_thresholds(boards: typer.Typer) -> None:
 
     @thresholds.command("set", epilog=environment(DatabaseSettings))
     def set_cmd(
-        metric: Annotated[str, typer.Argument(help="water_level, flood_depth, pm2_5 (any vocabulary metric), or "
-                                              "silence: the seconds without an uplink before 'Device silent' fires.")],
+        metric: Annotated[str, typer.Argument(help="water_level, flood_depth, pm2_5 (any vocabulary metric), a "
+                                              "hazard's window (rainfall_1h, rainfall_3h), or silence: the seconds "
+                                              "without an uplink before a device counts as silent.")],
         kind: Annotated[str | None, typer.Option("--kind", help="For every device of this kind.")] = None,
         device: Annotated[str | None, typer.Option("--device", help="For one device (DevEUI).")] = None,
+        watch: Annotated[float | None, typer.Option("--watch", help="Watch level (theo dõi; for river gauges BĐ1), "
+                                                    "below the alert level.")] = None,
         alert: Annotated[float | None, typer.Option("--alert", help="Alert level.")] = None,
         danger: Annotated[float | None, typer.Option("--danger", help="Danger level (at least the alert level).")]
         = None,
         sustained: Annotated[int, typer.Option("--sustained", min=0, help="Seconds the mean must stay above.")]
         = 0,
     ) -> None:
-        """Set a kind's or a device's alert and danger levels for METRIC."""
+        """Set a kind's or a device's watch, alert and danger levels for METRIC.
+
+        The row is replaced as a whole: a level left out is unset (for a device: no such level, not its kind's).
+        """
         from ioc_core.kinds import KINDS
         from ioc_core.metrics import VOCABULARY
 
         if (kind is None) == (device is None):
             raise FatalError("give exactly one of --kind or --device")
-        if metric != "silence" and metric not in {m.name for m in VOCABULARY.values()}:
-            raise FatalError(f"unknown metric {metric!r}: a vocabulary name, or silence")
-        if metric == "silence" and (alert is None or alert <= 0 or danger is not None):
-            raise FatalError("silence takes --alert SECONDS (more than 0) and no --danger")
+        if metric != "silence" and metric not in {m.name for m in VOCABULARY.values()} | _WINDOWED:
+            raise FatalError(f"unknown metric {metric!r}: a vocabulary name, {', '.join(sorted(_WINDOWED))}, "
+                             "or silence")
+        if metric == "silence" and (alert is None or alert <= 0 or danger is not None or watch is not None):
+            raise FatalError("silence takes --alert SECONDS (more than 0) and no --watch or --danger")
         if kind is not None and kind not in KINDS:
             raise FatalError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
-        if alert is None and danger is None:
-            raise FatalError("give --alert, --danger or both")
+        if alert is None and danger is None and watch is None:
+            raise FatalError("give --watch, --alert, --danger or several")
         if alert is not None and danger is not None and danger < alert:
             raise FatalError("--danger must be at least --alert")
+        if watch is not None and any(level is not None and watch >= level for level in (alert, danger)):
+            raise FatalError("--watch must be below --alert and --danger")
         with connect(load(DatabaseSettings).dsn, autocommit=True) as conn:
             device_id = None
             if device is not None:
@@ -279,15 +294,16 @@ def register_thresholds(boards: typer.Typer) -> None:
                     raise FatalError(f"no device {device}")
                 device_id = row[0]
             conn.execute(
-                """INSERT INTO alert_thresholds (metric, kind, device_id, alert_above, danger_above, sustained_s)
-                   VALUES (%s, %s, %s, %s, %s, %s)
+                """INSERT INTO alert_thresholds (metric, kind, device_id, watch_above, alert_above, danger_above,
+                                                 sustained_s)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (metric, kind, device_id) DO UPDATE
-                   SET alert_above = EXCLUDED.alert_above, danger_above = EXCLUDED.danger_above,
-                       sustained_s = EXCLUDED.sustained_s, updated_at = now()""",
-                (metric, kind, device_id, alert, danger, sustained),
+                   SET watch_above = EXCLUDED.watch_above, alert_above = EXCLUDED.alert_above,
+                       danger_above = EXCLUDED.danger_above, sustained_s = EXCLUDED.sustained_s, updated_at = now()""",
+                (metric, kind, device_id, watch, alert, danger, sustained),
             )
-        Console().print(f"{metric} for {'kind ' + kind if kind else 'device ' + str(device)}: alert {alert}, "
-                        f"danger {danger}, sustained {sustained} s")
+        Console().print(f"{metric} for {'kind ' + kind if kind else 'device ' + str(device)}: watch {watch}, "
+                        f"alert {alert}, danger {danger}, sustained {sustained} s")
 
     @thresholds.command("clear", epilog=environment(DatabaseSettings))
     def clear_cmd(

@@ -16,13 +16,29 @@ import typer
 from rich.console import Console
 
 from device_simulators.fleet import Device, Fleet, build_fleet
+from device_simulators.scenarios import get_scenario
 from gateways.database import Connection, connect
 from gateways.local_postgres import LocalPostgres, free_port, timescaledb_installed
 from gateways.migrations import TimescaleChoice, fingerprint, migrate
 from ingest.registry import DeviceRecord, register_devices, seed_zones
 from ioc_cli.demo_brokers import DemoBrokers, start_demo_brokers
-from ioc_cli.demo_screen import Banner, show_backfill, show_banner, show_districts
-from ioc_cli.demo_timeline import SimulatorRun, plan_backfill, stream_options
+from ioc_cli.demo_hazards import (
+    FloodStation,
+    import_demo_wards,
+    load_demo_wards,
+    pick_flood_stations,
+    run_hazard_evaluator,
+    set_flood_levels,
+    stage_levels_for,
+)
+from ioc_cli.demo_screen import Banner, show_backfill, show_banner, show_districts, show_hazards
+from ioc_cli.demo_timeline import (
+    DANGER_AFTER_S,
+    FIRST_ALERT_AFTER_S,
+    SimulatorRun,
+    plan_backfill,
+    stream_options,
+)
 from ioc_cli.environment import environment
 from ioc_cli.ingest import build_worker, stop_on_signals
 from ioc_cli.logs import setup_logging
@@ -80,8 +96,10 @@ def device_record(d: Device) -> DeviceRecord:
 
 
 def _register_fleet(conn: Connection, fleet: Fleet, unregistered_every: int) -> tuple[int, int]:
-    """Register the fleet, leaving every n-th device for the ingest to enrol, with the stations' own levels."""
+    """Register the fleet, leaving every n-th device for the ingest to enrol, with the stations' own levels.
+    The demo's wards come first, so the devices in them get their ward (and a reused database's are re-zoned)."""
     seed_zones(conn, load_default_zones())
+    import_demo_wards(conn)
     records = []
     left_out = 0
     for i, d in enumerate(fleet.devices):
@@ -90,20 +108,40 @@ def _register_fleet(conn: Connection, fleet: Fleet, unregistered_every: int) -> 
             continue
         records.append(device_record(d))
     registered = register_devices(conn, records)
-    # Each water level station has its own warning levels on its gauge's scale (device_simulators.sites).
+    # Each water level station has its own warning levels on its gauge's scale (device_simulators.sites), and
+    # a watch level (BĐ1) as far below alert as danger is above it; this also undoes a previous run's demo
+    # levels (ioc_cli.demo_hazards) on a station the flood does not show this time.
     by_eui = fleet.by_eui()
     with conn.transaction():
         for r in records:
             params = by_eui[r.dev_eui].params if r.kind == "water_level" else None
             if params:
+                watch = round(2 * params["alarm"] - params["danger"], 3)
                 conn.execute(
-                    """INSERT INTO alert_thresholds (metric, device_id, alert_above, danger_above)
-                       SELECT 'water_level', id, %s, %s FROM devices WHERE dev_eui = %s
-                       ON CONFLICT (metric, kind, device_id) DO UPDATE
-                           SET alert_above = EXCLUDED.alert_above, danger_above = EXCLUDED.danger_above""",
-                    (params["alarm"], params["danger"], r.dev_eui),
+                    """INSERT INTO alert_thresholds (metric, device_id, watch_above, alert_above, danger_above)
+                       SELECT 'water_level', id, %s, %s, %s FROM devices WHERE dev_eui = %s
+                       ON CONFLICT (metric, kind, device_id) DO UPDATE SET watch_above = EXCLUDED.watch_above,
+                           alert_above = EXCLUDED.alert_above, danger_above = EXCLUDED.danger_above""",
+                    (watch, params["alarm"], params["danger"], r.dev_eui),
                 )
     return registered, left_out
+
+
+def _flood_stations(conn: Connection, fleet: Fleet, seed: int, scenario: str, storm_start: datetime | None,
+                    live: datetime, alert_after_s: float, danger_after_s: float) -> list[FloodStation]:
+    """The river stations whose wards the flood takes through watch, alert and danger on time, their own levels
+    stored; none without a storm."""
+    if storm_start is None:
+        return []
+    registered = {r[0] for r in conn.execute("SELECT dev_eui FROM devices WHERE status = 'registered'")}
+    levels_of = stage_levels_for(get_scenario(scenario), seed, storm_start.timestamp(), live.timestamp(),
+                                 alert_after_s=alert_after_s, danger_after_s=danger_after_s)
+    stations = pick_flood_stations(fleet, registered, load_demo_wards(), levels_of)
+    set_flood_levels(conn, stations)
+    for s in stations:
+        log.info("flood station %s in %s (%s): watch %.3f, alert %.3f, danger %.3f m", s.site, s.ward_name,
+                 s.district, s.levels.watch, s.levels.alert, s.levels.danger)
+    return stations
 
 
 def _wanted_mode(choice: TimescaleChoice) -> tuple[str, str]:
@@ -173,6 +211,14 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed of the fleet and its messages.")] = 1,
         api: Annotated[bool, typer.Option(help="Also serve the IOC API, with a demo admin key.")] = True,
         api_port: Annotated[int, typer.Option(min=0, max=65_535, help="API port; 0 picks a free one.")] = 0,
+        flood_alert_after: Annotated[
+            float, typer.Option(min=10.0, max=3600.0, help="Flood: seconds of real time until the first river "
+                                                           "station and the demo's flood wards reach alert.")
+        ] = FIRST_ALERT_AFTER_S,
+        flood_danger_after: Annotated[
+            float, typer.Option(min=20.0, max=7200.0, help="Flood: seconds of real time until the demo's flood "
+                                                           "wards reach danger (later where a river rises slowly).")
+        ] = DANGER_AFTER_S,
     ) -> None:
         """Run the platform end to end on this machine: database, brokers, simulated Da Nang fleet, ingest, API.
 
@@ -184,9 +230,13 @@ def register(app: typer.Typer) -> None:
         The fleet is registered (every 20th device is left for the ingest to enrol as unregistered), the past
         --backfill-hours are simulated as fast as the ingest takes them, then the fleet reports in real time at
         its own intervals: no reading is ever dated in the future. The flood scenario's storm is placed so the
-        first river station passes its alert level about three minutes into real time. The IOC API is served on
-        loopback with a new admin key (written to api-key in the demo folder). Ctrl-C stops everything within
-        seconds.
+        first river station passes its alert level about two minutes into real time (--flood-alert-after).
+
+        The demo imports approximate wards of Hải Châu, Cẩm Lệ and Hòa Vang, and sets the own levels of a river
+        station in a ward of Hải Châu and of one in another district's ward so that, in the flood, both wards go
+        watch, alert (--flood-alert-after) and danger (about --flood-danger-after) in real time; the platform's
+        hazard status evaluator runs every few seconds. The IOC API is served on loopback with a new admin key
+        (written to api-key in the demo folder). Ctrl-C stops everything within seconds.
         """
         if scenario not in ("normal", "flood", "faults"):
             raise typer.BadParameter("must be normal, flood or faults", param_hint="--scenario")
@@ -194,6 +244,8 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("must be json, protobuf or mixed", param_hint="--encoding")
         if timescaledb not in ("auto", "on", "off"):
             raise typer.BadParameter("must be auto, on or off", param_hint="--timescaledb / IOC_TIMESCALEDB")
+        if flood_danger_after <= flood_alert_after:
+            raise typer.BadParameter("must come after --flood-alert-after", param_hint="--flood-danger-after")
         choice: TimescaleChoice = timescaledb  # type: ignore[assignment]
         work = _demo_dir()
         if fresh:
@@ -230,6 +282,14 @@ def register(app: typer.Typer) -> None:
                 stored_until: datetime | None = row[0] if row else None
             log.info("database ready (%s); registered %d devices, left %d for the ingest to enrol",
                      mode, registered, left_out)
+            hazards_stop = threading.Event()
+            hazards = run_hazard_evaluator(dsn, hazards_stop)
+
+            def stop_hazards() -> None:
+                hazards_stop.set()
+                hazards.join(30)
+
+            stack.callback(stop_hazards)  # before the database stops
 
             brokers: DemoBrokers | None = None
             if "IOC_MQTT_URL" in os.environ:
@@ -264,12 +324,17 @@ def register(app: typer.Typer) -> None:
                 key_file = _write_key(work, key)
 
             backfill = plan_backfill(datetime.now(UTC), backfill_hours, stored_until)
-            options = stream_options(backfill, seed=seed, scenario=scenario, encoding=encoding)  # type: ignore[arg-type]
+            options = stream_options(backfill, seed=seed, scenario=scenario, encoding=encoding,  # type: ignore[arg-type]
+                                     first_alert_after_s=flood_alert_after)
+            with connect(dsn) as conn:
+                flood = _flood_stations(conn, fleet, seed, scenario, options.storm_start, backfill.live,
+                                        flood_alert_after, flood_danger_after)
             simulator = SimulatorRun(fleet, options, chirpstack_url, backfill.live, stop)
             show_banner(console, Banner(
                 dsn=dsn, mode=mode, mode_reason=reason, folder=work, reused=reused, api_url=api_url,
                 key_file=key_file, log_file=log_file, mqtt_url=str(mqtt.url), brokers=brokers, ioc=_launcher(),
-                devices=devices, scenario=scenario, backfill=backfill))
+                devices=devices, scenario=scenario, backfill=backfill, flood=tuple(flood),
+                first_alert_after_s=flood_alert_after))
             simulator.start()
 
             def newest_uplink() -> float | None:
@@ -282,6 +347,7 @@ def register(app: typer.Typer) -> None:
                 console.print("real time from here: each sensor reports at its own interval; a district table "
                               f"every {summary_every:g} s", highlight=False)
                 show_districts(console, dsn)
+                show_hazards(console, dsn)
             started = time.monotonic()
             next_summary = started + summary_every
             while not stop.is_set():
@@ -294,12 +360,14 @@ def register(app: typer.Typer) -> None:
                 stop.wait(0.25)
                 if time.monotonic() >= next_summary:
                     show_districts(console, dsn)
+                    show_hazards(console, dsn)
                     next_summary += summary_every
             stop.set()
             console.print("stopping: the simulator, then the ingest drains, then the API, brokers and database ...")
             simulator.join(15)
             stop_worker()
             show_districts(console, dsn)
+            show_hazards(console, dsn)
         console.print("demo stopped cleanly")
 
 

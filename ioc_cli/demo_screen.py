@@ -1,4 +1,5 @@
-"""What the demo shows: the banner, the backfill's progress and the district table (the API's own numbers)."""
+"""What the demo shows: the banner, the backfill's progress, the district table (the API's own numbers) and the
+zones' hazard status (the platform's evaluator's)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,10 +20,11 @@ from dashboards.alerts import LOOK_BACK_S, water_levels
 from gateways.database import connect
 from ioc_api.queries.monitoring import list_gateways, zone_summaries
 from ioc_cli.demo_brokers import DemoBrokers
+from ioc_cli.demo_hazards import FloodStation
 from ioc_cli.demo_timeline import ICT, Backfill, SimulatorRun
 from ioc_core.settings import MqttUrl
 
-__all__ = ["Banner", "show_backfill", "show_banner", "show_districts"]
+__all__ = ["STATUS_WORDS", "Banner", "show_backfill", "show_banner", "show_districts", "show_hazards"]
 
 log = logging.getLogger("ioc.demo")
 
@@ -30,6 +32,17 @@ _STORAGE = {
     "timescaledb": "TimescaleDB: hypertables, compression, retention and continuous aggregates",
     "postgresql": "plain PostgreSQL: the same schema and the same answers, without TimescaleDB's extras",
 }
+
+
+# The words the operators use (docs/operations.md), with the English, so no status is told by colour alone.
+STATUS_WORDS = {
+    "danger": "[bold red]NGUY HIỂM / danger[/]",
+    "alert": "[yellow]CẢNH BÁO / alert[/]",
+    "watch": "[cyan]theo dõi / watch[/]",
+    "unknown": "[dim]không rõ / unknown[/]",
+    "normal": "[green]bình thường / normal[/]",
+}
+_SHOWN = 12  # hazard status lines at most: the screen stays short, the API has them all
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +63,10 @@ class Banner:
     devices: int
     scenario: str
     backfill: Backfill
+    flood: Sequence[FloodStation] = ()
+    """The river stations whose wards the flood takes through watch, alert and danger on time."""
+    first_alert_after_s: float = 120.0
+    """When the first river station passes its own alert level, in seconds of real time."""
 
 
 def show_banner(console: Console, b: Banner) -> None:
@@ -70,9 +87,19 @@ def show_banner(console: Console, b: Banner) -> None:
         f"Times are Da Nang's (ICT).")
     say(f"[bold]fleet[/]     {b.devices} simulated Da Nang sensors, scenario '{b.scenario}'"
         + (": a storm has been pouring for hours and the streets are flooding; the rivers rise from the "
-           "first minute, the first station passes its alert level about 3 minutes in, the first its danger "
-           "level within 20 (level sensors then report every minute)"
+           f"first minute, the first station passes its alert level about {_after(b.first_alert_after_s)} in "
+           "(level sensors then report every minute)"
            if b.scenario == "flood" else ""))
+    for f in b.flood:
+        lv = f.levels
+        say(f"[bold]flood[/]     ward {f.ward_name} ({f.ward}, district {f.district}): {f.site} passes the demo's "
+            f"levels watch {lv.watch:.2f} m about {_clock_s(lv.watch_at)}, alert {lv.alert:.2f} m about "
+            f"{_clock_s(lv.alert_at)}, danger {lv.danger:.2f} m about {_clock_s(lv.danger_at)}")
+    if b.api_url:
+        say(f"[bold]operations[/] hazard status of a zone: {b.api_url}/api/v1/zones/{{code}}/status"
+            + (f" (e.g. {b.flood[0].ward})" if b.flood else "")
+            + f"; incidents: {b.api_url}/api/v1/incidents; alarms: {b.api_url}/api/v1/alarms; public "
+            f"warnings (no key): {b.api_url}/api/v1/public/warnings.atom")
     console.rule(style="dim")
     say(f"[bold]database[/]  {b.dsn}\n          psql '{b.dsn}' -c 'SELECT * FROM uplinks ORDER BY time DESC LIMIT 5'")
     if b.brokers is None:
@@ -94,6 +121,10 @@ def show_banner(console: Console, b: Banner) -> None:
         f"          {env} IOC_GRAFANA_URL=... IOC_GRAFANA_TOKEN=... {b.ioc} dashboards push")
     say("Ctrl-C stops everything.")
     console.rule(style="dim")
+
+
+def _after(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120.0 else f"{seconds / 60.0:.0f} minutes"
 
 
 def show_backfill(console: Console, run: SimulatorRun, backfill: Backfill, stored_until: Callable[[], float | None],
@@ -133,6 +164,10 @@ def _clock(at: float) -> str:
     return datetime.fromtimestamp(at, ICT).strftime("%d %b %H:%M")
 
 
+def _clock_s(at: float) -> str:
+    return datetime.fromtimestamp(at, ICT).strftime("%H:%M:%S")
+
+
 @dataclass(slots=True)
 class _Water:
     """A district's level sensors of one kind: the highest newest reading, and how many are above each level."""
@@ -169,6 +204,9 @@ def show_districts(console: Console, dsn: str) -> None:
             levels_sql = water_levels(f"now() - make_interval(secs => {LOOK_BACK_S})")
             levels = conn.execute(f"SELECT w.zone_code, w.metric, w.newest, w.value, w.alert_above, w.danger_above "
                                   f"FROM ({levels_sql}) w").fetchall()
+            # Devices in a ward count for its district, as GET /api/v1/zones counts them.
+            district_of: dict[str, str] = dict(conn.execute(
+                "SELECT code, parent_code FROM zones WHERE valid_to IS NULL AND level = 'ward'").fetchall())
             row = conn.execute(
                 """SELECT (SELECT count(*) FROM devices WHERE status = 'unregistered'),
                           (SELECT count(*) FROM dead_letters), now()"""
@@ -180,7 +218,7 @@ def show_districts(console: Console, dsn: str) -> None:
     unregistered, dead_letters, now = row
     water: dict[tuple[str, str], _Water] = defaultdict(_Water)
     for zone_code, metric, newest, value, alert, danger in levels:
-        water[zone_code, metric].add(newest, value, alert, danger)
+        water[district_of.get(zone_code, zone_code) or "", metric].add(newest, value, alert, danger)
     table = Table(title=f"Da Nang districts at {now.astimezone(ICT):%Y-%m-%d %H:%M} ICT, as GET /api/v1/zones",
                   caption="water level: the highest of the stations' newest readings (m above each gauge's zero); "
                           "street flood: the deepest newest reading; warnings: stations or streets above their "
@@ -200,3 +238,37 @@ def show_districts(console: Console, dsn: str) -> None:
     states = ", ".join(f"{n} {state}" for state, n in sorted(gateways.items()))
     console.print(f"gateways: {states or 'none seen yet'}; {unregistered} devices enrolled as unregistered; "
                   f"{dead_letters} dead letters", highlight=False)
+
+
+def show_hazards(console: Console, dsn: str) -> None:
+    """The zones not normal, floods first (the demo's story), worst first, as the platform's evaluator keeps them
+    (zone_hazard_status), in the operators' Vietnamese words and in English; then how many are unknown and
+    normal."""
+    try:
+        with connect(dsn, autocommit=True) as conn:
+            rows = conn.execute(
+                """SELECT z.name, z.level, z.parent_code, h.name_vi, h.name_en, s.status, s.since, s.reason
+                   FROM zone_hazard_status s
+                   JOIN zones z ON z.code = s.zone_code AND z.valid_to IS NULL
+                   JOIN hazards h ON h.code = s.hazard
+                   WHERE s.status IN ('watch', 'alert', 'danger')
+                   ORDER BY s.hazard <> 'flood', CASE s.status WHEN 'danger' THEN 0 WHEN 'alert' THEN 1 ELSE 2 END,
+                            CASE z.level WHEN 'district' THEN 0 ELSE 1 END, s.since DESC, z.code"""
+            ).fetchall()
+            counts: dict[str, int] = dict(conn.execute(
+                "SELECT status, count(*) FROM zone_hazard_status WHERE status IN ('unknown', 'normal') "
+                "GROUP BY status").fetchall())
+    except Exception as err:  # a courtesy, like the district table
+        log.warning("could not read the hazard status: %s", err)
+        return
+    say = console.print
+    say("hazard status (trạng thái nguy cơ) of districts and wards, as the platform evaluates it; one zone: "
+        "GET /api/v1/zones/{code}/status", highlight=False)
+    for name, level, parent, hazard_vi, hazard_en, status, since, reason in rows[:_SHOWN]:
+        where = f"{name} (ward of {parent})" if level == "ward" else f"{name} (district)"
+        say(f"  {STATUS_WORDS[status]}  {hazard_vi} / {hazard_en.lower()}  {where}  since "
+            f"{since.astimezone(ICT):%H:%M:%S}: {reason}", highlight=False, soft_wrap=True)
+    more = f"{len(rows) - _SHOWN} more above normal; " if len(rows) > _SHOWN else ""
+    none = "" if rows else "nothing above normal; "
+    say(f"  {more}{none}{counts.get('unknown', 0)} zone statuses {STATUS_WORDS['unknown']} (no station, or none "
+        f"reported in time), {counts.get('normal', 0)} {STATUS_WORDS['normal']}", highlight=False)

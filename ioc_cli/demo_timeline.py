@@ -21,7 +21,15 @@ from device_simulators.publisher import publish_to_broker
 from device_simulators.scenarios import get_scenario
 from ioc_core.settings import MqttUrl
 
-__all__ = ["FIRST_ALERT_AFTER_S", "ICT", "Backfill", "SimulatorRun", "plan_backfill", "stream_options"]
+__all__ = [
+    "DANGER_AFTER_S",
+    "FIRST_ALERT_AFTER_S",
+    "ICT",
+    "Backfill",
+    "SimulatorRun",
+    "plan_backfill",
+    "stream_options",
+]
 
 log = logging.getLogger("ioc.demo")
 
@@ -76,13 +84,16 @@ def plan_backfill(now: datetime, hours: float, stored_until: datetime | None) ->
 
 
 # The first river station reaches its alert level this long after real time begins: the newcomer sees the
-# rivers rising from the first minute and the first alerts a few minutes in.
-FIRST_ALERT_AFTER_S: Final = 180.0
+# rivers rising from the first minute and the first alerts two minutes in. The demo's flood stations
+# (ioc_cli.demo_hazards) reach their alert level then too, and their danger level DANGER_AFTER_S in.
+FIRST_ALERT_AFTER_S: Final = 120.0
+DANGER_AFTER_S: Final = 300.0
 
 
-def stream_options(backfill: Backfill, *, seed: int, scenario: str, encoding: EncodingChoice) -> StreamOptions:
+def stream_options(backfill: Backfill, *, seed: int, scenario: str, encoding: EncodingChoice,
+                   first_alert_after_s: float = FIRST_ALERT_AFTER_S) -> StreamOptions:
     """The fleet's stream for this run: its storm placed so the first river alert comes minutes into real time."""
-    storm = storm_start_for_alert(get_scenario(scenario), seed, backfill.live.timestamp() + FIRST_ALERT_AFTER_S)
+    storm = storm_start_for_alert(get_scenario(scenario), seed, backfill.live.timestamp() + first_alert_after_s)
     # Message ids come from the seed; the start joins them, so a reused database never sees an id twice.
     return StreamOptions(seed=seed, start=backfill.start, scenario=scenario, encoding=encoding,
                          stream_id=f"@{int(backfill.start.timestamp())}",

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ioc_core.contacts import webhook_secret_key
 from ioc_core.errors import ConfigError
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ApiClientSettings",
     "ApiSettings",
     "BrokerSettings",
+    "CapSettings",
     "ChirpStackSettings",
     "ChirpStackTarget",
     "DatabaseSettings",
@@ -36,8 +38,10 @@ __all__ = [
     "IngestSettings",
     "MqttSettings",
     "MqttUrl",
+    "NotifySettings",
     "OpenDataSettings",
     "OperationsSettings",
+    "SopSettings",
     "load",
     "variable",
 ]
@@ -548,6 +552,26 @@ class GrafanaSettings(_Base):
         return self.token
 
 
+class CapSettings(_Base):
+    """Public warnings (CAP 1.2): who the messages say they are from, and how often the public may read them."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_CAP_", extra="forbid")
+
+    sender: str = Field(default="ioc@danang.gov.vn", pattern=r"^[^\s,&<]+$",
+                        description="the CAP <sender> of every warning: no spaces, commas, & or < (IOC_CAP_SENDER)")
+    sender_name: str = Field(default="Trung tâm Giám sát, điều hành đô thị thông minh Đà Nẵng (IOC)",
+                             min_length=1, max_length=200,
+                             description="the CAP <senderName> shown to the public (IOC_CAP_SENDER_NAME)")
+    identifier_prefix: str = Field(default="vn.gov.danang.ioc", pattern=r"^[A-Za-z0-9._:@-]{1,100}$",
+                                   description="CAP identifiers are <prefix>.<year>.w<id>: letters, digits and "
+                                   "._:@- (IOC_CAP_IDENTIFIER_PREFIX)")
+    rate_per_minute: float = Field(default=120.0, gt=0, le=60_000,
+                                   description="requests per minute and client address to the public warning "
+                                   "feeds, which need no key (IOC_CAP_RATE_PER_MINUTE)")
+    rate_burst: int = Field(default=20, ge=1, le=10_000,
+                            description="public feed requests a client may make at once (IOC_CAP_RATE_BURST)")
+
+
 class OperationsSettings(_Base):
     """``ioc operations run``: how often the hazard status of every zone is evaluated."""
 
@@ -559,8 +583,99 @@ class OperationsSettings(_Base):
     min_gap_s: float = Field(default=0.25, ge=0, le=60,
                              description="at least this many seconds between rounds woken by new readings, so a "
                                          "burst of commits costs one round (IOC_OPERATIONS_MIN_GAP_S)")
-    busy_share: float = Field(default=0.05, gt=0, le=1,
+    busy_share: float = Field(default=0.15, gt=0, le=1,
                               description="rounds woken by new readings take at most this share of the time: a "
                                           "round of d seconds holds the next one back d / share; lower spares the "
                                           "database while a backlog drains, higher reacts sooner "
                                           "(IOC_OPERATIONS_BUSY_SHARE)")
+
+
+class SopSettings(_Base):
+    """The SOP cards ``ioc api`` shows with incidents; read and validated once at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_SOP_", extra="forbid")
+
+    dir: Path | None = Field(default=None, description="folder of SOP cards, one <kind>.yaml each (IOC_SOP_DIR); "
+                                                       "default: deploy/sop of this source checkout")
+class NotifySettings(_Base):
+    """``ioc notify``: the channels notifications go out on. A channel without its settings is off, and its rows
+    wait in the outbox for a dispatcher that has it; the public MQTT feed is on by default."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_NOTIFY_", extra="forbid")
+
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Standard Webhooks signing secret, whsec_ + base64 of 24-64 random bytes; unset: "
+        "no webhooks (IOC_NOTIFY_WEBHOOK_SECRET)")
+    smtp_host: str | None = Field(default=None, description="SMTP server for e-mail; unset: no e-mail "
+                                  "(IOC_NOTIFY_SMTP_HOST)")
+    smtp_port: int = Field(default=587, ge=1, le=65_535, description="(IOC_NOTIFY_SMTP_PORT)")
+    smtp_starttls: bool = Field(default=True, description="upgrade the connection with STARTTLS before logging in "
+                                "(IOC_NOTIFY_SMTP_STARTTLS)")
+    smtp_user: str | None = Field(default=None, description="SMTP login; unset: none (IOC_NOTIFY_SMTP_USER)")
+    smtp_password: SecretStr | None = Field(default=None, description="(IOC_NOTIFY_SMTP_PASSWORD)")
+    smtp_from: str | None = Field(default=None, description="sender address, e.g. ioc@danang.gov.vn "
+                                  "(IOC_NOTIFY_SMTP_FROM)")
+    zalo_url: str = Field(default="https://business.openapi.zalo.me", pattern=r"^https?://\S+$",
+                          description="base URL of Zalo's ZNS API (IOC_NOTIFY_ZALO_URL)")
+    zalo_access_token: SecretStr | None = Field(
+        default=None, description="the Official Account's access token; unset: no Zalo (IOC_NOTIFY_ZALO_ACCESS_TOKEN)")
+    zalo_template_id: str | None = Field(
+        default=None, description="the approved ZNS template with the parameters title, content and reference "
+        "(IOC_NOTIFY_ZALO_TEMPLATE_ID)")
+    sms_url: str | None = Field(default=None, pattern=r"^https?://\S+$",
+                                description="the SMS gateway's send URL; unset: no SMS (IOC_NOTIFY_SMS_URL)")
+    sms_token: SecretStr | None = Field(default=None, description="bearer token of the SMS gateway "
+                                        "(IOC_NOTIFY_SMS_TOKEN)")
+    mqtt: bool = Field(default=True, description="publish public warnings on the open MQTT feed (IOC_NOTIFY_MQTT)")
+    mqtt_url: str | None = Field(
+        default=None, description="broker of the public feed (IOC_NOTIFY_MQTT_URL); default: the feed's, "
+        "IOC_FEED_URL or IOC_MQTT_URL")
+    timeout_s: float = Field(default=15.0, gt=0, le=300, description="longest wait for a channel's answer "
+                             "(IOC_NOTIFY_TIMEOUT_S)")
+    max_attempts: int = Field(default=8, ge=1, le=100, description="attempts before a message is given up as failed "
+                              "(IOC_NOTIFY_MAX_ATTEMPTS)")
+    retry_s: float = Field(default=10.0, gt=0, le=86_400, description="wait after the first failed attempt; doubles "
+                           "after each (IOC_NOTIFY_RETRY_S)")
+    retry_max_s: float = Field(default=3600.0, gt=0, le=86_400, description="longest wait between attempts "
+                               "(IOC_NOTIFY_RETRY_MAX_S)")
+    poll_s: float = Field(default=5.0, gt=0, le=3600, description="`ioc notify run` looks for due messages at least "
+                          "this often; new ones wake it at once (IOC_NOTIFY_POLL_S)")
+    batch: int = Field(default=100, ge=1, le=10_000, description="messages sent per round (IOC_NOTIFY_BATCH)")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            MqttUrl.parse(value)
+        except ConfigError as err:
+            raise ValueError(str(err).replace("IOC_MQTT_URL", "IOC_NOTIFY_MQTT_URL")) from err
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        raw = value.get_secret_value().strip()
+        webhook_secret_key(raw)
+        return SecretStr(raw)
+
+    @model_validator(mode="after")
+    def _complete(self) -> NotifySettings:
+        if self.smtp_host and not self.smtp_from:
+            raise ValueError("IOC_NOTIFY_SMTP_FROM is required when IOC_NOTIFY_SMTP_HOST is set")
+        if self.smtp_from and "@" not in self.smtp_from:
+            raise ValueError(f"IOC_NOTIFY_SMTP_FROM: {self.smtp_from!r} is not an e-mail address")
+        if self.smtp_user and self.smtp_password is None:
+            raise ValueError("IOC_NOTIFY_SMTP_PASSWORD is required when IOC_NOTIFY_SMTP_USER is set")
+        if (self.zalo_access_token is None) != (not self.zalo_template_id):
+            raise ValueError("Zalo needs both IOC_NOTIFY_ZALO_ACCESS_TOKEN and IOC_NOTIFY_ZALO_TEMPLATE_ID")
+        if self.retry_max_s < self.retry_s:
+            raise ValueError("IOC_NOTIFY_RETRY_MAX_S must not be shorter than IOC_NOTIFY_RETRY_S")
+        return self
+
+    def mqtt_broker(self, feed: FeedSettings, mqtt: MqttSettings) -> MqttUrl:
+        """The public feed's broker: our own setting, else where the ingest publishes the feed."""
+        return MqttUrl.parse(self.mqtt_url) if self.mqtt_url else feed.broker_url(mqtt)

@@ -8,7 +8,7 @@ aggregate of good-quality readings within the window before ``at``; it is fresh 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from gateways.database import Connection
@@ -30,6 +30,7 @@ class Station:
 
     hazard: str
     evidence: Evidence
+    thresholds: Thresholds = field(default_factory=Thresholds)  # the levels the hazard alarms' margin needs
 
 
 _STATIONS = """
@@ -73,16 +74,17 @@ def stations(conn: Connection, at: datetime) -> list[Station]:
     ):
         level: Level | None = None
         note = ""
+        if watch is not None and alert is not None and watch > alert:
+            watch = None  # a default watch level left above a station's own alert level
+        thresholds = Thresholds(watch, alert, danger)
         if health != "reporting":
             note = f"device {health}"
         elif value is None:
             note = "no reading in the window"
         else:
-            if watch is not None and alert is not None and watch > alert:
-                watch = None  # a default watch level left above a station's own alert level
-            level = level_of(float(value), Thresholds(watch, alert, danger))
+            level = level_of(float(value), thresholds)
         out.append(Station(hazard, Evidence(eui, zone, metric, None if value is None else float(value),
-                                            observed_at, level, note)))
+                                            observed_at, level, note), thresholds))
     return out
 
 

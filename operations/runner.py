@@ -47,7 +47,7 @@ class Pace:
     """A round at least this often, notified or not (silent stations become ``unknown``)."""
     min_gap_s: float = 0.25
     """At most one round per this many seconds, however many notifications arrive."""
-    busy_share: float = 0.05
+    busy_share: float = 0.15
     """Woken rounds take at most this share of the time: after a round of d seconds the next woken one waits
     at least d / busy_share from its start. Under a steady stream of commits (a backlog draining) the rounds
     then cost the database a bounded share, whatever a round costs; the fallback round is not held back."""

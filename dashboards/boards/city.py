@@ -1,10 +1,10 @@
-"""City overview: where water is rising, where the air is bad, which sensors went silent, at a glance."""
+"""City overview: each zone's hazard status, where water is rising, where the air is bad, which sensors went silent."""
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import geomap
+from grafana_foundation_sdk.builders import geomap, table
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import geomap as geomap_model
@@ -15,15 +15,17 @@ from dashboards.panels import (
     VariableSample,
     board_frame,
     device_link,
+    hazard_status_mappings,
     kind_variable,
     state_mappings,
     steps,
     table_panel,
     tile_panel,
+    zone_link,
 )
 from dashboards.sql import SqlTarget, datasource_ref
 
-__all__ = ["build"]
+__all__ = ["ZONE_STATUS", "build"]
 
 UID = "ioc-city"
 
@@ -54,6 +56,45 @@ _LATEST = """
     ) lv ON true
     WHERE d.kind = ${kind:sqlstring} AND d.status <> 'decommissioned' AND d.latitude IS NOT NULL
 """
+
+# Each current district and ward with its worst hazard status and where to draw it. Worst as the platform ranks
+# it (operations/status.py): danger > alert > watch > unknown > normal. Rows the evaluator wrote with "no
+# stations" (nothing measures that hazard there) count only when a zone has nothing else, and then it is
+# "unknown" with the reason "no stations"; a zone without any row (the evaluator never ran, or the zone is
+# newer than its last round) is "unknown", "not evaluated". So grey, never green, wherever the platform cannot
+# see. The marker sits at the centre of the zone's largest outline ring (zone_rings: (lon, lat) points).
+ZONE_STATUS = """
+    WITH ranked AS (
+        SELECT s.zone_code, s.hazard, s.status, s.since, s.reason,
+               row_number() OVER (PARTITION BY s.zone_code ORDER BY s.reason = 'no stations',
+                   CASE s.status WHEN 'danger' THEN 4 WHEN 'alert' THEN 3 WHEN 'watch' THEN 2 WHEN 'unknown' THEN 1
+                        ELSE 0 END DESC, s.since) AS n,
+               string_agg(s.hazard || ': ' || s.status, ', ') FILTER (WHERE s.reason <> 'no stations')
+                   OVER (PARTITION BY s.zone_code) AS hazards
+        FROM zone_hazard_status s
+    )
+    SELECT z.code AS zone_code, z.name AS zone, z.level,
+           coalesce(r.status, 'unknown') AS status,
+           CASE WHEN r.zone_code IS NULL THEN 'not evaluated' WHEN r.reason = 'no stations' THEN 'no stations'
+                ELSE coalesce(h.name_vi || ' · ' || h.name_en, r.hazard) END AS worst_hazard,
+           coalesce(r.hazards, '') AS hazards, r.since, coalesce(r.reason, 'not evaluated') AS reason,
+           z.name || ': ' || coalesce(r.status, 'unknown') AS label,
+           (c.centre)[1] AS latitude, (c.centre)[0] AS longitude,
+           CASE z.level WHEN 'district' THEN 18 ELSE 11 END AS marker_size
+    FROM zones z
+    LEFT JOIN ranked r ON r.zone_code = z.code AND r.n = 1
+    LEFT JOIN hazards h ON h.code = r.hazard
+    LEFT JOIN LATERAL (SELECT @@ g.ring AS centre FROM zone_rings g WHERE g.zone_id = z.id
+                       ORDER BY npoints(g.ring) DESC LIMIT 1) c ON true
+    WHERE z.valid_to IS NULL AND z.level <> 'city'
+    ORDER BY CASE coalesce(r.status, 'unknown') WHEN 'danger' THEN 0 WHEN 'alert' THEN 1 WHEN 'watch' THEN 2
+                  WHEN 'unknown' THEN 3 ELSE 4 END, z.level, z.name
+"""
+
+_ZONE_STATUS_COLUMNS = ("zone_code", "zone", "level", "status", "worst_hazard", "hazards", "since", "reason",
+                        "label", "latitude", "longitude", "marker_size")
+
+_ZONE_TABLE_COLUMNS = ("zone", "zone_code", "level", "status", "worst_hazard", "hazards", "since", "reason")
 
 _DISTRICTS = "SELECT code, name FROM zones WHERE level = 'district' AND valid_to IS NULL"
 
@@ -135,6 +176,28 @@ _SILENT = f"""
 
 
 def _map() -> geomap.Panel:
+    # Zones first, so device markers draw on top. Colour comes from the status mappings (grey for unknown)
+    # and every marker carries its status as text: colour is never the only signal.
+    zone_layer = (
+        common_builders.MapLayerOptions()
+        .type("markers")
+        .name("Zone status · Tình trạng khu vực")
+        .config({
+            "showLegend": True,
+            "style": {
+                "color": {"field": "status", "fixed": "#8e8e8e"},
+                "opacity": 0.55,
+                "size": {"field": "marker_size", "fixed": 14, "max": 30, "min": 10},
+                "symbol": {"fixed": "img/icons/marker/circle.svg", "mode": "fixed"},
+                "text": {"field": "label", "fixed": "", "mode": "field"},
+                "textConfig": {"fontSize": 12, "offsetX": 0, "offsetY": -18, "textAlign": "center",
+                               "textBaseline": "middle"},
+            },
+        })
+        .location(common_builders.FrameGeometrySource().mode(common.FrameGeometrySourceMode.COORDS)
+                  .latitude("latitude").longitude("longitude"))
+        .filter_data({"id": "byRefId", "options": "C"})
+    )
     state_layer = (
         common_builders.MapLayerOptions()
         .type("markers")
@@ -172,7 +235,10 @@ def _map() -> geomap.Panel:
     return (
         geomap.Panel()
         .title("Devices: state, and the latest ${kind:text} reading")
-        .description("Green reporting, orange late (missed two intervals), red silent (six intervals). "
+        .description("Large circles: each district's and ward's worst hazard status, labelled: green normal, "
+                     "yellow watch, orange alert, red danger, grey unknown (stations silent, no stations, or not "
+                     "evaluated). Small dots: green reporting, orange late (missed two intervals), red silent "
+                     "(six intervals). "
                      "The second layer colours each device of the chosen kind by its newest reading in the time "
                      "range, from lowest to highest.")
         .datasource(datasource_ref())
@@ -180,12 +246,13 @@ def _map() -> geomap.Panel:
             "dev_eui", "name", "zone", "kind", "latitude", "longitude", "state", "last_seen")))
         .with_target(SqlTarget(_LATEST, ref_id="B", columns=(
             "dev_eui", "name", "zone", "latitude", "longitude", "value", "measured_at")))
+        .with_target(SqlTarget(ZONE_STATUS, ref_id="C", columns=_ZONE_STATUS_COLUMNS))
         .view(geomap.MapViewConfig().id("coords").lat(16).lon(108).zoom(11))
         .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True).show_scale(True))
         .tooltip(geomap.TooltipOptions().mode(geomap_model.TooltipMode.DETAILS))
         .basemap(common_builders.MapLayerOptions().type("default").name("Basemap"))
-        .layers([state_layer, value_layer])
-        .mappings(state_mappings())
+        .layers([zone_layer, state_layer, value_layer])
+        .mappings([*state_mappings(), *hazard_status_mappings()])
         # Readings are coloured from the lowest to the highest on the map, whatever the kind's unit; the state
         # layer's text values take their colours from the mappings instead.
         .color_scheme(dash.FieldColor().mode(model.FieldColorModeId.CONTINUOUS_GR_YL_RD))
@@ -198,9 +265,10 @@ def _alerts() -> dash.Panel:
     return (
         dash.Panel()
         .type("alertlist")
-        .title("Active alerts")
-        .description("Firing and pending IOC alerts (label service=ioc): water levels, PM2.5, silent devices, "
-                     "gateways, dead letters.")
+        .title("Platform watchdogs")
+        .description("Firing and pending Grafana alerts (label service=ioc): only what the platform cannot raise "
+                     "itself (its evaluator stalled, notifications not delivered). Hazard, device, gateway and "
+                     "pipeline alarms are the platform's own: see the Incidents board.")
         .options({
             "alertInstanceLabelFilter": "{service=\"ioc\"}",
             "alertName": "",
@@ -212,6 +280,21 @@ def _alerts() -> dash.Panel:
             "stateFilter": {"error": True, "firing": True, "noData": False, "normal": False, "pending": True},
             "viewMode": "list",
         })
+        .height(5).span(24)
+    )
+
+
+def _zone_status() -> table.Panel:
+    return (
+        table_panel("Tình trạng khu vực · Zone status", "Each district's and ward's worst hazard status now, as "
+                    "text and colour; grey (unknown) where stations are silent, absent, or not yet evaluated.")
+        .with_target(SqlTarget(f"SELECT {', '.join(_ZONE_TABLE_COLUMNS)} FROM ({ZONE_STATUS}) s",
+                               columns=_ZONE_TABLE_COLUMNS))
+        .mappings(hazard_status_mappings())
+        .override_by_name("status", [model.DynamicConfigValue(id_val="custom.cellOptions",
+                                                              value={"type": "color-background"})])
+        .override_by_name("since", [model.DynamicConfigValue(id_val="unit", value="dateTimeFromNow")])
+        .data_links(zone_link())
         .height(14).span(8)
     )
 
@@ -262,12 +345,13 @@ def build() -> Board:
                     "city", time_from="now-6h", refresh="1m")
         .with_variable(kind_variable(mapped_only=True))
         .with_panel(_map())
-        .with_panel(_alerts())
+        .with_panel(_zone_status())
         .with_row(dash.Row("Districts"))
         .with_panel(reporting)
         .with_panel(water)
         .with_panel(pm25)
         .with_panel(uplinks)
+        .with_panel(_alerts())
         .with_row(dash.Row("Devices needing a visit"))
         .with_panel(silent)
     )

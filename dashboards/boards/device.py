@@ -8,6 +8,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
+from dashboards.annotations import incident_annotation
 from dashboards.fragments import HEALTH, LONG_RANGE, SHORT_RANGE, health_of, metric_id
 from dashboards.panels import (
     Board,
@@ -111,6 +112,13 @@ _EVENTS = f"""
     LIMIT 200
 """
 
+# Incidents of the device's zone and of that zone's district, and any whose alarms name the device.
+_INCIDENTS_HERE = """
+    i.zone_code IN (SELECT unnest(ARRAY[z.code, z.parent_code]) FROM devices d JOIN zones z ON z.id = d.zone_id
+                    WHERE d.dev_eui = ${device:sqlstring})
+    OR EXISTS (SELECT 1 FROM alarms a WHERE a.incident_id = i.id AND a.device_eui = ${device:sqlstring})
+"""
+
 _DEVICES = """
     SELECT d.dev_eui AS __value, d.name || ' · ' || d.dev_eui AS __text
     FROM devices d WHERE d.status <> 'decommissioned'
@@ -190,6 +198,7 @@ def build() -> Board:
         board_frame("Device", UID, "One device: readings, battery, radio link, frame loss and events.", "device",
                     time_from="now-7d", refresh="5m")
         .variables(variables)
+        .annotation(incident_annotation(_INCIDENTS_HERE))
         .with_panel(info)
         .with_row(dash.Row("Readings"))
         .with_panel(metric)

@@ -9,12 +9,14 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
+from dashboards.annotations import incident_annotation
 from dashboards.fragments import DISTRICT_OF, HEALTH, LONG_RANGE, SHORT_RANGE, ZONE_IDS, health_of, metric_id
 from dashboards.panels import (
     Board,
     VariableSample,
     board_frame,
     device_link,
+    hazard_status_mappings,
     kind_variable,
     sql_variable,
     state_mappings,
@@ -90,6 +92,19 @@ _DEVICES = f"""
     ORDER BY d.name
 """
 
+# The zone's status for every hazard the platform knows, "unknown" where it has no row (never "normal").
+_HAZARD_STATUS = """
+    SELECT h.name_vi || ' · ' || h.name_en AS hazard, coalesce(s.status, 'unknown') AS status,
+           coalesce(s.reason, 'not evaluated') AS reason, s.since
+    FROM hazards h
+    LEFT JOIN zone_hazard_status s ON s.hazard = h.code AND s.zone_code = ${zone:sqlstring}
+    ORDER BY h.code
+"""
+
+# Incidents of the zone and of its wards (incidents keep zone codes, not boundary versions).
+_INCIDENTS_HERE = ("i.zone_code = ${zone:sqlstring} "
+                   "OR i.zone_code IN (SELECT code FROM zones WHERE parent_code = ${zone:sqlstring})")
+
 _ZONES = """
     SELECT code AS __value,
            CASE WHEN level = 'ward' THEN '— ' || name ELSE name END AS __text
@@ -142,6 +157,22 @@ def build() -> Board:
                                                                value={"mode": "fixed", "fixedColor": "blue"})])
         .height(4).span(24)
     )
+    hazards = (
+        stat.Panel()
+        .title("Tình trạng · Hazard status")
+        .description("The platform's status of the zone for each hazard (docs/operations.md): grey when its "
+                     "stations are silent, it has none, or it was not evaluated.")
+        .datasource(datasource_ref())
+        .with_target(SqlTarget(_HAZARD_STATUS, columns=("hazard", "status", "reason", "since")))
+        # Strings: the status is the tile's value, the hazard its name.
+        .reduce_options(common_builders.ReduceDataOptions().values(True).calcs(["lastNotNull"])
+                        .fields("/^status$/"))
+        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .mappings(hazard_status_mappings())
+        .height(4).span(24)
+    )
     devices = (
         table_panel("Devices", "Each ${kind} device in the zone: state, last uplink, battery and signal.")
         .with_target(SqlTarget(_DEVICES, columns=(
@@ -171,6 +202,8 @@ def build() -> Board:
         board_frame("Zone", UID, "One district or ward, one kind of device.", "zone", time_from="now-7d",
                     refresh="5m")
         .variables(variables)
+        .annotation(incident_annotation(_INCIDENTS_HERE))
+        .with_panel(hazards)
         .with_panel(states)
         .with_panel(_series())
         .with_row(dash.Row("Devices"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel
@@ -26,6 +27,8 @@ from ingest.feed.payloads import (
 )
 from ioc_core.kinds import KINDS
 from ioc_core.metrics import VOCABULARY
+from operations import cap
+from operations.warnings import IncidentFacts, ZoneFacts, default_info, message, topic
 
 __all__ = ["asyncapi_document", "example_payloads", "render_yaml"]
 
@@ -66,7 +69,92 @@ def example_payloads(prefix: str = DEFAULT_PREFIX) -> dict[str, tuple[str, Any]]
         "reading": (device.topic, json.loads(reading)),
         "status": (f"{prefix}/{device.zone}/_status/{device.dev_eui}", json.loads(status.model_dump_json())),
         "summary": (f"{prefix}/hai-chau/_summary", json.loads(summary.model_dump_json())),
+        "warning": (topic("hai-chau", prefix), _example_warning()),
     }
+
+
+def _example_warning() -> dict[str, Any]:
+    """An approved flood warning as the outbox queues it (operations.warnings.message), built by the same code."""
+    incident = IncidentFacts(id=42, zone_code="hai-chau", hazard="flood", hazard_vi="Ngập lụt", hazard_en="Flood",
+                             severity="major", state="new")
+    zones = [ZoneFacts("hai-chau", "Hải Châu", "district", None, "danger")]
+    info = default_info(incident, zones)
+    ring = ((108.206, 16.06), (108.2, 16.05), (108.232, 16.03), (108.226, 16.095), (108.206, 16.06))
+    alert = cap.Alert(identifier="vn.gov.danang.ioc.2026.w7", sender="ioc@danang.gov.vn", sent=_WHEN,
+                      msg_type="Alert", info=info, areas=(cap.Area("Hải Châu", (ring,), "hai-chau"),),
+                      incidents="incident-42")
+    xml = cap.to_xml(alert, ZoneInfo("Asia/Ho_Chi_Minh"))
+    return message(cap.summary(xml), xml, info).payload()
+
+
+def _warning_schemas() -> dict[str, Any]:
+    text = {"type": ["string", "null"]}
+    info = {
+        "type": "object",
+        "description": "One CAP <info> block: one in vi-VN, one in en-US.",
+        "required": ["language", "category", "event", "urgency", "severity", "certainty", "headline",
+                     "description", "instruction", "areas"],
+        "properties": {
+            "language": {"enum": ["vi-VN", "en-US"]},
+            "category": {"type": "array", "items": {"enum": list(cap.CATEGORIES)}},
+            "event": text,
+            "response_type": {"type": "array", "items": {"enum": list(cap.RESPONSE_TYPES)}},
+            "urgency": {"enum": list(cap.URGENCIES)},
+            "severity": {"enum": list(cap.SEVERITIES)},
+            "certainty": {"enum": list(cap.CERTAINTIES)},
+            "sender_name": text,
+            "headline": text,
+            "description": text,
+            "instruction": text,
+            "areas": {"type": "array", "items": {
+                "type": "object", "required": ["description", "zone"], "additionalProperties": False,
+                "properties": {"description": {**text, "description": "areaDesc: the zone's Vietnamese name"},
+                               "zone": {**text, "description": "the zone's code"}}}},
+        },
+        "additionalProperties": False,
+    }
+    warning = {
+        "type": "object",
+        "description": "A CAP 1.2 message in JSON; the polygons of its areas are in `data.cap_xml`.",
+        "required": ["identifier", "sender", "sent", "status", "msg_type", "scope", "references", "info"],
+        "properties": {
+            "identifier": {"type": "string"},
+            "sender": {"type": "string"},
+            "sent": {"type": "string", "description": "local time with its offset, e.g. 2026-03-14T16:26:53+07:00"},
+            "status": {"enum": ["Actual", "Exercise", "System", "Test", "Draft"]},
+            "msg_type": {"enum": list(cap.MSG_TYPES)},
+            "scope": {"const": "Public"},
+            "references": {"type": "array", "items": {"type": "string"},
+                           "description": "sender,identifier,sent of each earlier message an Update or Cancel "
+                                          "replaces"},
+            "incidents": text,
+            "info": {"type": "array", "items": {"$ref": _REF + "WarningInfo"}},
+        },
+        "additionalProperties": False,
+    }
+    outgoing = {
+        "type": "object",
+        "description": "An approved public warning as every channel gets it.",
+        "required": ["key", "event", "subject", "text", "body", "data"],
+        "properties": {
+            "key": {"type": "string", "pattern": "^warning:",
+                    "description": "warning:<CAP identifier>; a message delivered again after a crash has the "
+                                   "same key"},
+            "event": {"const": "warning"},
+            "subject": {"type": "string"},
+            "text": {"type": "string", "maxLength": 400, "description": "the short Vietnamese form (SMS, Zalo)"},
+            "body": {"type": "string", "description": "the long form, Vietnamese then English"},
+            "data": {
+                "type": "object", "required": ["warning", "cap_xml"],
+                "properties": {
+                    "warning": {"$ref": _REF + "Warning"},
+                    "cap_xml": {"type": "string", "contentMediaType": "application/cap+xml",
+                                "description": "the CAP 1.2 message as issued, with the area polygons"},
+                },
+            },
+        },
+    }
+    return {"WarningMessage": outgoing, "Warning": warning, "WarningInfo": info}
 
 
 def _model_schemas(*models: type[BaseModel]) -> dict[str, Any]:
@@ -120,7 +208,9 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
                 "stores is published, retained, as a SenML pack (RFC 8428) on "
                 f"`{prefix}/{{zone}}/{{kind}}/{{dev_eui}}`, so a new subscriber gets each device's latest reading "
                 "at once; device health changes go to `.../{zone}/_status/{dev_eui}` and zone summaries to "
-                "`.../{zone}/_summary`, both retained. Subscribe to `" + prefix + "/#` for everything, or narrow it "
+                "`.../{zone}/_summary`, both retained; public warnings (CAP 1.2), once a second operator approved "
+                "them, to `.../{zone}/_warning`, retained: the newest Alert, Update or Cancel of each ward and "
+                "district. Subscribe to `" + prefix + "/#` for everything, or narrow it "
                 "with wildcards (`" + prefix + "/+/water_level/#`). Devices their owners mark private, and devices "
                 "not in the registry, are never published. Credentials: `POST /api/v1/mqtt/credentials` of the "
                 "IOC API with a developer key. Generated by `ioc feed asyncapi`; do not edit."
@@ -172,11 +262,25 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
                 "parameters": {"zone": parameters["zone"]},
                 "messages": {"summary": {"$ref": "#/components/messages/summary"}},
             },
+            "warning": {
+                "address": f"{prefix}/{{zone}}/_warning",
+                "title": "Public warnings",
+                "description": "Public warnings (OASIS CAP 1.2) of the operations centre, published when a second "
+                               "operator approves them, on the topic of each ward they cover and of its "
+                               "district. Retained: the newest message per zone; an Update or Cancel replaces it "
+                               "and references the earlier message. The same messages are served without a key "
+                               "by the IOC API at `/api/v1/public/warnings` (JSON), "
+                               "`/api/v1/public/warnings.atom` (Atom) and "
+                               "`/api/v1/public/warnings/{identifier}.xml` (CAP XML).",
+                "parameters": {"zone": parameters["zone"]},
+                "messages": {"warning": {"$ref": "#/components/messages/warning"}},
+            },
         },
         "operations": {
             "publishReading": operation("reading", "reading", "A stored reading of a public device.", 0),
             "publishStatus": operation("status", "status", "A device's health changed.", 1),
             "publishSummary": operation("summary", "summary", "A zone's summary.", 1),
+            "publishWarning": operation("warning", "warning", "A public warning was approved.", 1),
         },
         "components": {
             "messages": {
@@ -186,8 +290,10 @@ def asyncapi_document(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
                                   "DeviceStatus"),
                 "summary": message("summary", "Zone summary", "A zone at a glance.", "application/json",
                                    "ZoneSummary"),
+                "warning": message("warning", "Public warning", "A CAP 1.2 warning, as JSON and as its XML.",
+                                   "application/json", "WarningMessage"),
             },
-            "schemas": {**senml_schemas(_REF), **_model_schemas(DeviceStatus, ZoneSummary)},
+            "schemas": {**senml_schemas(_REF), **_model_schemas(DeviceStatus, ZoneSummary), **_warning_schemas()},
             "securitySchemes": {
                 "developerAccount": {
                     "type": "userPassword",

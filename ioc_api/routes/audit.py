@@ -20,8 +20,9 @@ router = APIRouter(tags=["audit"])
 def get_audit(
     conn: Db,
     _admin: Annotated[Caller, Depends(require_role("admin"))],
-    entity: Literal["device", "user", "zone"] | None = None,
-    entity_id: Annotated[str | None, Query(max_length=100, description="DevEUI, user name or zone code")] = None,
+    entity: Literal["device", "user", "zone", "incident", "warning", "notification_routes"] | None = None,
+    entity_id: Annotated[str | None, Query(max_length=100,
+                                           description="DevEUI, user name, zone code or incident id")] = None,
     actor: Annotated[str | None, Query(max_length=64)] = None,
     since: datetime | None = None,
     before_id: Annotated[int | None, Query(ge=1, le=2**62, description="next_before_id of the previous page")] = None,

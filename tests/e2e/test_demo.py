@@ -1,5 +1,6 @@
 """``ioc demo`` as a newcomer runs it: a backfill, then real time; the banner, the key file, the brokers' doors,
-the API agreeing with the demo's table and with the data, a reused folder, and a quiet Ctrl-C."""
+the API agreeing with the demo's table and with the data, a reused folder, a quiet Ctrl-C, and the flood taking
+a ward of Hải Châu and a ward of another district to alert and then danger."""
 
 from __future__ import annotations
 
@@ -232,3 +233,66 @@ def test_a_second_run_reuses_the_folder_says_so_and_fresh_starts_empty(tmp_path:
         assert "the storage mode is now timescaledb" in third and "TimescaleDB: hypertables" in third
     fresh = run("--fresh", IOC_TIMESCALEDB="off")
     assert "new (a next run" in fresh and "backfilling the past 1.0 h" in fresh
+
+
+def test_the_flood_takes_a_ward_of_hai_chau_and_one_of_another_district_to_alert_then_danger(tmp_path: Path) -> None:
+    # The demo's moments shortened: alert about 30 s into real time, danger about 2 min (a level sensor in
+    # alarm reports every minute, so each change shows up to a minute later).
+    demo = Demo(tmp_path / "demo", "--devices", "100", "--backfill-hours", "0.5", "--flood-alert-after", "30",
+                "--flood-danger-after", "120", "--summary-every", "15")
+    try:
+        demo.wait_for("real time from here")
+        live = time.monotonic()
+        out = demo.out
+        dsn = _found(r"database\s+(postgresql://\S+)", out)
+        flood = re.findall(r"flood\s+ward .+? \(([a-z0-9-]+), district ([a-z-]+)\)", out)
+        assert len(flood) == 2 and flood[0][1] == "hai-chau" and flood[1][1] != "hai-chau", out
+        wards = [ward for ward, _ in flood]
+        # The banner says where operations are to be seen.
+        for route in ("/api/v1/zones/{code}/status", "/api/v1/incidents", "/api/v1/alarms",
+                      "/api/v1/public/warnings.atom"):
+            assert route in out
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            stored = dict(conn.execute("SELECT code, parent_code FROM zones WHERE level = 'ward' "
+                                       "AND valid_to IS NULL").fetchall())
+            assert len(stored) == 30 and all(stored[w] == d for w, d in flood)
+            # The stations' sensors stand in those wards: registered before or re-zoned by the import.
+            held = conn.execute(
+                """SELECT count(*) FROM alert_thresholds t JOIN devices d ON d.id = t.device_id
+                   JOIN zones z ON z.id = d.zone_id
+                   WHERE t.metric = 'water_level' AND t.watch_above < t.alert_above AND z.code = ANY(%s)""",
+                (wards,)).fetchone()
+            assert held is not None and held[0] >= 2
+
+        def changes() -> dict[str, list[tuple[str, float]]]:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                rows = conn.execute(
+                    """SELECT zone_code, to_status, extract(epoch FROM at)::float8 FROM zone_hazard_changes
+                       WHERE hazard = 'flood' AND zone_code = ANY(%s) ORDER BY id""", (wards,)).fetchall()
+            seen: dict[str, list[tuple[str, float]]] = {w: [] for w in wards}
+            for ward, status, at in rows:
+                seen[ward].append((status, at))
+            return seen
+
+        def alert_then_danger(seen: list[tuple[str, float]]) -> bool:
+            statuses = [s for s, _ in seen]
+            return "alert" in statuses and "danger" in statuses[statuses.index("alert"):]
+
+        wait_for(lambda: all(alert_then_danger(s) for s in changes().values()), timeout_s=420.0,
+                 what=lambda: f"alert then danger in {wards}: {changes()}", interval_s=2.0)
+        assert time.monotonic() - live < 400.0
+        for ward, seen in changes().items():
+            # Never danger before alert: the levels lie a reading's noise apart.
+            statuses = [s for s, _ in seen]
+            assert statuses.index("alert") < statuses.index("danger"), (ward, seen)
+        # Its district is the worst of its wards.
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            districts = dict(conn.execute("SELECT zone_code, status FROM zone_hazard_status WHERE hazard = 'flood' "
+                                          "AND zone_code = ANY(%s)", ([d for _, d in flood],)).fetchall())
+        assert set(districts.values()) == {"danger"}, districts
+        # The screen says it in words, Vietnamese and English.
+        demo.wait_for("NGUY HIỂM / danger  Ngập lụt / flood", timeout_s=60.0)
+        assert demo.ctrl_c() < 8.0 and demo.proc.returncode == 0, demo.err
+        assert not re.search(r"WARNING|ERROR|Traceback", demo.err), demo.err
+    finally:
+        demo.kill()

@@ -92,6 +92,36 @@ def _ingest(db_url: str, codecs: CodecLibrary) -> None:
         processor.close()
 
 
+def _operations(db_url: str) -> None:
+    """Incidents and alarms as the evaluator writes them (0016_operations.sql), a ward, and a zone's status, so the
+    operations routes are reached past their 404s: a flood in a Hải Châu ward with its alarm, a device incident
+    of the technician's zone, a city-wide pipeline incident, and the status history of the ward."""
+    now = datetime.now(UTC)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("""INSERT INTO zones (code, name, level, parent_code, boundary)
+                        VALUES ('thach-thang', 'Thạch Thang', 'ward', 'hai-chau', '{}') ON CONFLICT DO NOTHING""")
+        for zone, hazard, kind, owner in (("thach-thang", "flood", "flood", "hai-chau"),
+                                          ("hai-chau", "device", "device", "hai-chau"),
+                                          ("son-tra", "heavy_rain", "heavy_rain", "city"),
+                                          ("city", "pipeline", "pipeline", "city")):
+            row = conn.execute(
+                """INSERT INTO incidents (zone_code, hazard, kind, severity, title, owner, opened_at, updated_at)
+                   VALUES (%s, %s, %s, 'major', %s, %s, %s, %s) RETURNING id""",
+                (zone, hazard, kind, f"{hazard} in {zone}", owner, now, now)).fetchone()
+            assert row is not None
+            source = {"flood": "hazard", "device": "device_silent", "heavy_rain": "hazard",
+                      "pipeline": "dead_letters"}[hazard]
+            conn.execute(
+                """INSERT INTO alarms (source, subject, hazard, zone_code, severity, message, first_seen, last_seen,
+                                       incident_id) VALUES (%s, %s, %s, %s, 'major', 'seeded', %s, %s, %s)""",
+                (source, f"{zone}/{hazard}", hazard if source == "hazard" else None,
+                 None if zone == "city" else zone, now, now, row[0]))
+        conn.execute("""INSERT INTO zone_hazard_status (zone_code, hazard, status, since, evaluated_at, reason)
+                        VALUES ('thach-thang', 'flood', 'alert', %s, %s, 'seeded')""", (now, now))
+        conn.execute("""INSERT INTO zone_hazard_changes (zone_code, hazard, at, from_status, to_status, reason)
+                        VALUES ('thach-thang', 'flood', %s, 'normal', 'alert', 'seeded')""", (now,))
+
+
 def _known(db_url: str) -> dict[str, list[str]]:
     with psycopg.connect(db_url) as conn:
         def column(query: str) -> list[str]:
@@ -108,6 +138,10 @@ def _known(db_url: str) -> dict[str, list[str]]:
             "name": ["fuzz-tech", "nobody"],
             "entity_id": ["fuzz-tech", *DEVICES],
             "actor": ["fuzz-admin", "test"],
+            "incident_id": column("SELECT id::text FROM incidents ORDER BY id"),
+            "alarm_id": column("SELECT id::text FROM alarms ORDER BY id"),
+            "hazard": column("SELECT code FROM hazards ORDER BY code"),
+            "step": ["confirm", "close_roads", "check_health", "swim"],
             # Times whose UTC value, or default range, leaves Python's calendar, and ordinary ones.
             **{name: EDGE_TIMES for name in ("from", "to", "seen_after", "seen_before")},
         }
@@ -132,6 +166,7 @@ def fuzz(db_url: str) -> Iterator[Fuzz]:
             })
             assert response.status_code == 201, response.text
     _ingest(db_url, codecs)
+    _operations(db_url)
     # The ASGI transport starts the app's lifespan (the pool, the provisioner) on the first request and keeps it
     # for the whole run; it has to end here, before the database is dropped.
     try:
@@ -196,6 +231,9 @@ def _bodies(fuzz: Fuzz) -> dict[str, st.SearchStrategy[Any]]:
         "POST /api/v1/devices:import": st.builds(_csv, rows, columns),
         "PATCH /api/v1/devices/{dev_eui}": _record(fields, ()),
         "POST /api/v1/devices/{dev_eui}/claim": _record(fields, placement),
+        "POST /api/v1/incidents/{incident_id}/assign": _record(
+            {"assignee": st.sampled_from(["fuzz-admin", "fuzz-tech", "nobody"]) | st.none(),
+             "note": st.text(max_size=50)}, ("assignee",)),
     }
 
 

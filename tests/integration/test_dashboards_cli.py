@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from dashboards.alerts import RETIRED_RULES
 from device_simulators.events import StreamOptions, generate
 from device_simulators.fleet import build_fleet
 from gateways.mqtt import InboundMessage
@@ -39,7 +40,7 @@ def test_build_writes_the_files_and_check_finds_them_current(tmp_path: Path) -> 
     stale = _ioc("dashboards", "build", "--out", str(out), "--check")
     assert stale.returncode == 1 and "stale:" in stale.stdout
     done = _ioc("dashboards", "build", "--out", str(out))
-    assert done.returncode == 0 and "8 files" in done.stdout
+    assert done.returncode == 0 and "9 files" in done.stdout
     assert (out / "dashboards" / "ioc-city.json").exists()
     assert _ioc("dashboards", "build", "--out", str(out), "--check").returncode == 0
     bad = _ioc("dashboards", "build", "--out", str(out), "--timescaledb", "maybe")
@@ -52,22 +53,47 @@ def test_push_creates_then_reports_nothing_changed(db_url: str, pg_server: PgSer
         env = {"IOC_DATABASE_URL": db_url, "IOC_GRAFANA_URL": grafana.url, "IOC_GRAFANA_TOKEN": grafana.token}
         first = _ioc("dashboards", "push", env=env)
         assert first.returncode == 0, first.stderr
-        assert "8 created, 0 updated, 0 unchanged" in first.stdout
-        assert set(grafana.dashboards) == {"ioc-city", "ioc-zone", "ioc-device", "ioc-network", "ioc-pipeline"}
+        assert "9 created, 0 updated, 0 unchanged" in first.stdout
+        assert set(grafana.dashboards) == {"ioc-city", "ioc-incidents", "ioc-zone", "ioc-device", "ioc-network",
+                                           "ioc-pipeline"}
         source = grafana.datasources["ioc-postgres"]
         # auto: the datasource follows the storage mode the schema was installed in
         assert source["jsonData"]["timescaledb"] is (pg_server.mode == "timescaledb")
         assert grafana.secrets["ioc-postgres"] == {}
         writes = grafana.writes()
         second = _ioc("dashboards", "push", env=env)
-        assert second.returncode == 0 and "0 created, 0 updated, 8 unchanged" in second.stdout
+        assert second.returncode == 0 and "0 created, 0 updated, 9 unchanged" in second.stdout
         assert grafana.writes() == writes
         # Grafana reaches the database under its own read-only role, not the platform's.
         ro = {**env, "IOC_GRAFANA_DB_URL": "postgresql://grafana_ro:pw@db.internal:5432/ioc"}
         third = _ioc("dashboards", "push", env=ro)
-        assert "updated    datasource" in third.stdout and "1 updated, 7 unchanged" in third.stdout
+        assert "updated    datasource" in third.stdout and "1 updated, 8 unchanged" in third.stdout
         assert grafana.datasources["ioc-postgres"]["user"] == "grafana_ro"
         assert grafana.secrets["ioc-postgres"] == {"password": "pw"}
+
+
+def test_push_removes_the_rules_the_platform_replaced(db_url: str) -> None:
+    with GrafanaStandIn() as grafana:
+        env = {"IOC_DATABASE_URL": db_url, "IOC_GRAFANA_URL": grafana.url, "IOC_GRAFANA_TOKEN": grafana.token}
+        assert _ioc("dashboards", "push", env=env).returncode == 0
+        # A Grafana an earlier release pushed to: its group held the six rules now retired, and an operator had
+        # moved one of them into a group of its own.
+        group = grafana.rule_groups[("ioc", "IOC city")]
+        watchdog = group["rules"][0]
+        old = [{**watchdog, "uid": uid, "title": uid, "id": 1000 + i} for i, uid in enumerate(RETIRED_RULES)]
+        group["rules"] = old[:5]
+        grafana.rule_groups[("ioc", "old")] = {"title": "old", "folderUid": "ioc", "interval": 60,
+                                               "rules": [{**old[5], "ruleGroup": "old"}]}
+        again = _ioc("dashboards", "push", env=env)
+        assert again.returncode == 0, again.stderr
+        assert "0 created, 1 updated, 8 unchanged, 1 deleted" in again.stdout
+        assert f"deleted    alert_rule  {list(RETIRED_RULES)[5]}" in again.stdout
+        kept = [r["uid"] for group in grafana.rule_groups.values() for r in group["rules"]]
+        assert kept == ["ioc-evaluator-stalled", "ioc-notifications-stuck"]
+        writes = grafana.writes()
+        last = _ioc("dashboards", "push", env=env)
+        assert "0 created, 0 updated, 9 unchanged" in last.stdout and "deleted" not in last.stdout
+        assert grafana.writes() == writes
 
 
 def test_push_without_token_or_grafana_says_what_to_do(db_url: str) -> None:
@@ -83,7 +109,8 @@ def test_push_without_token_or_grafana_says_what_to_do(db_url: str) -> None:
 def test_check_runs_every_query_on_an_empty_database(db_url: str) -> None:
     done = _ioc("dashboards", "check", env={"IOC_DATABASE_URL": db_url})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr
-    assert "Uplinks per gateway" in done.stdout and "Dead letters rising" in done.stdout
+    assert "Uplinks per gateway" in done.stdout and "Notifications not delivered" in done.stdout
+    assert "annotation: Sự cố · Incidents" in done.stdout
 
 
 def _fill(db_url: str, district: str) -> str:
@@ -163,6 +190,23 @@ def test_thresholds_per_kind_and_device(db_url: str) -> None:
     assert rows == [("water_level", False, 1.2, 2.4), (None, True, 0.9, 1.6)]
     listed = _ioc("dashboards", "thresholds", "list", env=env)
     assert "Trạm Cẩm Lệ" in listed.stdout
+    watch = _ioc("dashboards", "thresholds", "set", "water_level", "--device", "a84041000181c061", "--watch", "0.5",
+                 "--alert", "0.9", "--danger", "1.6", env=env)
+    assert watch.returncode == 0 and "watch 0.5, alert 0.9, danger 1.6" in watch.stdout, watch.stderr
+    rain = _ioc("dashboards", "thresholds", "set", "rainfall_3h", "--kind", "rain_gauge", "--watch", "30", "--alert",
+                "60", "--danger", "120", env=env)
+    assert rain.returncode == 0, rain.stderr
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        levels = conn.execute("SELECT metric, watch_above, alert_above, danger_above FROM alert_thresholds "
+                              "WHERE device_id IS NOT NULL OR metric = 'rainfall_3h' ORDER BY metric").fetchall()
+    assert levels == [("rainfall_3h", 30, 60, 120), ("water_level", 0.5, 0.9, 1.6)]
+    assert "watch above" in _ioc("dashboards", "thresholds", "list", env=env).stdout
+    high = _ioc("dashboards", "thresholds", "set", "water_level", "--kind", "water_level", "--watch", "1.5",
+                "--alert", "1.2", env=env)
+    assert high.returncode == 2 and "--watch must be below --alert and --danger" in high.stderr
+    silent_watch = _ioc("dashboards", "thresholds", "set", "silence", "--kind", "waste_bin", "--alert", "600",
+                        "--watch", "300", env=env)
+    assert silent_watch.returncode == 2 and "silence takes --alert SECONDS" in silent_watch.stderr
     wrong = _ioc("dashboards", "thresholds", "set", "water_level", "--kind", "water_level", "--alert", "3",
                  "--danger", "2", env=env)
     assert wrong.returncode == 2 and "--danger must be at least --alert" in wrong.stderr

@@ -351,3 +351,78 @@ def test_only_the_gateway_imports_grafana_client() -> None:
         if importing.search(path.read_text(encoding="utf-8"))
     ]
     assert offenders == ["gateways/grafana.py"]
+
+
+# -- retired rules -----------------------------------------------------------------------------------------
+
+
+def test_retired_rules_are_deleted_wherever_grafana_keeps_them(
+    grafana: GrafanaStandIn, grafana_client: GrafanaClient
+) -> None:
+    # An earlier release: its group held a rule now retired, and an operator moved another into a group of its own.
+    old = make_bundle()
+    rule = old.rule_groups[0]["rules"][0]
+    old.rule_groups[0]["rules"].append({**copy.deepcopy(rule), "uid": "ioc-device-silent", "title": "Device silent"})
+    push(old, grafana_client)
+    moved = {**copy.deepcopy(rule), "uid": "ioc-gateway-offline", "title": "Gateway offline", "ruleGroup": "moved"}
+    grafana_client.put_rule_group(FOLDER, "moved", {"title": "moved", "interval": 60, "rules": [moved]})
+    new = changed(make_bundle(), lambda b: b.retired_rules.extend(
+        ["ioc-device-silent", "ioc-gateway-offline", "ioc-never-pushed"]))
+
+    report = push(new, grafana_client)
+
+    # The group's put drops the rule it no longer lists; the moved one is deleted by uid; one never pushed is
+    # not reported at all.
+    assert actions(report) == {
+        f"datasource:{DS}": "unchanged", f"folder:{FOLDER}": "unchanged", "dashboard:ioc-overview": "unchanged",
+        "dashboard:ioc-floods": "unchanged", f"rule_group:{FOLDER}/{GROUP}": "updated",
+        "alert_rule:ioc-gateway-offline": "deleted",
+    }
+    assert format_report(report).splitlines()[-1] == "0 created, 1 updated, 4 unchanged, 1 deleted"
+    assert [r["uid"] for r in grafana.rule_groups[(FOLDER, GROUP)]["rules"]] == ["ioc-flood-high"]
+    assert (FOLDER, "moved") not in grafana.rule_groups  # its only rule went, and the group with it
+    assert grafana_client.get_alert_rule("ioc-gateway-offline") is None
+    assert grafana_client.get_alert_rule("ioc-flood-high") is not None
+    grafana.calls.clear()
+
+    again = push(new, grafana_client)
+
+    assert set(actions(again).values()) == {"unchanged"} and grafana.writes() == 0
+    assert format_report(again).splitlines()[-1] == "0 created, 0 updated, 5 unchanged"
+
+
+def test_a_rule_both_kept_and_retired_is_refused(grafana_client: GrafanaClient) -> None:
+    bundle = changed(make_bundle(), lambda b: b.retired_rules.append("ioc-flood-high"))
+    with pytest.raises(ValueError, match=r"\['ioc-flood-high'\] are both retired and in a rule group"):
+        push(bundle, grafana_client)
+
+
+def test_a_file_provisioned_retired_rule_fails_that_rule_only(
+    grafana: GrafanaStandIn, grafana_client: GrafanaClient
+) -> None:
+    old = make_bundle()
+    rule = copy.deepcopy(old.rule_groups[0]["rules"][0])
+    push(old, grafana_client)
+    grafana_client.put_rule_group(FOLDER, "files", {"title": "files", "interval": 60,
+                                                    "rules": [{**rule, "uid": "ioc-old", "ruleGroup": "files"}]})
+    grafana.rule_groups[(FOLDER, "files")]["rules"][0]["provenance"] = "file"  # provisioned from a file
+    grafana.calls.clear()
+
+    report = push(changed(make_bundle(), lambda b: b.retired_rules.append("ioc-old")), grafana_client)
+
+    (failed,) = [item for item in report.items if item.action == "failed"]
+    assert (failed.kind, failed.uid) == ("alert_rule", "ioc-old") and "deleteRules" in failed.error
+    assert not report.ok and grafana_client.get_alert_rule("ioc-old") is not None
+    assert grafana.writes() == 0  # not even tried: Grafana would answer 409
+
+
+def test_the_standin_refuses_deleting_a_file_provisioned_rule_as_grafana_does(
+    grafana: GrafanaStandIn, grafana_client: GrafanaClient
+) -> None:
+    push(make_bundle(), grafana_client)
+    grafana.rule_groups[(FOLDER, GROUP)]["rules"][0]["provenance"] = "file"
+    with pytest.raises(GrafanaRefused, match="409: cannot delete with provided provenance 'api', needs 'file'"):
+        grafana_client.delete_alert_rule("ioc-flood-high")
+    grafana.rule_groups[(FOLDER, GROUP)]["rules"][0]["provenance"] = "api"
+    grafana_client.delete_alert_rule("ioc-flood-high")  # a rule the API made, deleted by the API: 204
+    assert grafana_client.get_alert_rule("ioc-flood-high") is None and (FOLDER, GROUP) not in grafana.rule_groups

@@ -38,8 +38,10 @@ SILENCED_FOR = timedelta(hours=8)
 
 
 class City:
-    def __init__(self, url: str, silenced: str, station: str, zone: str, alert_only: str) -> None:
+    def __init__(self, url: str, silenced: str, station: str, zone: str, alert_only: str,
+                 others: list[str]) -> None:
         self.url = url
+        self.others = others  # district codes other than the station's, by name
         self.silenced = silenced
         self.station = station
         self.zone = zone
@@ -112,6 +114,7 @@ def city(pg_server: Any, template_db: str) -> Iterator[City]:
         conn.execute("""INSERT INTO dead_letters (fingerprint, topic, payload, stage, reason)
                         SELECT md5('burst' || i)::uuid, 'application/x/device/y/event/up', '\\x00', 'parse',
                                'invalid JSON: burst' FROM generate_series(1, 40) i""")
+        others = _operations(conn, zone, station, silenced)
         if pg_server.mode == "timescaledb":
             # The scheduler may have refreshed the continuous aggregates while the batches were written; the
             # hours it materialised then miss the later rows until the next refresh (every 15 minutes in a
@@ -120,15 +123,78 @@ def city(pg_server: Any, template_db: str) -> Iterator[City]:
                                        "WHERE proc_name = 'policy_refresh_continuous_aggregate'").fetchall():
                 conn.execute("CALL run_job(%s)", (job,))
         conn.execute("VACUUM ANALYZE")
-    yield City(url, silenced, station, zone, alert_only)
+    yield City(url, silenced, station, zone, alert_only, others)
     with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _run(city: City, board: Board | None, case: QueryCase, span: str | None = None) -> list[QueryRun]:
+def _operations(conn: psycopg.Connection[Any], zone: str, station: str, silenced: str) -> list[str]:
+    """What the operations evaluator and the incident workflow would have written: statuses, four incidents
+    (new and escalated in the station's district, acknowledged, in progress, resolved), alarms and the outbox."""
+    others = [str(r[0]) for r in conn.execute(
+        "SELECT code FROM zones WHERE level = 'district' AND valid_to IS NULL AND code <> %s ORDER BY name",
+        (zone,)).fetchall()]
+    a, b, c, d = others[:4]  # others[4:] have no status row at all: never evaluated
+    conn.execute("""INSERT INTO zone_hazard_status (zone_code, hazard, status, since, evaluated_at, reason)
+                    VALUES (%(z)s, 'flood', 'danger', now() - interval '2 hours', now() - interval '10 minutes',
+                            'danger: 1 station'),
+                           (%(z)s, 'air_quality', 'normal', now() - interval '1 day', now() - interval '10 minutes',
+                            'normal: 2 stations'),
+                           (%(a)s, 'flood', 'unknown', now() - interval '3 hours', now() - interval '10 minutes',
+                            'none of its 2 station(s) reported in time'),
+                           (%(a)s, 'heavy_rain', 'normal', now() - interval '1 day', now() - interval '10 minutes',
+                            'normal: 1 station'),
+                           (%(b)s, 'flood', 'unknown', now() - interval '1 day', now() - interval '10 minutes',
+                            'no stations'),
+                           (%(c)s, 'flood', 'watch', now() - interval '1 hour', now() - interval '10 minutes',
+                            'watch: 1 station'),
+                           (%(c)s, 'air_quality', 'normal', now() - interval '1 day', now() - interval '10 minutes',
+                            'normal: 1 station'),
+                           (%(d)s, 'air_quality', 'normal', now() - interval '1 day', now() - interval '10 minutes',
+                            'normal: 1 station')""", {"z": zone, "a": a, "b": b, "c": c, "d": d})
+    rows = [  # zone, hazard, severity, state, opened, acknowledged, resolved, escalated (hours ago)
+        (zone, "flood", "critical", "new", 2.0, None, None, 1.9),
+        (a, "air_quality", "major", "acknowledged", 5.0, 5 - 1 / 6, None, None),
+        (c, "flood", "major", "in_progress", 3.0, 2.5, None, None),
+        (a, "heavy_rain", "minor", "resolved", 30.0, 30 - 1 / 6, 26.0, None),
+    ]
+    ids = []
+    for z, hazard, severity, state, *hours in rows:
+        ago = ["now() - make_interval(secs => %s * 3600)" if h is not None else "NULL" for h in hours]
+        row = conn.execute(
+            f"""INSERT INTO incidents (zone_code, hazard, kind, severity, state, title, owner, opened_at, updated_at,
+                                       acknowledged_at, resolved_at, escalated_at, escalation_level)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, {ago[0]}, now(), {ago[1]}, {ago[2]}, {ago[3]}, %s)
+                RETURNING id""",
+            (z, hazard, hazard, severity, state, f"{hazard} in {z}", "city" if hours[3] else z,
+             *[h for h in hours if h is not None], 1 if hours[3] else 0)).fetchone()
+        assert row is not None
+        ids.append(row[0])
+    conn.execute("""INSERT INTO alarms (source, subject, hazard, zone_code, device_eui, severity, state, message,
+                                        first_seen, last_seen, count, cleared_at, incident_id)
+                    VALUES ('hazard', %(z)s || ':flood:' || %(st)s, 'flood', %(z)s, %(st)s, 'critical', 'active',
+                            'water above danger', now() - interval '2 hours', now(), 24, NULL, %(i)s),
+                           ('device_silent', %(si)s, NULL, %(z)s, %(si)s, 'minor', 'active', 'silent',
+                            now() - interval '7 hours', now(), 80, NULL, NULL),
+                           ('gateway_offline', 'gw-1', NULL, NULL, NULL, 'major', 'active', 'offline',
+                            now() - interval '1 hour', now(), 12, NULL, NULL),
+                           ('dead_letters', 'parse', NULL, NULL, NULL, 'minor', 'cleared', 'rising',
+                            now() - interval '1 day', now() - interval '20 hours', 3, now() - interval '20 hours',
+                            NULL)""", {"z": zone, "st": station, "si": silenced, "i": ids[0]})
+    conn.execute("""INSERT INTO notification_outbox (idempotency_key, event, channel, address, payload, state,
+                                                     created_at, next_attempt_at, sent_at)
+                    VALUES ('k-stuck', 'escalated', 'email', 'ops@example.org', '{}', 'pending',
+                            now() - interval '20 minutes', now() - interval '10 minutes', NULL),
+                           ('k-sent', 'incident_new', 'webhook', 'http://127.0.0.1:9/hook', '{}', 'sent',
+                            now() - interval '2 hours', now() - interval '2 hours', now() - interval '2 hours')""")
+    return others
+
+
+def _run(city: City, board: Board | None, case: QueryCase, span: str | None = None,
+         choices: dict[str, str] | None = None) -> list[QueryRun]:
     time_range = parse_relative(span or case.time_from, datetime.now(UTC))
     with psycopg.connect(city.url, autocommit=True) as conn:
-        variables = sample_variables(conn, board, time_range, city.choices) if board else []
+        variables = sample_variables(conn, board, time_range, {**city.choices, **(choices or {})}) if board else []
         return run_case(conn, case, time_range, variables)
 
 
@@ -164,69 +230,23 @@ def test_query_runs_and_has_the_columns_its_panel_reads(city: City, board: Board
 
 
 def _rows(city: City, board_uid: str | None, panel: str, ref: str = "A",
-          span: str | None = None) -> list[dict[str, Any]]:
+          span: str | None = None, choices: dict[str, str] | None = None) -> list[dict[str, Any]]:
     for board, case in all_cases():
         if case.board == (board_uid or "alerts") and case.panel == panel and case.ref_id == ref:
             out = []
-            for run in _run(city, board, case, span):
+            for run in _run(city, board, case, span, choices):
                 out.extend(dict(zip(run.columns, row, strict=True)) for row in run.rows)
             return out
     raise AssertionError(f"no panel {panel!r}")
 
 
-def test_silent_device_is_red_on_the_city_board_and_alerted(city: City) -> None:
+def test_silent_device_is_red_on_the_city_board(city: City) -> None:
     silent = {r["dev_eui"]: r for r in _rows(city, "ioc-city", "Late and silent devices")}
     assert silent[city.silenced]["state"] == "silent"
     assert float(silent[city.silenced]["silent_hours"]) >= SILENCED_FOR.total_seconds() / 3600 - 0.5
     states = {r["dev_eui"]: r["state"]
               for r in _rows(city, "ioc-city", "Devices: state, and the latest ${kind:text} reading")}
     assert states[city.silenced] == "silent" and states[city.station] == "reporting"
-    alerted = {r["dev_eui"]: r for r in _rows(city, None, "Device silent")}
-    # water level: 300 s interval, silent at 6 intervals = 30 min; 8 hours is 16 times that.
-    assert alerted[city.silenced]["silence"] == pytest.approx(SILENCED_FOR.total_seconds() / 1800, rel=0.1)
-    assert alerted[city.silenced]["allowed_s"] == "1800"
-    assert city.station not in alerted
-
-
-def test_silence_allowed_per_device_overrides_the_intervals(city: City) -> None:
-    with psycopg.connect(city.url, autocommit=True) as conn:
-        conn.execute("""INSERT INTO alert_thresholds (metric, device_id, alert_above)
-                        SELECT 'silence', id, 86400 FROM devices WHERE dev_eui = %s""", (city.silenced,))
-        try:
-            alerted = {r["dev_eui"]: r for r in _rows(city, None, "Device silent")}
-        finally:
-            conn.execute("DELETE FROM alert_thresholds WHERE metric = 'silence'")
-    # Eight hours of a day allowed: a third of its allowance, so the rule (above 1) does not fire.
-    assert alerted[city.silenced]["allowed_s"] == "86400"
-    assert alerted[city.silenced]["silence"] == pytest.approx(SILENCED_FOR.total_seconds() / 86400, rel=0.1)
-    others = [r for eui, r in alerted.items() if eui != city.silenced]
-    assert all(r["allowed_s"] != "86400" for r in others)
-
-
-def test_water_alert_uses_the_station_threshold_before_the_kind_default(city: City) -> None:
-    alert = {r["dev_eui"]: r for r in _rows(city, None, "Water above alert level")}
-    danger = {r["dev_eui"]: r for r in _rows(city, None, "Water above danger level")}
-    assert alert[city.station]["threshold_m"] == "-4" and danger[city.station]["threshold_m"] == "29"
-    assert alert[city.station]["excess_m"] > 0 > danger[city.station]["excess_m"]
-    # The kind's levels (-5, -4.5: every station above them) for stations without their own row.
-    others = [r for eui, r in alert.items()
-              if eui not in (city.station, city.alert_only, city.silenced) and r["metric"] == "water_level"]
-    assert others and all(r["threshold_m"] == "-5" and r["excess_m"] > 0 for r in others)
-    assert all(danger[r["dev_eui"]]["threshold_m"] == "-4.5" for r in others)
-    # A station's own row counts as a whole: an alert level only means no danger rule, not its kind's.
-    assert alert[city.alert_only]["threshold_m"] == "-4" and city.alert_only not in danger
-    # The silenced station has no reading in its window (three intervals): the silence rule has it instead.
-    assert city.silenced not in alert
-
-
-def test_water_alert_reads_the_lower_of_the_two_newest_readings(city: City) -> None:
-    with psycopg.connect(city.url, autocommit=True) as conn:
-        rows = conn.execute("""SELECT m.value FROM measurements m JOIN devices d ON d.id = m.device_id
-                               JOIN metrics mt ON mt.id = m.metric_id
-                               WHERE d.dev_eui = %s AND mt.name = 'water_level' AND m.quality = 0
-                               ORDER BY m.time DESC LIMIT 2""", (city.station,)).fetchall()
-    alert = {r["dev_eui"]: r for r in _rows(city, None, "Water above alert level")}
-    assert alert[city.station]["excess_m"] == pytest.approx(min(r[0] for r in rows) + 4)
 
 
 def test_coverage_answers_from_raw_rows_and_from_the_rollup(city: City) -> None:
@@ -237,13 +257,9 @@ def test_coverage_answers_from_raw_rows_and_from_the_rollup(city: City) -> None:
     assert all(-140 <= float(r["rssi_avg"]) <= 0 for r in long.values())
 
 
-def test_gateway_offline_and_dead_letter_burst_fire(city: City) -> None:
-    gateways = _rows(city, None, "Gateway offline")
-    assert len(gateways) > 2 and sum(r["offline"] for r in gateways) == 2
+def test_offline_gateways_on_the_network_board(city: City) -> None:
     board = {r["gateway_eui"]: r["status"] for r in _rows(city, "ioc-network", "Gateways")}
     assert list(board.values()).count("offline") == 2 and next(iter(board.values())) == "offline"
-    dead = {r["stage"]: r["excess"] for r in _rows(city, None, "Dead letters rising")}
-    assert dead["parse"] > 0
 
 
 def test_zone_tiles_and_vietnamese_names(city: City) -> None:
@@ -283,3 +299,141 @@ def test_hourly_rollups_match_the_rows_they_summarise(city: City) -> None:
         hourly = conn.execute("""SELECT bucket, worker, uplinks, batches, round(seconds::numeric, 3)
                                  FROM rollup_ingest_hourly ORDER BY 1, 2""").fetchall()
         assert stats and hourly == stats
+
+
+def test_incidents_board_counts_open_incidents_by_state_severity_and_zone(city: City) -> None:
+    states = {r["state"]: r["incidents"] for r in _rows(city, "ioc-incidents",
+                                                         "Sự cố đang mở theo trạng thái · Open incidents by state")}
+    # The resolved one is not open.
+    assert states == {"mới · new": 1, "đã tiếp nhận · acknowledged": 1, "đang xử lý · in progress": 1}
+    severities = [(r["severity"], r["incidents"]) for r in _rows(
+        city, "ioc-incidents", "Sự cố đang mở theo mức độ · Open incidents by severity")]
+    assert severities == [("Khẩn cấp · Critical", 1), ("Nghiêm trọng · Major", 2), ("Nhẹ · Minor", 0),
+                          ("Thông tin · Info", 0)]
+    zones = _rows(city, "ioc-incidents", "Theo khu vực · By zone")
+    first = zones[0]  # the critical one first
+    assert first["zone_code"] == city.zone
+    assert (first["open"], first["unacknowledged"], first["worst_severity"], first["escalation_level"]) == (
+        1, 1, "critical", 1)
+    listed = _rows(city, "ioc-incidents", "Sự cố đang mở · Open incidents")
+    assert [r["severity"] for r in listed] == ["critical", "major", "major"]
+    assert listed[0]["active_alarms"] == 1 and listed[0]["owner"] == "city"
+    assert listed[1]["opened_at"] < listed[2]["opened_at"]  # the older of the two major ones first
+
+
+def test_incidents_board_response_times_and_escalations(city: City) -> None:
+    (times,) = _rows(city, "ioc-incidents", "Thời gian phản hồi (phút) · Response times (minutes)")
+    # Acknowledged after 10, 10 and 30 minutes (one never); resolved once, after four hours.
+    assert times["acknowledge median"] == pytest.approx(10, abs=0.1)
+    assert times["acknowledge p90"] == pytest.approx(26, abs=0.1)
+    assert times["resolve median"] == pytest.approx(240, abs=0.1)
+    assert times["resolve p90"] == pytest.approx(240, abs=0.1)
+    # Over the last day only the three newer incidents count: 10 and 30 minutes to acknowledge, none resolved.
+    (day,) = _rows(city, "ioc-incidents", "Thời gian phản hồi (phút) · Response times (minutes)", span="now-24h")
+    assert day["acknowledge median"] == pytest.approx(20, abs=0.1) and day["resolve median"] is None
+    by_severity = {r["severity"]: r for r in _rows(city, "ioc-incidents",
+                                                    "Phản hồi theo mức độ · Response by severity")}
+    critical = by_severity["Khẩn cấp · Critical"]
+    assert (critical["opened"], critical["acknowledged"], critical["escalated"]) == (1, 0, 1)
+    assert by_severity["Nhẹ · Minor"]["resolve_median_min"] == pytest.approx(240, abs=0.1)
+    opened: dict[str, int] = {}
+    for r in _rows(city, "ioc-incidents", "Sự cố mới · Incidents opened"):
+        opened[r["metric"]] = opened.get(r["metric"], 0) + r["opened"]
+    assert opened == {"critical": 1, "major": 2, "minor": 1}
+    (escalated,) = _rows(city, "ioc-incidents", "Chuyển cấp gần đây · Recent escalations")
+    assert escalated["zone_code"] == city.zone and float(escalated["after_min"]) == pytest.approx(6, abs=0.1)
+
+
+def test_incidents_board_shows_active_alarms_only(city: City) -> None:
+    by_source = {r["source"]: r["alarms"] for r in _rows(
+        city, "ioc-incidents", "Cảnh báo đang hoạt động theo nguồn · Active alarms by source")}
+    assert by_source == {"hazard": 1, "device_silent": 1, "device_flatline": 0, "device_out_of_range": 0,
+                         "gateway_offline": 1, "dead_letters": 0, "ingest_stalled": 0}
+    alarms = _rows(city, "ioc-incidents", "Cảnh báo đang hoạt động · Active alarms")
+    assert [r["source"] for r in alarms] == ["hazard", "gateway_offline", "device_silent"]  # by severity
+    assert alarms[0]["dev_eui"] == city.station and alarms[0]["incident_id"] is not None
+    not_normal = {(r["zone_code"], r["status"]) for r in _rows(city, "ioc-incidents",
+                                                               "Khu vực cần chú ý · Zones not normal")}
+    assert not_normal == {(city.zone, "danger"), (city.others[0], "unknown"), (city.others[2], "watch")}
+
+
+def test_city_map_colours_zones_by_worst_status_and_never_calls_the_unseen_normal(city: City) -> None:
+    on_map = {r["zone_code"]: r for r in _rows(city, "ioc-city", "Devices: state, and the latest ${kind:text} reading",
+                                               ref="C")}
+    table = {r["zone_code"]: r for r in _rows(city, "ioc-city", "Tình trạng khu vực · Zone status")}
+    a, b, c, d, *never = city.others
+    assert never, "some districts have no status row"
+    assert {z: r["status"] for z, r in on_map.items()} == {
+        city.zone: "danger", a: "unknown", b: "unknown", c: "watch", d: "normal", **{z: "unknown" for z in never}}
+    assert (on_map[b]["worst_hazard"], on_map[never[0]]["worst_hazard"]) == ("no stations", "not evaluated")
+    assert on_map[a]["reason"] == "none of its 2 station(s) reported in time"  # unknown beats normal
+    assert on_map[city.zone]["worst_hazard"] == "Ngập lụt · Flood" and "danger" in on_map[city.zone]["label"]
+    assert all(15.8 < float(r["latitude"]) < 16.3 and 107.8 < float(r["longitude"]) < 108.4 for r in on_map.values())
+    assert {z: r["status"] for z, r in table.items()} == {z: r["status"] for z, r in on_map.items()}
+    assert next(iter(table)) == city.zone  # the worst first
+
+
+def test_incident_annotations_on_the_zone_and_device_boards(city: City) -> None:
+    title = "annotation: Sự cố · Incidents"
+    zone = _rows(city, "ioc-zone", title, ref="Anno")
+    assert [r["tags"].split(",")[1] for r in zone] == ["opened", "escalated"]
+    assert all(r["text"].startswith("Sự cố #") and "critical" in r["tags"] for r in zone)
+    # Acknowledged, in progress and resolved incidents elsewhere: their own zones' boards, not this one.
+    other = _rows(city, "ioc-zone", title, ref="Anno", choices={"zone": city.others[0]})
+    assert sorted(r["tags"].split(",")[1] for r in other) == ["acknowledged", "acknowledged", "opened", "opened",
+                                                              "resolved"]
+    device = _rows(city, "ioc-device", title, ref="Anno")
+    assert [r["text"] for r in device] == [r["text"] for r in zone]
+    with psycopg.connect(city.url, autocommit=True) as conn:
+        row = conn.execute("""SELECT d.dev_eui FROM devices d JOIN zones z ON z.id = d.zone_id
+                              WHERE z.code = %s ORDER BY d.dev_eui LIMIT 1""", (city.others[3],)).fetchone()
+        assert row is not None
+        conn.execute("UPDATE alarms SET device_eui = %s WHERE source = 'hazard'", (row[0],))
+        try:
+            # A device elsewhere whose alarm joined the incident sees it too.
+            named = _rows(city, "ioc-device", title, ref="Anno", choices={"device": row[0]})
+        finally:
+            conn.execute("UPDATE alarms SET device_eui = %s WHERE source = 'hazard'", (city.station,))
+        alone = _rows(city, "ioc-device", title, ref="Anno", choices={"device": row[0]})
+    assert [r["text"] for r in named] == [r["text"] for r in zone] and alone == []
+
+
+def test_watchdog_rules_fire_on_a_stalled_evaluator_and_stuck_notifications(city: City) -> None:
+    (evaluator,) = _rows(city, None, "Operations evaluator stalled")
+    assert evaluator["behind_s"] == pytest.approx(600, abs=120)  # rows evaluated ten minutes ago: above 300
+    stuck = {r["channel"]: r["stuck"] for r in _rows(city, None, "Notifications not delivered")}
+    assert stuck == {"email": 1}
+    with psycopg.connect(city.url, autocommit=True) as conn:
+        conn.execute("UPDATE zone_hazard_status SET evaluated_at = now()")
+        try:
+            (fresh,) = _rows(city, None, "Operations evaluator stalled")
+        finally:
+            conn.execute("UPDATE zone_hazard_status SET evaluated_at = now() - interval '10 minutes'")
+    assert fresh["behind_s"] < 60
+
+
+def test_incidents_board_narrows_to_chosen_districts_and_keeps_city_wide_ones(city: City) -> None:
+    mine = {"district": city.zone}
+    listed = _rows(city, "ioc-incidents", "Sự cố đang mở · Open incidents", choices=mine)
+    assert [r["zone_code"] for r in listed] == [city.zone]
+    alarms = {r["source"]: r["alarms"] for r in _rows(
+        city, "ioc-incidents", "Cảnh báo đang hoạt động theo nguồn · Active alarms by source", choices=mine)}
+    # The gateway alarm has no zone: everyone's. The silent device's alarm is in the chosen district.
+    assert (alarms["hazard"], alarms["device_silent"], alarms["gateway_offline"]) == (1, 1, 1)
+    other = {"district": city.others[2]}
+    assert [r["zone_code"] for r in _rows(city, "ioc-incidents", "Sự cố đang mở · Open incidents",
+                                          choices=other)] == [city.others[2]]
+    other_alarms = {r["source"]: r["alarms"] for r in _rows(
+        city, "ioc-incidents", "Cảnh báo đang hoạt động theo nguồn · Active alarms by source", choices=other)}
+    assert (other_alarms["hazard"], other_alarms["device_silent"], other_alarms["gateway_offline"]) == (0, 0, 1)
+    (times,) = _rows(city, "ioc-incidents", "Thời gian phản hồi (phút) · Response times (minutes)", choices=other)
+    assert times["acknowledge median"] == pytest.approx(30, abs=0.1) and times["resolve median"] is None
+
+
+def test_zone_board_shows_each_hazard_status_and_unknown_where_not_evaluated(city: City) -> None:
+    title = "Tình trạng · Hazard status"
+    here = {r["hazard"]: r["status"] for r in _rows(city, "ioc-zone", title)}
+    assert here == {"Chất lượng không khí · Air quality": "normal", "Ngập lụt · Flood": "danger",
+                    "Mưa lớn · Heavy rain": "unknown"}
+    never = _rows(city, "ioc-zone", title, choices={"zone": city.others[4]})
+    assert {r["status"] for r in never} == {"unknown"} and {r["reason"] for r in never} == {"not evaluated"}

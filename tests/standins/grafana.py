@@ -8,7 +8,11 @@ found"; a rule group put into a missing folder is 400 "invalid alert rule: folde
 version is 412 "version-mismatch"; a duplicate datasource name or uid is 409; an alert query's model gains
 ``intervalMs``/``maxDataPoints`` defaults and ``for`` reads back in Prometheus form ("300s" → "5m"); a rule put
 without ``X-Disable-Provenance`` reads back with provenance "api". ``token`` acts as an Admin service account,
-``viewer_token`` as a Viewer (403 on writes). Requests are counted by "METHOD /path" so tests can assert writes.
+``viewer_token`` as a Viewer (403 on writes). A single rule is read and deleted by uid wherever it lives
+(``GET``/``DELETE /api/v1/provisioning/alert-rules/:uid``; delete answers 204 with no body, and the group goes
+with its last rule; a rule whose stored provenance differs from the request's, e.g. "file", is 409
+``alerting.provenanceMismatch``, as ``AlertRuleService.DeleteAlertRule`` answers). Requests are counted by
+"METHOD /path" so tests can assert writes.
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ class GrafanaStandIn:
             ("POST", re.compile(r"/api/dashboards/db"), self._dashboard_save),
             ("GET", re.compile(r"/api/v1/provisioning/folder/([^/]+)/rule-groups/([^/]+)"), self._group_get),
             ("PUT", re.compile(r"/api/v1/provisioning/folder/([^/]+)/rule-groups/([^/]+)"), self._group_put),
+            ("GET", re.compile(r"/api/v1/provisioning/alert-rules/([^/]+)"), self._rule_get),
+            ("DELETE", re.compile(r"/api/v1/provisioning/alert-rules/([^/]+)"), self._rule_delete),
         ]
 
     # -- lifecycle and levers --------------------------------------------------------------------------------
@@ -281,6 +287,37 @@ class GrafanaStandIn:
                                                  "rules": rules}
         return 200, {**body, "folderUid": folder_uid, "title": group}  # Grafana echoes the request
 
+    def _find_rule(self, uid: str) -> tuple[tuple[str, str], int] | None:
+        for key, stored in self.rule_groups.items():
+            for i, rule in enumerate(stored["rules"]):
+                if rule["uid"] == uid:
+                    return key, i
+        return None
+
+    def _rule_get(self, uid: str, body: Json, headers: Any) -> tuple[int, Json]:
+        found = self._find_rule(uid)
+        if found is None:
+            raise _Error(404, "Not found", messageId="alerting.alert-rule.notFound", statusCode=404)
+        key, i = found
+        return 200, copy.deepcopy(self.rule_groups[key]["rules"][i])
+
+    def _rule_delete(self, uid: str, body: Json, headers: Any) -> tuple[int, Json]:
+        # 204 whether or not the rule existed; a group lives only through its rules, so the last one takes it.
+        # AlertRuleService.DeleteAlertRule: the request's provenance ('api', or none with X-Disable-Provenance)
+        # must match the stored one unless that is none.
+        found = self._find_rule(uid)
+        if found is not None:
+            key, i = found
+            stored = self.rule_groups[key]["rules"][i].get("provenance", "")
+            provided = "" if "X-Disable-Provenance" in headers else "api"
+            if stored and stored != provided:
+                raise _Error(409, f"cannot delete with provided provenance '{provided}', needs '{stored}'",
+                             messageId="alerting.provenanceMismatch", statusCode=409)
+            del self.rule_groups[key]["rules"][i]
+            if not self.rule_groups[key]["rules"]:
+                del self.rule_groups[key]
+        return 204, {}
+
     def _rule(self, rule: Json, folder_uid: str, group: str, provenance: str, old: dict[str, Json]) -> Json:
         for key in ("title", "condition", "data", "noDataState", "execErrState"):
             if not rule.get(key):
@@ -347,7 +384,7 @@ def _handler_for(standin: GrafanaStandIn) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             status, answer = standin._serve(self.command, self.path, self.headers, body)
-            data = json.dumps(answer).encode()
+            data = b"" if status == 204 else json.dumps(answer).encode()  # No Content has no body
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

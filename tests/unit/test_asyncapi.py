@@ -32,7 +32,8 @@ def test_the_committed_document_is_current() -> None:
 
 def test_every_example_fits_its_schema_and_its_channel() -> None:
     document = asyncapi_document()
-    schemas = {"reading": "SenMLPack", "status": "DeviceStatus", "summary": "ZoneSummary"}
+    schemas = {"reading": "SenMLPack", "status": "DeviceStatus", "summary": "ZoneSummary",
+               "warning": "WarningMessage"}
     for name, (topic, payload) in example_payloads().items():
         validator = _validator(document, schemas[name])
         errors = [e.message for e in validator.iter_errors(payload)]
@@ -68,6 +69,19 @@ def test_status_and_summary_schemas_refuse_unknown_fields() -> None:
     assert not _validator(document, "DeviceStatus").is_valid(status)
     summary = dict(examples["summary"][1], devices_private=3)
     assert not _validator(document, "ZoneSummary").is_valid(summary)
+
+
+def test_the_warning_schema_refuses_what_cap_does_not_allow() -> None:
+    document = asyncapi_document()
+    payload = example_payloads()["warning"][1]
+    validator = _validator(document, "WarningMessage")
+    assert validator.is_valid(payload)
+    info = payload["data"]["warning"]["info"]
+    high = {**payload, "data": {**payload["data"], "warning": {
+        **payload["data"]["warning"], "info": [{**info[0], "severity": "High"}, *info[1:]]}}}
+    assert not validator.is_valid(high)
+    long_text = {**payload, "text": "x" * 401}
+    assert not validator.is_valid(long_text)
 
 
 def test_the_document_is_asyncapi_3_with_every_reference_resolving() -> None:

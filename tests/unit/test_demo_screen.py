@@ -1,8 +1,10 @@
-"""The demo's district table says in words how many stations are above their levels, and shows the newest level."""
+"""The demo's district table says in words how many stations are above their levels, and shows the newest level;
+the hazard status lines say each status in words."""
 
 from __future__ import annotations
 
-from ioc_cli.demo_screen import _Water
+from ioc_cli.demo_screen import STATUS_WORDS, _Water
+from operations.status import STATUSES
 
 
 def test_a_district_counts_its_stations_above_alert_and_danger_and_shows_the_highest_newest_level() -> None:
@@ -19,3 +21,12 @@ def test_a_district_counts_its_stations_above_alert_and_danger_and_shows_the_hig
     streets = _Water()
     streets.add(newest=0.31, value=0.30, alert=0.2, danger=None)  # a station with only an alert level
     assert streets.warnings() == "[yellow]1 alert[/]"
+
+
+def test_every_hazard_status_is_said_in_vietnamese_and_in_english_not_by_colour_alone() -> None:
+    assert set(STATUS_WORDS) == set(STATUSES)
+    words = {"normal": "bình thường", "watch": "theo dõi", "alert": "cảnh báo", "danger": "nguy hiểm",
+             "unknown": "không rõ"}
+    for status, shown in STATUS_WORDS.items():
+        plain = shown.split("]", 1)[1].rsplit("[", 1)[0]  # without the colour markup
+        assert plain.lower() == f"{words[status]} / {status}"
