@@ -16,7 +16,7 @@ from ioc_cli.environment import environment
 from ioc_cli.ingest import stop_on_signals
 from ioc_cli.logs import setup_logging
 from ioc_core.settings import DatabaseSettings, OperationsSettings, load
-from operations.evaluator import Change, evaluate
+from operations.evaluator import Change, Round, evaluate, evaluate_round
 from operations.runner import Pace, Runner
 
 __all__ = ["register"]
@@ -72,11 +72,11 @@ def register(app: typer.Typer) -> None:
         setup_logging("INFO")
         stop = threading.Event()
         stop_on_signals(stop)
-        runner = Runner(lambda: connect(dsn, autocommit=True, application_name="ioc-operations"), evaluate,
+        runner = Runner(lambda: connect(dsn, autocommit=True, application_name="ioc-operations"), evaluate_round,
                         lambda: datetime.now(UTC),
                         Pace(interval_s=settings.interval_s, min_gap_s=settings.min_gap_s,
                              retry_s=min(settings.interval_s, 1.0), busy_share=settings.busy_share),
-                        on_result=_log_changes)
+                        on_result=_log_round)
         runner.run(stop)
         c = runner.counts
         log.info("stopped: %d rounds (%.1f s in rounds), %d notifications, %d reconnects, active %d time(s)",
@@ -85,9 +85,21 @@ def register(app: typer.Typer) -> None:
     app.add_typer(ops, name="operations")
 
 
-def _log_changes(changes: list[Change], _at: datetime) -> None:
-    for change in changes:
+def _log_round(done: Round, _at: datetime) -> None:
+    """What a round of the service did, one line per event an operator may look for in the log."""
+    for change in done.changes:
         _log_change(change)
+    for alarm in done.alarms.opened:
+        log.info("alarm %d opened: %s %s (%s)", alarm.id, alarm.source, alarm.subject, alarm.severity)
+    for alarm in done.alarms.raised:
+        log.info("alarm %d raised to %s: %s %s", alarm.id, alarm.severity, alarm.source, alarm.subject)
+    for alarm in done.alarms.cleared:
+        log.info("alarm %d cleared: %s %s", alarm.id, alarm.source, alarm.subject)
+    for incident in done.incidents_opened:
+        log.info("incident %d opened (%s): %s", incident.id, incident.severity, incident.title)
+    for escalated in done.escalated:
+        log.info("incident %d escalated to level %d (was owned by %s)", escalated.incident_id, escalated.level,
+                 escalated.owner_before)
 
 
 def _log_change(change: Change) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -90,4 +91,7 @@ def test_the_service_wakes_on_the_ingests_notification(db_url: str) -> None:
                 proc.kill()
     assert first.returncode == 0 and second.returncode == 0, (first_err, second_err)
     assert "hai-chau flood: unknown -> alert" in first_err
+    # The round's alarms and incidents are in the service's log too.
+    assert re.search(r"alarm \d+ opened: hazard 00000000000000d1:water_level ", first_err), first_err
+    assert re.search(r"incident \d+ opened \(\w+\): ", first_err), first_err
     assert "active evaluator" in first_err and "active evaluator" not in second_err
