@@ -235,6 +235,9 @@ def latency(args: argparse.Namespace, pg: LocalPostgres, broker: LocalMosquitto,
         took = time.monotonic() - t0
         received = worker.stats.totals.received - received0
         cpu1, ev1 = cpu_seconds(pg, broker), evaluator.cpu_s()
+        # The status change and the station's alarm are committed by the same round, in one transaction.
+        alarms = conn.execute("SELECT count(*), coalesce(sum(count), 0), count(DISTINCT incident_id) FROM alarms "
+                              "WHERE source = 'hazard' AND device_eui = %s", (GAUGE,)).fetchone()
     stop_bg.set()
     background.join(60)
     evaluator.stop()
@@ -252,6 +255,9 @@ def latency(args: argparse.Namespace, pg: LocalPostgres, broker: LocalMosquitto,
     print("  CPU meanwhile (100% = one core): " + ", ".join(f"{k} {v:.0f}%" for k, v in cpu.items())
           + f", evaluator {(ev1 - ev0) / took * 100:.0f}%")
     print(f"  the evaluator since its start: {evaluator.last_counts()}")
+    if alarms is not None:
+        print(f"  the gauge's hazard alarms: {alarms[0]} row(s), seen {alarms[1]} times in all, in {alarms[2]} "
+              "incident(s)")
 
 
 def throughput(args: argparse.Namespace, pg: LocalPostgres, broker: LocalMosquitto, config: WorkerConfig,
