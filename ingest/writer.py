@@ -3,6 +3,9 @@
 Idempotency rests on ChirpStack's deduplication id: an uplink already stored is skipped together with its
 measurements, so a redelivered message (worker crash, broker restart) adds nothing. An uplink whose decode
 failed earlier is the one exception: storing it again after a codec fix fills in its measurements.
+
+A transaction that stored measurements also notifies ``ioc_readings`` (``gateways.wakeups``), so the hazard
+evaluator wakes up for them: one notification per commit, delivered only if the commit happens.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, NamedTuple
 from gateways.binary_copy import copy_new_rows, copy_rows
 from gateways.database import Connection
 from gateways.migrations import Mode
+from gateways.wakeups import READINGS, notify
 from ingest.dead_letters import write_dead_letters
 from ingest.pipeline import Batch
 from ingest.rows import (
@@ -140,6 +144,9 @@ def _write(conn: Connection, batch: Batch, mode: Mode) -> WriteResult:
             _copy(conn, MEASUREMENT, measurements)
         _touch_gateways(conn, batch.gateways_seen)
         dead = write_dead_letters(conn, batch.dead_letters)
+        if measurements:
+            # Wakes the hazard evaluator (``ioc operations run``); sent by PostgreSQL on commit only, once.
+            notify(conn, READINGS)
     return WriteResult(
         uplinks=len(inserted),
         duplicates=len(rows.uplinks) - len(inserted),

@@ -11,12 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateways.database import DatabaseUnavailable, close_quietly, connect
+from gateways.database import connect
 from ioc_cli.environment import environment
 from ioc_cli.ingest import stop_on_signals
 from ioc_cli.logs import setup_logging
 from ioc_core.settings import DatabaseSettings, OperationsSettings, load
-from operations.evaluator import Change, evaluate
+from operations.evaluator import Change, Round, evaluate, evaluate_round
+from operations.runner import Pace, Runner
 
 __all__ = ["register"]
 
@@ -62,29 +63,43 @@ def register(app: typer.Typer) -> None:
 
     @ops.command("run", epilog=environment(DatabaseSettings, OperationsSettings))
     def run_cmd() -> None:
-        """Evaluate every IOC_OPERATIONS_INTERVAL_S seconds until SIGTERM or Ctrl-C. Any number may run: one round
-        runs at a time (an advisory lock); after a restart the first round catches up from the stored readings."""
+        """Evaluate soon after the ingest stores readings (it notifies ioc_readings on commit; at most one round
+        per IOC_OPERATIONS_MIN_GAP_S) and every IOC_OPERATIONS_INTERVAL_S seconds anyway, until SIGTERM or
+        Ctrl-C. Any number may run: one is active, the others stand by and take over when it stops; a round
+        catches up from the stored readings after a start or an outage."""
         settings = load(OperationsSettings)
         dsn = load(DatabaseSettings).dsn
         setup_logging("INFO")
         stop = threading.Event()
         stop_on_signals(stop)
-        conn = None
-        while not stop.is_set():
-            try:
-                if conn is None:
-                    conn = connect(dsn, autocommit=True, application_name="ioc-operations")
-                changes = evaluate(conn, datetime.now(UTC))
-                for change in changes or []:
-                    _log_change(change)
-            except DatabaseUnavailable as err:
-                log.warning("%s; retrying in %g s", err, settings.interval_s)
-                close_quietly(conn)
-                conn = None
-            stop.wait(settings.interval_s)
-        close_quietly(conn)
+        runner = Runner(lambda: connect(dsn, autocommit=True, application_name="ioc-operations"), evaluate_round,
+                        lambda: datetime.now(UTC),
+                        Pace(interval_s=settings.interval_s, min_gap_s=settings.min_gap_s,
+                             retry_s=min(settings.interval_s, 1.0), busy_share=settings.busy_share),
+                        on_result=_log_round)
+        runner.run(stop)
+        c = runner.counts
+        log.info("stopped: %d rounds (%.1f s in rounds), %d notifications, %d reconnects, active %d time(s)",
+                 c.rounds, c.busy_s, c.notifications, c.failures, c.activations)
 
     app.add_typer(ops, name="operations")
+
+
+def _log_round(done: Round, _at: datetime) -> None:
+    """What a round of the service did, one line per event an operator may look for in the log."""
+    for change in done.changes:
+        _log_change(change)
+    for alarm in done.alarms.opened:
+        log.info("alarm %d opened: %s %s (%s)", alarm.id, alarm.source, alarm.subject, alarm.severity)
+    for alarm in done.alarms.raised:
+        log.info("alarm %d raised to %s: %s %s", alarm.id, alarm.severity, alarm.source, alarm.subject)
+    for alarm in done.alarms.cleared:
+        log.info("alarm %d cleared: %s %s", alarm.id, alarm.source, alarm.subject)
+    for incident in done.incidents_opened:
+        log.info("incident %d opened (%s): %s", incident.id, incident.severity, incident.title)
+    for escalated in done.escalated:
+        log.info("incident %d escalated to level %d (was owned by %s)", escalated.incident_id, escalated.level,
+                 escalated.owner_before)
 
 
 def _log_change(change: Change) -> None:

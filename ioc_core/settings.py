@@ -578,7 +578,16 @@ class OperationsSettings(_Base):
     model_config = SettingsConfigDict(env_prefix="IOC_OPERATIONS_", extra="forbid")
 
     interval_s: float = Field(default=5.0, gt=0, le=3600,
-                              description="seconds between evaluation rounds (IOC_OPERATIONS_INTERVAL_S)")
+                              description="seconds between evaluation rounds when no readings arrive, to catch "
+                                          "silent stations (IOC_OPERATIONS_INTERVAL_S)")
+    min_gap_s: float = Field(default=0.25, ge=0, le=60,
+                             description="at least this many seconds between rounds woken by new readings, so a "
+                                         "burst of commits costs one round (IOC_OPERATIONS_MIN_GAP_S)")
+    busy_share: float = Field(default=0.15, gt=0, le=1,
+                              description="rounds woken by new readings take at most this share of the time: a "
+                                          "round of d seconds holds the next one back d / share; lower spares the "
+                                          "database while a backlog drains, higher reacts sooner "
+                                          "(IOC_OPERATIONS_BUSY_SHARE)")
 
 
 class SopSettings(_Base):
