@@ -19,7 +19,7 @@ from typing import Final
 from device_simulators.fleet import Device, Fleet
 from device_simulators.flood_timing import StageLevels, stage_levels
 from device_simulators.scenarios import Scenario
-from gateways.database import Connection, DatabaseUnavailable, connect
+from gateways.database import Connection, connect
 from ioc_core.zones import Zone, parse_geojson, zone_at
 
 __all__ = [
@@ -128,34 +128,24 @@ def set_flood_levels(conn: Connection, stations: Sequence[FloodStation]) -> None
 
 
 def run_hazard_evaluator(dsn: str, stop: threading.Event, every_s: float = EVALUATE_EVERY_S) -> threading.Thread:
-    """A thread evaluating every zone's hazard status every ``every_s`` seconds until ``stop`` is set.
+    """A thread running the platform's evaluator service (operations/runner.py, as ``ioc operations run``) until
+    ``stop`` is set: a round soon after each ingest commit that stored readings, and every ``every_s`` seconds."""
+    from operations.evaluator import Round, evaluate_round
+    from operations.runner import Pace, Runner
 
-    Its own small function, so the demo can start the platform's runner instead once there is one.
-    """
-    from operations.evaluator import evaluate
+    def report(result: Round, at: datetime) -> None:
+        for c in result.changes:
+            if c.after != "unknown" or c.before not in (None, "unknown"):
+                log.info("hazard status: %s %s %s -> %s (%s)", c.zone, c.hazard, c.before, c.after, c.reason)
+
+    runner = Runner(lambda: connect(dsn, autocommit=True, application_name="ioc-demo-hazards"), evaluate_round,
+                    lambda: datetime.now(UTC), Pace(interval_s=every_s), on_result=report)
 
     def loop() -> None:
-        conn: Connection | None = None
-        while not stop.is_set():
-            try:
-                if conn is None:
-                    conn = connect(dsn, autocommit=True, application_name="ioc-demo-hazards")
-                changes = evaluate(conn, datetime.now(UTC))  # the loop is the clock; evaluate takes the time
-                for c in changes or ():
-                    if c.after != "unknown" or c.before not in (None, "unknown"):
-                        log.info("hazard status: %s %s %s -> %s (%s)", c.zone, c.hazard, c.before, c.after,
-                                 c.reason)
-            except Exception as err:  # the demo goes on; the next round starts on a new connection
-                if isinstance(err, DatabaseUnavailable):  # the database restarting or stopping
-                    log.info("hazard status round skipped: %s", err)
-                else:
-                    log.exception("hazard status round failed")
-                if conn is not None:
-                    conn.close()
-                    conn = None
-            stop.wait(every_s)
-        if conn is not None:
-            conn.close()
+        try:
+            runner.run(stop)  # database outages are waited out inside
+        except Exception:  # the demo goes on without live status, and says why
+            log.exception("the hazard evaluator stopped")
 
     thread = threading.Thread(target=loop, name="hazard-status", daemon=True)
     thread.start()
