@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from operations.status import Thresholds
+from operations.status import HOLD_MARGIN, Thresholds
 
 __all__ = [
     "CLEAR_AFTER_S",
@@ -67,8 +67,9 @@ SEVERITIES: tuple[Severity, ...] = ("info", "minor", "major", "critical")  # ala
 # than a reading's jitter, short enough that a real end is seen within minutes.
 CLEAR_AFTER_S = 300
 # A hazard alarm holds until the value falls below its alert level by this fraction of the level (5 %: 7.5 cm
-# at a 1.5 m alert level), so a river wavering around the level raises one alarm, not one every round.
-HAZARD_MARGIN = 0.05
+# at a 1.5 m alert level), so a river wavering around the level raises one alarm, not one every round. The same
+# margin holds a station's level in the status (operations/status.py), so status and alarm fall together.
+HAZARD_MARGIN = HOLD_MARGIN
 
 
 def as_severity(value: str) -> Severity:

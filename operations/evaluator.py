@@ -28,7 +28,7 @@ from operations.alarms import CLEAR_AFTER_S, Observation, hazard_conditions, pla
 from operations.escalation import Escalated, escalate
 from operations.incidents import Opened, attach
 from operations.readings import Station, ZoneRef, stations, zones
-from operations.status import Evidence, Status, ZoneStatus, district_status, zone_status
+from operations.status import LEVELS, Evidence, Level, Status, ZoneStatus, district_status, zone_status
 
 __all__ = ["LOCK_KEY", "Change", "Round", "compute", "evaluate", "evaluate_round"]
 
@@ -90,11 +90,26 @@ def evaluate_round(conn: Connection, at: datetime, *, clear_after_s: float = CLE
         locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,)).fetchone()
         if not locked or not locked[0]:
             return None
-        evidence = stations(conn, at)
+        evidence = stations(conn, at, _previous_levels(conn))
         changes = _statuses(conn, at, evidence)
         applied = _alarms(conn, at, evidence, clear_after_s)
         opened = attach(conn, applied, at)
         return Round(changes, applied, opened, escalate(conn, at))
+
+
+def _previous_levels(conn: Connection) -> dict[tuple[str, str], Level]:
+    """Each station's level in the stored status evidence (the last round's), for the hysteresis."""
+    out: dict[tuple[str, str], Level] = {}
+    for eui, metric, level in conn.execute(
+            """SELECT DISTINCT e->>'dev_eui', e->>'metric', e->>'level'
+               FROM zone_hazard_status s, jsonb_array_elements(s.evidence) e
+               WHERE e->>'level' IS NOT NULL"""):
+        if level not in LEVELS:
+            continue
+        known, key = LEVELS[LEVELS.index(level)], (str(eui), str(metric))
+        if key not in out or LEVELS.index(known) > LEVELS.index(out[key]):
+            out[key] = known  # a station shown in its ward's and its district's evidence
+    return out
 
 
 def _alarms(conn: Connection, at: datetime, evidence: list[Station], clear_after_s: float) -> Applied:

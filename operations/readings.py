@@ -8,6 +8,7 @@ aggregate of good-quality readings within the window before ``at``; it is fresh 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -66,8 +67,10 @@ ORDER BY c.hazard, c.zone_code, c.dev_eui, c.threshold_metric
 """
 
 
-def stations(conn: Connection, at: datetime) -> list[Station]:
-    """Every station's evidence for every hazard measure at ``at``."""
+def stations(conn: Connection, at: datetime,
+             previous: Mapping[tuple[str, str], Level] | None = None) -> list[Station]:
+    """Every station's evidence for every hazard measure at ``at``; ``previous`` holds each station's level of
+    the last round by (dev_eui, threshold metric), for the hysteresis of ``level_of``."""
     out = []
     for hazard, metric, eui, zone, value, observed_at, health, watch, alert, danger in conn.execute(
         _STATIONS, {"at": at}
@@ -82,7 +85,7 @@ def stations(conn: Connection, at: datetime) -> list[Station]:
         elif value is None:
             note = "no reading in the window"
         else:
-            level = level_of(float(value), thresholds)
+            level = level_of(float(value), thresholds, (previous or {}).get((eui, metric)))
         out.append(Station(hazard, Evidence(eui, zone, metric, None if value is None else float(value),
                                             observed_at, level, note), thresholds))
     return out

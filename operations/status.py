@@ -12,6 +12,11 @@ A ward's status for a hazard is the worst level of its fresh stations; with stat
 
     danger > alert > watch > unknown > normal
 
+A station's level rises at once but falls only once its value is below the level it had by ``HOLD_MARGIN`` of
+that level (hysteresis): a river wavering at its alert level stays at alert instead of flapping between watch
+and alert every round, and so do its ward, its district and what follows from them (alarms, incidents, the
+history of changes).
+
 A zone without any station for a hazard is ``unknown`` too, with the reason "no stations", but it does not make
 its district unknown: most wards will never have, say, an air-quality station.
 """
@@ -24,6 +29,7 @@ from datetime import datetime
 from typing import Literal
 
 __all__ = [
+    "HOLD_MARGIN",
     "LEVELS",
     "STATUSES",
     "Evidence",
@@ -43,6 +49,10 @@ Status = Literal["normal", "watch", "alert", "danger", "unknown"]
 LEVELS: tuple[Level, ...] = ("normal", "watch", "alert", "danger")
 STATUSES: tuple[Status, ...] = ("normal", "watch", "alert", "danger", "unknown")
 
+# A level held while the value stays within this fraction below its threshold (5 %: 7.5 cm at a 1.5 m alert level;
+# bigger than a gauge's noise, smaller than a change that matters).
+HOLD_MARGIN = 0.05
+
 # Precedence when combining: a warning anywhere beats not knowing, not knowing beats "normal".
 _RANK: dict[Status, int] = {"normal": 0, "unknown": 1, "watch": 2, "alert": 3, "danger": 4}
 
@@ -61,8 +71,23 @@ class Thresholds:
             raise ValueError(f"levels must rise from watch to danger: {self.watch}, {self.alert}, {self.danger}")
 
 
-def level_of(value: float, thresholds: Thresholds) -> Level:
-    """The level ``value`` reaches: above danger is danger, above alert is alert, above watch is watch."""
+def level_of(value: float, thresholds: Thresholds, previous: Level | None = None,
+             margin: float = HOLD_MARGIN) -> Level:
+    """The level ``value`` reaches: above danger is danger, above alert is alert, above watch is watch.
+
+    With the station's ``previous`` level, a fall is held: the highest level at most ``previous`` whose threshold
+    the value is still within ``margin`` (a fraction of the threshold) below."""
+    reached = _reached(value, thresholds)
+    if previous is None or LEVELS.index(reached) >= LEVELS.index(previous):
+        return reached
+    for level in reversed(LEVELS[LEVELS.index(reached) + 1:LEVELS.index(previous) + 1]):
+        threshold = getattr(thresholds, level)
+        if threshold is not None and value > threshold - margin * abs(threshold):
+            return level
+    return reached
+
+
+def _reached(value: float, thresholds: Thresholds) -> Level:
     if thresholds.danger is not None and value > thresholds.danger:
         return "danger"
     if thresholds.alert is not None and value > thresholds.alert:

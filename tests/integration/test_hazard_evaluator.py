@@ -127,3 +127,20 @@ def test_rounds_do_not_interleave(db_url: str, city: dict[str, int]) -> None:
         assert other.execute("SELECT count(*) FROM zone_hazard_status").fetchone()[0] == 0
         holder.rollback()
         assert evaluate(other, NOW)  # the lock is free again
+
+
+def test_a_level_wavering_at_a_threshold_changes_the_status_once(db_url: str, city: dict[str, int]) -> None:
+    gauge = city["00000000000000b1"]  # ward B's only flood station; alert above 1.5 m
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rounds = []
+        for step, value in enumerate((1.6, 1.46, 1.55, 1.44, 1.40)):
+            at = NOW + timedelta(seconds=10 * step)
+            insert_measurement(conn, gauge, "water_level", value, at - timedelta(seconds=1))
+            evaluate(conn, at)
+            rounds.append(_statuses(conn)[("hc-ward-b", "flood")])
+        history = conn.execute(
+            "SELECT from_status, to_status FROM zone_hazard_changes WHERE zone_code = 'hc-ward-b' "
+            "AND hazard = 'flood' ORDER BY id").fetchall()
+    # 1.46 and 1.44 are within 5 % below 1.5 m: held at alert; 1.40 is past the margin.
+    assert rounds == ["alert", "alert", "alert", "alert", "watch"]
+    assert history == [(None, "alert"), ("alert", "watch")]

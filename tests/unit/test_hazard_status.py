@@ -39,6 +39,30 @@ def test_missing_levels_are_skipped() -> None:
     assert level_of(1e9, Thresholds()) == "normal"
 
 
+@pytest.mark.parametrize(("value", "previous", "level"), [
+    (1.46, "alert", "alert"),     # within 5 % below alert (1.425 m): held
+    (1.42, "alert", "watch"),     # below the margin: falls
+    (2.40, "danger", "danger"),   # within 5 % below danger (2.375 m)
+    (2.30, "danger", "alert"),    # below danger's margin, still above alert: alert
+    (1.44, "danger", "alert"),    # below danger's margin, within alert's: held at alert, not dropped to watch
+    (0.5, "danger", "normal"),    # far below everything
+    (0.96, "watch", "watch"),     # within 5 % below watch
+    (2.6, "watch", "danger"),     # rising is never held back
+    (1.46, None, "watch"),        # no previous level: the plain rule
+])
+def test_a_level_falls_only_past_a_margin(value: float, previous: Level | None, level: Level) -> None:
+    assert level_of(value, WATER, previous) == level
+
+
+def test_a_level_wavering_at_its_threshold_does_not_flap() -> None:
+    levels: list[Level] = []
+    previous: Level | None = None
+    for value in (1.49, 1.52, 1.49, 1.53, 1.48, 1.51, 1.47, 1.40):  # noise of a few cm around alert
+        previous = level_of(value, WATER, previous)
+        levels.append(previous)
+    assert levels == ["watch", "alert", "alert", "alert", "alert", "alert", "alert", "watch"]
+
+
 def test_levels_must_rise() -> None:
     with pytest.raises(ValueError, match="rise"):
         Thresholds(watch=2.0, alert=1.0)
