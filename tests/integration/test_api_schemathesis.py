@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -34,9 +35,10 @@ from ingest.codecs.library import CodecLibrary
 from ingest.processor import BatchProcessor
 from ingest.registry import seed_zones
 from ioc_api.queries.users import create_user
+from ioc_api.queries.warnings import Issuer, approve, draft_for_incident
 from ioc_core.catalogue import DeviceCatalogue
 from ioc_core.kinds import KINDS
-from ioc_core.settings import ApiSettings, OpenDataSettings
+from ioc_core.settings import ApiSettings, CapSettings, OpenDataSettings
 from ioc_core.zones import load_default_zones
 from tests.api_support import app_for, raw_request
 from tests.events import malformed, uplink
@@ -116,6 +118,13 @@ def _operations(db_url: str) -> None:
                                        incident_id) VALUES (%s, %s, %s, %s, 'major', 'seeded', %s, %s, %s)""",
                 (source, f"{zone}/{hazard}", hazard if source == "hazard" else None,
                  None if zone == "city" else zone, now, now, row[0]))
+        # An issued warning and a draft, so the warning routes and the public feeds are reached past their 404s.
+        issuer = Issuer(CapSettings(), ZoneInfo("Asia/Ho_Chi_Minh"))
+        rain = conn.execute("SELECT id FROM incidents WHERE hazard = 'heavy_rain'").fetchone()
+        assert rain is not None
+        issued = draft_for_incident(conn, issuer, rain[0], actor="seed-a", scope=None, at=now, zones=["son-tra"])
+        approve(conn, issuer, issued.id, actor="seed-b", scope=None, at=now)
+        draft_for_incident(conn, issuer, rain[0], actor="seed-a", scope=None, at=now, zones=["son-tra"])
         conn.execute("""INSERT INTO zone_hazard_status (zone_code, hazard, status, since, evaluated_at, reason)
                         VALUES ('thach-thang', 'flood', 'alert', %s, %s, 'seeded')""", (now, now))
         conn.execute("""INSERT INTO zone_hazard_changes (zone_code, hazard, at, from_status, to_status, reason)
@@ -141,6 +150,8 @@ def _known(db_url: str) -> dict[str, list[str]]:
             "incident_id": column("SELECT id::text FROM incidents ORDER BY id"),
             "alarm_id": column("SELECT id::text FROM alarms ORDER BY id"),
             "hazard": column("SELECT code FROM hazards ORDER BY code"),
+            "warning_id": column("SELECT id::text FROM warnings ORDER BY id"),
+            "identifier": column("SELECT identifier FROM warnings ORDER BY id"),
             "step": ["confirm", "close_roads", "check_health", "swim"],
             # Times whose UTC value, or default range, leaves Python's calendar, and ordinary ones.
             **{name: EDGE_TIMES for name in ("from", "to", "seen_after", "seen_before")},
