@@ -26,6 +26,15 @@ LAST = NOW - timedelta(minutes=2)
 """a1's last frame; it reports every 10 minutes, so any 30-minute window holds exactly 3 of its frames."""
 
 
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """NOW as each test starts: the API counts against the server's clock ("the last hour"), and in a long run a
+    time taken at import is minutes old by the time these tests run, pushing the oldest frames out of windows."""
+    global NOW, LAST
+    NOW = datetime.now(UTC).replace(microsecond=0)
+    LAST = NOW - timedelta(minutes=2)
+
+
 @pytest.fixture
 def fleet(api_client: TestClient, admin: dict[str, str], db_url: str) -> dict[str, Any]:
     """Three sensors in Hải Châu (one silent, one never seen) and one in Sơn Trà, with 3 days of frames."""

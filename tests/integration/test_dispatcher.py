@@ -203,6 +203,7 @@ def test_two_dispatchers_never_send_one_row_at_once(db_url: str, conn: Connectio
 def _env(db_url: str, **extra: str) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
     return {**base, "PYTHONPATH": str(REPO), "IOC_DATABASE_URL": db_url, "IOC_NOTIFY_WEBHOOK_SECRET": SECRET,
+            "IOC_NOTIFY_WEBHOOK_ALLOW_PRIVATE": "true",
             "IOC_NOTIFY_MQTT": "false", **extra}
 
 

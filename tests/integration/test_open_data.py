@@ -38,6 +38,16 @@ FRAMES = 96
 """Frames per device, every 15 minutes: 24 hours ending at LAST."""
 SPAN = {"from": (LAST - timedelta(days=2)).isoformat(), "to": (NOW + timedelta(hours=1)).isoformat()}
 
+
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """NOW as each test starts: exports default to windows ending at the server's clock, and in a long run a time
+    taken at import is minutes old by the time these tests run, pushing the oldest frames out of them."""
+    global NOW, LAST, SPAN
+    NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+    LAST = NOW - timedelta(minutes=3)
+    SPAN = {"from": (LAST - timedelta(days=2)).isoformat(), "to": (NOW + timedelta(hours=1)).isoformat()}
+
 THACH_THANG = (16.0450, 108.2150)
 """Inside Hải Châu and inside the ward Thạch Thang that the fixture adds under it."""
 
