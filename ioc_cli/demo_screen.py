@@ -275,7 +275,7 @@ def show_districts(console: Console, dsn: str) -> None:
     table = Table(title=f"Da Nang districts at {now.astimezone(ICT):%Y-%m-%d %H:%M} ICT, as GET /api/v1/zones",
                   caption="water level: the highest of the stations' newest readings (m above each gauge's zero); "
                           "street flood: the deepest newest reading; warnings: stations or streets above their "
-                          "danger or alert level, as the Grafana water alerts count them (the lower of the two "
+                          "danger or alert level, each station counted once (the lower of its two "
                           "newest readings); uplinks: the last hour; PM2.5: the current hour's mean",
                   caption_justify="left")
     for col in ("district", "devices", "uplinks\nlast hour", "water level\nnow (m)", "river and sea\nwarnings",
