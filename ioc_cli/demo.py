@@ -315,15 +315,6 @@ def register(app: typer.Typer) -> None:
                 stored_until: datetime | None = row[0] if row else None
             log.info("database ready (%s); registered %d devices, left %d for the ingest to enrol; escalation "
                      "timers %s", mode, registered, left_out, timers)
-            hazards_stop = threading.Event()
-            hazards = run_hazard_evaluator(dsn, hazards_stop)
-
-            def stop_hazards() -> None:
-                hazards_stop.set()
-                hazards.join(30)
-
-            stack.callback(stop_hazards)  # before the database stops
-
             brokers: DemoBrokers | None = None
             if "IOC_MQTT_URL" in os.environ:
                 mqtt, feed, chirpstack_url = load(MqttSettings), load(FeedSettings), load(MqttSettings).url
@@ -378,6 +369,16 @@ def register(app: typer.Typer) -> None:
                 return None if found is None or found[0] is None else float(found[0])
 
             show_backfill(console, simulator, backfill, newest_uplink, stop)
+            # The evaluator starts once the backfill is stored: during it the newest readings are hours old, and
+            # every device, gateway and the ingest itself would look silent, opening incidents nobody should chase.
+            hazards_stop = threading.Event()
+            hazards = run_hazard_evaluator(dsn, hazards_stop)
+
+            def stop_hazards() -> None:
+                hazards_stop.set()
+                hazards.join(30)
+
+            stack.callback(stop_hazards)  # before the database stops
             if not stop.is_set():
                 console.print("real time from here: each sensor reports at its own interval; a district table "
                               f"every {summary_every:g} s", highlight=False)

@@ -239,11 +239,13 @@ def test_the_flood_takes_a_ward_of_hai_chau_and_one_of_another_district_to_alert
     """...and its operations story: an incident opens, escalates when nobody acknowledges it, and once Hải Châu
     is in danger a CAP warning drafted by one operator and approved by another reaches every stand-in exactly
     once and the public broker, retained."""
-    # The demo's moments shortened: alert about 30 s into real time, danger about 2 min (a level sensor in
+    # The demo's moments shortened: alert about 30 s into real time, danger about 2.5 min (a level sensor in
     # alarm reports every minute, so each change shows up to a minute later); escalation after 30 s.
     folder = tmp_path / "demo"
+    # Danger two level-sensor intervals (60 s) after alert: with less, a reading can land just before the alert
+    # moment and the next one past danger, and a ward would skip alert.
     demo = Demo(folder, "--devices", "100", "--backfill-hours", "0.5", "--flood-alert-after", "30",
-                "--flood-danger-after", "120", "--summary-every", "15", "--escalate-after", "30")
+                "--flood-danger-after", "150", "--summary-every", "15", "--escalate-after", "30")
     try:
         demo.wait_for("real time from here")
         live = time.monotonic()
