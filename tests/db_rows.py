@@ -7,7 +7,30 @@ from datetime import datetime
 
 import psycopg
 
-__all__ = ["insert_measurement", "insert_uplink"]
+from ingest.registry import DeviceRecord, register_devices, seed_zones
+from ioc_core.zones import Ring, Zone, load_default_zones
+
+__all__ = ["insert_measurement", "insert_uplink", "place_stations", "square"]
+
+
+def square(lon: float, lat: float, half: float = 0.002) -> tuple[Ring]:
+    """A small square zone boundary around a point (wards drawn inside a district for a test)."""
+    return (((lon - half, lat - half), (lon + half, lat - half), (lon + half, lat + half), (lon - half, lat + half),
+             (lon - half, lat - half)),)
+
+
+def place_stations(conn: psycopg.Connection, wards: list[Zone],
+                   devices: dict[str, tuple[str, Zone]]) -> dict[str, int]:
+    """The default districts with ``wards`` under them, and each device (dev_eui → kind, ward) registered at its
+    ward's centre; the devices' ids by dev_eui."""
+    seed_zones(conn, [*load_default_zones(), *wards])
+    records = []
+    for eui, (kind, ward) in devices.items():
+        west, south, east, north = ward.bounds
+        records.append(DeviceRecord(dev_eui=eui, name=f"station {eui[-2:]}", kind=kind,
+                                    latitude=(south + north) / 2, longitude=(west + east) / 2))
+    register_devices(conn, records)
+    return dict(conn.execute("SELECT dev_eui, id FROM devices").fetchall())
 
 
 def insert_uplink(conn: psycopg.Connection, device_id: int, at: datetime) -> None:

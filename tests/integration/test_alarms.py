@@ -11,24 +11,18 @@ from typing import Any
 import psycopg
 import pytest
 
-from ingest.registry import DeviceRecord, register_devices, seed_zones
-from ioc_core.zones import Zone, load_default_zones
+from ioc_core.zones import Zone
 from operations.alarms import CLEAR_AFTER_S
 from operations.evaluator import Round, evaluate, evaluate_round
-from tests.db_rows import insert_measurement, insert_uplink
+from tests.db_rows import insert_measurement, insert_uplink, place_stations, square
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def _square(lon: float, lat: float, half: float = 0.002) -> tuple[tuple[tuple[float, float], ...]]:
-    return (((lon - half, lat - half), (lon + half, lat - half), (lon + half, lat + half), (lon - half, lat + half),
-             (lon - half, lat - half)),)
-
-
-WARD_A = Zone("hc-ward-a", "Phường A", "ward", _square(108.222, 16.060), parent="hai-chau")
-WARD_B = Zone("hc-ward-b", "Phường B", "ward", _square(108.218, 16.050), parent="hai-chau")
+WARD_A = Zone("hc-ward-a", "Phường A", "ward", square(108.222, 16.060), parent="hai-chau")
+WARD_B = Zone("hc-ward-b", "Phường B", "ward", square(108.218, 16.050), parent="hai-chau")
 
 A1, A2, B1, B2 = "00000000000000a1", "00000000000000a2", "00000000000000b1", "00000000000000b2"
 # dev_eui → (kind, ward, minutes since its last uplink)
@@ -45,22 +39,10 @@ USERS = {"hc-op": ("operator", "hai-chau"), "wa-op": ("operator", "hc-ward-a"), 
          "city-op": ("operator", None), "old-op": ("operator", "hai-chau"), "hc-tech": ("technician", "hai-chau")}
 
 
-def _centre(zone: Zone) -> tuple[float, float]:
-    west, south, east, north = zone.bounds
-    return (west + east) / 2, (south + north) / 2
-
-
 @pytest.fixture
 def city(db_url: str) -> Iterator[dict[str, int]]:
     with psycopg.connect(db_url, autocommit=True) as conn:
-        seed_zones(conn, [*load_default_zones(), WARD_A, WARD_B])
-        records = []
-        for eui, (kind, ward, _age) in DEVICES.items():
-            lon, lat = _centre(ward)
-            records.append(DeviceRecord(dev_eui=eui, name=f"station {eui[-2:]}", kind=kind, latitude=lat,
-                                        longitude=lon))
-        register_devices(conn, records)
-        ids = dict(conn.execute("SELECT dev_eui, id FROM devices").fetchall())
+        ids = place_stations(conn, [WARD_A, WARD_B], {eui: (kind, ward) for eui, (kind, ward, _a) in DEVICES.items()})
         for eui, (_kind, _ward, age) in DEVICES.items():
             insert_uplink(conn, ids[eui], NOW - timedelta(minutes=age))
         for n, (name, (role, zone)) in enumerate(USERS.items()):
@@ -231,7 +213,8 @@ def test_every_technical_source_raises_its_alarm(db_url: str, city: dict[str, in
                      "VALUES ('rain_gauge', 'rain_rate', 0, 100)")
         insert_measurement(conn, city[B2], "rain_rate", 150.0, NOW - timedelta(minutes=2))
         # A gateway in ward A, last seen an hour ago; one in no zone, online.
-        lon, lat = _centre(WARD_A)
+        west, south, east, north = WARD_A.bounds
+        lon, lat = (west + east) / 2, (south + north) / 2
         conn.execute("INSERT INTO gateways (gateway_eui, name, latitude, longitude, last_seen_at) VALUES "
                      "('0016c001f0000001', 'gw hc', %s, %s, %s), ('0016c001f0000002', 'gw ok', 0, 0, %s)",
                      (lat, lon, NOW - timedelta(hours=1), NOW - timedelta(minutes=1)))

@@ -9,24 +9,18 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from ingest.registry import DeviceRecord, register_devices, seed_zones
-from ioc_core.zones import Zone, load_default_zones
+from ioc_core.zones import Zone
 from operations.evaluator import LOCK_KEY, evaluate
-from tests.db_rows import insert_measurement, insert_uplink
+from tests.db_rows import insert_measurement, insert_uplink, place_stations, square
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_modes]
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def _square(lon: float, lat: float, half: float = 0.002) -> tuple[tuple[tuple[float, float], ...]]:
-    return (((lon - half, lat - half), (lon + half, lat - half), (lon + half, lat + half), (lon - half, lat + half),
-             (lon - half, lat - half)),)
-
-
 # Two wards of Hải Châu, small squares inside the district.
-WARD_A = Zone("hc-ward-a", "Phường A", "ward", _square(108.222, 16.060), parent="hai-chau")
-WARD_B = Zone("hc-ward-b", "Phường B", "ward", _square(108.218, 16.050), parent="hai-chau")
+WARD_A = Zone("hc-ward-a", "Phường A", "ward", square(108.222, 16.060), parent="hai-chau")
+WARD_B = Zone("hc-ward-b", "Phường B", "ward", square(108.218, 16.050), parent="hai-chau")
 
 # dev_eui → (kind, ward, minutes since its last uplink or None)
 DEVICES = {
@@ -37,30 +31,16 @@ DEVICES = {
 }
 
 
-def _centre(zone: Zone) -> tuple[float, float]:
-    west, south, east, north = zone.bounds
-    return (west + east) / 2, (south + north) / 2
-
-
 @pytest.fixture
 def city(db_url: str) -> Iterator[dict[str, int]]:
     with psycopg.connect(db_url, autocommit=True) as conn:
-        seed_zones(conn, [*load_default_zones(), WARD_A, WARD_B])
-        records = []
-        for eui, (kind, ward, _age) in DEVICES.items():
-            lon, lat = _centre(ward)
-            records.append(DeviceRecord(dev_eui=eui, name=f"station {eui[-2:]}", kind=kind, latitude=lat,
-                                        longitude=lon))
-        register_devices(conn, records)
+        ids = place_stations(conn, [WARD_A, WARD_B], {eui: (kind, ward) for eui, (kind, ward, _a) in DEVICES.items()})
         placed = dict(conn.execute("SELECT d.dev_eui, z.code FROM devices d JOIN zones z ON z.id = d.zone_id"))
         assert placed == {eui: ward.code for eui, (_k, ward, _a) in DEVICES.items()}, placed
-        ids = dict(conn.execute("SELECT dev_eui, id FROM devices").fetchall())
         for eui, (_kind, _ward, age) in DEVICES.items():
             if age is not None:
                 insert_uplink(conn, ids[eui], NOW - timedelta(minutes=age))
         yield ids
-
-
 
 
 def _statuses(conn: psycopg.Connection) -> dict[tuple[str, str], str]:
