@@ -13,7 +13,7 @@ as decoded JSON: the caller parses them into its own types.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -119,6 +119,22 @@ class IocApiClient:
         return self._call("POST", "/devices:import", params={"dry_run": "true" if dry_run else "false"},
                           data=_Upload(csv, sent), headers={"Content-Type": "text/csv; charset=utf-8",
                                                             "Content-Length": str(len(csv))})
+
+    # -- operations ------------------------------------------------------------------------------------------
+
+    def set_my_notifications(self, routes: Sequence[Mapping[str, str]]) -> Any:
+        """``PUT /me/notifications``: the caller's own channels, replacing the ones they had."""
+        return self._call("PUT", "/me/notifications", json={"routes": [dict(r) for r in routes]})
+
+    def list_warnings(self, incident_id: int) -> Any:
+        return self._call("GET", "/warnings", params={"incident_id": incident_id})
+
+    def draft_warning(self, incident_id: int, body: Mapping[str, Any] | None = None) -> Any:
+        """``POST /incidents/{id}/warnings``: an empty body drafts the defaults from the incident."""
+        return self._call("POST", f"/incidents/{incident_id}/warnings", json=dict(body or {}))
+
+    def approve_warning(self, warning_id: int) -> Any:
+        return self._call("POST", f"/warnings/{warning_id}/approve")
 
     # -- the wire --------------------------------------------------------------------------------------------
 

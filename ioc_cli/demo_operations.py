@@ -15,8 +15,6 @@ import logging
 import os
 import secrets
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +24,7 @@ from typing import Any, Final
 from pydantic import SecretStr
 
 from gateways.database import Connection, DatabaseUnavailable, close_quietly, connect
+from gateways.ioc_api_client import IocApiClient, IocApiError
 from ioc_cli.standins.loopback import LoopbackServer, Request
 from ioc_cli.standins.sms import SmsStandIn
 from ioc_cli.standins.webhook_receiver import WebhookReceiver
@@ -276,9 +275,9 @@ def choose_operator_channels(api_url: str, district: Operator, city: Operator, w
     concerns them: the district operator of new and escalated incidents in Hải Châu, the city operator of
     escalations; each on a path of their own at the webhook stand-in."""
     for operator, events in ((district, ("incident_new", "escalated")), (city, ("escalated",))):
-        _Http(api_url, operator.key_file.read_text().strip()).call("PUT", "/api/v1/me/notifications", {
-            "routes": [{"event": e, "channel": "webhook", "address": f"{webhook_url}/hooks/{operator.name}"}
-                       for e in events]})
+        with _client(api_url, operator) as client:
+            client.set_my_notifications([{"event": e, "channel": "webhook",
+                                          "address": f"{webhook_url}/hooks/{operator.name}"} for e in events])
 
 
 def run_dispatcher(dsn: str, settings: NotifySettings, feed: FeedSettings, mqtt: MqttSettings,
@@ -340,20 +339,6 @@ def next_step(incident_id: int, warnings: Sequence[Mapping[str, Any]]) -> Step:
     return "draft", incident_id
 
 
-class _Http:
-    """The API over HTTP with one operator's key, as the operator's curl would reach it."""
-
-    def __init__(self, base: str, key: str) -> None:
-        self.base, self.key = base, key
-
-    def call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        request = urllib.request.Request(
-            self.base + path, method=method, data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-
 class WarningAutopilot:
     """Once the home district's flood reaches danger and it has an open incident, the district operator drafts a
     public warning from it and the city operator approves it, through the API; it says so on ``say``."""
@@ -364,8 +349,8 @@ class WarningAutopilot:
                  *, hazard: str = "flood", every_s: float = 2.0) -> None:
         self.dsn, self.api_url, self.hazard, self.every_s = dsn, api_url, hazard, every_s
         self.district_code = district.zones[0]
-        self._district = _Http(api_url, district.key_file.read_text().strip())
-        self._city = _Http(api_url, city.key_file.read_text().strip())
+        self._district = _client(api_url, district)
+        self._city = _client(api_url, city)
         self._say = say
         self.approved: dict[str, Any] | None = None
         self._thread: threading.Thread | None = None
@@ -385,15 +370,15 @@ class WarningAutopilot:
         incident = self._incident()
         if incident is None:
             return False
-        warnings = self._city.call("GET", f"/api/v1/warnings?incident_id={incident}")["items"]
+        warnings = self._city.list_warnings(incident)["items"]
         action, ident = next_step(incident, warnings)
         if action == "draft":
-            drafted = self._district.call("POST", f"/api/v1/incidents/{incident}/warnings", {})
+            drafted = self._district.draft_warning(incident)
             self._say(f"[bold]warning[/]  {DISTRICT_USER} drafted {drafted['identifier']} from incident {incident} "
                       f"for {', '.join(drafted['zones'])} (automatic in the demo)")
             action, ident = "approve", int(drafted["id"])
         if action == "approve":
-            done = self._city.call("POST", f"/api/v1/warnings/{ident}/approve")
+            done = self._city.approve_warning(ident)
             self._say(f"[bold]warning[/]  {CITY_USER} approved {done['identifier']} (drafted by "
                       f"{done['drafted_by']}): CAP {done['cap_url']} - on its way to the public feed and the "
                       "stand-ins")
@@ -410,9 +395,9 @@ class WarningAutopilot:
                     if self.step():
                         return
                     failures = 0
-                except urllib.error.HTTPError as err:
+                except IocApiError as err:
                     failures += 1
-                    log.warning("the demo's warning: HTTP %s %s", err.code, err.read()[:300].decode(errors="replace"))
+                    log.warning("the demo's warning: HTTP %s %s", err.status, err)
                 except Exception:  # the demo goes on; the next look tries again
                     failures += 1
                     log.exception("the demo's warning failed")
@@ -422,6 +407,18 @@ class WarningAutopilot:
                     return
                 stop.wait(self.every_s)
 
-        self._thread = threading.Thread(target=loop, name="demo-warning", daemon=True)
+        def run() -> None:
+            try:
+                loop()
+            finally:
+                self._district.close()
+                self._city.close()
+
+        self._thread = threading.Thread(target=run, name="demo-warning", daemon=True)
         self._thread.start()
         return self._thread
+
+
+def _client(api_url: str, operator: Operator) -> IocApiClient:
+    """The API with one operator's key, as the operator's curl would reach it."""
+    return IocApiClient(api_url, SecretStr(operator.key_file.read_text().strip()), timeout_s=30.0)
