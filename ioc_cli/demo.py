@@ -37,6 +37,7 @@ from ioc_cli.demo_operations import (
     DISTRICT_USER,
     ESCALATE_AFTER_S,
     RECEIVED,
+    TECHNICIAN_USER,
     Receivers,
     WarningAutopilot,
     choose_operator_channels,
@@ -88,7 +89,7 @@ log = logging.getLogger("ioc.demo")
 # What the demo keeps in its folder; --fresh removes exactly these.
 _POSTGRES, _MARKER, _KEY_FILE, _LOG_FILE = "postgres", "schema.sha256", "api-key", "demo.log"
 _OWNED = (_POSTGRES, _MARKER, _KEY_FILE, _LOG_FILE, "brokers", "mosquitto-internal", "mosquitto-public", RECEIVED,
-          f"{_KEY_FILE}-{DISTRICT_USER}", f"{_KEY_FILE}-{CITY_USER}")
+          f"{_KEY_FILE}-{DISTRICT_USER}", f"{_KEY_FILE}-{CITY_USER}", f"{_KEY_FILE}-{TECHNICIAN_USER}")
 
 
 def _demo_dir() -> Path:
@@ -415,7 +416,7 @@ def _start_operations(stack: ExitStack, console: Console, dsn: str, work: Path, 
     """The two operators, the stand-ins as the public warning's recipients, the dispatcher and the autopilot
     that drafts and approves the warning; each stops before what it needs (the API, the database)."""
     with connect(dsn, autocommit=True) as conn:
-        district, city = create_operators(conn, work, HOME_DISTRICT)
+        district, city, technician = create_operators(conn, work, HOME_DISTRICT)
     received = work / RECEIVED
     receivers: Receivers = start_receivers(received)
     stack.callback(receivers.stop)
@@ -444,7 +445,9 @@ def _start_operations(stack: ExitStack, console: Console, dsn: str, work: Path, 
 
     stack.callback(stop_pilot)
     return OperationsBanner(district_user=district.name, district_key=district.key_file, city_user=city.name,
-                            city_key=city.key_file, district=HOME_DISTRICT, escalate_after_s=escalate_after_s,
+                            city_key=city.key_file, technician_user=technician.name,
+                            technician_key=technician.key_file, district=HOME_DISTRICT,
+                            escalate_after_s=escalate_after_s,
                             received=received, channels=receivers.channels(), smtp_missing=receivers.smtp_missing)
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "CITY_USER",
     "DISTRICT_USER",
     "ESCALATE_AFTER_S",
+    "TECHNICIAN_USER",
     "Journal",
     "Operator",
     "Receivers",
@@ -56,6 +57,8 @@ DISTRICT_USER: Final = "demo-district"
 """The district centre's operator, on Hải Châu: drafts the warning."""
 CITY_USER: Final = "demo-city"
 """The city IOC's operator, on every zone: approves it."""
+TECHNICIAN_USER: Final = "demo-technician"
+"""A field technician on the same district: the console's technician view (devices, registering from a QR code)."""
 ESCALATE_AFTER_S: Final = 90.0
 """The demo's escalation timer (production: critical 300 s, major 900 s), so escalation shows in minutes."""
 ZALO_TEMPLATE: Final = "demo-ioc-warning"
@@ -92,17 +95,19 @@ class Operator:
     key_file: Path
 
 
-def create_operators(conn: Connection, folder: Path, district: str) -> tuple[Operator, Operator]:
-    """The district operator (on ``district``) and the city operator (all zones), each with a new key written to
-    ``folder/api-key-<name>``; a previous run's users of those names go first (their audit records stay)."""
+def create_operators(conn: Connection, folder: Path, district: str) -> tuple[Operator, Operator, Operator]:
+    """The district operator (on ``district``), the city operator (all zones) and a technician (on ``district``),
+    each with a new key written to ``folder/api-key-<name>``; a previous run's users of those names go first
+    (their audit records stay)."""
     from ioc_api.queries.users import create_user  # the users' one home, shared with the API
 
     made = []
-    for name, zones in ((DISTRICT_USER, [district]), (CITY_USER, [])):
+    for name, role, zones in ((DISTRICT_USER, "operator", [district]), (CITY_USER, "operator", []),
+                              (TECHNICIAN_USER, "technician", [district])):
         conn.execute("DELETE FROM api_users WHERE name = %s", (name,))
-        _user, key = create_user(conn, name, "operator", zones, actor="ioc demo")
+        _user, key = create_user(conn, name, role, zones, actor="ioc demo")
         made.append(Operator(name, tuple(zones), write_private(folder / f"api-key-{name}", key.key)))
-    return made[0], made[1]
+    return made[0], made[1], made[2]
 
 
 class Journal:

@@ -63,6 +63,8 @@ class OperationsBanner:
     district_key: Path
     city_user: str
     city_key: Path
+    technician_user: str
+    technician_key: Path
     district: str
     escalate_after_s: float
     received: Path
@@ -100,6 +102,12 @@ def show_banner(console: Console, b: Banner) -> None:
         console.print(text, soft_wrap=True, highlight=False)  # commands stay on one line, so they can be copied
 
     console.rule("IOC platform demo")
+    if b.api_url and b.operations:
+        o = b.operations
+        # First, because it is where a newcomer starts: a browser, not curl.
+        say(f"[bold]console[/]   {b.api_url}/console/   sign in with a key (paste the file's text): city IOC "
+            f"{o.city_user} in {o.city_key}; district centre {o.district_user} in {o.district_key}; technician "
+            f"{o.technician_user} in {o.technician_key}")
     if b.api_url and b.key_file:
         say(f"[bold]API[/]       {b.api_url}/docs   admin key in {b.key_file} (readable by you only)\n"
             f"          curl -H \"Authorization: Bearer $(cat {b.key_file})\" {b.api_url}/api/v1/zones")

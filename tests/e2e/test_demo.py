@@ -128,10 +128,13 @@ def test_demo_backfills_then_runs_in_real_time_and_stops_quietly_on_ctrl_c(tmp_p
         demo.wait_for("real time from here")
         demo.wait_for("as GET /api/v1/zones")
         out = demo.out
-        # The banner's first lines: where the API is, where its key is, which storage mode runs.
-        first = out.split("IOC platform demo", 1)[1].splitlines()[1:4]
-        assert first[0].startswith("API") and f"admin key in {folder}/api-key" in first[0]
-        assert first[2].startswith("storage") and STORAGE in first[2]
+        # The banner's first lines: the console and how to sign in, where the API is, where its key is, which
+        # storage mode runs.
+        first = out.split("IOC platform demo", 1)[1].splitlines()[1:5]
+        assert re.match(r"console\s+http://127\.0\.0\.1:\d+/console/\s+sign in with a key", first[0]), first
+        assert f"{folder}/api-key-demo-city" in first[0] and f"{folder}/api-key-demo-technician" in first[0]
+        assert first[1].startswith("API") and f"admin key in {folder}/api-key" in first[1]
+        assert first[3].startswith("storage") and STORAGE in first[3]
         assert "new (a next run reuses it" in out and "backfilling the past 2.0 h" in out
         # Commands that work as printed: started through run.sh, they go through it too.
         assert re.search(r"IOC_DATABASE_URL='\S+' \./run\.sh ioc deadletters list", out)

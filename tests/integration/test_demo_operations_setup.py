@@ -15,6 +15,7 @@ from ingest.registry import seed_zones
 from ioc_cli.demo_operations import (
     CITY_USER,
     DISTRICT_USER,
+    TECHNICIAN_USER,
     create_operators,
     forget_gone_stand_ins,
     shorten_escalation,
@@ -43,16 +44,18 @@ def test_the_operators_are_made_afresh_with_private_keys(conn: Connection, tmp_p
     seed_zones(conn, load_default_zones())
     first = create_operators(conn, tmp_path, "hai-chau")
     keys = [op.key_file.read_text() for op in first]
-    district, city = create_operators(conn, tmp_path, "hai-chau")  # a second run: the same users, new keys
+    district, city, technician = create_operators(conn, tmp_path, "hai-chau")  # a second run: new keys
     assert (district.name, district.zones, city.name, city.zones) == (DISTRICT_USER, ("hai-chau",), CITY_USER, ())
-    assert [op.key_file.read_text() for op in (district, city)] != keys
-    for op in (district, city):
+    assert (technician.name, technician.zones) == (TECHNICIAN_USER, ("hai-chau",))
+    assert [op.key_file.read_text() for op in (district, city, technician)] != keys
+    for op in (district, city, technician):
         assert op.key_file == tmp_path / f"api-key-{op.name}" and stat.S_IMODE(op.key_file.stat().st_mode) == 0o600
     rows = conn.execute(
         """SELECT u.name, u.role, array_remove(array_agg(z.code ORDER BY z.code), NULL) FROM api_users u
            LEFT JOIN api_user_zones uz ON uz.user_id = u.id LEFT JOIN zones z ON z.id = uz.zone_id
            WHERE u.name LIKE 'demo-%' GROUP BY u.name, u.role ORDER BY u.name""").fetchall()
-    assert rows == [(CITY_USER, "operator", []), (DISTRICT_USER, "operator", ["hai-chau"])]
+    assert rows == [(CITY_USER, "operator", []), (DISTRICT_USER, "operator", ["hai-chau"]),
+                    (TECHNICIAN_USER, "technician", ["hai-chau"])]
 
 
 def test_a_previous_runs_pending_webhooks_are_given_up_and_nothing_else(conn: Connection) -> None:

@@ -127,7 +127,9 @@ def test_the_banner_says_where_to_look_and_how_an_operator_would_do_it_by_hand(t
                           developer=("dev-1", "secret"), directory=tmp_path / "brokers")
     operations = OperationsBanner(district_user="demo-district", district_key=tmp_path / "api-key-demo-district",
                                   city_user="demo-city", city_key=tmp_path / "api-key-demo-city",
-                                  district="hai-chau", escalate_after_s=90.0, received=tmp_path / "received",
+                                  technician_user="demo-technician",
+                                  technician_key=tmp_path / "api-key-demo-technician", district="hai-chau",
+                                  escalate_after_s=90.0, received=tmp_path / "received",
                                   channels=("webhook", "zalo", "sms"), smtp_missing="aiosmtpd is not installed")
     banner = Banner(dsn="postgresql://x", mode="postgresql", mode_reason="r", folder=tmp_path, reused=False,
                     api_url="http://127.0.0.1:8000", key_file=tmp_path / "api-key", log_file=tmp_path / "demo.log",
@@ -136,6 +138,11 @@ def test_the_banner_says_where_to_look_and_how_an_operator_would_do_it_by_hand(t
     out = io.StringIO()
     show_banner(Console(file=out, width=300, color_system=None), banner)
     text = out.getvalue()
+    # The first line after the title: the console, and which key file signs in as whom.
+    first = text.split("IOC platform demo", 1)[1].splitlines()[1]
+    assert first.startswith("console   http://127.0.0.1:8000/console/   sign in with a key"), first
+    for who in ("demo-city", "demo-district", "demo-technician"):
+        assert f"{who} in {tmp_path}/api-key-{who}" in first
     assert "every escalation timer is 90 s" in text and "automatic in the demo" in text
     assert (f'curl -X POST -H "Authorization: Bearer $(cat {tmp_path}/api-key-demo-district)" '
             "http://127.0.0.1:8000/api/v1/incidents/ID/warnings") in text
